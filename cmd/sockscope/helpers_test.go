@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sockscope/sockscope/internal/testenv"
+)
+
+// Binaries under test, built once by TestMain.
+var (
+	sockscopeBin string
+	tcploadBin   string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sockscope-test-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	sockscopeBin = filepath.Join(dir, "sockscope")
+	tcploadBin = filepath.Join(dir, "tcpload")
+	for bin, pkg := range map[string]string{sockscopeBin: ".", tcploadBin: "../../tools/tcpload"} {
+		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// jsonEvent is one line of `sockscope trace -o json`.
+type jsonEvent struct {
+	Time        string `json:"time"`
+	Type        string `json:"type"`
+	Container   string `json:"container"`
+	ContainerID string `json:"container_id"`
+	Netns       uint32 `json:"netns"`
+	Pid         int    `json:"pid"`
+	Comm        string `json:"comm"`
+	Family      string `json:"family"`
+	Saddr       string `json:"saddr"`
+	Sport       int    `json:"sport"`
+	Daddr       string `json:"daddr"`
+	Dport       int    `json:"dport"`
+	OldState    string `json:"old_state"`
+	NewState    string `json:"new_state"`
+	PrevStateUs int64  `json:"prev_state_us"`
+	Errno       string `json:"errno"`
+	LatencyUs   int64  `json:"latency_us"`
+}
+
+func requireTracing(t *testing.T) {
+	t.Helper()
+	testenv.Root(t)
+	testenv.BTF(t)
+	testenv.Command(t, "ip")
+}
+
+// netns is a network namespace the test created, with only loopback, removed at cleanup.
+type netns struct {
+	name  string
+	path  string
+	inode uint32
+}
+
+func newNetns(t *testing.T) netns {
+	t.Helper()
+	ns := newNetnsWithoutLoopback(t)
+	sh(t, "ip", "-n", ns.name, "link", "set", "lo", "up")
+	return ns
+}
+
+// newNetnsWithoutLoopback leaves lo down, so that nothing in it has a route, not even 127.0.0.1.
+// (Setting lo down after it was up keeps the local routes: connects then hang instead.)
+func newNetnsWithoutLoopback(t *testing.T) netns {
+	t.Helper()
+	name := fmt.Sprintf("sockscope-test-%d-%d", os.Getpid(), rand.IntN(1<<30))
+	sh(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "delete", name).Run() })
+	path := "/run/netns/" + name
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return netns{name: name, path: path, inode: uint32(st.Ino)}
+}
+
+// sysctl sets a per-netns sysctl inside ns.
+func (ns netns) sysctl(t *testing.T, kv string) {
+	t.Helper()
+	sh(t, "ip", "netns", "exec", ns.name, "sysctl", "-q", "-w", kv)
+}
+
+func sh(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// loadResult is tcpload's final summary line.
+type loadResult struct {
+	Pid      int            `json:"pid"`
+	OK       int            `json:"ok"`
+	Errors   map[string]int `json:"errors"`
+	Accepted int            `json:"accepted"`
+}
+
+// tcpload runs `tcpload ARGS...` inside ns to completion and returns its summary.
+func (ns netns) tcpload(t *testing.T, args ...string) loadResult {
+	t.Helper()
+	out := sh(t, "ip", append([]string{"netns", "exec", ns.name, tcploadBin}, args...)...)
+	var r loadResult
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
+		t.Fatalf("tcpload %v: %v in %q", args, err, out)
+	}
+	return r
+}
+
+// server is a `tcpload serve` running in a netns.
+type server struct {
+	cmd *exec.Cmd
+	pid int
+	out *bufio.Reader
+}
+
+func (ns netns) serve(t *testing.T, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.name, tcploadBin, "serve"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, out: bufio.NewReader(stdout)}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := s.out.ReadString('\n')
+	if err != nil {
+		t.Fatalf("tcpload serve %v did not get ready: %v", args, err)
+	}
+	var ready struct {
+		Ready bool `json:"ready"`
+		Pid   int  `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(line), &ready); err != nil || !ready.Ready {
+		t.Fatalf("tcpload serve: unexpected first line %q", line)
+	}
+	s.pid = ready.Pid
+	return s
+}
+
+// stop ends the server with SIGTERM and waits for it.
+func (s *server) stop(t *testing.T) {
+	t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	io.Copy(io.Discard, s.out)
+	s.cmd.Wait()
+}
+
+// tracer is a running `sockscope trace -o json`.
+type tracer struct {
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	stderr *bufio.Reader
+	errBuf bytes.Buffer
+	done   chan struct{}
+}
+
+// startTrace starts sockscope with args plus `-o json` and waits for its "attached" line.
+func startTrace(t *testing.T, args ...string) *tracer {
+	t.Helper()
+	tr := &tracer{cmd: exec.Command(sockscopeBin, append([]string{"trace", "-o", "json"}, args...)...), done: make(chan struct{})}
+	tr.cmd.Stdout = &tr.stdout
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.cmd.Stderr = pw
+	start := time.Now()
+	if err := tr.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	t.Cleanup(func() {
+		if tr.cmd.ProcessState == nil {
+			tr.cmd.Process.Kill()
+			tr.cmd.Wait()
+		}
+	})
+	attached := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		ok := false
+		for sc.Scan() {
+			line := sc.Text()
+			tr.errBuf.WriteString(line + "\n")
+			if !ok && strings.HasPrefix(line, "sockscope: attached") {
+				ok = true
+				attached <- nil
+			}
+		}
+		if !ok {
+			attached <- fmt.Errorf("exited before attaching")
+		}
+		close(tr.done)
+	}()
+	select {
+	case err := <-attached:
+		if err != nil {
+			tr.cmd.Wait()
+			<-tr.done
+			t.Fatalf("sockscope trace %v: %v; stderr:\n%s", args, err, tr.errBuf.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("sockscope trace %v did not attach within 20s; stderr:\n%s", args, tr.errBuf.String())
+	}
+	t.Logf("sockscope trace %v attached in %v", args, time.Since(start).Round(time.Millisecond))
+	return tr
+}
+
+// stop sends SIGINT, waits for a clean exit, and returns the parsed events and stderr.
+func (tr *tracer) stop(t *testing.T) ([]jsonEvent, string) {
+	t.Helper()
+	tr.cmd.Process.Signal(syscall.SIGINT)
+	err := tr.cmd.Wait()
+	<-tr.done
+	stderr := tr.errBuf.String()
+	if err != nil {
+		t.Fatalf("sockscope trace exited with %v; stderr:\n%s", err, stderr)
+	}
+	if !strings.Contains(stderr, " 0 lost") {
+		t.Errorf("sockscope reported lost events:\n%s", stderr)
+	}
+	var evs []jsonEvent
+	for _, line := range strings.Split(strings.TrimSpace(tr.stdout.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var e jsonEvent
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("bad JSON line %q: %v", line, err)
+		}
+		evs = append(evs, e)
+	}
+	return evs, stderr
+}
+
+// transitions counts state events as "OLD->NEW".
+func transitions(evs []jsonEvent, keep func(jsonEvent) bool) map[string]int {
+	m := map[string]int{}
+	for _, e := range evs {
+		if e.Type == "state" && (keep == nil || keep(e)) {
+			m[e.OldState+"->"+e.NewState]++
+		}
+	}
+	return m
+}
+
+// connects counts connect events by errno ("" = success).
+func connects(evs []jsonEvent, keep func(jsonEvent) bool) map[string]int {
+	m := map[string]int{}
+	for _, e := range evs {
+		if e.Type == "connect" && (keep == nil || keep(e)) {
+			m[e.Errno]++
+		}
+	}
+	return m
+}
+
+func assertCounts(t *testing.T, what string, got, want map[string]int) {
+	t.Helper()
+	keys := map[string]bool{}
+	for k := range got {
+		keys[k] = true
+	}
+	for k := range want {
+		keys[k] = true
+	}
+	for k := range keys {
+		if got[k] != want[k] {
+			t.Errorf("%s %q: got %d, want %d (all: got %v, want %v)", what, k, got[k], want[k], got, want)
+		}
+	}
+}

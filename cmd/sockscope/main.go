@@ -1,0 +1,81 @@
+// Command sockscope makes containers' TCP life visible from the host, with eBPF.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+
+	"github.com/sockscope/sockscope/loader"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+const usage = `sockscope makes every container's TCP life visible from the host, with eBPF.
+
+Usage:
+  sockscope trace [flags]   live TCP state transitions and connect outcomes, per container
+  sockscope version         the version and the kernel features sockscope found
+  sockscope help            this text
+
+Run 'sockscope COMMAND --help' for a command's flags.
+`
+
+// usageError is a bad command line: exit status 2, with a hint to --help.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "trace":
+		err = runTrace(args[1:], stdout, stderr)
+	case "version", "--version":
+		err = runVersion(stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		err = usageError{fmt.Sprintf("unknown command %q", args[0])}
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		cmd := "sockscope"
+		if args[0] == "trace" {
+			cmd = "sockscope " + args[0]
+		}
+		fmt.Fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", cmd, ue.msg, cmd)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "sockscope: %v\n", err)
+		return 1
+	}
+}
+
+func runVersion(stdout io.Writer) error {
+	fmt.Fprintf(stdout, "sockscope %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintln(stdout, "kernel features:")
+	for _, f := range loader.Features() {
+		if f.Err == nil {
+			fmt.Fprintf(stdout, "  %-30s yes\n", f.Name)
+		} else {
+			fmt.Fprintf(stdout, "  %-30s no (%v)\n", f.Name, f.Err)
+		}
+	}
+	return nil
+}

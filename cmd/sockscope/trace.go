@@ -1,0 +1,373 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/spf13/pflag"
+
+	"github.com/sockscope/sockscope/containers"
+	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/loader"
+)
+
+type traceFlags struct {
+	containers    []string
+	pid           int
+	netns         string
+	ports         []int
+	family        int
+	state         string
+	connectErrors bool
+	output        string
+	duration      time.Duration
+	count         int
+	dockerHost    string
+}
+
+func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error) {
+	f := &traceFlags{}
+	fs := pflag.NewFlagSet("sockscope trace", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringArrayVarP(&f.containers, "container", "c", nil, "trace this container (name or ID prefix); repeatable")
+	fs.IntVar(&f.pid, "pid", 0, "only sockets owned by this process (host PID)")
+	fs.StringVar(&f.netns, "netns", "", "only this network namespace: an inode, or a path such as /proc/PID/ns/net or /run/netns/NAME")
+	fs.IntSliceVarP(&f.ports, "port", "p", nil, "only sockets with this local or remote port; repeatable")
+	fs.IntVar(&f.family, "family", 0, "only IPv4 (4) or IPv6 (6)")
+	fs.StringVar(&f.state, "state", "", "only transitions from or to this TCP state (e.g. ESTABLISHED, TIME_WAIT)")
+	fs.BoolVar(&f.connectErrors, "connect-errors", false, "only failed connects")
+	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
+	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 30s); 0 = until Ctrl-C")
+	fs.IntVar(&f.count, "count", 0, "stop after this many events; 0 = no limit")
+	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		return nil, false, usageError{err.Error()}
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: sockscope trace [flags]\n\nLive TCP state transitions and connect outcomes (errno, latency), named by container.\n\nFlags:\n%s", fs.FlagUsages())
+		return nil, true, nil
+	}
+	if fs.NArg() > 0 {
+		return nil, false, usageError{fmt.Sprintf("unexpected argument %q (containers are given with --container NAME)", fs.Arg(0))}
+	}
+	if f.output != "table" && f.output != "json" {
+		return nil, false, usageError{fmt.Sprintf("--output must be table or json, not %q", f.output)}
+	}
+	if f.family != 0 && f.family != 4 && f.family != 6 {
+		return nil, false, usageError{fmt.Sprintf("--family must be 4 or 6, not %d", f.family)}
+	}
+	for _, p := range f.ports {
+		if p < 1 || p > 65535 {
+			return nil, false, usageError{fmt.Sprintf("--port must be between 1 and 65535, not %d", p)}
+		}
+	}
+	if f.state != "" {
+		if _, ok := events.ParseState(f.state); !ok {
+			return nil, false, usageError{fmt.Sprintf("--state %q is not a TCP state; use one of %s", f.state, strings.Join(events.StateNames(), ", "))}
+		}
+	}
+	if f.pid < 0 {
+		return nil, false, usageError{fmt.Sprintf("--pid must be a process ID, not %d", f.pid)}
+	}
+	if f.count < 0 {
+		return nil, false, usageError{fmt.Sprintf("--count must not be negative, not %d", f.count)}
+	}
+	if f.duration < 0 {
+		return nil, false, usageError{fmt.Sprintf("--duration must not be negative, not %s", f.duration)}
+	}
+	return f, false, nil
+}
+
+// namer names network namespaces; containers.Names, or just the host without Docker.
+type namer interface {
+	Lookup(inode uint32) (name, id string, ok bool)
+}
+
+type hostOnly uint32
+
+func (h hostOnly) Lookup(inode uint32) (string, string, bool) {
+	if inode == uint32(h) {
+		return "host", "", true
+	}
+	return "", "", false
+}
+
+func runTrace(args []string, stdout, stderr io.Writer) error {
+	f, helped, err := parseTraceFlags(args, stdout)
+	if err != nil || helped {
+		return err
+	}
+	if err := loader.CheckBTF(); err != nil {
+		return err
+	}
+	if err := loader.CheckPrivileges(); err != nil {
+		return err
+	}
+	cfg := loader.TraceConfig{ConnectErrorsOnly: f.connectErrors, Pid: uint32(f.pid)}
+	for _, p := range f.ports {
+		cfg.Ports = append(cfg.Ports, uint16(p))
+	}
+	switch f.family {
+	case 4:
+		cfg.Family = loader.AFInet
+	case 6:
+		cfg.Family = loader.AFInet6
+	}
+	if f.state != "" {
+		s, _ := events.ParseState(f.state)
+		cfg.State = uint8(s)
+	}
+	if f.pid != 0 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", f.pid)); err != nil {
+			return fmt.Errorf("--pid %d: no such process", f.pid)
+		}
+	}
+	var fixedNetns []uint32
+	if f.netns != "" {
+		ino, err := parseNetns(f.netns)
+		if err != nil {
+			return err
+		}
+		fixedNetns = append(fixedNetns, ino)
+	}
+	cfg.FilterNetns = len(fixedNetns) > 0 || len(f.containers) > 0
+	cfg.Netns = fixedNetns
+
+	hostNetns, err := containers.HostNetns()
+	if err != nil {
+		return fmt.Errorf("find the host's network namespace: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// Docker: required to resolve --container, optional for naming.
+	var selected []string
+	docker, err := containers.Dial(ctx, f.dockerHost)
+	if err != nil {
+		if len(f.containers) > 0 {
+			return err
+		}
+		fmt.Fprintf(stderr, "sockscope: warning: %v; showing network namespace inodes instead of container names\n", err)
+		docker = nil
+	} else {
+		defer docker.Close()
+		for _, q := range f.containers {
+			c, err := docker.Find(ctx, q)
+			if err != nil {
+				return err
+			}
+			selected = append(selected, c.ID)
+		}
+	}
+
+	tracer, err := loader.OpenTrace(cfg)
+	if err != nil {
+		return err
+	}
+	defer tracer.Close()
+
+	var names namer = hostOnly(hostNetns)
+	if docker != nil {
+		var mu sync.Mutex
+		w := containers.NewWatcher(docker, hostNetns, selected, func(netns []uint32) {
+			if len(selected) == 0 {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err := tracer.SetNetns(append(append([]uint32(nil), fixedNetns...), netns...)); err != nil {
+				fmt.Fprintf(stderr, "sockscope: %v\n", err)
+			}
+		})
+		w.OnError = func(err error) {
+			fmt.Fprintf(stderr, "sockscope: warning: Docker: %v (retrying)\n", err)
+		}
+		if err := w.Sync(ctx); err != nil {
+			if len(selected) > 0 {
+				return err
+			}
+			fmt.Fprintf(stderr, "sockscope: warning: %v\n", err)
+		}
+		names = w.Names()
+		go w.Run(ctx)
+	}
+
+	what := "all network namespaces"
+	switch {
+	case len(f.containers) > 0:
+		what = "container " + strings.Join(f.containers, ", ")
+		if f.netns != "" {
+			what += " and netns " + f.netns
+		}
+	case f.netns != "":
+		what = "netns " + f.netns
+	}
+	fmt.Fprintf(stderr, "sockscope: attached, tracing %s (Ctrl-C to stop)\n", what)
+
+	return traceLoop(tracer, names, f, stdout, stderr)
+}
+
+func parseNetns(s string) (uint32, error) {
+	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
+		return uint32(n), nil
+	}
+	ino, err := containers.NetnsInodeOfPath(s)
+	if err != nil {
+		return 0, fmt.Errorf("--netns %s: %w", s, err)
+	}
+	return ino, nil
+}
+
+// flushDelay bounds how long an event waits in the output buffer once the ring is drained.
+const flushDelay = 50 * time.Millisecond
+
+func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr io.Writer) error {
+	out := bufio.NewWriterSize(stdout, 64<<10)
+	var stopping atomic.Bool
+	stop := func() {
+		if stopping.CompareAndSwap(false, true) {
+			tracer.Detach()
+			tracer.Flush()
+		}
+	}
+
+	signal.Ignore(syscall.SIGPIPE) // a closed pipe becomes EPIPE, which ends the trace quietly
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; ok {
+			stop()
+		}
+	}()
+	if f.duration > 0 {
+		t := time.AfterFunc(f.duration, stop)
+		defer t.Stop()
+	}
+
+	// Lost events are reported as they happen, not only at the end.
+	var lostReported atomic.Uint64
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if n, err := tracer.Lost(); err == nil {
+					if prev := lostReported.Swap(n); n > prev {
+						fmt.Fprintf(stderr, "sockscope: lost %d events (ring buffer full; %d lost in all)\n", n-prev, n)
+					}
+				}
+			}
+		}
+	}()
+
+	clock := events.NewClock()
+	var (
+		rec          ringbuf.Record
+		ev           events.Event
+		buf          []byte
+		nState, nCon uint64
+		written      int
+		deadlineSet  bool
+		pipeClosed   bool
+	)
+	if f.output == "table" {
+		buf = events.AppendTableHeader(buf)
+	}
+	for {
+		err := tracer.ReadInto(&rec)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if err := out.Flush(); err != nil {
+					pipeClosed = isEPIPE(err)
+					if !pipeClosed {
+						return fmt.Errorf("write output: %w", err)
+					}
+					break
+				}
+				tracer.SetDeadline(time.Time{})
+				deadlineSet = false
+				continue
+			}
+			if errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, os.ErrClosed) {
+				break
+			}
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		if events.Decode(rec.RawSample, &ev) != nil {
+			continue
+		}
+		name, id, ok := names.Lookup(ev.Netns)
+		if !ok {
+			name, id = "", ""
+		}
+		wall := clock.Wall(ev.Mono)
+		buf = buf[:0]
+		if f.output == "json" {
+			buf = events.AppendJSON(buf, &ev, wall, name, id)
+		} else {
+			if !ok {
+				name = strconv.FormatUint(uint64(ev.Netns), 10)
+			}
+			buf = events.AppendTableRow(buf, &ev, wall, name)
+		}
+		if ev.Kind&events.KindState != 0 {
+			nState++
+			written++
+		}
+		if ev.Kind&events.KindConnect != 0 {
+			nCon++
+			if f.output == "json" || ev.Kind&events.KindState == 0 {
+				written++
+			}
+		}
+		if _, err := out.Write(buf); err != nil {
+			if pipeClosed = isEPIPE(err); pipeClosed {
+				break
+			}
+			return fmt.Errorf("write output: %w", err)
+		}
+		if f.count > 0 && written >= f.count {
+			break
+		}
+		// Ring drained: make sure what is buffered reaches the reader soon.
+		if !deadlineSet && tracer.Available() == 0 {
+			tracer.SetDeadline(time.Now().Add(flushDelay))
+			deadlineSet = true
+		}
+	}
+	stop()
+	if pipeClosed {
+		return nil
+	}
+	if err := out.Flush(); err != nil && !isEPIPE(err) {
+		return fmt.Errorf("write output: %w", err)
+	}
+	lost, _ := tracer.Lost()
+	if prev := lostReported.Load(); lost > prev {
+		fmt.Fprintf(stderr, "sockscope: lost %d events (ring buffer full; %d lost in all)\n", lost-prev, lost)
+	}
+	fmt.Fprintf(stderr, "sockscope: %d events (%d state, %d connect), %d lost\n", nState+nCon, nState, nCon, lost)
+	return nil
+}
+
+func isEPIPE(err error) bool { return errors.Is(err, syscall.EPIPE) }

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"strconv"
+	"testing"
+)
+
+// Each loopback connection where the client closes first makes exactly ten transitions, five
+// per side; the client's TIME_WAIT never shows (FIN_WAIT2 -> CLOSE instead).
+func clientClosesFirst(n int) map[string]int {
+	return map[string]int{
+		"CLOSE->SYN_SENT":         n,
+		"SYN_SENT->ESTABLISHED":   n,
+		"ESTABLISHED->FIN_WAIT1":  n,
+		"FIN_WAIT1->FIN_WAIT2":    n,
+		"FIN_WAIT2->CLOSE":        n,
+		"LISTEN->SYN_RECV":        n,
+		"SYN_RECV->ESTABLISHED":   n,
+		"ESTABLISHED->CLOSE_WAIT": n,
+		"CLOSE_WAIT->LAST_ACK":    n,
+		"LAST_ACK->CLOSE":         n,
+		"CLOSE->LISTEN":           1,
+		"LISTEN->CLOSE":           1,
+	}
+}
+
+func TestConnectionsAreOwnedByTheirClientAndServerProcesses(t *testing.T) {
+	requireTracing(t)
+	for _, tc := range []struct{ family, addr, saddr string }{
+		{"ipv4", "127.0.0.1:8080", "127.0.0.1"},
+		{"ipv6", "[::1]:8080", "::1"},
+	} {
+		t.Run(tc.family, func(t *testing.T) {
+			const n = 200
+			ns, other := newNetns(t), newNetns(t)
+			tr := startTrace(t, "--netns", ns.path)
+
+			// Traffic in another namespace at the same time must not show up.
+			otherSrv := other.serve(t, "-addr", tc.addr)
+			other.tcpload(t, "connect", "-addr", tc.addr, "-n", "50")
+			otherSrv.stop(t)
+
+			srv := ns.serve(t, "-addr", tc.addr, "-n", strconv.Itoa(n))
+			client := ns.tcpload(t, "connect", "-addr", tc.addr, "-n", strconv.Itoa(n))
+			srv.stop(t)
+			evs, _ := tr.stop(t)
+
+			if client.OK != n {
+				t.Fatalf("tcpload made %d connections, want %d: %+v", client.OK, n, client)
+			}
+			for _, e := range evs {
+				if e.Netns != ns.inode {
+					t.Fatalf("event from netns %d, want only %d: %+v", e.Netns, ns.inode, e)
+				}
+				if e.Family != tc.family || e.Saddr != tc.saddr || e.Daddr != tc.saddr && e.Daddr != "::" && e.Daddr != "0.0.0.0" {
+					t.Errorf("unexpected addresses: %+v", e)
+				}
+			}
+			assertCounts(t, "transitions", transitions(evs, nil), clientClosesFirst(n))
+
+			byClient := func(e jsonEvent) bool { return e.Pid == client.Pid && e.Comm == "tcpload" }
+			byServer := func(e jsonEvent) bool { return e.Pid == srv.pid && e.Comm == "tcpload" }
+			if got := transitions(evs, byClient)["SYN_SENT->ESTABLISHED"]; got != n {
+				t.Errorf("SYN_SENT->ESTABLISHED owned by the client (pid %d): %d, want %d", client.Pid, got, n)
+			}
+			if got := transitions(evs, byServer)["SYN_RECV->ESTABLISHED"]; got != n {
+				t.Errorf("SYN_RECV->ESTABLISHED owned by the server (pid %d): %d, want %d", srv.pid, got, n)
+			}
+			assertCounts(t, "connects by the client", connects(evs, byClient), map[string]int{"": n})
+			for _, e := range evs {
+				if e.Type == "connect" && (e.Dport != 8080 || e.LatencyUs < 0 || e.LatencyUs > 1e6) {
+					t.Errorf("connect event with unexpected port or latency: %+v", e)
+				}
+				if e.Type == "state" && e.OldState != "CLOSE" && e.OldState != "LISTEN" && e.PrevStateUs > 10e6 {
+					t.Errorf("implausible time in previous state: %+v", e)
+				}
+			}
+		})
+	}
+}
+
+func TestConnectToAClosedPortFailsWithECONNREFUSED(t *testing.T) {
+	requireTracing(t)
+	for _, mode := range []string{"blocking", "nonblocking"} {
+		t.Run(mode, func(t *testing.T) {
+			const n = 30
+			ns := newNetns(t)
+			tr := startTrace(t, "--netns", ns.path, "--connect-errors")
+			args := []string{"connect", "-addr", "127.0.0.1:9", "-n", strconv.Itoa(n)}
+			if mode == "nonblocking" {
+				args = append(args, "-nonblock")
+			}
+			client := ns.tcpload(t, args...)
+			evs, _ := tr.stop(t)
+			assertCounts(t, "tcpload outcomes", client.Errors, map[string]int{"ECONNREFUSED": n})
+			assertCounts(t, "connect errors", connects(evs, func(e jsonEvent) bool { return e.Pid == client.Pid && e.Dport == 9 }), map[string]int{"ECONNREFUSED": n})
+			if len(evs) != n {
+				t.Errorf("--connect-errors printed %d events, want only the %d failures", len(evs), n)
+			}
+		})
+	}
+}
+
+// The nginx -> upstream incident: the client closes first, TIME_WAIT holds every local port of a
+// narrow range, and the next connect() fails inside the kernel with EADDRNOTAVAIL.
+func TestConnectFailsWithEADDRNOTAVAILWhenPortRangeIsExhausted(t *testing.T) {
+	requireTracing(t)
+	const ports, extra = 10, 7
+	ns := newNetns(t)
+	ns.sysctl(t, "net.ipv4.ip_local_port_range=40000 40009")
+	ns.sysctl(t, "net.ipv4.tcp_tw_reuse=0") // the default (2) reuses TIME_WAIT on loopback
+	tr := startTrace(t, "--netns", ns.path)
+	srv := ns.serve(t, "-addr", "127.0.0.1:8080")
+	client := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8080", "-n", strconv.Itoa(ports+extra))
+	srv.stop(t)
+	evs, _ := tr.stop(t)
+
+	if client.OK != ports || client.Errors["EADDRNOTAVAIL"] != extra {
+		t.Fatalf("tcpload: %+v, want %d ok and %d EADDRNOTAVAIL", client, ports, extra)
+	}
+	mine := func(e jsonEvent) bool { return e.Pid == client.Pid }
+	assertCounts(t, "connects", connects(evs, mine), map[string]int{"": ports, "EADDRNOTAVAIL": extra})
+	for _, e := range evs {
+		if e.Type == "connect" && e.Errno == "EADDRNOTAVAIL" && (e.Daddr != "127.0.0.1" || e.Dport != 8080) {
+			t.Errorf("EADDRNOTAVAIL event names the wrong destination: %+v", e)
+		}
+	}
+	// Each failed attempt still passed through SYN_SENT and back to CLOSE.
+	if got := transitions(evs, mine)["SYN_SENT->CLOSE"]; got != extra {
+		t.Errorf("SYN_SENT->CLOSE: %d, want %d", got, extra)
+	}
+}
+
+// A connect() that fails before any state change (no route) is seen at the syscall's return.
+func TestConnectWithoutARouteFailsWithENETUNREACH(t *testing.T) {
+	requireTracing(t)
+	const n = 5
+	ns := newNetnsWithoutLoopback(t)
+	tr := startTrace(t, "--netns", ns.path)
+	client := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8080", "-n", strconv.Itoa(n))
+	evs, _ := tr.stop(t)
+	assertCounts(t, "tcpload outcomes", client.Errors, map[string]int{"ENETUNREACH": n})
+	assertCounts(t, "connects", connects(evs, func(e jsonEvent) bool { return e.Pid == client.Pid && e.Dport == 8080 }), map[string]int{"ENETUNREACH": n})
+	assertCounts(t, "transitions", transitions(evs, nil), map[string]int{})
+}
+
+func TestFiltersByPortFamilyPidAndState(t *testing.T) {
+	requireTracing(t)
+	ns := newNetns(t)
+	// Two servers and two clients; each filter must keep exactly its share.
+	srvA := ns.serve(t, "-addr", "127.0.0.1:7001")
+	srvB := ns.serve(t, "-addr", "[::1]:7002")
+	trPort := startTrace(t, "--netns", ns.path, "--port", "7001")
+	trFamily := startTrace(t, "--netns", ns.path, "--family", "6")
+	trState := startTrace(t, "--netns", ns.path, "--state", "syn-recv")
+	ns.tcpload(t, "connect", "-addr", "127.0.0.1:7001", "-n", "11")
+	ns.tcpload(t, "connect", "-addr", "[::1]:7002", "-n", "13")
+	srvA.stop(t)
+	srvB.stop(t)
+
+	evs, _ := trPort.stop(t)
+	for _, e := range evs {
+		if e.Sport != 7001 && e.Dport != 7001 {
+			t.Errorf("--port 7001 let through %+v", e)
+		}
+	}
+	assertCounts(t, "--port 7001 connects", connects(evs, nil), map[string]int{"": 11})
+
+	evs, _ = trFamily.stop(t)
+	for _, e := range evs {
+		if e.Family != "ipv6" {
+			t.Errorf("--family 6 let through %+v", e)
+		}
+	}
+	assertCounts(t, "--family 6 connects", connects(evs, nil), map[string]int{"": 13})
+
+	evs, _ = trState.stop(t)
+	assertCounts(t, "--state SYN_RECV transitions", transitions(evs, nil), map[string]int{"LISTEN->SYN_RECV": 24, "SYN_RECV->ESTABLISHED": 24})
+
+	// --pid keeps the sockets of one process: here the server's side of its connections.
+	srvC := ns.serve(t, "-addr", "127.0.0.1:7003")
+	srvD := ns.serve(t, "-addr", "127.0.0.1:7004")
+	trPid := startTrace(t, "--netns", ns.path, "--pid", strconv.Itoa(srvC.pid))
+	ns.tcpload(t, "connect", "-addr", "127.0.0.1:7003", "-n", "5")
+	ns.tcpload(t, "connect", "-addr", "127.0.0.1:7004", "-n", "5")
+	srvC.stop(t)
+	srvD.stop(t)
+	evs, _ = trPid.stop(t)
+	for _, e := range evs {
+		if e.Pid != srvC.pid {
+			t.Errorf("--pid %d let through %+v", srvC.pid, e)
+		}
+	}
+	assertCounts(t, "--pid transitions", transitions(evs, nil), map[string]int{
+		"LISTEN->SYN_RECV": 5, "SYN_RECV->ESTABLISHED": 5, "ESTABLISHED->CLOSE_WAIT": 5,
+		"CLOSE_WAIT->LAST_ACK": 5, "LAST_ACK->CLOSE": 5, "LISTEN->CLOSE": 1,
+	})
+}

@@ -1,0 +1,227 @@
+package events
+
+import (
+	"net/netip"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
+)
+
+// Clock converts the kernel's monotonic timestamps to wall-clock time.
+type Clock struct{ offset int64 }
+
+// NewClock reads both clocks once; the offset between them is stable while sockscope runs.
+func NewClock() Clock {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return Clock{offset: time.Now().UnixNano() - ts.Nano()}
+}
+
+// Wall returns the wall-clock time of a kernel monotonic timestamp.
+func (c Clock) Wall(mono uint64) time.Time { return time.Unix(0, int64(mono)+c.offset) }
+
+const jsonTime = "2006-01-02T15:04:05.000000000Z07:00"
+
+// AppendJSON appends one JSON line per type the event carries ("state", then "connect").
+// Every line has every key, so consumers see one schema; keys that do not apply hold zero values.
+// container and id name the event's network namespace ("" when nobody can name it).
+func AppendJSON(b []byte, e *Event, wall time.Time, container, id string) []byte {
+	if e.Kind&KindState != 0 {
+		b = appendJSONLine(b, "state", e, wall, container, id)
+	}
+	if e.Kind&KindConnect != 0 {
+		b = appendJSONLine(b, "connect", e, wall, container, id)
+	}
+	return b
+}
+
+func appendJSONLine(b []byte, typ string, e *Event, wall time.Time, container, id string) []byte {
+	b = append(b, `{"time":"`...)
+	b = wall.UTC().AppendFormat(b, jsonTime)
+	b = append(b, `","type":"`...)
+	b = append(b, typ...)
+	b = append(b, `","container":`...)
+	b = appendJSONString(b, container)
+	b = append(b, `,"container_id":`...)
+	b = appendJSONString(b, id)
+	b = append(b, `,"netns":`...)
+	b = strconv.AppendUint(b, uint64(e.Netns), 10)
+	b = append(b, `,"pid":`...)
+	b = strconv.AppendUint(b, uint64(e.Pid), 10)
+	b = append(b, `,"comm":`...)
+	b = appendJSONString(b, e.CommString())
+	b = append(b, `,"family":"`...)
+	b = append(b, e.FamilyName()...)
+	b = append(b, `","saddr":"`...)
+	b = e.Saddr.AppendTo(b)
+	b = append(b, `","sport":`...)
+	b = strconv.AppendUint(b, uint64(e.Sport), 10)
+	b = append(b, `,"daddr":"`...)
+	b = e.Daddr.AppendTo(b)
+	b = append(b, `","dport":`...)
+	b = strconv.AppendUint(b, uint64(e.Dport), 10)
+	b = append(b, `,"old_state":"`...)
+	b = append(b, e.OldState.String()...)
+	b = append(b, `","new_state":"`...)
+	b = append(b, e.NewState.String()...)
+	b = append(b, `","prev_state_us":`...)
+	if typ == "state" {
+		b = strconv.AppendInt(b, e.PrevState.Microseconds(), 10)
+	} else {
+		b = append(b, '0')
+	}
+	b = append(b, `,"errno":"`...)
+	if typ == "connect" {
+		b = append(b, ErrnoName(e.Errno)...)
+	}
+	b = append(b, `","latency_us":`...)
+	if typ == "connect" {
+		b = strconv.AppendInt(b, e.Latency.Microseconds(), 10)
+	} else {
+		b = append(b, '0')
+	}
+	return append(b, "}\n"...)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString quotes s for JSON: a command name can hold any byte.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			b = append(b, c)
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && size == 1 {
+				b = append(b, `\ufffd`...)
+			} else {
+				b = append(b, s[i:i+size]...)
+			}
+			i += size
+			continue
+		}
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		i++
+	}
+	return append(b, '"')
+}
+
+// Table columns: like tcpstates, plus the container and the connect outcome.
+var tableColumns = []struct {
+	name  string
+	width int // negative: left-aligned
+}{
+	{"TIME", -12}, {"CONTAINER", -16}, {"PID", 7}, {"COMM", -15}, {"LOCAL", -21}, {"REMOTE", -21},
+	{"OLDSTATE", -11}, {"NEWSTATE", -11}, {"PREV_MS", 9}, {"CONNECT", 0},
+}
+
+// AppendTableHeader appends the table's header line.
+func AppendTableHeader(b []byte) []byte {
+	for i, c := range tableColumns {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = pad(b, c.name, c.width)
+	}
+	return append(b, '\n')
+}
+
+// AppendTableRow appends one row per record: a transition that concluded a connect shows its
+// outcome in the CONNECT column on the same row. container is the namespace's display name.
+func AppendTableRow(b []byte, e *Event, wall time.Time, container string) []byte {
+	var scratch [64]byte
+	col := 0
+	field := func(s []byte) {
+		if col > 0 {
+			b = append(b, ' ')
+		}
+		b = pad(b, string(s), tableColumns[col].width)
+		col++
+	}
+	field(wall.AppendFormat(scratch[:0], "15:04:05.000"))
+	field([]byte(container))
+	pid := scratch[:0]
+	if e.Pid != 0 {
+		pid = strconv.AppendUint(pid, uint64(e.Pid), 10)
+	} else {
+		pid = append(pid, '-')
+	}
+	field(pid)
+	comm := e.CommString()
+	if comm == "" {
+		comm = "-"
+	}
+	field([]byte(comm))
+	field(appendHostPort(scratch[:0], e.Saddr, e.Sport))
+	field(appendHostPort(scratch[:0], e.Daddr, e.Dport))
+	if e.Kind&KindState != 0 {
+		field([]byte(e.OldState.String()))
+		field([]byte(e.NewState.String()))
+		field(strconv.AppendFloat(scratch[:0], float64(e.PrevState.Microseconds())/1000, 'f', 3, 64))
+	} else {
+		field([]byte("-"))
+		field([]byte("-"))
+		field([]byte("-"))
+	}
+	if e.Kind&KindConnect != 0 {
+		out := scratch[:0]
+		if e.Errno == 0 {
+			out = append(out, "ok"...)
+		} else {
+			out = append(out, ErrnoName(e.Errno)...)
+		}
+		out = append(out, ' ')
+		out = strconv.AppendFloat(out, float64(e.Latency.Microseconds())/1000, 'f', 3, 64)
+		out = append(out, "ms"...)
+		field(out)
+	} else {
+		field(nil)
+	}
+	for len(b) > 0 && b[len(b)-1] == ' ' {
+		b = b[:len(b)-1]
+	}
+	return append(b, '\n')
+}
+
+func appendHostPort(b []byte, a netip.Addr, port uint16) []byte {
+	if a.Is6() {
+		b = append(b, '[')
+		b = a.AppendTo(b)
+		b = append(b, ']')
+	} else {
+		b = a.AppendTo(b)
+	}
+	b = append(b, ':')
+	return strconv.AppendUint(b, uint64(port), 10)
+}
+
+func pad(b []byte, s string, width int) []byte {
+	n := utf8.RuneCountInString(s)
+	if width > 0 {
+		for ; n < width; n++ {
+			b = append(b, ' ')
+		}
+		return append(b, s...)
+	}
+	b = append(b, s...)
+	for ; n < -width; n++ {
+		b = append(b, ' ')
+	}
+	return b
+}

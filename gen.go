@@ -1,0 +1,6 @@
+// Package sockscope holds the build step that turns the kernel programs in bpf/ into the Go
+// bindings and objects in loader/. The outputs are committed, so `go build` needs no clang;
+// `make generate` reruns this with the pinned clang, and CI checks the committed files match.
+package sockscope
+
+//go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -go-package loader -output-dir loader -type event trace bpf/trace.bpf.c -- -I bpf

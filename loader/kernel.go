@@ -1,0 +1,106 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+	"golang.org/x/sys/unix"
+)
+
+const tracefsDir = "/sys/kernel/tracing"
+
+// mountTracefs makes the classic tracepoints findable: they are looked up by id in tracefs,
+// which a fresh machine may not have mounted. It is left mounted, as other tools expect.
+func mountTracefs() error {
+	for _, dir := range []string{tracefsDir, "/sys/kernel/debug/tracing"} {
+		if _, err := os.Stat(dir + "/events"); err == nil {
+			return nil
+		}
+	}
+	if err := unix.Mount("tracefs", tracefsDir, "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("tracefs is not mounted and mounting it at %s failed (%v): run `mount -t tracefs tracefs %s` as root, or give sockscope CAP_SYS_ADMIN", tracefsDir, err, tracefsDir)
+	}
+	return nil
+}
+
+// Capability numbers (linux/capability.h).
+const (
+	capSysAdmin = 21
+	capPerfmon  = 38
+	capBPF      = 39
+)
+
+// CheckPrivileges returns one line naming exactly the capabilities sockscope lacks, or nil.
+func CheckPrivileges() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("read own capabilities: %w", err)
+	}
+	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
+	var missing []string
+	if !has(capBPF) && !has(capSysAdmin) {
+		missing = append(missing, "CAP_BPF")
+	}
+	if !has(capPerfmon) && !has(capSysAdmin) {
+		missing = append(missing, "CAP_PERFMON")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("sockscope needs root, or the capabilities CAP_BPF and CAP_PERFMON (plus CAP_SYS_ADMIN where tracefs is not mounted or namespaces are entered); missing: %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// CheckBTF returns one line saying what is missing when the kernel has no BTF.
+func CheckBTF() error {
+	if _, err := os.Stat("/sys/kernel/btf/vmlinux"); err != nil {
+		return errors.New("sockscope needs kernel BTF, and /sys/kernel/btf/vmlinux is missing: run Linux 5.11 or newer built with CONFIG_DEBUG_INFO_BTF=y")
+	}
+	return nil
+}
+
+// Feature is one kernel capability sockscope relies on, and whether this kernel has it.
+type Feature struct {
+	Name string
+	Err  error // nil when present
+}
+
+// Features probes the kernel for what sockscope's programs use.
+func Features() []Feature {
+	var fs []Feature
+	_, kerr := btf.LoadKernelSpec()
+	fs = append(fs, Feature{"BTF (/sys/kernel/btf/vmlinux)", kerr})
+	fs = append(fs,
+		Feature{"ring buffer", features.HaveMapType(ebpf.RingBuf)},
+		Feature{"socket storage", features.HaveMapType(ebpf.SkStorage)},
+		Feature{"tp_btf (BTF tracepoints)", probeTracing(ebpf.AttachTraceRawTp, "inet_sock_set_state")},
+		Feature{"socket iterators (iter/tcp)", probeTracing(ebpf.AttachTraceIter, "tcp")},
+	)
+	return fs
+}
+
+// probeTracing loads a do-nothing tracing program of one attach type. The generic probe in
+// cilium/ebpf loads an fentry program, which kernels without fentry refuse even where tp_btf
+// and iterators work, so each attach type is probed on its own.
+func probeTracing(at ebpf.AttachType, target string) error {
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: at,
+		AttachTo:   target,
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	})
+	if err != nil {
+		return err
+	}
+	return prog.Close()
+}

@@ -1,0 +1,224 @@
+// Package loader loads sockscope's kernel programs, attaches them, keeps their filter maps
+// current and reads what they produce: the ring buffer of TCP events and the lost-event counter.
+// It is the only package that talks to the kernel's BPF interfaces; events/ decodes what it reads.
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// Address families, as the kernel numbers them.
+const (
+	AFInet  = 2
+	AFInet6 = 10
+)
+
+// TraceConfig selects what the kernel sends up; everything not selected is dropped in the kernel.
+type TraceConfig struct {
+	// FilterNetns restricts events to the network namespaces in Netns (which may start empty
+	// and be filled later with SetNetns, e.g. when a selected container starts).
+	FilterNetns bool
+	Netns       []uint32
+	Ports       []uint16 // local or remote port; empty = all
+	Family      uint8    // AFInet or AFInet6; 0 = both
+	Pid         uint32   // owner's tgid; 0 = all
+	State       uint8    // transitions from or to this TCP state; 0 = all
+	// ConnectErrorsOnly drops state transitions and successful connects.
+	ConnectErrorsOnly bool
+	// RingBytes is the ring buffer size (a power of two, at least a page); 0 = DefaultRingBytes.
+	RingBytes uint32
+}
+
+// DefaultRingBytes holds about 80,000 events: a third of a second at 250,000 transitions/s.
+const DefaultRingBytes = 8 << 20
+
+// Tracer is the attached `trace` programs and the reader of their ring buffer.
+type Tracer struct {
+	objs   traceObjects
+	links  []link.Link
+	reader *ringbuf.Reader
+	netns  map[uint32]bool
+}
+
+// OpenTrace loads and attaches the programs behind `sockscope trace`. Call Close to detach.
+func OpenTrace(cfg TraceConfig) (*Tracer, error) {
+	if err := mountTracefs(); err != nil {
+		return nil, err
+	}
+	spec, err := loadTrace()
+	if err != nil {
+		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
+	}
+	if cfg.RingBytes == 0 {
+		cfg.RingBytes = DefaultRingBytes
+	}
+	spec.Maps["events"].MaxEntries = cfg.RingBytes
+	consts := map[string]any{
+		"filter_netns":        cfg.FilterNetns,
+		"filter_ports":        len(cfg.Ports) > 0,
+		"filter_family":       cfg.Family,
+		"filter_pid":          cfg.Pid,
+		"filter_state":        cfg.State,
+		"connect_errors_only": cfg.ConnectErrorsOnly,
+	}
+	for name, v := range consts {
+		vs, ok := spec.Variables[name]
+		if !ok {
+			return nil, fmt.Errorf("BPF object has no variable %q", name)
+		}
+		if err := vs.Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+
+	t := &Tracer{netns: map[uint32]bool{}}
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("the kernel's verifier rejected sockscope's programs (kernel too old?): %+v", ve)
+		}
+		return nil, fmt.Errorf("load BPF programs: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			t.Close()
+		}
+	}()
+	for _, p := range cfg.Ports {
+		if err := t.objs.PortFilter.Put(p, uint8(1)); err != nil {
+			return nil, fmt.Errorf("set port filter: %w", err)
+		}
+	}
+	if err := t.SetNetns(cfg.Netns); err != nil {
+		return nil, err
+	}
+
+	// Syscall hooks first: a connect() that starts between the two attachments must find its call.
+	l, err := link.Tracepoint("syscalls", "sys_enter_connect", t.objs.OnConnectEnter, nil)
+	if err != nil {
+		return nil, fmt.Errorf("attach tracepoint syscalls/sys_enter_connect: %w", err)
+	}
+	t.links = append(t.links, l)
+	if l, err = link.Tracepoint("syscalls", "sys_exit_connect", t.objs.OnConnectExit, nil); err != nil {
+		return nil, fmt.Errorf("attach tracepoint syscalls/sys_exit_connect: %w", err)
+	}
+	t.links = append(t.links, l)
+	if l, err = link.AttachTracing(link.TracingOptions{Program: t.objs.OnState}); err != nil {
+		return nil, fmt.Errorf("attach tp_btf/inet_sock_set_state: %w", err)
+	}
+	t.links = append(t.links, l)
+
+	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+	if err := t.seedOwners(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return t, nil
+}
+
+// seedOwners runs the task_file iterator once, after the state program is attached, so that
+// sockets opened before sockscope started are attributed to their processes too.
+func (t *Tracer) seedOwners() error {
+	it, err := link.AttachIter(link.IterOptions{Program: t.objs.SeedOwners})
+	if err != nil {
+		return fmt.Errorf("attach iter/task_file: %w", err)
+	}
+	defer it.Close()
+	rd, err := it.Open()
+	if err != nil {
+		return fmt.Errorf("run iter/task_file: %w", err)
+	}
+	defer rd.Close()
+	if _, err := io.Copy(io.Discard, rd); err != nil {
+		return fmt.Errorf("run iter/task_file: %w", err)
+	}
+	return nil
+}
+
+// SetNetns replaces the set of traced network namespaces (used only with FilterNetns).
+func (t *Tracer) SetNetns(inodes []uint32) error {
+	want := make(map[uint32]bool, len(inodes))
+	for _, ino := range inodes {
+		want[ino] = true
+		if !t.netns[ino] {
+			if err := t.objs.NetnsFilter.Put(ino, uint8(1)); err != nil {
+				return fmt.Errorf("add netns %d to the filter: %w", ino, err)
+			}
+		}
+	}
+	for ino := range t.netns {
+		if !want[ino] {
+			if err := t.objs.NetnsFilter.Delete(ino); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("remove netns %d from the filter: %w", ino, err)
+			}
+		}
+	}
+	t.netns = want
+	return nil
+}
+
+// ReadInto blocks until the next ring-buffer record and stores it in rec, reusing its buffer.
+// It returns ringbuf.ErrFlushed after Flush once everything before the flush has been read,
+// and os.ErrClosed after Close.
+func (t *Tracer) ReadInto(rec *ringbuf.Record) error { return t.reader.ReadInto(rec) }
+
+// Flush makes ReadInto return what the ring holds now, then ringbuf.ErrFlushed.
+func (t *Tracer) Flush() error { return t.reader.Flush() }
+
+// Detach stops the programs (no new events) and leaves the ring readable.
+func (t *Tracer) Detach() {
+	for _, l := range t.links {
+		l.Close()
+	}
+	t.links = nil
+}
+
+// Lost returns how many events the kernel could not put into the ring buffer since it was loaded.
+func (t *Tracer) Lost() (uint64, error) {
+	per := make([]uint64, runtime.NumCPU())
+	if err := t.objs.Lost.Lookup(uint32(0), &per); err != nil {
+		return 0, fmt.Errorf("read lost-event counter: %w", err)
+	}
+	var n uint64
+	for _, v := range per {
+		n += v
+	}
+	return n, nil
+}
+
+// Programs returns the loaded programs by name, for run-time statistics.
+func (t *Tracer) Programs() map[string]*ebpf.Program {
+	return map[string]*ebpf.Program{
+		"on_state":         t.objs.OnState,
+		"on_connect_enter": t.objs.OnConnectEnter,
+		"on_connect_exit":  t.objs.OnConnectExit,
+		"seed_owners":      t.objs.SeedOwners,
+	}
+}
+
+// Close detaches the programs and frees the maps and the ring buffer.
+func (t *Tracer) Close() error {
+	t.Detach()
+	if t.reader != nil {
+		t.reader.Close()
+	}
+	return t.objs.Close()
+}
+
+// SetDeadline makes a blocked ReadInto return os.ErrDeadlineExceeded at t once the ring is
+// empty; the zero time removes the deadline.
+func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
+
+// Available returns how many bytes wait in the ring buffer.
+func (t *Tracer) Available() int { return t.reader.AvailableBytes() }

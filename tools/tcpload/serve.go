@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+)
+
+type serveReady struct {
+	Ready bool   `json:"ready"`
+	PID   int    `json:"pid"`
+	Addr  string `json:"addr"`
+}
+
+type serveSummary struct {
+	Accepted int64 `json:"accepted"`
+}
+
+// runServe listens on -addr and accepts connections. By default each connection is read until
+// EOF and then closed, so the client closes first (TIME_WAIT is on the client side); with
+// -close-first each connection is closed right after accept. It ends after -n accepted
+// connections (once their handlers are done) or on SIGTERM/SIGINT.
+func runServe(args []string) error {
+	fs := newFlagSet("serve")
+	addr := fs.String("addr", "", "address to listen on: IPv4:PORT or [IPv6]:PORT (PORT 0 picks one)")
+	closeFirst := fs.Bool("close-first", false, "close each connection right after accept (server closes first)")
+	n := fs.Int64("n", 0, "exit after this many accepted connections (0: run until SIGTERM/SIGINT)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *addr == "" {
+		return errors.New("-addr is required")
+	}
+	if *n < 0 {
+		return errors.New("-n must be >= 0")
+	}
+	_, family, ap, err := parseAddr(*addr)
+	if err != nil {
+		return err
+	}
+	network := "tcp4"
+	if family != syscall.AF_INET {
+		network = "tcp6"
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+
+	lc := net.ListenConfig{KeepAlive: -1}
+	// Plain TCP: since Go 1.24 listeners are MPTCP by default, and an MPTCP listener's TCP
+	// subflow socket has no file descriptor of its own.
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), network, ap.String())
+	if err != nil {
+		return err
+	}
+	printJSON(serveReady{Ready: true, PID: os.Getpid(), Addr: ln.Addr().String()})
+
+	var accepted atomic.Int64
+	var handlers sync.WaitGroup
+	acceptErr := make(chan error, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					continue
+				}
+				acceptErr <- err
+				return
+			}
+			got := accepted.Add(1)
+			if *closeFirst {
+				c.Close()
+			} else {
+				handlers.Add(1)
+				go func() {
+					defer handlers.Done()
+					io.Copy(io.Discard, c)
+					c.Close()
+				}()
+			}
+			if *n > 0 && got >= *n {
+				ln.Close()
+				handlers.Wait()
+				acceptErr <- nil
+				return
+			}
+		}
+	}()
+
+	select {
+	case <-sigs:
+		ln.Close()
+	case err := <-acceptErr:
+		if err != nil {
+			return fmt.Errorf("accept: %w", err)
+		}
+	}
+	printJSON(serveSummary{Accepted: accepted.Load()})
+	return nil
+}
