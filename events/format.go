@@ -22,24 +22,60 @@ func NewClock() Clock {
 // Wall returns the wall-clock time of a kernel monotonic timestamp.
 func (c Clock) Wall(mono uint64) time.Time { return time.Unix(0, int64(mono)+c.offset) }
 
-const jsonTime = "2006-01-02T15:04:05.000000000Z07:00"
+// Formatter writes events as JSON lines or table rows. Formatting a time is the costliest part
+// of a line, so it keeps the current second formatted and appends only the fraction.
+type Formatter struct {
+	clock    Clock
+	sec      int64
+	jsonSec  []byte // "2006-01-02T15:04:05." in UTC
+	tableSec []byte // "15:04:05." in local time
+	stamp    []byte
+}
+
+// NewFormatter returns a Formatter converting kernel timestamps with clock.
+func NewFormatter(clock Clock) *Formatter {
+	return &Formatter{clock: clock, sec: -1}
+}
+
+func (f *Formatter) second(wall time.Time) {
+	if s := wall.Unix(); s != f.sec {
+		f.sec = s
+		f.jsonSec = wall.UTC().AppendFormat(f.jsonSec[:0], "2006-01-02T15:04:05.")
+		f.tableSec = wall.Local().AppendFormat(f.tableSec[:0], "15:04:05.")
+	}
+}
+
+// appendFraction appends n as exactly digits decimal digits.
+func appendFraction(b []byte, n int, digits int) []byte {
+	var d [9]byte
+	for i := digits - 1; i >= 0; i-- {
+		d[i] = byte('0' + n%10)
+		n /= 10
+	}
+	return append(b, d[:digits]...)
+}
 
 // AppendJSON appends one JSON line per type the event carries ("state", then "connect").
 // Every line has every key, so consumers see one schema; keys that do not apply hold zero values.
 // container and id name the event's network namespace ("" when nobody can name it).
-func AppendJSON(b []byte, e *Event, wall time.Time, container, id string) []byte {
+// The time is RFC 3339 in UTC with nanoseconds.
+func (f *Formatter) AppendJSON(b []byte, e *Event, container, id string) []byte {
+	wall := f.clock.Wall(e.Mono)
+	f.second(wall)
+	f.stamp = appendFraction(append(f.stamp[:0], f.jsonSec...), wall.Nanosecond(), 9)
+	f.stamp = append(f.stamp, 'Z')
 	if e.Kind&KindState != 0 {
-		b = appendJSONLine(b, "state", e, wall, container, id)
+		b = appendJSONLine(b, "state", e, f.stamp, container, id)
 	}
 	if e.Kind&KindConnect != 0 {
-		b = appendJSONLine(b, "connect", e, wall, container, id)
+		b = appendJSONLine(b, "connect", e, f.stamp, container, id)
 	}
 	return b
 }
 
-func appendJSONLine(b []byte, typ string, e *Event, wall time.Time, container, id string) []byte {
+func appendJSONLine(b []byte, typ string, e *Event, stamp []byte, container, id string) []byte {
 	b = append(b, `{"time":"`...)
-	b = wall.UTC().AppendFormat(b, jsonTime)
+	b = append(b, stamp...)
 	b = append(b, `","type":"`...)
 	b = append(b, typ...)
 	b = append(b, `","container":`...)
@@ -144,8 +180,11 @@ func AppendTableHeader(b []byte) []byte {
 
 // AppendTableRow appends one row per record: a transition that concluded a connect shows its
 // outcome in the CONNECT column on the same row. container is the namespace's display name.
-func AppendTableRow(b []byte, e *Event, wall time.Time, container string) []byte {
+// The time is local, to the millisecond.
+func (f *Formatter) AppendTableRow(b []byte, e *Event, container string) []byte {
 	var scratch [64]byte
+	wall := f.clock.Wall(e.Mono)
+	f.second(wall)
 	col := 0
 	field := func(s []byte) {
 		if col > 0 {
@@ -154,7 +193,7 @@ func AppendTableRow(b []byte, e *Event, wall time.Time, container string) []byte
 		b = pad(b, string(s), tableColumns[col].width)
 		col++
 	}
-	field(wall.AppendFormat(scratch[:0], "15:04:05.000"))
+	field(appendFraction(append(scratch[:0], f.tableSec...), wall.Nanosecond()/1e6, 3))
 	field([]byte(container))
 	pid := scratch[:0]
 	if e.Pid != 0 {

@@ -149,9 +149,11 @@ func (t *Tracer) seedOwners() error {
 // SetNetns replaces the set of traced network namespaces (used only with FilterNetns).
 func (t *Tracer) SetNetns(inodes []uint32) error {
 	want := make(map[uint32]bool, len(inodes))
+	added := false
 	for _, ino := range inodes {
 		want[ino] = true
 		if !t.netns[ino] {
+			added = true
 			if err := t.objs.NetnsFilter.Put(ino, uint8(1)); err != nil {
 				return fmt.Errorf("add netns %d to the filter: %w", ino, err)
 			}
@@ -165,6 +167,10 @@ func (t *Tracer) SetNetns(inodes []uint32) error {
 		}
 	}
 	t.netns = want
+	if added && t.reader != nil {
+		// The seeder only looks at traced namespaces: name the owners in the new ones.
+		return t.seedOwners()
+	}
 	return nil
 }
 

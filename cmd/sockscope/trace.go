@@ -280,7 +280,7 @@ func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr
 		}
 	}()
 
-	clock := events.NewClock()
+	fmtr := events.NewFormatter(events.NewClock())
 	var (
 		rec          ringbuf.Record
 		ev           events.Event
@@ -291,7 +291,7 @@ func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr
 		pipeClosed   bool
 	)
 	if f.output == "table" {
-		buf = events.AppendTableHeader(buf)
+		out.Write(events.AppendTableHeader(nil))
 	}
 	for {
 		err := tracer.ReadInto(&rec)
@@ -320,15 +320,14 @@ func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr
 		if !ok {
 			name, id = "", ""
 		}
-		wall := clock.Wall(ev.Mono)
 		buf = buf[:0]
 		if f.output == "json" {
-			buf = events.AppendJSON(buf, &ev, wall, name, id)
+			buf = fmtr.AppendJSON(buf, &ev, name, id)
 		} else {
 			if !ok {
 				name = strconv.FormatUint(uint64(ev.Netns), 10)
 			}
-			buf = events.AppendTableRow(buf, &ev, wall, name)
+			buf = fmtr.AppendTableRow(buf, &ev, name)
 		}
 		if ev.Kind&events.KindState != 0 {
 			nState++

@@ -1,0 +1,39 @@
+# sockscope: make build | make test (as root) | make generate | make bench
+GO      ?= go
+CLANG   ?= clang-14
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: build generate check-generate lint test bench clean
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/sockscope ./cmd/sockscope
+
+bin/tcpload: $(wildcard tools/tcpload/*.go)
+	$(GO) build -o bin/tcpload ./tools/tcpload
+
+# Rebuild the BPF objects and their Go bindings from bpf/*.c with the pinned clang
+# (Debian's clang-14, llvm-14); the outputs in loader/ are committed.
+generate:
+	$(GO) generate ./...
+
+# Fails when the committed objects or bindings differ from what the C sources produce.
+check-generate: generate
+	@git diff --exit-code --stat -- loader/ || { echo "loader/: committed BPF objects are stale: run 'make generate' and commit the result"; exit 1; }
+	@test -z "$$(git status --porcelain -- loader/)" || { git status --porcelain -- loader/; echo "loader/: generated files not committed"; exit 1; }
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+# The tests load real BPF programs, create network namespaces and containers: run as root.
+# With CI=true a missing prerequisite (root, BTF, Docker) fails instead of skipping.
+test:
+	$(GO) test -count=1 -timeout 20m ./...
+
+# The trace benchmark: a pinned loopback storm with and without `sockscope trace`.
+bench: build bin/tcpload
+	$(GO) run ./tools/bench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-trace.md
+
+clean:
+	rm -rf bin
