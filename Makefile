@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 .PHONY: build generate check-generate lint test bench clean
 
 build:
-	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/sockscope ./cmd/sockscope
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/sockscope ./cmd/sockscope
 
 bin/tcpload: $(wildcard tools/tcpload/*.go)
 	$(GO) build -o bin/tcpload ./tools/tcpload

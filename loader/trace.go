@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -37,8 +38,10 @@ type TraceConfig struct {
 	RingBytes uint32
 }
 
-// DefaultRingBytes holds about 80,000 events: a third of a second at 250,000 transitions/s.
-const DefaultRingBytes = 8 << 20
+// DefaultRingBytes holds about 40,000 events: 160 ms at 250,000 transitions/s. The ring is
+// mapped twice into the reader (the kernel's wrap-around trick) and all of it is resident, so it
+// is most of sockscope's memory.
+const DefaultRingBytes = 4 << 20
 
 // Tracer is the attached `trace` programs and the reader of their ring buffer.
 type Tracer struct {
@@ -123,6 +126,9 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 	if err := t.seedOwners(); err != nil {
 		return nil, err
 	}
+	// Loading parsed the kernel's BTF for the CO-RE relocations; it is garbage now: give the
+	// memory back rather than carry it for the whole trace.
+	debug.FreeOSMemory()
 	ok = true
 	return t, nil
 }
