@@ -43,6 +43,10 @@ const volatile __u32 filter_pid = 0;       /* only sockets owned by this tgid */
 const volatile __u8 filter_state = 0;      /* only transitions from or to this state */
 const volatile bool connect_errors_only = false;
 
+/* Records are submitted with BPF_RB_NO_WAKEUP and the reader polls on a timer. A wakeup is an
+ * irq_work self-IPI raised inside the program; softirq TCP processing can run on that IPI's exit,
+ * nested in the program, and the kernel then skips the nested run (a recursion miss). Polling
+ * also keeps the IPI's cost off the CPU being traced. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20); /* resized from Go */
@@ -245,7 +249,7 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 		*(__u32 *)e->saddr = sk->__sk_common.skc_rcv_saddr;
 		*(__u32 *)e->daddr = sk->__sk_common.skc_daddr;
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
 }
 
@@ -346,7 +350,7 @@ int on_connect_exit(struct trace_event_raw_sys_exit *ctx)
 		__builtin_memcpy(e->daddr, &sa.sin6_addr, 16);
 	else
 		__builtin_memcpy(e->daddr, &((struct sockaddr_in *)&sa)->sin_addr, 4);
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
 }
 

@@ -196,17 +196,35 @@ func (t *Tracer) Detach() {
 	t.links = nil
 }
 
-// Lost returns how many events the kernel could not put into the ring buffer since it was loaded.
-func (t *Tracer) Lost() (uint64, error) {
+// Lost counts events the kernel produced but sockscope could not report.
+type Lost struct {
+	RingFull uint64 // the ring buffer had no room
+	// Nested counts program runs the kernel skipped because another BPF program was already
+	// running on that CPU (e.g. softirq TCP work interrupting process context).
+	Nested uint64
+}
+
+// Total is all lost events.
+func (l Lost) Total() uint64 { return l.RingFull + l.Nested }
+
+// Lost returns what was lost since the programs were loaded.
+func (t *Tracer) Lost() (Lost, error) {
+	var l Lost
 	per := make([]uint64, runtime.NumCPU())
 	if err := t.objs.Lost.Lookup(uint32(0), &per); err != nil {
-		return 0, fmt.Errorf("read lost-event counter: %w", err)
+		return l, fmt.Errorf("read lost-event counter: %w", err)
 	}
-	var n uint64
 	for _, v := range per {
-		n += v
+		l.RingFull += v
 	}
-	return n, nil
+	for _, p := range []*ebpf.Program{t.objs.OnState, t.objs.OnConnectEnter, t.objs.OnConnectExit} {
+		st, err := p.Stats()
+		if err != nil {
+			return l, fmt.Errorf("read program statistics: %w", err)
+		}
+		l.Nested += st.RecursionMisses
+	}
+	return l, nil
 }
 
 // Programs returns the loaded programs by name, for run-time statistics.
@@ -231,6 +249,3 @@ func (t *Tracer) Close() error {
 // SetDeadline makes a blocked ReadInto return os.ErrDeadlineExceeded at t once the ring is
 // empty; the zero time removes the deadline.
 func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
-
-// Available returns how many bytes wait in the ring buffer.
-func (t *Tracer) Available() int { return t.reader.AvailableBytes() }
