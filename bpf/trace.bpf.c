@@ -132,8 +132,7 @@ static __always_inline void set_owner(struct sock_info *si)
 	bpf_get_current_comm(si->comm, sizeof(si->comm));
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
+static __always_inline int handle_state(struct sock *sk, int oldstate, int newstate)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
@@ -251,6 +250,45 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 	}
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
+}
+
+/* Per CPU: [0] is 1 while on_state runs, [1] counts events on_state_nested took over. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} nesting SEC(".maps");
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
+{
+	__u32 key = 0;
+	__u64 *active = bpf_map_lookup_elem(&nesting, &key);
+	if (active)
+		*active = 1;
+	handle_state(sk, oldstate, newstate);
+	if (active)
+		*active = 0;
+	return 0;
+}
+
+/* The kernel does not run a tp_btf program again on a CPU where it is already running: when
+ * softirq TCP work interrupts on_state (an interrupt's exit runs pending softirqs), the nested
+ * transition would be skipped and lost. This twin, attached to the same tracepoint, does the work
+ * for exactly those transitions and nothing otherwise. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_state_nested, struct sock *sk, int oldstate, int newstate)
+{
+	__u32 key = 0;
+	__u64 *active = bpf_map_lookup_elem(&nesting, &key);
+	if (!active || !*active)
+		return 0;
+	key = 1;
+	__u64 *rescued = bpf_map_lookup_elem(&nesting, &key);
+	if (rescued)
+		*rescued += 1;
+	return handle_state(sk, oldstate, newstate);
 }
 
 SEC("tracepoint/syscalls/sys_enter_connect")

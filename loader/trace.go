@@ -115,10 +115,12 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 		return nil, fmt.Errorf("attach tracepoint syscalls/sys_exit_connect: %w", err)
 	}
 	t.links = append(t.links, l)
-	if l, err = link.AttachTracing(link.TracingOptions{Program: t.objs.OnState}); err != nil {
-		return nil, fmt.Errorf("attach tp_btf/inet_sock_set_state: %w", err)
+	for _, p := range []*ebpf.Program{t.objs.OnState, t.objs.OnStateNested} {
+		if l, err = link.AttachTracing(link.TracingOptions{Program: p}); err != nil {
+			return nil, fmt.Errorf("attach tp_btf/inet_sock_set_state: %w", err)
+		}
+		t.links = append(t.links, l)
 	}
-	t.links = append(t.links, l)
 
 	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
 		return nil, fmt.Errorf("open ring buffer: %w", err)
@@ -217,12 +219,25 @@ func (t *Tracer) Lost() (Lost, error) {
 	for _, v := range per {
 		l.RingFull += v
 	}
+	// on_state's misses minus what its twin took over; the twin's own misses happen only
+	// where on_state handled the event or missed it too, so they are not counted again.
+	var misses uint64
 	for _, p := range []*ebpf.Program{t.objs.OnState, t.objs.OnConnectEnter, t.objs.OnConnectExit} {
 		st, err := p.Stats()
 		if err != nil {
 			return l, fmt.Errorf("read program statistics: %w", err)
 		}
-		l.Nested += st.RecursionMisses
+		misses += st.RecursionMisses
+	}
+	if err := t.objs.Nesting.Lookup(uint32(1), &per); err != nil {
+		return l, fmt.Errorf("read nesting counter: %w", err)
+	}
+	var rescued uint64
+	for _, v := range per {
+		rescued += v
+	}
+	if misses > rescued {
+		l.Nested = misses - rescued
 	}
 	return l, nil
 }
@@ -231,6 +246,7 @@ func (t *Tracer) Lost() (Lost, error) {
 func (t *Tracer) Programs() map[string]*ebpf.Program {
 	return map[string]*ebpf.Program{
 		"on_state":         t.objs.OnState,
+		"on_state_nested":  t.objs.OnStateNested,
 		"on_connect_enter": t.objs.OnConnectEnter,
 		"on_connect_exit":  t.objs.OnConnectExit,
 		"seed_owners":      t.objs.SeedOwners,

@@ -60,12 +60,14 @@ const (
 	traceMapConnectCalls      = "connect_calls"
 	traceMapEvents            = "events"
 	traceMapLost              = "lost"
+	traceMapNesting           = "nesting"
 	traceMapNetnsFilter       = "netns_filter"
 	traceMapPortFilter        = "port_filter"
 	traceMapSockInfos         = "sock_infos"
 	traceProgOnConnectEnter   = "on_connect_enter"
 	traceProgOnConnectExit    = "on_connect_exit"
 	traceProgOnState          = "on_state"
+	traceProgOnStateNested    = "on_state_nested"
 	traceProgSeedOwners       = "seed_owners"
 	traceVarConnectErrorsOnly = "connect_errors_only"
 	traceVarFilterFamily      = "filter_family"
@@ -121,6 +123,7 @@ type traceProgramSpecs struct {
 	OnConnectEnter *ebpf.ProgramSpec `ebpf:"on_connect_enter"`
 	OnConnectExit  *ebpf.ProgramSpec `ebpf:"on_connect_exit"`
 	OnState        *ebpf.ProgramSpec `ebpf:"on_state"`
+	OnStateNested  *ebpf.ProgramSpec `ebpf:"on_state_nested"`
 	SeedOwners     *ebpf.ProgramSpec `ebpf:"seed_owners"`
 }
 
@@ -131,6 +134,7 @@ type traceMapSpecs struct {
 	ConnectCalls *ebpf.MapSpec `ebpf:"connect_calls"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	Lost         *ebpf.MapSpec `ebpf:"lost"`
+	Nesting      *ebpf.MapSpec `ebpf:"nesting"`
 	NetnsFilter  *ebpf.MapSpec `ebpf:"netns_filter"`
 	PortFilter   *ebpf.MapSpec `ebpf:"port_filter"`
 	SockInfos    *ebpf.MapSpec `ebpf:"sock_infos"`
@@ -172,6 +176,7 @@ type traceMaps struct {
 	ConnectCalls *ebpf.Map `ebpf:"connect_calls"`
 	Events       *ebpf.Map `ebpf:"events"`
 	Lost         *ebpf.Map `ebpf:"lost"`
+	Nesting      *ebpf.Map `ebpf:"nesting"`
 	NetnsFilter  *ebpf.Map `ebpf:"netns_filter"`
 	PortFilter   *ebpf.Map `ebpf:"port_filter"`
 	SockInfos    *ebpf.Map `ebpf:"sock_infos"`
@@ -182,6 +187,7 @@ func (m *traceMaps) Close() error {
 		m.ConnectCalls,
 		m.Events,
 		m.Lost,
+		m.Nesting,
 		m.NetnsFilter,
 		m.PortFilter,
 		m.SockInfos,
@@ -208,6 +214,7 @@ type tracePrograms struct {
 	OnConnectEnter *ebpf.Program `ebpf:"on_connect_enter"`
 	OnConnectExit  *ebpf.Program `ebpf:"on_connect_exit"`
 	OnState        *ebpf.Program `ebpf:"on_state"`
+	OnStateNested  *ebpf.Program `ebpf:"on_state_nested"`
 	SeedOwners     *ebpf.Program `ebpf:"seed_owners"`
 }
 
@@ -216,6 +223,7 @@ func (p *tracePrograms) Close() error {
 		p.OnConnectEnter,
 		p.OnConnectExit,
 		p.OnState,
+		p.OnStateNested,
 		p.SeedOwners,
 	)
 }

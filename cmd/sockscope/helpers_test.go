@@ -136,8 +136,29 @@ func (ns netns) tcpload(t *testing.T, args ...string) loadResult {
 	return r
 }
 
+// settle waits until ss, inside ns, shows no socket in a state that still has a transition
+// coming (the orphaned LAST_ACK of an exited server can wait for the peer's last ACK), so the
+// trace can be stopped with every transition in it.
+func (ns netns) settle(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := sh(t, "ip", "netns", "exec", ns.name, "ss", "-Htan",
+			"state", "syn-sent", "state", "syn-recv", "state", "fin-wait-1", "state", "fin-wait-2",
+			"state", "last-ack", "state", "closing")
+		if strings.TrimSpace(out) == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sockets in netns %s did not settle within 10s:\n%s", ns.name, out)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // server is a `tcpload serve` running in a netns.
 type server struct {
+	ns  netns
 	cmd *exec.Cmd
 	pid int
 	out *bufio.Reader
@@ -154,7 +175,7 @@ func (ns netns) serve(t *testing.T, args ...string) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, out: bufio.NewReader(stdout)}
+	s := &server{ns: ns, cmd: cmd, out: bufio.NewReader(stdout)}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	line, err := s.out.ReadString('\n')
 	if err != nil {
@@ -171,12 +192,13 @@ func (ns netns) serve(t *testing.T, args ...string) *server {
 	return s
 }
 
-// stop ends the server with SIGTERM and waits for it.
+// stop ends the server with SIGTERM, waits for it, and for its netns to settle.
 func (s *server) stop(t *testing.T) {
 	t.Helper()
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	io.Copy(io.Discard, s.out)
 	s.cmd.Wait()
+	s.ns.settle(t)
 }
 
 // tracer is a running `sockscope trace -o json`.
