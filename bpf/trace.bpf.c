@@ -94,22 +94,31 @@ struct {
 #define CALL_LINKED 1   /* the call moved a socket to SYN_SENT: its outcome is the state path's */
 #define CALL_DEFERRED 2 /* that socket went back to CLOSE with no error: the return value tells */
 
-/* A connect() in progress, per thread. */
+/* The connect() a thread is in, kept in task-local storage: a pointer away from the task,
+ * where a hash keyed by thread id would cost a lookup, an update and a delete per call. */
 struct connect_call {
-	__u64 ts;
+	__u64 ts;         /* call entry; 0 = not in connect() */
 	__u64 uaddr;
-	__u64 sk; /* the socket that this call moved to SYN_SENT */
+	__u64 sk;         /* the socket that this call moved to SYN_SENT */
 	__u32 netns;
 	__s32 fd;
 	__u32 flags;
+	__u32 _pad;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct connect_call);
 } connect_calls SEC(".maps");
+
+/* The current thread's connect() in progress, or NULL. */
+static __always_inline struct connect_call *current_call(void)
+{
+	struct connect_call *call = bpf_task_storage_get(&connect_calls, bpf_get_current_task_btf(), 0, 0);
+	return call && call->ts ? call : NULL;
+}
 
 static __always_inline void count_lost(void)
 {
@@ -165,8 +174,7 @@ static __always_inline int handle_state(struct sock *sk, int oldstate, int newst
 			set_owner(si);
 			si->connect_ts = 0;
 			if (newstate == TCP_SYN_SENT) {
-				__u32 tid = (__u32)bpf_get_current_pid_tgid();
-				struct connect_call *call = bpf_map_lookup_elem(&connect_calls, &tid);
+				struct connect_call *call = current_call();
 				si->connect_ts = now;
 				if (call) {
 					si->connect_ts = call->ts;
@@ -190,8 +198,7 @@ static __always_inline int handle_state(struct sock *sk, int oldstate, int newst
 					/* No socket error: either connect() itself failed after SYN_SENT
 					 * (EADDRNOTAVAIL: its return value says so, at sys_exit), or the
 					 * application closed the socket before the handshake ended. */
-					__u32 tid = (__u32)bpf_get_current_pid_tgid();
-					struct connect_call *call = bpf_map_lookup_elem(&connect_calls, &tid);
+					struct connect_call *call = current_call();
 					if (call && call->sk == (__u64)sk) {
 						call->flags |= CALL_DEFERRED;
 						kind &= ~EVENT_CONNECT;
@@ -294,13 +301,16 @@ int BPF_PROG(on_state_nested, struct sock *sk, int oldstate, int newstate)
 SEC("tracepoint/syscalls/sys_enter_connect")
 int on_connect_enter(struct trace_event_raw_sys_enter *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct connect_call call = {
-		.ts = bpf_ktime_get_ns(),
-		.fd = (__s32)ctx->args[0],
-		.uaddr = ctx->args[1],
-	};
-	bpf_map_update_elem(&connect_calls, &tid, &call, BPF_ANY);
+	struct connect_call *call = bpf_task_storage_get(&connect_calls, bpf_get_current_task_btf(), 0,
+							 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!call)
+		return 0;
+	call->ts = bpf_ktime_get_ns();
+	call->fd = (__s32)ctx->args[0];
+	call->uaddr = ctx->args[1];
+	call->sk = 0;
+	call->netns = 0;
+	call->flags = 0;
 	return 0;
 }
 
@@ -328,12 +338,11 @@ static __always_inline struct sock *tcp_sock_of_fd(int fd)
 SEC("tracepoint/syscalls/sys_exit_connect")
 int on_connect_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct connect_call *call = bpf_map_lookup_elem(&connect_calls, &tid);
+	struct connect_call *call = current_call();
 	if (!call)
 		return 0;
 	struct connect_call c = *call;
-	bpf_map_delete_elem(&connect_calls, &tid);
+	call->ts = 0;
 
 	long ret = ctx->ret;
 	if (ret >= 0 || ret == -EINPROGRESS || ret == -EALREADY || ret == -EISCONN || ret == -EINTR)

@@ -21,7 +21,7 @@ type traceConnectCall struct {
 	Netns uint32
 	Fd    int32
 	Flags uint32
-	_     [4]byte
+	Pad   uint32
 }
 
 type traceEvent struct {
