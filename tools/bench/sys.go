@@ -1,0 +1,276 @@
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const bpfStatsPath = "/proc/sys/kernel/bpf_stats_enabled"
+
+// machine describes where the benchmark ran.
+type machine struct {
+	Kernel   string
+	CPU      string
+	NumCPU   int
+	MemoryGB float64
+	Date     string
+	LoadAvg  string // at the start
+}
+
+func describeMachine() machine {
+	m := machine{NumCPU: runtime.NumCPU(), Date: time.Now().UTC().Format("2006-01-02 15:04 MST")}
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		m.Kernel = unix.ByteSliceToString(u.Release[:])
+	}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		s := bufio.NewScanner(f)
+		for s.Scan() {
+			if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
+				kb, _ := strconv.ParseFloat(f[1], 64)
+				m.MemoryGB = kb / (1 << 20)
+			}
+		}
+	}
+	m.LoadAvg = loadAvg()
+	return m
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// fileID names a binary by a prefix of its SHA-256 and its modification time.
+func fileID(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "?"
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "?"
+	}
+	st, _ := f.Stat()
+	return fmt.Sprintf("sha256 %s…, built %s", hex.EncodeToString(h.Sum(nil))[:12],
+		st.ModTime().UTC().Format("2006-01-02 15:04"))
+}
+
+// createNetns creates a named network namespace with loopback up and registers its deletion.
+func createNetns(name string) (string, error) {
+	if _, err := run(10*time.Second, "ip", "netns", "add", name); err != nil {
+		return "", err
+	}
+	atExit(func() {
+		if _, err := run(30*time.Second, "ip", "netns", "del", name); err != nil {
+			logf("deleting netns %s: %v", name, err)
+		}
+	})
+	if _, err := run(10*time.Second, "ip", "-n", name, "link", "set", "lo", "up"); err != nil {
+		return "", err
+	}
+	return filepath.Join("/run/netns", name), nil
+}
+
+func readSysctl(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return strings.TrimSpace(string(b)), err
+}
+
+func writeSysctl(path, v string) error {
+	return os.WriteFile(path, []byte(v+"\n"), 0o644)
+}
+
+// ensureTracefs mounts tracefs if it is not mounted (classic tracepoints need it to find
+// event ids). It is left mounted: other tools on the machine may start relying on it.
+func ensureTracefs() error {
+	if _, err := os.Stat("/sys/kernel/tracing/events"); err == nil {
+		return nil
+	}
+	if err := unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("mount tracefs on /sys/kernel/tracing: %w", err)
+	}
+	logf("mounted tracefs on /sys/kernel/tracing (left mounted)")
+	return nil
+}
+
+// bpfProg is one entry of `bpftool prog show -j`.
+type bpfProg struct {
+	ID        uint32 `json:"id"`
+	Type      string `json:"type"`
+	Name      string `json:"name"`
+	RunTimeNS uint64 `json:"run_time_ns"`
+	RunCnt    uint64 `json:"run_cnt"`
+}
+
+func bpftoolProgs(bpftool string) ([]bpfProg, error) {
+	out, err := run(20*time.Second, bpftool, "prog", "show", "-j")
+	if err != nil {
+		return nil, err
+	}
+	return parseBpftoolProgs([]byte(out))
+}
+
+func parseBpftoolProgs(b []byte) ([]bpfProg, error) {
+	var progs []bpfProg
+	if err := json.Unmarshal(b, &progs); err != nil {
+		return nil, fmt.Errorf("bpftool prog show -j: %w", err)
+	}
+	return progs, nil
+}
+
+// progIDsOf returns the ids of the BPF programs that process pid holds, through program fds or
+// link fds (fdinfo of both has a prog_id line). This bpftool is built without the "pids" field,
+// and program ids alone cannot tell our tracer from one that another test loads meanwhile.
+func progIDsOf(pid int) map[uint32]bool {
+	ids := map[uint32]bool{}
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return ids
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "prog_id:"); ok {
+				if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
+					ids[uint32(id)] = true
+				}
+			}
+		}
+	}
+	return ids
+}
+
+// progStat accumulates BPF run statistics for one program name.
+type progStat struct {
+	Name      string
+	RunTimeNS uint64
+	RunCnt    uint64
+}
+
+func (s progStat) nsPerRun() float64 {
+	if s.RunCnt == 0 {
+		return 0
+	}
+	return float64(s.RunTimeNS) / float64(s.RunCnt)
+}
+
+// addProgStats sums the stats of the programs in ids into acc, by program name.
+func addProgStats(acc map[string]*progStat, progs []bpfProg, ids map[uint32]bool) int {
+	n := 0
+	for _, p := range progs {
+		if !ids[p.ID] {
+			continue
+		}
+		n++
+		s := acc[p.Name]
+		if s == nil {
+			s = &progStat{Name: p.Name}
+			acc[p.Name] = s
+		}
+		s.RunTimeNS += p.RunTimeNS
+		s.RunCnt += p.RunCnt
+	}
+	return n
+}
+
+func sortedStats(acc map[string]*progStat) []progStat {
+	var out []progStat
+	for _, s := range acc {
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].RunTimeNS > out[j].RunTimeNS })
+	return out
+}
+
+// netnsProber makes throw-away connections from inside a network namespace: one OS thread that
+// entered the namespace with setns and stays there.
+type netnsProber struct {
+	req chan chan error
+}
+
+func newNetnsProber(nsPath string) (*netnsProber, error) {
+	p := &netnsProber{req: make(chan chan error)}
+	ready := make(chan error, 1)
+	go func() {
+		// Never unlocked: when this goroutine returns, the runtime discards the thread and
+		// its namespace with it.
+		runtime.LockOSThread()
+		f, err := os.Open(nsPath)
+		if err != nil {
+			ready <- err
+			return
+		}
+		err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
+		f.Close()
+		if err != nil {
+			ready <- fmt.Errorf("setns %s: %w", nsPath, err)
+			return
+		}
+		ready <- nil
+		for r := range p.req {
+			r <- probeConnect()
+		}
+	}()
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	atExit(func() { close(p.req) })
+	return p, nil
+}
+
+// probe makes one connection attempt to 127.0.0.1:1 in the namespace, where nothing listens:
+// connect() gets ECONNREFUSED after CLOSE->SYN_SENT (in this process's context) and
+// SYN_SENT->CLOSE.
+func (p *netnsProber) probe() error {
+	r := make(chan error, 1)
+	p.req <- r
+	return <-r
+}
+
+func probeConnect() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	err = unix.Connect(fd, &unix.SockaddrInet4{Port: 1, Addr: [4]byte{127, 0, 0, 1}})
+	if err != nil && err != unix.ECONNREFUSED {
+		return fmt.Errorf("probe connect: %w", err)
+	}
+	return nil
+}
