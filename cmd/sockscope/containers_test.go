@@ -5,12 +5,12 @@ package main
 // (dockerd runs with --bridge=none), and all traffic stays on it.
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -195,51 +195,12 @@ func (l *liveOutput) count(t *testing.T, match func(jsonEvent) bool) int {
 // startLiveTrace is startTrace with an output the test can read before the trace stops.
 func startLiveTrace(t *testing.T, args ...string) (*tracer, *liveOutput) {
 	t.Helper()
-	tr := &tracer{cmd: exec.Command(sockscopeBin, append([]string{"trace", "-o", "json"}, args...)...), done: make(chan struct{})}
-	live := &liveOutput{buf: &tr.stdout}
-	tr.cmd.Stdout = live // not an *os.File: Wait returns only once everything is copied
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr.cmd.Stderr = pw
-	if err := tr.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	t.Cleanup(func() {
-		if tr.cmd.ProcessState == nil {
-			tr.cmd.Process.Kill()
-			tr.cmd.Wait()
-		}
-	})
-	attached := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		ok := false
-		for sc.Scan() {
-			line := sc.Text()
-			tr.errBuf.WriteString(line + "\n")
-			if !ok && strings.HasPrefix(line, "sockscope: attached") {
-				ok = true
-				attached <- true
-			}
-		}
-		if !ok {
-			attached <- false
-		}
-		close(tr.done)
-	}()
-	select {
-	case ok := <-attached:
-		if !ok {
-			tr.cmd.Wait()
-			<-tr.done
-			t.Fatalf("sockscope trace %v exited before attaching; stderr:\n%s", args, tr.errBuf.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("sockscope trace %v did not attach within 20s", args)
-	}
+	var live *liveOutput
+	tr := startTraceTo(t, func(b *bytes.Buffer) io.Writer {
+		// Not an *os.File: Wait returns only once everything is copied.
+		live = &liveOutput{buf: b}
+		return live
+	}, args...)
 	return tr, live
 }
 

@@ -213,8 +213,18 @@ type tracer struct {
 // startTrace starts sockscope with args plus `-o json` and waits for its "attached" line.
 func startTrace(t *testing.T, args ...string) *tracer {
 	t.Helper()
+	return startTraceTo(t, nil, args...)
+}
+
+// startTraceTo is startTrace with stdout also going to w, when not nil (wrapping tr.stdout), so
+// that a test can read the output before the trace stops.
+func startTraceTo(t *testing.T, w func(*bytes.Buffer) io.Writer, args ...string) *tracer {
+	t.Helper()
 	tr := &tracer{cmd: exec.Command(sockscopeBin, append([]string{"trace", "-o", "json"}, args...)...), done: make(chan struct{})}
 	tr.cmd.Stdout = &tr.stdout
+	if w != nil {
+		tr.cmd.Stdout = w(&tr.stdout)
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
