@@ -32,6 +32,7 @@ func runServe(args []string) error {
 	addr := fs.String("addr", "", "address to listen on: IPv4:PORT or [IPv6]:PORT (PORT 0 picks one)")
 	closeFirst := fs.Bool("close-first", false, "close each connection right after accept (server closes first)")
 	n := fs.Int64("n", 0, "exit after this many accepted connections (0: run until SIGTERM/SIGINT)")
+	deferAccept := fs.Bool("defer-accept", false, "TCP_DEFER_ACCEPT: a connection that sends no data stays a SYN_RECV request socket")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -57,6 +58,17 @@ func runServe(args []string) error {
 	// Plain TCP: since Go 1.24 listeners are MPTCP by default, and an MPTCP listener's TCP
 	// subflow socket has no file descriptor of its own.
 	lc.SetMultipathTCP(false)
+	if *deferAccept {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, 60)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
 	ln, err := lc.Listen(context.Background(), network, ap.String())
 	if err != nil {
 		return err

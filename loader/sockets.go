@@ -1,0 +1,159 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// Sockets reads the kernel's TCP socket tables with BPF iterators: every TCP socket of a network
+// namespace, time-wait and request sockets included, and the processes that own them.
+type Sockets struct {
+	objs   socketsObjects
+	tcp    *link.Iter
+	owners *link.Iter
+}
+
+// OpenSockets loads and attaches the iterators; they are opened once per snapshot.
+func OpenSockets() (*Sockets, error) {
+	s := &Sockets{}
+	if err := loadSocketsObjects(&s.objs, nil); err != nil {
+		return nil, fmt.Errorf("load BPF socket iterators: %w", err)
+	}
+	var err error
+	if s.tcp, err = link.AttachIter(link.IterOptions{Program: s.objs.DumpTcp}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("attach iter/tcp: %w", err)
+	}
+	if s.owners, err = link.AttachIter(link.IterOptions{Program: s.objs.DumpOwners}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("attach iter/task_file: %w", err)
+	}
+	return s, nil
+}
+
+// Close detaches the iterators.
+func (s *Sockets) Close() error {
+	for _, l := range []*link.Iter{s.tcp, s.owners} {
+		if l != nil {
+			l.Close()
+		}
+	}
+	return s.objs.Close()
+}
+
+// NetnsSnapshot is what one network namespace holds: its TCP sockets as raw sock_records
+// (see events.DecodeSocket) and the sysctls that decide how many local ports a client has.
+type NetnsSnapshot struct {
+	Records   []byte
+	PortRange [2]int // net.ipv4.ip_local_port_range
+	TWReuse   int    // net.ipv4.tcp_tw_reuse
+}
+
+// ErrNetnsGone means the namespace's file no longer exists (its container exited).
+var ErrNetnsGone = errors.New("network namespace is gone")
+
+// Snapshot lists the TCP sockets of the network namespace at nsPath (e.g. /proc/PID/ns/net).
+// A BPF iterator sees the namespace of the thread that opens it, so a locked OS thread enters
+// the namespace, opens the iterator and reads the sysctls there, and returns to where it was.
+func (s *Sockets) Snapshot(nsPath string) (NetnsSnapshot, error) {
+	var snap NetnsSnapshot
+	var rd io.ReadCloser
+	err := inNetns(nsPath, func() error {
+		var err error
+		if rd, err = s.tcp.Open(); err != nil {
+			return fmt.Errorf("open iter/tcp: %w", err)
+		}
+		snap.PortRange, snap.TWReuse = readPortSysctls()
+		return nil
+	})
+	if err != nil {
+		return snap, err
+	}
+	defer rd.Close()
+	// The iterator is bound to the namespace now; it can be read from any thread.
+	if snap.Records, err = io.ReadAll(rd); err != nil {
+		return snap, fmt.Errorf("read iter/tcp: %w", err)
+	}
+	return snap, nil
+}
+
+// Owners returns the raw owner_records of every process's TCP socket files.
+func (s *Sockets) Owners() ([]byte, error) {
+	rd, err := s.owners.Open()
+	if err != nil {
+		return nil, fmt.Errorf("open iter/task_file: %w", err)
+	}
+	defer rd.Close()
+	b, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, fmt.Errorf("read iter/task_file: %w", err)
+	}
+	return b, nil
+}
+
+// readPortSysctls reads the current thread's namespace's port range and tcp_tw_reuse; net
+// sysctls answer for the namespace of whoever opens them. -1 where unreadable.
+func readPortSysctls() ([2]int, int) {
+	rng := [2]int{-1, -1}
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			rng[0], _ = strconv.Atoi(f[0])
+			rng[1], _ = strconv.Atoi(f[1])
+		}
+	}
+	reuse := -1
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_tw_reuse"); err == nil {
+		reuse, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	return rng, reuse
+}
+
+// inNetns runs fn on a locked OS thread inside the network namespace at path.
+func inNetns(path string, fn func() error) error {
+	target, err := os.Open(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%s: %w", path, ErrNetnsGone)
+		}
+		return fmt.Errorf("open network namespace %s: %w", path, err)
+	}
+	defer target.Close()
+
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// The thread is unlocked only once it is back in its own namespace; otherwise the
+		// runtime ends it with the goroutine, so no other goroutine runs in a foreign netns.
+		self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			errc <- fmt.Errorf("open own network namespace: %w", err)
+			return
+		}
+		defer self.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			if errors.Is(err, unix.EPERM) {
+				errc <- fmt.Errorf("enter network namespace %s: %w (sockscope needs CAP_SYS_ADMIN for this)", path, err)
+			} else {
+				errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
+			}
+			return
+		}
+		ferr := fn()
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("return to own network namespace: %w", err))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
+}
