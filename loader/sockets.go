@@ -79,7 +79,7 @@ func (s *Sockets) Snapshot(nsPath string) (NetnsSnapshot, error) {
 	}
 	defer rd.Close()
 	// The iterator is bound to the namespace now; it can be read from any thread.
-	if snap.Records, err = io.ReadAll(rd); err != nil {
+	if snap.Records, err = readAll(rd); err != nil {
 		return snap, fmt.Errorf("read iter/tcp: %w", err)
 	}
 	return snap, nil
@@ -92,11 +92,31 @@ func (s *Sockets) Owners() ([]byte, error) {
 		return nil, fmt.Errorf("open iter/task_file: %w", err)
 	}
 	defer rd.Close()
-	b, err := io.ReadAll(rd)
+	b, err := readAll(rd)
 	if err != nil {
 		return nil, fmt.Errorf("read iter/task_file: %w", err)
 	}
 	return b, nil
+}
+
+// readAll reads an iterator to its end in large reads: the kernel fills as much of each read as
+// it can, so 1 MiB reads take a few syscalls where io.ReadAll's small first reads take many.
+func readAll(r io.Reader) ([]byte, error) {
+	const chunk = 1 << 20
+	b := make([]byte, 0, chunk)
+	for {
+		if cap(b)-len(b) < chunk/2 {
+			b = append(b, make([]byte, chunk)...)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF || (err == nil && n == 0) {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // readPortSysctls reads the current thread's namespace's port range and tcp_tw_reuse; net

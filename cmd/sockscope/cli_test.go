@@ -140,11 +140,17 @@ func TestBadCommandLinesExitWithStatus2AndAUsageHint(t *testing.T) {
 		{[]string{"trace", "--bogus"}, []string{"unknown flag", "--bogus"}},
 		{[]string{"trace", "web"}, []string{`"web"`, "--container"}},
 		{[]string{"bogus"}, []string{`unknown command "bogus"`}},
+		{[]string{"sockets", "-o", "xml"}, []string{"--output", "table or json", "xml"}},
+		{[]string{"sockets", "--state", "FOO"}, []string{"FOO", "TIME_WAIT"}},
+		{[]string{"sockets", "--port", "0"}, []string{"--port", "between 1 and 65535"}},
+		{[]string{"sockets", "--top", "0"}, []string{"--top", "at least 1"}},
+		{[]string{"sockets", "--all", "-c", "web"}, []string{"--all", "--container"}},
+		{[]string{"sockets", "web"}, []string{`"web"`, "--container"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			cmd := "sockscope"
-			if tc.args[0] == "trace" {
-				cmd = "sockscope trace"
+			if tc.args[0] == "trace" || tc.args[0] == "sockets" {
+				cmd = "sockscope " + tc.args[0]
 			}
 			assertUsageError(t, runSockscope(t, tc.args...), cmd, tc.want...)
 		})

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -94,6 +96,10 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 	if err := loader.CheckPrivileges(); err != nil {
 		return err
 	}
+	// One goroutine does the work; more Ps only spin (measured, as for trace).
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
 	ctx := context.Background()
 	targets, err := socketTargets(ctx, f, stderr)
 	if err != nil {
@@ -154,13 +160,13 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 				} else {
 					out = events.AppendSocketRow(out, &socks[i], tg.name)
 				}
+				if len(out) >= 256<<10 {
+					if err := writeAll(stdout, out); err != nil {
+						return err
+					}
+					out = out[:0]
+				}
 			}
-		}
-		if len(out) > 256<<10 {
-			if err := writeAll(stdout, out); err != nil {
-				return err
-			}
-			out = out[:0]
 		}
 	}
 	return writeAll(stdout, out)

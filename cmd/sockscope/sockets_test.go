@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -265,5 +266,20 @@ func TestSocketsOfAContainerEqualSsInItsNetns(t *testing.T) {
 	}
 	if !seen[web.name] || !seen[other.name] {
 		t.Errorf("--all missed a container: %v", seen)
+	}
+}
+
+func TestSocketsOfAStoppedOrUnknownContainerFail(t *testing.T) {
+	requireDocker(t)
+	c := newContainer(t, []string{"create"}, containerName("sockets-stopped"), httpdCmd...)
+	for _, tc := range []struct{ arg, want string }{
+		{c.name, "is not running"},
+		{c.name + "-typo", "closest"},
+	} {
+		out, err := exec.Command(sockscopeBin, "sockets", "-c", tc.arg).CombinedOutput()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), tc.want) || strings.Count(string(out), "\n") != 1 {
+			t.Errorf("sockets -c %s: %v, %q; want exit 1 and one line containing %q", tc.arg, err, out, tc.want)
+		}
 	}
 }

@@ -134,3 +134,17 @@ func TestReport(t *testing.T) {
 }
 
 var timeZero time.Time
+
+func TestStallsNoted(t *testing.T) {
+	b := &bench{rounds: []*round{
+		{Pair: 1, Mode: modeBaseline, Storm: stormResult{MaxConnMS: 3}},
+		{Pair: 1, Mode: modeSockscope, Storm: stormResult{MaxConnMS: 4485.6}},
+	}}
+	if s := b.stalls(); !strings.Contains(s, "round 1 sockscope: 4486 ms") || strings.Contains(s, "baseline") {
+		t.Errorf("stalls: %q", s)
+	}
+	b.rounds[1].Storm.MaxConnMS = 5
+	if s := b.stalls(); s != "" {
+		t.Errorf("stalls: %q", s)
+	}
+}

@@ -240,6 +240,9 @@ func (b *bench) report() (string, bool) {
 	if len(lostLines) > 0 {
 		notes = append(notes, fmt.Sprintf("sockscope reported lost events during the run %d times, e.g. `%s`.", len(lostLines), lostLines[0]))
 	}
+	if s := b.stalls(); s != "" {
+		notes = append(notes, s)
+	}
 	if len(stormErrs) > 0 {
 		notes = append(notes, fmt.Sprintf("The storm's connect() failed: %v.", stormErrs))
 	}
@@ -269,4 +272,28 @@ func (b *bench) btRounds() []*round {
 		return nil
 	}
 	return []*round{b.bt}
+}
+
+// stallMS is the slowest single storm connection that still counts as normal. A loopback
+// connection takes tens of µs; one taking this long means the storm's CPU was taken away (other
+// work pinned to the same CPU, a busy machine) and the round's rate is not comparable.
+const stallMS = 200
+
+// stalls describes the rounds whose storm had a connection slower than stallMS.
+func (b *bench) stalls() string {
+	all := append(append([]*round(nil), b.rounds...), b.btRounds()...)
+	if b.statsRound != nil {
+		all = append(all, b.statsRound)
+	}
+	var s []string
+	for _, r := range all {
+		if r.Storm.MaxConnMS >= stallMS {
+			s = append(s, fmt.Sprintf("round %d %s: %.0f ms", r.Pair, r.Mode, r.Storm.MaxConnMS))
+		}
+	}
+	if len(s) == 0 {
+		return ""
+	}
+	return "The storm stalled (slowest connection) in " + strings.Join(s, "; ") +
+		": its CPU was taken by something else during the round, so compare those rates with care or run again on a quiet machine."
 }

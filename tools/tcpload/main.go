@@ -3,7 +3,7 @@
 //
 // Subcommands:
 //
-//	tcpload serve   -addr IP:PORT [-close-first] [-n N]
+//	tcpload serve   -addr IP:PORT [-close-first] [-n N] [-defer-accept]
 //	tcpload connect -addr IP:PORT -n N [-nonblock] [-close-first=client|server] [-hold] [-timeout D]
 //	tcpload storm   -port P -duration D [-warmup W]
 //
@@ -29,7 +29,7 @@ import (
 )
 
 const usage = `usage:
-  tcpload serve   -addr IP:PORT [-close-first] [-n N]
+  tcpload serve   -addr IP:PORT [-close-first] [-n N] [-defer-accept]
   tcpload connect -addr IP:PORT -n N [-nonblock] [-close-first=client|server] [-hold] [-timeout D]
   tcpload storm   -port P -duration D [-warmup W]
 `
