@@ -48,7 +48,7 @@ type Tracer struct {
 	objs   traceObjects
 	links  []link.Link
 	reader *ringbuf.Reader
-	netns  map[uint32]bool
+	netns  netnsSet
 }
 
 // OpenTrace loads and attaches the programs behind `sockscope trace`. Call Close to detach.
@@ -82,7 +82,7 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 		}
 	}
 
-	t := &Tracer{netns: map[uint32]bool{}}
+	t := &Tracer{}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -156,25 +156,10 @@ func (t *Tracer) seedOwners() error {
 
 // SetNetns replaces the set of traced network namespaces (used only with FilterNetns).
 func (t *Tracer) SetNetns(inodes []uint32) error {
-	want := make(map[uint32]bool, len(inodes))
-	added := false
-	for _, ino := range inodes {
-		want[ino] = true
-		if !t.netns[ino] {
-			added = true
-			if err := t.objs.NetnsFilter.Put(ino, uint8(1)); err != nil {
-				return fmt.Errorf("add netns %d to the filter: %w", ino, err)
-			}
-		}
+	added, err := t.netns.set(t.objs.NetnsFilter, inodes)
+	if err != nil {
+		return err
 	}
-	for ino := range t.netns {
-		if !want[ino] {
-			if err := t.objs.NetnsFilter.Delete(ino); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return fmt.Errorf("remove netns %d from the filter: %w", ino, err)
-			}
-		}
-	}
-	t.netns = want
 	if added && t.reader != nil {
 		// The seeder only looks at traced namespaces: name the owners in the new ones.
 		return t.seedOwners()

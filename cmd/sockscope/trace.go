@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,7 +17,6 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 	"github.com/spf13/pflag"
 
-	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
 )
@@ -91,20 +89,6 @@ func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error)
 	return f, false, nil
 }
 
-// namer names network namespaces; containers.Names, or just the host without Docker.
-type namer interface {
-	Lookup(inode uint32) (name, id string, ok bool)
-}
-
-type hostOnly uint32
-
-func (h hostOnly) Lookup(inode uint32) (string, string, bool) {
-	if inode == uint32(h) {
-		return "host", "", true
-	}
-	return "", "", false
-}
-
 func runTrace(args []string, stdout, stderr io.Writer) error {
 	f, helped, err := parseTraceFlags(args, stdout)
 	if err != nil || helped {
@@ -152,64 +136,22 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	cfg.FilterNetns = len(fixedNetns) > 0 || len(f.containers) > 0
 	cfg.Netns = fixedNetns
 
-	hostNetns, err := containers.HostNetns()
-	if err != nil {
-		return fmt.Errorf("find the host's network namespace: %w", err)
-	}
-
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-
-	// Docker: required to resolve --container, optional for naming.
-	var selected []string
-	docker, err := containers.Dial(ctx, f.dockerHost)
+	sc, err := newScope(ctx, f.dockerHost, f.containers, fixedNetns, stderr)
 	if err != nil {
-		if len(f.containers) > 0 {
-			return err
-		}
-		fmt.Fprintf(stderr, "sockscope: warning: %v; showing network namespace inodes instead of container names\n", err)
-		docker = nil
-	} else {
-		defer docker.Close()
-		for _, q := range f.containers {
-			c, err := docker.Find(ctx, q)
-			if err != nil {
-				return err
-			}
-			selected = append(selected, c.ID)
-		}
+		return err
 	}
+	defer sc.Close()
 
 	tracer, err := loader.OpenTrace(cfg)
 	if err != nil {
 		return err
 	}
 	defer tracer.Close()
-
-	var names namer = hostOnly(hostNetns)
-	if docker != nil {
-		var mu sync.Mutex
-		w := containers.NewWatcher(docker, hostNetns, selected, func(netns []uint32) {
-			if len(selected) == 0 {
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err := tracer.SetNetns(append(append([]uint32(nil), fixedNetns...), netns...)); err != nil {
-				fmt.Fprintf(stderr, "sockscope: %v\n", err)
-			}
-		})
-		w.OnError = func(err error) {
-			fmt.Fprintf(stderr, "sockscope: warning: Docker: %v (retrying)\n", err)
-		}
-		if err := w.Sync(ctx); err != nil {
-			if len(selected) > 0 {
-				return err
-			}
-			fmt.Fprintf(stderr, "sockscope: warning: %v\n", err)
-		}
-		names = w.Names()
-		go w.Run(ctx)
+	names, err := sc.follow(ctx, tracer.SetNetns, stderr)
+	if err != nil {
+		return err
 	}
 
 	what := "all network namespaces"
@@ -225,17 +167,6 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "sockscope: attached, tracing %s (Ctrl-C to stop)\n", what)
 
 	return traceLoop(tracer, names, f, stdout, stderr)
-}
-
-func parseNetns(s string) (uint32, error) {
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		return uint32(n), nil
-	}
-	ino, err := containers.NetnsInodeOfPath(s)
-	if err != nil {
-		return 0, fmt.Errorf("--netns %s: %w", s, err)
-	}
-	return ino, nil
 }
 
 // pollInterval is how often the reader looks at the ring buffer: the kernel side never wakes
