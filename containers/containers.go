@@ -290,7 +290,7 @@ func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
 			continue
 		}
 		if errors.Is(err, fs.ErrNotExist) {
-			return Container{}, fmt.Errorf("container %s (%s) runs as PID %d, but %w (is sockscope running in a container without --pid=host?)", ct.Name, ct.ShortID(), ct.Pid, err)
+			return Container{}, fmt.Errorf("container %s (%s) runs as PID %d, but %w (is sockscope running in a container without --pid=host?): %w", ct.Name, ct.ShortID(), ct.Pid, err, ErrNoProcess)
 		}
 		return Container{}, fmt.Errorf("container %s (%s): %w", ct.Name, ct.ShortID(), err)
 	}
@@ -298,6 +298,10 @@ func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
 
 // ErrNotFound is wrapped by errors about containers that the daemon does not know (any more).
 var ErrNotFound = errors.New("container not found")
+
+// ErrNoProcess means the daemon names a PID for a running container that /proc does not show:
+// the container is exiting or restarting, or sockscope does not see the host's PID namespace.
+var ErrNoProcess = errors.New("its process is not visible")
 
 func fromInspect(r container.InspectResponse) Container {
 	ct := Container{ID: r.ID, Name: strings.TrimPrefix(r.Name, "/"), Image: r.Image}
@@ -321,10 +325,17 @@ func (c *Client) Running(ctx context.Context) ([]Container, error) {
 		return nil, fmt.Errorf("listing containers at %s: %w", c.host, err)
 	}
 	out := make([]Container, 0, len(list.Items))
+	var noProcess error
 	for _, s := range list.Items {
 		ct, err := c.Inspect(ctx, s.ID)
 		if errors.Is(err, ErrNotFound) {
 			continue // removed meanwhile
+		}
+		if errors.Is(err, ErrNoProcess) {
+			// Exiting or restarting meanwhile: the event stream brings it back if it starts.
+			// If no container at all shows a process, /proc is not the host's: say so.
+			noProcess = err
+			continue
 		}
 		if err != nil {
 			return nil, err
@@ -333,6 +344,9 @@ func (c *Client) Running(ctx context.Context) ([]Container, error) {
 			continue // stopped meanwhile
 		}
 		out = append(out, ct)
+	}
+	if len(out) == 0 && noProcess != nil {
+		return nil, noProcess
 	}
 	return out, nil
 }
