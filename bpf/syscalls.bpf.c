@@ -136,6 +136,7 @@ static __always_inline void count_path(struct pt_regs *regs, __u32 netns, __u32 
 	k->netns = netns;
 	k->tgid = tgid;
 	k->nr = nr;
+	bpf_get_current_comm(k->comm, sizeof(k->comm));
 	if (bpf_probe_read_user_str(k->path, sizeof(k->path), p) < 0)
 		return;
 	__u64 *n = bpf_map_lookup_elem(&paths, k);
@@ -178,10 +179,10 @@ int BPF_PROG(on_exit, struct pt_regs *regs, long ret)
 	if (!netns)
 		return 0;
 	struct sc_key key = {.netns = netns, .tgid = task->tgid, .nr = (__u32)SYSCALL_NR(regs)};
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	struct sc_val *v = bpf_map_lookup_elem(&counts, &key);
 	if (!v) {
 		struct sc_val init = {};
-		bpf_get_current_comm(init.comm, sizeof(init.comm));
 		if (bpf_map_update_elem(&counts, &key, &init, BPF_NOEXIST) && !bpf_map_lookup_elem(&counts, &key)) {
 			count_dropped(DROPPED_COUNTS);
 			return 0;
@@ -194,6 +195,7 @@ int BPF_PROG(on_exit, struct pt_regs *regs, long ret)
 	if (ret < 0 && ret >= -4095) {
 		v->errors++;
 		struct err_key ek = {.netns = netns, .tgid = key.tgid, .nr = key.nr, .err = (__s32)-ret};
+		__builtin_memcpy(ek.comm, key.comm, sizeof(ek.comm));
 		__u64 *n = bpf_map_lookup_elem(&errors, &ek);
 		if (n) {
 			*n += 1;

@@ -7,11 +7,14 @@
 #define PATH_LEN 128
 #define PATH_SYSCALLS 12
 
+/* The comm is part of every key, as DTrace's execname: a process that execs (ip netns exec, a
+ * shell) gets a row per name. */
 struct sc_key {
 	__u32 netns;
 	__u32 tgid;
 	__u32 nr;
 	__u32 _pad;
+	char comm[16];
 };
 
 struct sc_val {
@@ -19,7 +22,6 @@ struct sc_val {
 	__u64 errors;
 	__u64 lat_total_ns; /* with latency on */
 	__u64 lat_max_ns;
-	char comm[16];      /* of the thread that made the first call seen */
 };
 
 struct err_key {
@@ -27,6 +29,7 @@ struct err_key {
 	__u32 tgid;
 	__u32 nr;
 	__s32 err; /* positive errno */
+	char comm[16];
 };
 
 struct path_key {
@@ -34,6 +37,7 @@ struct path_key {
 	__u32 tgid;
 	__u32 nr;
 	__u32 _pad;
+	char comm[16];
 	char path[PATH_LEN];
 };
 

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // State is a TCP state as the kernel numbers it (include/net/tcp_states.h).
@@ -68,41 +70,21 @@ func ErrnoName(e syscall.Errno) string {
 	if e == 0 {
 		return ""
 	}
-	if int(e) < len(errnoNames) && errnoNames[e] != "" {
-		return errnoNames[e]
+	if n := unix.ErrnoName(e); n != "" {
+		return n
+	}
+	if n, ok := kernelErrnos[e]; ok {
+		return n
 	}
 	return "errno " + strconv.Itoa(int(e))
 }
 
-// The errnos a connect() can end with, and the common ones around them (asm-generic/errno*.h,
-// the same numbers on x86_64 and arm64).
-var errnoNames = [...]string{
-	1:   "EPERM",
-	4:   "EINTR",
-	9:   "EBADF",
-	11:  "EAGAIN",
-	12:  "ENOMEM",
-	13:  "EACCES",
-	14:  "EFAULT",
-	22:  "EINVAL",
-	23:  "ENFILE",
-	24:  "EMFILE",
-	32:  "EPIPE",
-	88:  "ENOTSOCK",
-	97:  "EAFNOSUPPORT",
-	98:  "EADDRINUSE",
-	99:  "EADDRNOTAVAIL",
-	100: "ENETDOWN",
-	101: "ENETUNREACH",
-	103: "ECONNABORTED",
-	104: "ECONNRESET",
-	105: "ENOBUFS",
-	106: "EISCONN",
-	110: "ETIMEDOUT",
-	111: "ECONNREFUSED",
-	112: "EHOSTDOWN",
-	113: "EHOSTUNREACH",
-	114: "EALREADY",
-	115: "EINPROGRESS",
-	125: "ECANCELED",
+// Errnos the kernel uses internally, which a syscall tracer sees on the way out before the
+// kernel restarts the call (include/linux/errno.h).
+var kernelErrnos = map[syscall.Errno]string{
+	512: "ERESTARTSYS",
+	513: "ERESTARTNOINTR",
+	514: "ERESTARTNOHAND",
+	515: "ENOIOCTLCMD",
+	516: "ERESTART_RESTARTBLOCK",
 }

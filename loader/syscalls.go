@@ -101,15 +101,16 @@ func (s *Syscalls) Close() error {
 	return s.objs.Close()
 }
 
-// SyscallKey names who made a syscall: the task's netns, its process, the syscall number.
+// SyscallKey names who made a syscall: the task's netns, its process and command name, the
+// syscall number.
 type SyscallKey struct {
 	Netns, Tgid, Nr uint32
+	Comm            string
 }
 
 // SyscallCount is the aggregate of one key.
 type SyscallCount struct {
 	SyscallKey
-	Comm     string
 	Count    uint64
 	Errors   uint64
 	LatTotal time.Duration
@@ -146,15 +147,12 @@ func (s *Syscalls) Read() (SyscallSnapshot, error) {
 	var vals []syscallsScVal
 	it := s.objs.Counts.Iterate()
 	for it.Next(&k, &vals) {
-		c := SyscallCount{SyscallKey: SyscallKey{k.Netns, k.Tgid, k.Nr}}
+		c := SyscallCount{SyscallKey: SyscallKey{k.Netns, k.Tgid, k.Nr, cString(k.Comm[:])}}
 		for _, v := range vals {
 			c.Count += v.Count
 			c.Errors += v.Errors
 			c.LatTotal += time.Duration(v.LatTotalNs)
 			c.LatMax = max(c.LatMax, time.Duration(v.LatMaxNs))
-			if c.Comm == "" && v.Comm[0] != 0 {
-				c.Comm = cString(v.Comm[:])
-			}
 		}
 		snap.Counts = append(snap.Counts, c)
 	}
@@ -165,7 +163,7 @@ func (s *Syscalls) Read() (SyscallSnapshot, error) {
 	var per []uint64
 	eit := s.objs.Errors.Iterate()
 	for eit.Next(&ek, &per) {
-		e := SyscallErrors{SyscallKey: SyscallKey{ek.Netns, ek.Tgid, ek.Nr}, Errno: syscall.Errno(ek.Err)}
+		e := SyscallErrors{SyscallKey: SyscallKey{ek.Netns, ek.Tgid, ek.Nr, cString(ek.Comm[:])}, Errno: syscall.Errno(ek.Err)}
 		for _, v := range per {
 			e.Count += v
 		}
@@ -178,7 +176,7 @@ func (s *Syscalls) Read() (SyscallSnapshot, error) {
 	var n uint64
 	pit := s.objs.Paths.Iterate()
 	for pit.Next(&pk, &n) {
-		snap.Paths = append(snap.Paths, PathCount{SyscallKey: SyscallKey{pk.Netns, pk.Tgid, pk.Nr}, Path: cString(pk.Path[:]), Count: n})
+		snap.Paths = append(snap.Paths, PathCount{SyscallKey: SyscallKey{pk.Netns, pk.Tgid, pk.Nr, cString(pk.Comm[:])}, Path: cString(pk.Path[:]), Count: n})
 	}
 	if err := pit.Err(); err != nil {
 		return snap, fmt.Errorf("read syscall paths: %w", err)

@@ -19,6 +19,7 @@ type syscallsErrKey struct {
 	Tgid  uint32
 	Nr    uint32
 	Err   int32
+	Comm  [16]int8
 }
 
 type syscallsPathKey struct {
@@ -27,6 +28,7 @@ type syscallsPathKey struct {
 	Tgid  uint32
 	Nr    uint32
 	Pad   uint32
+	Comm  [16]int8
 	Path  [128]int8
 }
 
@@ -36,6 +38,7 @@ type syscallsScKey struct {
 	Tgid  uint32
 	Nr    uint32
 	Pad   uint32
+	Comm  [16]int8
 }
 
 type syscallsScVal struct {
@@ -44,7 +47,6 @@ type syscallsScVal struct {
 	Errors     uint64
 	LatTotalNs uint64
 	LatMaxNs   uint64
-	Comm       [16]int8
 }
 
 // Names of all BPF objects in the ELF.

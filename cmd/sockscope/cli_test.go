@@ -146,10 +146,14 @@ func TestBadCommandLinesExitWithStatus2AndAUsageHint(t *testing.T) {
 		{[]string{"sockets", "--top", "0"}, []string{"--top", "at least 1"}},
 		{[]string{"sockets", "--all", "-c", "web"}, []string{"--all", "--container"}},
 		{[]string{"sockets", "web"}, []string{`"web"`, "--container"}},
+		{[]string{"syscalls", "--syscall", "opne"}, []string{`"opne"`, "not a syscall", "open"}},
+		{[]string{"syscalls", "--by", "host"}, []string{`"host"`, "container,comm,pid,syscall"}},
+		{[]string{"syscalls", "--top", "0"}, []string{"--top", "at least 1"}},
+		{[]string{"syscalls", "-o", "csv"}, []string{"--output", "table or json"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			cmd := "sockscope"
-			if tc.args[0] == "trace" || tc.args[0] == "sockets" {
+			if tc.args[0] == "trace" || tc.args[0] == "sockets" || tc.args[0] == "syscalls" {
 				cmd = "sockscope " + tc.args[0]
 			}
 			assertUsageError(t, runSockscope(t, tc.args...), cmd, tc.want...)

@@ -18,10 +18,11 @@ import (
 	"github.com/sockscope/sockscope/internal/testenv"
 )
 
-// Binaries under test, built once by TestMain.
+// Binaries under test, built once by TestMain; extraBins are tools/NAME built into *path.
 var (
 	sockscopeBin string
 	tcploadBin   string
+	extraBins    = map[string]*string{}
 )
 
 func TestMain(m *testing.M) {
@@ -32,8 +33,15 @@ func TestMain(m *testing.M) {
 	}
 	sockscopeBin = filepath.Join(dir, "sockscope")
 	tcploadBin = filepath.Join(dir, "tcpload")
-	for bin, pkg := range map[string]string{sockscopeBin: ".", tcploadBin: "../../tools/tcpload"} {
-		out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+	builds := map[string]string{sockscopeBin: ".", tcploadBin: "../../tools/tcpload"}
+	for name, p := range extraBins {
+		*p = filepath.Join(dir, name)
+		builds[*p] = "../../tools/" + name
+	}
+	for bin, pkg := range builds {
+		cmd := exec.Command("go", "build", "-o", bin, pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // static: also runs inside test containers
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", pkg, err, out)
 			os.Exit(1)

@@ -19,6 +19,7 @@ const usage = `sockscope makes every container's TCP life visible from the host,
 Usage:
   sockscope trace [flags]   live TCP state transitions and connect outcomes, per container
   sockscope sockets [flags] TCP sockets of the host or containers (like ss -tan), TIME_WAIT included
+  sockscope syscalls [flags] syscall hotspots per container: counts, errors, latency, paths
   sockscope version         the version and the kernel features sockscope found
   sockscope help            this text
 
@@ -45,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runTrace(args[1:], stdout, stderr)
 	case "sockets":
 		err = runSockets(args[1:], stdout, stderr)
+	case "syscalls":
+		err = runSyscalls(args[1:], stdout, stderr)
 	case "version", "--version":
 		err = runVersion(stdout)
 	case "help", "-h", "--help":
@@ -59,7 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &ue):
 		cmd := "sockscope"
-		if args[0] == "trace" || args[0] == "sockets" {
+		if args[0] == "trace" || args[0] == "sockets" || args[0] == "syscalls" {
 			cmd = "sockscope " + args[0]
 		}
 		fmt.Fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", cmd, ue.msg, cmd)

@@ -1,0 +1,482 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/loader"
+)
+
+type syscallsFlags struct {
+	containers []string
+	pid        int
+	netns      string
+	by         []string
+	syscalls   []string
+	errors     bool
+	latency    bool
+	paths      bool
+	interval   time.Duration
+	duration   time.Duration
+	top        int
+	output     string
+	dockerHost string
+}
+
+var byFields = []string{"container", "comm", "pid", "syscall"}
+
+func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, error) {
+	f := &syscallsFlags{}
+	fs := pflag.NewFlagSet("sockscope syscalls", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringArrayVarP(&f.containers, "container", "c", nil, "count this container's syscalls (name or ID prefix); repeatable")
+	fs.IntVar(&f.pid, "pid", 0, "only this process (host PID)")
+	fs.StringVar(&f.netns, "netns", "", "only tasks in this network namespace: an inode, or a path such as /proc/PID/ns/net")
+	fs.StringSliceVar(&f.by, "by", byFields, "aggregate by these fields: container, comm, pid, syscall")
+	fs.StringSliceVar(&f.syscalls, "syscall", nil, "only these syscalls, by name (e.g. openat,fsync)")
+	fs.BoolVar(&f.errors, "errors", false, "also list failures by syscall and errno")
+	fs.BoolVar(&f.latency, "latency", false, "also measure time spent in each syscall (average and maximum)")
+	fs.BoolVar(&f.paths, "paths", false, "also count the file paths given to open, unlink, rename and friends")
+	fs.DurationVar(&f.interval, "interval", 0, "print a table every interval (a live top); 0 = once at the end")
+	fs.DurationVar(&f.duration, "duration", 0, "stop after this long; 0 = until Ctrl-C")
+	fs.IntVar(&f.top, "top", 20, "rows per table")
+	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
+	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		return nil, false, usageError{err.Error()}
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: sockscope syscalls [flags]\n\nSyscall hotspots per container, counted in the kernel: DTrace's @[execname, pid, probefunc] = count().\n\nFlags:\n%s", fs.FlagUsages())
+		return nil, true, nil
+	}
+	if fs.NArg() > 0 {
+		return nil, false, usageError{fmt.Sprintf("unexpected argument %q (containers are given with --container NAME)", fs.Arg(0))}
+	}
+	for _, b := range f.by {
+		if !slices.Contains(byFields, b) {
+			return nil, false, usageError{fmt.Sprintf("--by %q: use any of %s", b, strings.Join(byFields, ","))}
+		}
+	}
+	for _, name := range f.syscalls {
+		if _, ok := events.SyscallNumber(runtime.GOARCH, name); !ok {
+			return nil, false, usageError{fmt.Sprintf("--syscall %q is not a syscall on %s; closest: %s", name, runtime.GOARCH,
+				strings.Join(closest(name, events.SyscallNames(runtime.GOARCH), 3), ", "))}
+		}
+	}
+	if f.output != "table" && f.output != "json" {
+		return nil, false, usageError{fmt.Sprintf("--output must be table or json, not %q", f.output)}
+	}
+	if f.pid < 0 {
+		return nil, false, usageError{fmt.Sprintf("--pid must be a process ID, not %d", f.pid)}
+	}
+	if f.top < 1 {
+		return nil, false, usageError{fmt.Sprintf("--top must be at least 1, not %d", f.top)}
+	}
+	if f.interval < 0 || f.duration < 0 {
+		return nil, false, usageError{"--interval and --duration must not be negative"}
+	}
+	return f, false, nil
+}
+
+// closest returns up to n names nearest to q (shared prefix first, then edit distance).
+func closest(q string, names []string, n int) []string {
+	dist := func(a, b string) int {
+		prev := make([]int, len(b)+1)
+		for j := range prev {
+			prev[j] = j
+		}
+		for i := 1; i <= len(a); i++ {
+			cur := make([]int, len(b)+1)
+			cur[0] = i
+			for j := 1; j <= len(b); j++ {
+				c := 1
+				if a[i-1] == b[j-1] {
+					c = 0
+				}
+				cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
+			}
+			prev = cur
+		}
+		return prev[len(b)]
+	}
+	out := slices.Clone(names)
+	slices.SortStableFunc(out, func(a, b string) int { return cmp.Compare(dist(q, a), dist(q, b)) })
+	return out[:min(n, len(out))]
+}
+
+// pathSyscalls are the calls whose path argument --paths counts, with its position.
+var pathSyscalls = []struct {
+	name string
+	arg  uint8
+}{
+	{"open", 0}, {"creat", 0}, {"openat", 1}, {"openat2", 1}, {"unlink", 0}, {"unlinkat", 1},
+	{"rename", 0}, {"renameat", 1}, {"renameat2", 1}, {"mkdir", 0}, {"mkdirat", 1}, {"truncate", 0},
+}
+
+func runSyscalls(args []string, stdout, stderr io.Writer) error {
+	f, helped, err := parseSyscallsFlags(args, stdout)
+	if err != nil || helped {
+		return err
+	}
+	if err := loader.CheckBTF(); err != nil {
+		return err
+	}
+	if err := loader.CheckPrivileges(); err != nil {
+		return err
+	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+	}
+	var fixed []uint32
+	if f.netns != "" {
+		ino, err := parseNetns(f.netns)
+		if err != nil {
+			return err
+		}
+		fixed = append(fixed, ino)
+	}
+	if f.pid != 0 {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", f.pid)); err != nil {
+			return fmt.Errorf("--pid %d: no such process", f.pid)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sc, err := newScope(ctx, f.dockerHost, f.containers, fixed, stderr)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+
+	cfg := loader.SyscallConfig{FilterNetns: sc.filtered(), Netns: fixed, Pid: uint32(f.pid), Latency: f.latency, Paths: f.paths}
+	for _, p := range pathSyscalls {
+		if nr, ok := events.SyscallNumber(runtime.GOARCH, p.name); ok {
+			cfg.PathSyscalls = append(cfg.PathSyscalls, loader.PathSyscall{Nr: nr, Arg: p.arg})
+		}
+	}
+	counter, err := loader.OpenSyscalls(cfg)
+	if err != nil {
+		return err
+	}
+	defer counter.Close()
+	names, err := sc.follow(ctx, counter.SetNetns, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "sockscope: attached, counting syscalls (Ctrl-C to print and stop)\n")
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	signal.Ignore(syscall.SIGPIPE)
+	var end <-chan time.Time
+	if f.duration > 0 {
+		end = time.After(f.duration)
+	}
+	var tick <-chan time.Time
+	if f.interval > 0 {
+		t := time.NewTicker(f.interval)
+		defer t.Stop()
+		tick = t.C
+	}
+	p := &syscallPrinter{f: f, names: names, w: stdout}
+	for {
+		select {
+		case <-tick:
+			if err := p.print(counter, stderr); err != nil {
+				return err
+			}
+			continue
+		case <-sigs:
+		case <-end:
+		}
+		return p.print(counter, stderr)
+	}
+}
+
+// syscallPrinter prints what was counted since its last print.
+type syscallPrinter struct {
+	f     *syscallsFlags
+	names namer
+	w     io.Writer
+	prev  *loader.SyscallSnapshot
+	drops [3]uint64
+}
+
+type sysRow struct {
+	container, id, comm, syscall, errno, path string
+	netns, pid                                uint32
+	count, errors                             uint64
+	latTotal, latMax                          time.Duration
+}
+
+func (p *syscallPrinter) group(k loader.SyscallKey) sysRow {
+	r := sysRow{}
+	by := p.f.by
+	if slices.Contains(by, "container") {
+		name, id, ok := p.names.Lookup(k.Netns)
+		if !ok {
+			name = strconv.FormatUint(uint64(k.Netns), 10)
+		}
+		r.container, r.id, r.netns = name, id, k.Netns
+	}
+	if slices.Contains(by, "comm") {
+		r.comm = k.Comm
+	}
+	if slices.Contains(by, "pid") {
+		r.pid = k.Tgid
+	}
+	if slices.Contains(by, "syscall") {
+		r.syscall = events.SyscallName(runtime.GOARCH, k.Nr)
+	}
+	return r
+}
+
+func (p *syscallPrinter) wanted(nr uint32) bool {
+	if len(p.f.syscalls) == 0 {
+		return true
+	}
+	return slices.Contains(p.f.syscalls, events.SyscallName(runtime.GOARCH, nr))
+}
+
+func (p *syscallPrinter) print(counter *loader.Syscalls, stderr io.Writer) error {
+	cur, err := counter.Read()
+	if err != nil {
+		return err
+	}
+	for i, n := range cur.Dropped {
+		if n > p.drops[i] {
+			fmt.Fprintf(stderr, "sockscope: warning: %d %s did not fit the kernel's table and were not counted\n",
+				n-p.drops[i], []string{"processes' syscalls", "errno counts", "paths"}[i])
+		}
+	}
+	p.drops = cur.Dropped
+	prevCount := map[loader.SyscallKey]loader.SyscallCount{}
+	prevErr := map[errKeyT]uint64{}
+	prevPath := map[pathKeyT]uint64{}
+	if p.prev != nil {
+		for _, c := range p.prev.Counts {
+			prevCount[c.SyscallKey] = c
+		}
+		for _, e := range p.prev.Errors {
+			prevErr[errKey(e)] = e.Count
+		}
+		for _, pc := range p.prev.Paths {
+			prevPath[pathKey(pc)] = pc.Count
+		}
+	}
+	p.prev = &cur
+
+	counts := map[sysRow]*sysRow{}
+	for _, c := range cur.Counts {
+		if !p.wanted(c.Nr) {
+			continue
+		}
+		pc := prevCount[c.SyscallKey]
+		if c.Count-pc.Count == 0 {
+			continue
+		}
+		g := p.group(c.SyscallKey)
+		r := counts[g]
+		if r == nil {
+			r = &g
+			counts[g] = r
+		}
+		r.count += c.Count - pc.Count
+		r.errors += c.Errors - pc.Errors
+		r.latTotal += c.LatTotal - pc.LatTotal
+		r.latMax = max(r.latMax, c.LatMax)
+	}
+	errs := map[sysRow]*sysRow{}
+	if p.f.errors {
+		for _, e := range cur.Errors {
+			if !p.wanted(e.Nr) || e.Count-prevErr[errKey(e)] == 0 {
+				continue
+			}
+			g := p.group(e.SyscallKey)
+			g.errno = events.ErrnoName(e.Errno)
+			r := errs[g]
+			if r == nil {
+				r = &g
+				errs[g] = r
+			}
+			r.count += e.Count - prevErr[errKey(e)]
+		}
+	}
+	paths := map[sysRow]*sysRow{}
+	if p.f.paths {
+		for _, pc := range cur.Paths {
+			if !p.wanted(pc.Nr) || pc.Count-prevPath[pathKey(pc)] == 0 {
+				continue
+			}
+			g := p.group(pc.SyscallKey)
+			g.path = pc.Path
+			r := paths[g]
+			if r == nil {
+				r = &g
+				paths[g] = r
+			}
+			r.count += pc.Count - prevPath[pathKey(pc)]
+		}
+	}
+	var out strings.Builder
+	if p.f.output == "json" {
+		for _, t := range []struct {
+			typ  string
+			rows map[sysRow]*sysRow
+		}{{"syscall", counts}, {"error", errs}, {"path", paths}} {
+			for _, r := range topRows(t.rows, p.f.top) {
+				p.appendJSON(&out, t.typ, r)
+			}
+		}
+	} else {
+		p.appendTables(&out, counts, errs, paths)
+	}
+	if _, err := io.WriteString(p.w, out.String()); err != nil && !isEPIPE(err) {
+		return fmt.Errorf("write output: %w", err)
+	}
+	return nil
+}
+
+type errKeyT struct {
+	loader.SyscallKey
+	errno syscall.Errno
+}
+
+func errKey(e loader.SyscallErrors) errKeyT { return errKeyT{e.SyscallKey, e.Errno} }
+
+type pathKeyT struct {
+	loader.SyscallKey
+	path string
+}
+
+func pathKey(p loader.PathCount) pathKeyT { return pathKeyT{p.SyscallKey, p.Path} }
+
+func topRows(m map[sysRow]*sysRow, n int) []*sysRow {
+	rows := make([]*sysRow, 0, len(m))
+	for _, r := range m {
+		rows = append(rows, r)
+	}
+	slices.SortFunc(rows, func(a, b *sysRow) int {
+		if c := cmp.Compare(b.count, a.count); c != 0 {
+			return c
+		}
+		return cmp.Or(cmp.Compare(a.container, b.container), cmp.Compare(a.comm, b.comm), cmp.Compare(a.pid, b.pid),
+			cmp.Compare(a.syscall, b.syscall), cmp.Compare(a.errno, b.errno), cmp.Compare(a.path, b.path))
+	})
+	return rows[:min(n, len(rows))]
+}
+
+func (p *syscallPrinter) appendJSON(out *strings.Builder, typ string, r *sysRow) {
+	v := map[string]any{"type": typ, "count": r.count}
+	if slices.Contains(p.f.by, "container") {
+		v["container"], v["container_id"], v["netns"] = r.container, r.id, r.netns
+	}
+	if slices.Contains(p.f.by, "comm") {
+		v["comm"] = r.comm
+	}
+	if slices.Contains(p.f.by, "pid") {
+		v["pid"] = r.pid
+	}
+	if slices.Contains(p.f.by, "syscall") {
+		v["syscall"] = r.syscall
+	}
+	switch typ {
+	case "syscall":
+		v["errors"] = r.errors
+		if p.f.latency {
+			v["latency_avg_us"] = float64(r.latTotal.Microseconds()) / float64(max(r.count, 1))
+			v["latency_max_us"] = r.latMax.Microseconds()
+		}
+	case "error":
+		v["errno"] = r.errno
+	case "path":
+		v["path"] = r.path
+	}
+	b, _ := json.Marshal(v)
+	out.Write(b)
+	out.WriteByte('\n')
+}
+
+func (p *syscallPrinter) appendTables(out *strings.Builder, counts, errs, paths map[sysRow]*sysRow) {
+	head := func(tw *tabwriter.Writer, extra ...string) {
+		var cols []string
+		for _, b := range byFields {
+			if slices.Contains(p.f.by, b) {
+				cols = append(cols, strings.ToUpper(b))
+			}
+		}
+		fmt.Fprintln(tw, strings.Join(append(cols, extra...), "\t"))
+	}
+	cells := func(r *sysRow) []string {
+		var c []string
+		for _, b := range byFields {
+			if !slices.Contains(p.f.by, b) {
+				continue
+			}
+			switch b {
+			case "container":
+				c = append(c, r.container)
+			case "comm":
+				c = append(c, r.comm)
+			case "pid":
+				c = append(c, strconv.FormatUint(uint64(r.pid), 10))
+			case "syscall":
+				c = append(c, r.syscall)
+			}
+		}
+		return c
+	}
+	tw := tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
+	if p.f.interval > 0 {
+		fmt.Fprintf(out, "%s\n", time.Now().Format("15:04:05"))
+	}
+	extra := []string{"COUNT", "ERRORS"}
+	if p.f.latency {
+		extra = append(extra, "AVG_US", "MAX_US")
+	}
+	head(tw, extra...)
+	for _, r := range topRows(counts, p.f.top) {
+		c := append(cells(r), strconv.FormatUint(r.count, 10), strconv.FormatUint(r.errors, 10))
+		if p.f.latency {
+			c = append(c, strconv.FormatFloat(float64(r.latTotal.Nanoseconds())/1000/float64(max(r.count, 1)), 'f', 1, 64),
+				strconv.FormatInt(r.latMax.Microseconds(), 10))
+		}
+		fmt.Fprintln(tw, strings.Join(c, "\t"))
+	}
+	tw.Flush()
+	if p.f.errors {
+		out.WriteString("\nfailures:\n")
+		tw = tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
+		head(tw, "ERRNO", "COUNT")
+		for _, r := range topRows(errs, p.f.top) {
+			fmt.Fprintln(tw, strings.Join(append(cells(r), r.errno, strconv.FormatUint(r.count, 10)), "\t"))
+		}
+		tw.Flush()
+	}
+	if p.f.paths {
+		out.WriteString("\npaths:\n")
+		tw = tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
+		head(tw, "COUNT", "PATH")
+		for _, r := range topRows(paths, p.f.top) {
+			fmt.Fprintln(tw, strings.Join(append(cells(r), strconv.FormatUint(r.count, 10), r.path), "\t"))
+		}
+		tw.Flush()
+	}
+}

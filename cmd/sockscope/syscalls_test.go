@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var sysloadBin string
+
+func init() { extraBins["sysload"] = &sysloadBin }
+
+type sysRowJSON struct {
+	Type      string `json:"type"`
+	Container string `json:"container"`
+	Netns     uint32 `json:"netns"`
+	Comm      string `json:"comm"`
+	Pid       int    `json:"pid"`
+	Syscall   string `json:"syscall"`
+	Count     uint64 `json:"count"`
+	Errors    uint64 `json:"errors"`
+	Errno     string `json:"errno"`
+	Path      string `json:"path"`
+}
+
+// counting is a running `sockscope syscalls -o json`.
+type counting struct {
+	cmd    *exec.Cmd
+	stdout strings.Builder
+	errs   chan string
+}
+
+func startSyscalls(t *testing.T, args ...string) *counting {
+	t.Helper()
+	c := &counting{cmd: exec.Command(sockscopeBin, append([]string{"syscalls", "-o", "json", "--top", "100000"}, args...)...)}
+	c.cmd.Stdout = &c.stdout
+	pr, pw, _ := os.Pipe()
+	c.cmd.Stderr = pw
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	t.Cleanup(func() {
+		if c.cmd.ProcessState == nil {
+			c.cmd.Process.Kill()
+			c.cmd.Wait()
+		}
+	})
+	attached := make(chan bool, 1)
+	var all strings.Builder
+	go func() {
+		sc := bufio.NewScanner(pr)
+		ok := false
+		for sc.Scan() {
+			all.WriteString(sc.Text() + "\n")
+			if !ok && strings.HasPrefix(sc.Text(), "sockscope: attached") {
+				ok = true
+				attached <- true
+			}
+		}
+		if !ok {
+			attached <- false
+		}
+	}()
+	select {
+	case ok := <-attached:
+		if !ok {
+			c.cmd.Wait()
+			t.Fatalf("sockscope syscalls %v exited before attaching:\n%s", args, all.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("sockscope syscalls %v did not attach", args)
+	}
+	return c
+}
+
+func (c *counting) stop(t *testing.T) []sysRowJSON {
+	t.Helper()
+	c.cmd.Process.Signal(syscall.SIGINT)
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("sockscope syscalls: %v", err)
+	}
+	var rows []sysRowJSON
+	for _, line := range strings.Split(strings.TrimSpace(c.stdout.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var r sysRowJSON
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("bad JSON line %q: %v", line, err)
+		}
+		rows = append(rows, r)
+	}
+	return rows
+}
+
+type sysloadResult struct {
+	Pid int `json:"pid"`
+}
+
+// The DTrace incident: a process creating and deleting temp files in a loop, fsync each time,
+// and a file-descriptor limit. sockscope's counts, errnos and paths equal exactly what it did.
+func TestSyscallsCountExactlyWhatAProcessDid(t *testing.T) {
+	requireTracing(t)
+	const fsyncs, unlinks, emfiles = 1000, 1000, 7
+	ns := newNetns(t)
+	dir := t.TempDir()
+	c := startSyscalls(t, "--netns", ns.path, "--errors", "--paths")
+	// The same work outside the traced netns must not be counted.
+	outside := sh(t, sysloadBin, "-dir", filepath.Join(dir, "outside"), "-fsync", "500", "-unlink", "50")
+	out := sh(t, "ip", "netns", "exec", ns.name, sysloadBin, "-dir", filepath.Join(dir, "in"),
+		"-fsync", fmt.Sprint(fsyncs), "-unlink", fmt.Sprint(unlinks), "-emfile", fmt.Sprint(emfiles))
+	rows := c.stop(t)
+	var in, out2 sysloadResult
+	json.Unmarshal([]byte(lastLine(out)), &in)
+	json.Unmarshal([]byte(lastLine(outside)), &out2)
+
+	got := map[string]uint64{}
+	unlinked := 0
+	for _, r := range rows {
+		if r.Netns != ns.inode || r.Pid == out2.Pid {
+			t.Fatalf("counted outside the traced netns: %+v", r)
+		}
+		// The same PID is `ip` until it execs sysload; like DTrace's execname, the comm is part
+		// of the key, so ip's own calls are rows of their own.
+		if r.Pid != in.Pid || r.Comm != "sysload" {
+			continue
+		}
+		switch r.Type {
+		case "syscall":
+			got[r.Syscall] += r.Count
+		case "error":
+			got[r.Syscall+" "+r.Errno] += r.Count
+		case "path":
+			if r.Syscall == "unlinkat" && strings.HasPrefix(r.Path, filepath.Join(dir, "in", "io-file-")) {
+				unlinked++
+				if r.Count != 1 {
+					t.Errorf("path %s unlinked %d times, want 1", r.Path, r.Count)
+				}
+			}
+		}
+	}
+	if got["fsync"] != fsyncs || got["unlinkat"] != unlinks || got["openat EMFILE"] != emfiles {
+		t.Errorf("fsync %d (want %d), unlinkat %d (want %d), openat EMFILE %d (want %d)",
+			got["fsync"], fsyncs, got["unlinkat"], unlinks, got["openat EMFILE"], emfiles)
+	}
+	if unlinked != unlinks {
+		t.Errorf("%d distinct unlinked paths, want %d", unlinked, unlinks)
+	}
+}
+
+// In a container, counted under the container's name.
+func TestSyscallsOfAContainerAreNamed(t *testing.T) {
+	requireDocker(t)
+	name := containerName("syscalls")
+	newContainer(t, []string{"run", "-d", "-v", sysloadBin + ":/bin/sysload:ro"}, name, testImage, "sleep", "600")
+	c := startSyscalls(t, "-c", name, "--by", "container,syscall")
+	sh(t, "docker", "exec", name, "sysload", "-dir", "/tmp/x", "-fsync", "300")
+	rows := c.stop(t)
+	n := uint64(0)
+	for _, r := range rows {
+		if r.Container != name {
+			t.Fatalf("row not named for %s: %+v", name, r)
+		}
+		if r.Type == "syscall" && r.Syscall == "fsync" {
+			n += r.Count
+		}
+	}
+	if n != 300 {
+		t.Errorf("fsync in %s: %d, want 300", name, n)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
