@@ -300,9 +300,10 @@ func TestSocketsOfAContainerEqualSsInItsNetns(t *testing.T) {
 func TestSocketsOfAStoppedOrUnknownContainerFail(t *testing.T) {
 	requireDocker(t)
 	c := newContainer(t, []string{"create"}, containerName("sockets-stopped"), httpdCmd...)
+	running := runHTTPD(t, "sockets-running")
 	for _, tc := range []struct{ arg, want string }{
 		{c.name, "is not running"},
-		{c.name + "-typo", "closest"},
+		{running.name + "x", running.name}, // the closest running name is suggested
 	} {
 		out, err := exec.Command(sockscopeBin, "sockets", "-c", tc.arg).CombinedOutput()
 		var ee *exec.ExitError
