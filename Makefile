@@ -36,6 +36,8 @@ test:
 bench: build bin/tcpload
 	$(GO) run ./tools/bench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-trace.md
 	$(GO) run ./tools/sockbench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-sockets.md
+	$(GO) build -o bin/sysload ./tools/sysload
+	$(GO) run ./tools/sysbench -sockscope bin/sockscope -sysload bin/sysload -out docs/performance-syscalls.md
 
 clean:
 	rm -rf bin
