@@ -23,9 +23,21 @@
 //
 //	{"pid":P,"fsync":N,"unlinkat":N,"openat_ok":X,"openat_emfile":K,"getppid":N,"ns_per_getppid":F,"openat":T}
 //
-// openat is every openat sysload itself made: 1 (if -fsync > 0) + N (-unlink) + X + K. The Go
-// runtime makes a few openat calls of its own at startup, before main (see README.md). On an
+// openat is every openat sysload itself made: 1 (if -fsync > 0) + N (-unlink) + X + K. On an
 // error sysload writes one line to stderr and exits with status 1; stdout stays empty.
+//
+// The Go runtime makes openat calls of its own, on the main thread (tid = pid) before main
+// runs: /sys/kernel/mm/transparent_hugepage/hpage_pmd_size, then for the cgroup-aware
+// GOMAXPROCS /proc/self/cgroup, /proc/self/mountinfo and the CPU limit file(s) (cpu.max on
+// cgroup v2; cpu.cfs_quota_us and cpu.cfs_period_us on v1): 4 to 5 calls, depending on the
+// machine, some of which may fail. A tracer's openat count for sysload is therefore its
+// "openat" plus those; count only paths under D to compare exactly. The runtime always reads
+// the cgroup files, but with the settings below it closes them at once instead of holding one
+// or two descriptors for the whole run (which would lower openat_ok) and rereading them every
+// second.
+//
+//go:debug containermaxprocs=0
+//go:debug updatemaxprocs=0
 package main
 
 import (
