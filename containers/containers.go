@@ -209,12 +209,12 @@ func notFoundError(q string, all []container.Summary) error {
 	if len(running) == 0 {
 		return fmt.Errorf("no container named or with ID prefix %q; no containers are running", q)
 	}
-	return fmt.Errorf("no container named or with ID prefix %q; running containers: closest are %s", q, strings.Join(closest(q, running, 3), ", "))
+	return fmt.Errorf("no container named or with ID prefix %q; running containers: closest are %s", q, strings.Join(Closest(q, running, 3), ", "))
 }
 
-// closest returns up to n of candidates, nearest to q by edit distance first; ties go to names
+// Closest returns up to n of candidates, nearest to q by edit distance first; ties go to names
 // that start with or contain q, then alphabetical order.
-func closest(q string, candidates []string, n int) []string {
+func Closest(q string, candidates []string, n int) []string {
 	type scored struct {
 		name string
 		d    int
@@ -290,7 +290,7 @@ func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
 			continue
 		}
 		if errors.Is(err, fs.ErrNotExist) {
-			return Container{}, fmt.Errorf("container %s (%s) runs as PID %d, but %w (is sockscope running in a container without --pid=host?): %w", ct.Name, ct.ShortID(), ct.Pid, err, ErrNoProcess)
+			return Container{}, fmt.Errorf("container %s (%s) runs as PID %d, but %w in /proc (is sockscope running in a container without --pid=host?)", ct.Name, ct.ShortID(), ct.Pid, ErrNoProcess)
 		}
 		return Container{}, fmt.Errorf("container %s (%s): %w", ct.Name, ct.ShortID(), err)
 	}
@@ -301,7 +301,7 @@ var ErrNotFound = errors.New("container not found")
 
 // ErrNoProcess means the daemon names a PID for a running container that /proc does not show:
 // the container is exiting or restarting, or sockscope does not see the host's PID namespace.
-var ErrNoProcess = errors.New("its process is not visible")
+var ErrNoProcess = errors.New("that process is not visible")
 
 func fromInspect(r container.InspectResponse) Container {
 	ct := Container{ID: r.ID, Name: strings.TrimPrefix(r.Name, "/"), Image: r.Image}

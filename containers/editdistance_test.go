@@ -46,8 +46,8 @@ func TestClosest(t *testing.T) {
 		{"cahce", 1, []string{"cache"}},
 		{"x", 10, []string{"db", "cache", "web-1", "web-2", "webhook"}},
 	} {
-		if got := closest(tc.q, names, tc.n); !slices.Equal(got, tc.want) {
-			t.Errorf("closest(%q, %d) = %q, want %q", tc.q, tc.n, got, tc.want)
+		if got := Closest(tc.q, names, tc.n); !slices.Equal(got, tc.want) {
+			t.Errorf("Closest(%q, %d) = %q, want %q", tc.q, tc.n, got, tc.want)
 		}
 	}
 }

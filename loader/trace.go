@@ -227,17 +227,6 @@ func (t *Tracer) Lost() (Lost, error) {
 	return l, nil
 }
 
-// Programs returns the loaded programs by name, for run-time statistics.
-func (t *Tracer) Programs() map[string]*ebpf.Program {
-	return map[string]*ebpf.Program{
-		"on_state":         t.objs.OnState,
-		"on_state_nested":  t.objs.OnStateNested,
-		"on_connect_enter": t.objs.OnConnectEnter,
-		"on_connect_exit":  t.objs.OnConnectExit,
-		"seed_owners":      t.objs.SeedOwners,
-	}
-}
-
 // Close detaches the programs and frees the maps and the ring buffer.
 func (t *Tracer) Close() error {
 	t.Detach()

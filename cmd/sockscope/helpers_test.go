@@ -240,7 +240,13 @@ func startTrace(t *testing.T, args ...string) *tracer {
 // that a test can read the output before the trace stops.
 func startTraceTo(t *testing.T, w func(*bytes.Buffer) io.Writer, args ...string) *tracer {
 	t.Helper()
-	tr := &tracer{cmd: exec.Command(sockscopeBin, append([]string{"trace", "-o", "json"}, args...)...), done: make(chan struct{})}
+	return startAttached(t, w, append([]string{"trace", "-o", "json"}, args...)...)
+}
+
+// startAttached starts `sockscope ARGS...` and waits for its "sockscope: attached" line.
+func startAttached(t *testing.T, w func(*bytes.Buffer) io.Writer, args ...string) *tracer {
+	t.Helper()
+	tr := &tracer{cmd: exec.Command(sockscopeBin, args...), done: make(chan struct{})}
 	tr.cmd.Stdout = &tr.stdout
 	if w != nil {
 		tr.cmd.Stdout = w(&tr.stdout)
@@ -283,30 +289,36 @@ func startTraceTo(t *testing.T, w func(*bytes.Buffer) io.Writer, args ...string)
 		if err != nil {
 			tr.cmd.Wait()
 			<-tr.done
-			t.Fatalf("sockscope trace %v: %v; stderr:\n%s", args, err, tr.errBuf.String())
+			t.Fatalf("sockscope %v: %v; stderr:\n%s", args, err, tr.errBuf.String())
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatalf("sockscope trace %v did not attach within 20s; stderr:\n%s", args, tr.errBuf.String())
+		t.Fatalf("sockscope %v did not attach within 20s; stderr:\n%s", args, tr.errBuf.String())
 	}
-	t.Logf("sockscope trace %v attached in %v", args, time.Since(start).Round(time.Millisecond))
+	t.Logf("sockscope %v attached in %v", args, time.Since(start).Round(time.Millisecond))
 	return tr
+}
+
+// interrupt sends SIGINT and waits for a clean exit; it returns stdout and stderr.
+func (tr *tracer) interrupt(t *testing.T) (string, string) {
+	t.Helper()
+	tr.cmd.Process.Signal(syscall.SIGINT)
+	err := tr.cmd.Wait()
+	<-tr.done
+	if err != nil {
+		t.Fatalf("sockscope exited with %v; stderr:\n%s", err, tr.errBuf.String())
+	}
+	return tr.stdout.String(), tr.errBuf.String()
 }
 
 // stop sends SIGINT, waits for a clean exit, and returns the parsed events and stderr.
 func (tr *tracer) stop(t *testing.T) ([]jsonEvent, string) {
 	t.Helper()
-	tr.cmd.Process.Signal(syscall.SIGINT)
-	err := tr.cmd.Wait()
-	<-tr.done
-	stderr := tr.errBuf.String()
-	if err != nil {
-		t.Fatalf("sockscope trace exited with %v; stderr:\n%s", err, stderr)
-	}
+	stdout, stderr := tr.interrupt(t)
 	if !strings.Contains(stderr, " 0 lost") {
 		t.Errorf("sockscope reported lost events:\n%s", stderr)
 	}
 	var evs []jsonEvent
-	for _, line := range strings.Split(strings.TrimSpace(tr.stdout.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
 		if line == "" {
 			continue
 		}

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -90,15 +88,8 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 	if err != nil || helped {
 		return err
 	}
-	if err := loader.CheckBTF(); err != nil {
+	if err := prepare(); err != nil {
 		return err
-	}
-	if err := loader.CheckPrivileges(); err != nil {
-		return err
-	}
-	// One goroutine does the work; more Ps only spin (measured, as for trace).
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
 	}
 	ctx := context.Background()
 	targets, err := socketTargets(ctx, f, stderr)

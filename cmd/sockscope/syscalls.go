@@ -18,6 +18,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
 )
@@ -76,7 +77,7 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	for _, name := range f.syscalls {
 		if _, ok := events.SyscallNumber(runtime.GOARCH, name); !ok {
 			return nil, false, usageError{fmt.Sprintf("--syscall %q is not a syscall on %s; closest: %s", name, runtime.GOARCH,
-				strings.Join(closest(name, events.SyscallNames(runtime.GOARCH), 3), ", "))}
+				strings.Join(containers.Closest(name, events.SyscallNames(runtime.GOARCH), 3), ", "))}
 		}
 	}
 	if f.output != "table" && f.output != "json" {
@@ -94,32 +95,6 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	return f, false, nil
 }
 
-// closest returns up to n names nearest to q (shared prefix first, then edit distance).
-func closest(q string, names []string, n int) []string {
-	dist := func(a, b string) int {
-		prev := make([]int, len(b)+1)
-		for j := range prev {
-			prev[j] = j
-		}
-		for i := 1; i <= len(a); i++ {
-			cur := make([]int, len(b)+1)
-			cur[0] = i
-			for j := 1; j <= len(b); j++ {
-				c := 1
-				if a[i-1] == b[j-1] {
-					c = 0
-				}
-				cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+c)
-			}
-			prev = cur
-		}
-		return prev[len(b)]
-	}
-	out := slices.Clone(names)
-	slices.SortStableFunc(out, func(a, b string) int { return cmp.Compare(dist(q, a), dist(q, b)) })
-	return out[:min(n, len(out))]
-}
-
 // pathSyscalls are the calls whose path argument --paths counts, with its position.
 var pathSyscalls = []struct {
 	name string
@@ -134,14 +109,8 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	if err != nil || helped {
 		return err
 	}
-	if err := loader.CheckBTF(); err != nil {
+	if err := prepare(); err != nil {
 		return err
-	}
-	if err := loader.CheckPrivileges(); err != nil {
-		return err
-	}
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
 	}
 	var fixed []uint32
 	if f.netns != "" {

@@ -1,16 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
 
 var sysloadBin string
@@ -30,65 +25,18 @@ type sysRowJSON struct {
 	Path      string `json:"path"`
 }
 
-// counting is a running `sockscope syscalls -o json`.
-type counting struct {
-	cmd    *exec.Cmd
-	stdout strings.Builder
-	errs   chan string
+// startSyscalls starts `sockscope syscalls -o json` with every row printed.
+func startSyscalls(t *testing.T, args ...string) *tracer {
+	t.Helper()
+	return startAttached(t, nil, append([]string{"syscalls", "-o", "json", "--top", "100000"}, args...)...)
 }
 
-func startSyscalls(t *testing.T, args ...string) *counting {
+// syscallRows stops the count and returns the rows it printed.
+func syscallRows(t *testing.T, c *tracer) []sysRowJSON {
 	t.Helper()
-	c := &counting{cmd: exec.Command(sockscopeBin, append([]string{"syscalls", "-o", "json", "--top", "100000"}, args...)...)}
-	c.cmd.Stdout = &c.stdout
-	pr, pw, _ := os.Pipe()
-	c.cmd.Stderr = pw
-	if err := c.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	t.Cleanup(func() {
-		if c.cmd.ProcessState == nil {
-			c.cmd.Process.Kill()
-			c.cmd.Wait()
-		}
-	})
-	attached := make(chan bool, 1)
-	var all strings.Builder
-	go func() {
-		sc := bufio.NewScanner(pr)
-		ok := false
-		for sc.Scan() {
-			all.WriteString(sc.Text() + "\n")
-			if !ok && strings.HasPrefix(sc.Text(), "sockscope: attached") {
-				ok = true
-				attached <- true
-			}
-		}
-		if !ok {
-			attached <- false
-		}
-	}()
-	select {
-	case ok := <-attached:
-		if !ok {
-			c.cmd.Wait()
-			t.Fatalf("sockscope syscalls %v exited before attaching:\n%s", args, all.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("sockscope syscalls %v did not attach", args)
-	}
-	return c
-}
-
-func (c *counting) stop(t *testing.T) []sysRowJSON {
-	t.Helper()
-	c.cmd.Process.Signal(syscall.SIGINT)
-	if err := c.cmd.Wait(); err != nil {
-		t.Fatalf("sockscope syscalls: %v", err)
-	}
+	stdout, _ := c.interrupt(t)
 	var rows []sysRowJSON
-	for _, line := range strings.Split(strings.TrimSpace(c.stdout.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
 		if line == "" {
 			continue
 		}
@@ -117,7 +65,7 @@ func TestSyscallsCountExactlyWhatAProcessDid(t *testing.T) {
 	outside := sh(t, sysloadBin, "-dir", filepath.Join(dir, "outside"), "-fsync", "500", "-unlink", "50")
 	out := sh(t, "ip", "netns", "exec", ns.name, sysloadBin, "-dir", filepath.Join(dir, "in"),
 		"-fsync", fmt.Sprint(fsyncs), "-unlink", fmt.Sprint(unlinks), "-emfile", fmt.Sprint(emfiles))
-	rows := c.stop(t)
+	rows := syscallRows(t, c)
 	var in, out2 sysloadResult
 	json.Unmarshal([]byte(lastLine(out)), &in)
 	json.Unmarshal([]byte(lastLine(outside)), &out2)
@@ -163,7 +111,7 @@ func TestSyscallsOfAContainerAreNamed(t *testing.T) {
 	newContainer(t, []string{"run", "-d", "-v", sysloadBin + ":/bin/sysload:ro"}, name, testImage, "sleep", "600")
 	c := startSyscalls(t, "-c", name, "--by", "container,syscall")
 	sh(t, "docker", "exec", name, "sysload", "-dir", "/tmp/x", "-fsync", "300")
-	rows := c.stop(t)
+	rows := syscallRows(t, c)
 	n := uint64(0)
 	for _, r := range rows {
 		if r.Container != name {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -94,16 +93,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if err != nil || helped {
 		return err
 	}
-	// One goroutine does all the per-event work. With more Ps, the runtime's idle threads spin
-	// looking for work on every wakeup, on whichever CPU the traced workload runs
-	// (measured: 7.3 -> 5.8 µs of sockscope CPU per connection, and a faster storm).
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
-	if err := loader.CheckBTF(); err != nil {
-		return err
-	}
-	if err := loader.CheckPrivileges(); err != nil {
+	if err := prepare(); err != nil {
 		return err
 	}
 	cfg := loader.TraceConfig{ConnectErrorsOnly: f.connectErrors, Pid: uint32(f.pid)}
