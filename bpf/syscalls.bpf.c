@@ -15,6 +15,8 @@ const volatile bool filter_netns = false;
 const volatile __u32 filter_pid = 0;
 const volatile bool want_latency = false;
 const volatile bool want_paths = false;
+/* Count per namespace only (the exporter): no tgid, no comm; fewer keys and no comm copy. */
+const volatile bool by_netns = false;
 /* Syscalls whose argument path_arg[i] is a path (open, openat, unlink, ...), set per arch. */
 const volatile __u32 path_nrs[PATH_SYSCALLS] = {};
 const volatile __u8 path_args[PATH_SYSCALLS] = {};
@@ -178,8 +180,11 @@ int BPF_PROG(on_exit, struct pt_regs *regs, long ret)
 	__u32 netns = traced_netns(task);
 	if (!netns)
 		return 0;
-	struct sc_key key = {.netns = netns, .tgid = task->tgid, .nr = (__u32)SYSCALL_NR(regs)};
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	struct sc_key key = {.netns = netns, .nr = (__u32)SYSCALL_NR(regs)};
+	if (!by_netns) {
+		key.tgid = task->tgid;
+		bpf_get_current_comm(key.comm, sizeof(key.comm));
+	}
 	struct sc_val *v = bpf_map_lookup_elem(&counts, &key);
 	if (!v) {
 		struct sc_val init = {};

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,10 @@ type Watcher struct {
 	// OnError, when set before Run, receives each failure of the event stream or of a
 	// re-inspection; Run keeps going (reconnecting with backoff) after each.
 	OnError func(error)
+	// OnUpdate, when set before Sync, receives the running containers (with their Pid and Netns)
+	// after every sync and every event that was applied, from the goroutine of Sync or Run,
+	// after the Names table is current. It must not call Sync.
+	OnUpdate func(running []Container)
 
 	c        *Client
 	host     uint32
@@ -249,6 +254,14 @@ func (w *Watcher) publishLocked(force bool) {
 		m[ns] = f.nsName
 	}
 	w.names.t.Store(&nameTable{host: w.host, m: m})
+	if w.OnUpdate != nil {
+		running := make([]Container, 0, len(w.running))
+		for _, c := range w.running {
+			running = append(running, c)
+		}
+		slices.SortFunc(running, func(a, b Container) int { return strings.Compare(a.ID, b.ID) })
+		w.OnUpdate(running)
+	}
 
 	set := w.selectedLocked()
 	if force || !w.reported || !slices.Equal(set, w.last) {

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
@@ -19,6 +21,9 @@ type Sockets struct {
 	objs   socketsObjects
 	tcp    *link.Iter
 	owners *link.Iter
+	count  *link.Iter
+	// count_tcp keeps one walk's counts in global variables: one walk at a time.
+	countMu sync.Mutex
 }
 
 // OpenSockets loads and attaches the iterators; they are opened once per snapshot.
@@ -36,12 +41,16 @@ func OpenSockets() (*Sockets, error) {
 		s.Close()
 		return nil, fmt.Errorf("attach iter/task_file: %w", err)
 	}
+	if s.count, err = link.AttachIter(link.IterOptions{Program: s.objs.CountTcp}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("attach iter/tcp: %w", err)
+	}
 	return s, nil
 }
 
 // Close detaches the iterators.
 func (s *Sockets) Close() error {
-	for _, l := range []*link.Iter{s.tcp, s.owners} {
+	for _, l := range []*link.Iter{s.tcp, s.owners, s.count} {
 		if l != nil {
 			l.Close()
 		}
@@ -83,6 +92,44 @@ func (s *Sockets) Snapshot(nsPath string) (NetnsSnapshot, error) {
 		return snap, fmt.Errorf("read iter/tcp: %w", err)
 	}
 	return snap, nil
+}
+
+// NetnsCounts is how many TCP sockets a network namespace has in each state (indexed by the
+// kernel's state number, as ss shows them: time-wait sockets by substate, request sockets as
+// SYN_RECV), and its port sysctls.
+type NetnsCounts struct {
+	States    [16]uint32
+	PortRange [2]int
+	TWReuse   int
+}
+
+// Count counts the TCP sockets of the network namespace at nsPath by state. The kernel does the
+// counting; one 64-byte record comes back, whatever the number of sockets.
+func (s *Sockets) Count(nsPath string) (NetnsCounts, error) {
+	var c NetnsCounts
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	var rd io.ReadCloser
+	err := inNetns(nsPath, func() error {
+		var err error
+		if rd, err = s.count.Open(); err != nil {
+			return fmt.Errorf("open iter/tcp: %w", err)
+		}
+		c.PortRange, c.TWReuse = readPortSysctls()
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	defer rd.Close()
+	var buf [64]byte
+	if _, err := io.ReadFull(rd, buf[:]); err != nil {
+		return c, fmt.Errorf("read iter/tcp counts: %w", err)
+	}
+	for i := range c.States {
+		c.States[i] = binary.NativeEndian.Uint32(buf[4*i:])
+	}
+	return c, nil
 }
 
 // Owners returns the raw owner_records of every process's TCP socket files.

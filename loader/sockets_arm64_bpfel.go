@@ -40,8 +40,10 @@ type socketsSockRecord struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	socketsProgCountTcp         = "count_tcp"
 	socketsProgDumpOwners       = "dump_owners"
 	socketsProgDumpTcp          = "dump_tcp"
+	socketsVarStateCounts       = "state_counts"
 	socketsVarUnusedOwnerRecord = "unused_owner_record"
 	socketsVarUnusedSockRecord  = "unused_sock_record"
 )
@@ -88,6 +90,7 @@ type socketsSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsProgramSpecs struct {
+	CountTcp   *ebpf.ProgramSpec `ebpf:"count_tcp"`
 	DumpOwners *ebpf.ProgramSpec `ebpf:"dump_owners"`
 	DumpTcp    *ebpf.ProgramSpec `ebpf:"dump_tcp"`
 }
@@ -102,6 +105,7 @@ type socketsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
+	StateCounts       *ebpf.VariableSpec `ebpf:"state_counts"`
 	UnusedOwnerRecord *ebpf.VariableSpec `ebpf:"unused_owner_record"`
 	UnusedSockRecord  *ebpf.VariableSpec `ebpf:"unused_sock_record"`
 }
@@ -136,6 +140,7 @@ func (m *socketsMaps) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
+	StateCounts       *ebpf.Variable `ebpf:"state_counts"`
 	UnusedOwnerRecord *ebpf.Variable `ebpf:"unused_owner_record"`
 	UnusedSockRecord  *ebpf.Variable `ebpf:"unused_sock_record"`
 }
@@ -144,12 +149,14 @@ type socketsVariables struct {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsPrograms struct {
+	CountTcp   *ebpf.Program `ebpf:"count_tcp"`
 	DumpOwners *ebpf.Program `ebpf:"dump_owners"`
 	DumpTcp    *ebpf.Program `ebpf:"dump_tcp"`
 }
 
 func (p *socketsPrograms) Close() error {
 	return _SocketsClose(
+		p.CountTcp,
 		p.DumpOwners,
 		p.DumpTcp,
 	)

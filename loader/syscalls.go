@@ -18,6 +18,8 @@ type SyscallConfig struct {
 	Pid         uint32
 	Latency     bool
 	Paths       bool
+	// ByNetns counts per namespace and syscall only, leaving Tgid and Comm zero (the exporter).
+	ByNetns bool
 	// PathSyscalls are the calls whose path argument is counted with Paths (at most 12).
 	PathSyscalls []PathSyscall
 }
@@ -51,7 +53,7 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 	}
 	for name, v := range map[string]any{
 		"filter_netns": cfg.FilterNetns, "filter_pid": cfg.Pid, "want_latency": cfg.Latency,
-		"want_paths": cfg.Paths, "path_nrs": nrs, "path_args": args,
+		"want_paths": cfg.Paths, "by_netns": cfg.ByNetns, "path_nrs": nrs, "path_args": args,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -99,6 +101,45 @@ func (s *Syscalls) Close() error {
 		l.Close()
 	}
 	return s.objs.Close()
+}
+
+// Prune deletes the counts and errors of every namespace not in keep.
+func (s *Syscalls) Prune(keep map[uint32]bool) error {
+	var k syscallsScKey
+	var vals []syscallsScVal
+	var drop []syscallsScKey
+	it := s.objs.Counts.Iterate()
+	for it.Next(&k, &vals) {
+		if !keep[k.Netns] {
+			drop = append(drop, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("list syscall counts: %w", err)
+	}
+	for _, k := range drop {
+		if err := s.objs.Counts.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete syscall count: %w", err)
+		}
+	}
+	var ek syscallsErrKey
+	var per []uint64
+	var edrop []syscallsErrKey
+	eit := s.objs.Errors.Iterate()
+	for eit.Next(&ek, &per) {
+		if !keep[ek.Netns] {
+			edrop = append(edrop, ek)
+		}
+	}
+	if err := eit.Err(); err != nil {
+		return fmt.Errorf("list syscall errors: %w", err)
+	}
+	for _, k := range edrop {
+		if err := s.objs.Errors.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete syscall error count: %w", err)
+		}
+	}
+	return nil
 }
 
 // SyscallKey names who made a syscall: the task's netns, its process and command name, the

@@ -62,6 +62,7 @@ const (
 	syscallsMapStarted       = "started"
 	syscallsProgOnEnter      = "on_enter"
 	syscallsProgOnExit       = "on_exit"
+	syscallsVarByNetns       = "by_netns"
 	syscallsVarFilterNetns   = "filter_netns"
 	syscallsVarFilterPid     = "filter_pid"
 	syscallsVarPathArgs      = "path_args"
@@ -137,6 +138,7 @@ type syscallsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type syscallsVariableSpecs struct {
+	ByNetns       *ebpf.VariableSpec `ebpf:"by_netns"`
 	FilterNetns   *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPid     *ebpf.VariableSpec `ebpf:"filter_pid"`
 	PathArgs      *ebpf.VariableSpec `ebpf:"path_args"`
@@ -194,6 +196,7 @@ func (m *syscallsMaps) Close() error {
 //
 // It can be passed to loadSyscallsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type syscallsVariables struct {
+	ByNetns       *ebpf.Variable `ebpf:"by_netns"`
 	FilterNetns   *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPid     *ebpf.Variable `ebpf:"filter_pid"`
 	PathArgs      *ebpf.Variable `ebpf:"path_args"`

@@ -20,6 +20,7 @@ Usage:
   sockscope trace [flags]   live TCP state transitions and connect outcomes, per container
   sockscope sockets [flags] TCP sockets of the host or containers (like ss -tan), TIME_WAIT included
   sockscope syscalls [flags] syscall hotspots per container: counts, errors, latency, paths
+  sockscope export [flags]  Prometheus exporter: per-container TCP counts kept in the kernel
   sockscope version         the version and the kernel features sockscope found
   sockscope help            this text
 
@@ -48,6 +49,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runSockets(args[1:], stdout, stderr)
 	case "syscalls":
 		err = runSyscalls(args[1:], stdout, stderr)
+	case "export":
+		err = runExport(args[1:], stdout, stderr)
 	case "version", "--version":
 		err = runVersion(stdout)
 	case "help", "-h", "--help":
@@ -62,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &ue):
 		cmd := "sockscope"
-		if args[0] == "trace" || args[0] == "sockets" || args[0] == "syscalls" {
+		if args[0] == "trace" || args[0] == "sockets" || args[0] == "syscalls" || args[0] == "export" {
 			cmd = "sockscope " + args[0]
 		}
 		fmt.Fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", cmd, ue.msg, cmd)

@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/spf13/pflag"
+
+	"github.com/sockscope/sockscope/containers"
+	"github.com/sockscope/sockscope/exporter"
+	"github.com/sockscope/sockscope/loader"
+)
+
+// defaultListen is sockscope's exporter port: 9890, outside the ports of the well-known exporters
+// (node 9100, blackbox 9115, cAdvisor 8080, ...).
+const defaultListen = ":9890"
+
+type exportFlags struct {
+	listen      string
+	path        string
+	webConfig   string
+	dockerHost  string
+	netns       []string
+	syscalls    bool
+	syscallsTop int
+	bpfStats    bool
+	maxNetns    uint32
+	maxCounters uint32
+}
+
+func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, error) {
+	f := &exportFlags{}
+	fs := pflag.NewFlagSet("sockscope export", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&f.listen, "web.listen-address", defaultListen, "address to serve metrics on")
+	fs.StringVar(&f.path, "web.telemetry-path", "/metrics", "path of the metrics")
+	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file: TLS and basic auth")
+	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock); without Docker only the host and --netns namespaces are counted")
+	fs.StringArrayVar(&f.netns, "netns", nil, "also count this network namespace under a name: NAME=PATH (e.g. blue=/run/netns/blue); repeatable")
+	fs.BoolVar(&f.syscalls, "syscalls", false, "also count syscalls per container (sockscope_syscalls_total); costs every syscall on the machine a few hundred ns")
+	fs.IntVar(&f.syscallsTop, "syscalls.top", 20, "syscall series per container (and syscall/errno pairs); the rest add up in \"other\"")
+	fs.BoolVar(&f.bpfStats, "bpf-stats", false, "make the kernel keep run counts and run time of BPF programs (sockscope_bpf_program_*); costs about 20 ns per program run")
+	fs.Uint32Var(&f.maxNetns, "max-netns", 4096, "network namespaces counted at once")
+	fs.Uint32Var(&f.maxCounters, "max-counters", 65536, "in-kernel counters over all namespaces (about 40 per busy namespace)")
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		return nil, false, usageError{err.Error()}
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: sockscope export [flags]\n\nA Prometheus exporter: TCP state transitions, connect outcomes and latency, sockets by state,\nretransmits and resets per container, counted in the kernel. Metrics at http://ADDRESS/metrics.\n\nFlags:\n%s", fs.FlagUsages())
+		return nil, true, nil
+	}
+	if fs.NArg() > 0 {
+		return nil, false, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	if !strings.HasPrefix(f.path, "/") || f.path == "/" {
+		return nil, false, usageError{fmt.Sprintf("--web.telemetry-path must start with / and not be / itself (the landing page), not %q", f.path)}
+	}
+	if _, _, err := net.SplitHostPort(f.listen); err != nil {
+		return nil, false, usageError{fmt.Sprintf("--web.listen-address %q: want HOST:PORT or :PORT (%v)", f.listen, err)}
+	}
+	if f.syscallsTop < 1 {
+		return nil, false, usageError{fmt.Sprintf("--syscalls.top must be at least 1, not %d", f.syscallsTop)}
+	}
+	if f.maxNetns < 1 || f.maxCounters < 64 {
+		return nil, false, usageError{"--max-netns must be at least 1 and --max-counters at least 64"}
+	}
+	for _, n := range f.netns {
+		name, path, ok := strings.Cut(n, "=")
+		if !ok || name == "" || path == "" {
+			return nil, false, usageError{fmt.Sprintf("--netns %q: want NAME=PATH, e.g. blue=/run/netns/blue", n)}
+		}
+		if name == "host" {
+			return nil, false, usageError{"--netns: the name \"host\" is the host's namespace; choose another"}
+		}
+	}
+	if f.webConfig != "" {
+		if err := web.Validate(f.webConfig); err != nil {
+			return nil, false, usageError{fmt.Sprintf("--web.config.file %s: %v", f.webConfig, oneLine(err))}
+		}
+	}
+	return f, false, nil
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
+
+func runExport(args []string, stdout, stderr io.Writer) error {
+	f, helped, err := parseExportFlags(args, stdout)
+	if err != nil || helped {
+		return err
+	}
+	if err := prepare(); err != nil {
+		return err
+	}
+	hostIno, err := containers.HostNetns()
+	if err != nil {
+		return fmt.Errorf("find the host's network namespace: %w", err)
+	}
+	fixed := []exporter.Namespace{{Inode: hostIno, Name: "host", Path: hostNetnsPath()}}
+	for _, n := range f.netns {
+		name, path, _ := strings.Cut(n, "=")
+		ino, err := containers.NetnsInodeOfPath(path)
+		if err != nil {
+			return fmt.Errorf("--netns %s: %w", n, err)
+		}
+		fixed = append(fixed, exporter.Namespace{Inode: ino, Name: name, Path: path})
+	}
+	// Listen before loading anything: a port in use is the commonest failure.
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (choose another with --web.listen-address)", f.listen, err)
+	}
+	defer ln.Close()
+
+	if f.bpfStats {
+		st, err := ebpf.EnableStats(uint32(0)) // BPF_STATS_RUN_TIME
+		if err != nil {
+			return fmt.Errorf("enable BPF statistics: %w", err)
+		}
+		defer st.Close()
+	}
+	counters, err := loader.OpenExport(loader.ExportConfig{MaxNetns: f.maxNetns, MaxCounters: f.maxCounters})
+	if err != nil {
+		return err
+	}
+	defer counters.Close()
+	socks, err := loader.OpenSockets()
+	if err != nil {
+		return err
+	}
+	defer socks.Close()
+	k := exporter.Kernel{Counters: counters, Sockets: socks}
+	if f.syscalls {
+		sc, err := loader.OpenSyscalls(loader.SyscallConfig{FilterNetns: true, ByNetns: true})
+		if err != nil {
+			return err
+		}
+		defer sc.Close()
+		k.Syscalls = exporter.NewSyscalls(sc, f.syscallsTop)
+	}
+	coll := exporter.New(k, version, f.bpfStats)
+	src := &nsSources{coll: coll, fixed: fixed, stderr: stderr}
+	if err := src.publish(); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		src.followDocker(ctx, f.dockerHost, hostIno)
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle(f.path, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	landing, err := web.NewLandingPage(web.LandingConfig{
+		Name:        "sockscope",
+		Description: "TCP life and syscall hotspots of the host and its containers, counted in the kernel with eBPF",
+		Version:     version,
+		Links:       []web.LandingLinks{{Address: f.path, Text: "Metrics"}},
+	})
+	if err != nil {
+		return err
+	}
+	if f.path != "/" {
+		mux.Handle("/", landing)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	webFlags := &web.FlagConfig{WebListenAddresses: &[]string{f.listen}, WebConfigFile: &f.webConfig, WebSystemdSocket: new(bool)}
+	served := make(chan error, 1)
+	go func() { served <- web.Serve(ln, srv, webFlags, logger) }()
+	scheme := "http"
+	if f.webConfig != "" {
+		scheme = "http(s)"
+	}
+	fmt.Fprintf(stderr, "sockscope: exporting on %s://%s%s (%d namespaces)\n", scheme, ln.Addr(), f.path, len(fixed))
+
+	select {
+	case err = <-served:
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+	case <-ctx.Done():
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = srv.Shutdown(shut)
+		cancel()
+	}
+	stop()
+	wg.Wait()
+	if err == nil {
+		fmt.Fprintln(stderr, "sockscope: exporter stopped")
+	}
+	return err
+}
+
+// hostNetnsPath is a file of the host's network namespace, for the socket walk.
+func hostNetnsPath() string {
+	if _, err := containers.NetnsInodeOfPath("/proc/1/ns/net"); err == nil {
+		return "/proc/1/ns/net"
+	}
+	return "/proc/self/ns/net"
+}
+
+// nsSources combines the fixed namespaces (host, --netns) with the running containers' and hands
+// the whole set to the collector whenever it changes.
+type nsSources struct {
+	coll   *exporter.Collector
+	fixed  []exporter.Namespace
+	stderr io.Writer
+
+	mu        sync.Mutex
+	running   []containers.Container
+	names     interface{ Lookup(uint32) (string, string, bool) }
+	lastError string
+}
+
+func (s *nsSources) publish() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all := append([]exporter.Namespace(nil), s.fixed...)
+	byNs := map[uint32]int{}
+	host := s.fixed[0].Inode
+	for _, c := range s.running {
+		if c.Netns == 0 || c.Netns == host {
+			continue // --network host: counted as the host
+		}
+		if i, ok := byNs[c.Netns]; ok {
+			all[i].Containers = append(all[i].Containers, c)
+			continue
+		}
+		name := c.Name
+		if s.names != nil {
+			if n, _, ok := s.names.Lookup(c.Netns); ok {
+				name = n
+			}
+		}
+		byNs[c.Netns] = len(all)
+		all = append(all, exporter.Namespace{Inode: c.Netns, Name: name, Path: "/proc/" + strconv.Itoa(c.Pid) + "/ns/net", Containers: []containers.Container{c}})
+	}
+	return s.coll.SetNamespaces(all)
+}
+
+// followDocker keeps the container set current. Docker may be absent, down at start, or
+// restarted later: sockscope keeps serving what it knows and reconnects with backoff.
+func (s *nsSources) followDocker(ctx context.Context, dockerHost string, hostIno uint32) {
+	backoff := 250 * time.Millisecond
+	for {
+		dc, err := containers.Dial(ctx, dockerHost)
+		if err == nil {
+			s.coll.DockerOK()
+			s.watch(ctx, dc, hostIno)
+			dc.Close()
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.coll.DockerError()
+		s.warn(fmt.Sprintf("%v; counting the host and --netns namespaces, retrying", err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (s *nsSources) watch(ctx context.Context, dc *containers.Client, hostIno uint32) {
+	w := containers.NewWatcher(dc, hostIno, nil, nil)
+	w.OnError = func(err error) {
+		s.coll.DockerError()
+		s.warn(err.Error())
+	}
+	w.OnUpdate = func(running []containers.Container) {
+		s.coll.DockerOK()
+		s.mu.Lock()
+		s.running, s.names, s.lastError = running, w.Names(), ""
+		s.mu.Unlock()
+		if err := s.publish(); err != nil {
+			fmt.Fprintf(s.stderr, "sockscope: %v\n", err)
+		}
+	}
+	if err := w.Sync(ctx); err != nil {
+		s.coll.DockerError()
+		s.warn(err.Error())
+	}
+	w.Run(ctx)
+}
+
+// warn prints a Docker problem once, not at every retry.
+func (s *nsSources) warn(msg string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if msg == s.lastError {
+		return
+	}
+	s.lastError = msg
+	fmt.Fprintf(s.stderr, "sockscope: warning: Docker: %s\n", msg)
+}

@@ -1,0 +1,343 @@
+// Package exporter turns sockscope's in-kernel counters into Prometheus metrics. Nothing is
+// collected between scrapes: each scrape reads the kernel's counter map once, walks the TCP table
+// of each namespace with a counting iterator, and builds constant metrics. Namespaces are named
+// after their containers, the host's is "host", and all share one view.
+package exporter
+
+import (
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sockscope/sockscope/containers"
+	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/loader"
+)
+
+// Namespace is one network namespace the exporter counts.
+type Namespace struct {
+	Inode uint32
+	Name  string // the container label: container names joined by ",", "host", or a --netns name
+	Path  string // its namespace file, for the socket walk: /proc/PID/ns/net or /run/netns/NAME
+	// The containers in it (none for the host and --netns namespaces).
+	Containers []containers.Container
+}
+
+// Kernel is what the collector reads: the exporter's counters and the socket iterator.
+type Kernel struct {
+	Counters *loader.Exporter
+	Sockets  *loader.Sockets
+	// Syscalls, when set, adds the syscall metrics (--syscalls).
+	Syscalls *Syscalls
+}
+
+// Collector is a prometheus.Collector over the kernel's counters.
+type Collector struct {
+	k       Kernel
+	version string
+
+	mu      sync.Mutex // one scrape at a time; guards the fields below
+	ns      map[uint32]Namespace
+	buf     []loader.Counter
+	statsOn bool
+
+	dockerErrors uint64
+	dockerUp     int // -1: no Docker; 0 down; 1 up
+	scrapeErrors uint64
+}
+
+// New returns a collector counting nothing until SetNamespaces.
+func New(k Kernel, version string, bpfStats bool) *Collector {
+	return &Collector{k: k, version: version, ns: map[uint32]Namespace{}, statsOn: bpfStats, dockerUp: -1}
+}
+
+// SetNamespaces replaces the set of counted namespaces and makes the kernel count exactly those;
+// the counters of namespaces that left are deleted, in the kernel and so in the exposition.
+func (c *Collector) SetNamespaces(nss []Namespace) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := make(map[uint32]Namespace, len(nss))
+	inodes := make([]uint32, 0, len(nss))
+	for _, n := range nss {
+		if old, dup := m[n.Inode]; dup {
+			// Two sources name one namespace (a --netns that is also a container's).
+			n.Name = old.Name
+			n.Containers = append(old.Containers, n.Containers...)
+		} else {
+			inodes = append(inodes, n.Inode)
+		}
+		m[n.Inode] = n
+	}
+	if err := c.k.Counters.SetTracked(inodes); err != nil {
+		return err
+	}
+	if c.k.Syscalls != nil {
+		if err := c.k.Syscalls.SetTracked(inodes); err != nil {
+			return err
+		}
+	}
+	c.ns = m
+	return nil
+}
+
+// DockerError counts a failed Docker API call (or a broken event stream).
+func (c *Collector) DockerError() {
+	c.mu.Lock()
+	c.dockerErrors++
+	c.dockerUp = 0
+	c.mu.Unlock()
+}
+
+// DockerOK records that Docker answered.
+func (c *Collector) DockerOK() {
+	c.mu.Lock()
+	c.dockerUp = 1
+	c.mu.Unlock()
+}
+
+var (
+	lblContainer = []string{"container"}
+
+	descTransitions = prometheus.NewDesc("sockscope_tcp_state_transitions_total",
+		"TCP state transitions in the container's network namespace.", []string{"container", "from", "to"}, nil)
+	descSockets = prometheus.NewDesc("sockscope_tcp_sockets",
+		"TCP sockets by state at scrape time, as `ss -tan` in the namespace shows them (TIME_WAIT and SYN_RECV request sockets included).", []string{"container", "state"}, nil)
+	descConnects = prometheus.NewDesc("sockscope_tcp_connects_total",
+		"Outcomes of TCP connects that reached SYN_SENT: success, or the errno the connect failed with.", []string{"container", "result"}, nil)
+	descDuration = prometheus.NewDesc("sockscope_tcp_connect_duration_seconds",
+		"Time from SYN_SENT to ESTABLISHED of successful connects.", lblContainer, nil)
+	descRetransmits = prometheus.NewDesc("sockscope_tcp_retransmits_total",
+		"TCP segments retransmitted (SYN retransmits included).", lblContainer, nil)
+	descResetsSent = prometheus.NewDesc("sockscope_tcp_resets_sent_total",
+		"TCP resets sent, including those answering segments no socket wanted (connects to closed ports).", lblContainer, nil)
+	descResetsReceived = prometheus.NewDesc("sockscope_tcp_resets_received_total",
+		"TCP resets received by a socket.", lblContainer, nil)
+	descEphemeral = prometheus.NewDesc("sockscope_tcp_ephemeral_ports",
+		"Ports in the namespace's net.ipv4.ip_local_port_range: how many connections one client address can have open (or in TIME_WAIT) to one destination.", lblContainer, nil)
+	descTWReuse = prometheus.NewDesc("sockscope_tcp_tw_reuse",
+		"The namespace's net.ipv4.tcp_tw_reuse (0 off, 1 on, 2 loopback only).", lblContainer, nil)
+	descInfo = prometheus.NewDesc("sockscope_container_info",
+		"Always 1: what a container label stands for, to join in PromQL. The host's namespace is container=\"host\".",
+		[]string{"container", "container_id", "image", "compose_project", "compose_service", "k8s_namespace", "k8s_pod"}, nil)
+
+	descRuns = prometheus.NewDesc("sockscope_bpf_program_runs_total",
+		"Runs of each of sockscope's BPF programs (counted only while BPF statistics are enabled, see sockscope_bpf_stats_enabled).", []string{"program"}, nil)
+	descRunTime = prometheus.NewDesc("sockscope_bpf_program_run_seconds_total",
+		"CPU time spent in each of sockscope's BPF programs (counted only while BPF statistics are enabled).", []string{"program"}, nil)
+	descStatsOn = prometheus.NewDesc("sockscope_bpf_stats_enabled",
+		"1 when the kernel keeps BPF run statistics (--bpf-stats, or kernel.bpf_stats_enabled).", nil, nil)
+	descLost = prometheus.NewDesc("sockscope_lost_events_total",
+		"Events the kernel side could not count: counters_full (raise --max-counters), handshakes_full (connect durations not measured), recursion (a program was already running on that CPU).", []string{"reason"}, nil)
+	descMapEntries = prometheus.NewDesc("sockscope_bpf_map_entries",
+		"Entries in use in each of the exporter's BPF maps.", []string{"map"}, nil)
+	descMapCapacity = prometheus.NewDesc("sockscope_bpf_map_capacity",
+		"Capacity of each of the exporter's BPF maps.", []string{"map"}, nil)
+	descScrape = prometheus.NewDesc("sockscope_scrape_duration_seconds",
+		"Time this scrape took to read the kernel.", nil, nil)
+	descScrapeErrors = prometheus.NewDesc("sockscope_scrape_errors_total",
+		"Namespaces whose sockets could not be counted at a scrape (for example a container that exited meanwhile).", nil, nil)
+	descDockerErrors = prometheus.NewDesc("sockscope_docker_api_errors_total",
+		"Failed Docker API calls and broken event streams; sockscope reconnects with backoff.", nil, nil)
+	descDockerUp = prometheus.NewDesc("sockscope_docker_up",
+		"1 when the Docker daemon answers, 0 while it does not (names are kept from the last answer).", nil, nil)
+	descNamespaces = prometheus.NewDesc("sockscope_namespaces",
+		"Network namespaces counted: the host, --netns ones and those of running containers.", nil, nil)
+	descBuild = prometheus.NewDesc("sockscope_build_info",
+		"Always 1: the sockscope version and the Go version it was built with.", []string{"version", "goversion"}, nil)
+)
+
+// Describe sends nothing: the metric set depends on the containers, so the collector is
+// unchecked, as client_golang allows.
+func (c *Collector) Describe(chan<- *prometheus.Desc) {}
+
+// Collect reads the kernel and sends the metrics of this scrape.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	start := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, c.version, runtime.Version())
+	ch <- prometheus.MustNewConstMetric(descNamespaces, prometheus.GaugeValue, float64(len(c.ns)))
+
+	var err error
+	c.buf, err = c.k.Counters.Counters(c.buf[:0])
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(descTransitions, err)
+		return
+	}
+	c.collectCounters(ch)
+
+	for _, n := range c.sortedNamespaces() {
+		c.collectInfo(ch, n)
+		counts, err := c.k.Sockets.Count(n.Path)
+		if err != nil {
+			c.scrapeErrors++
+			continue
+		}
+		for st := events.State(1); st <= 11; st++ {
+			ch <- prometheus.MustNewConstMetric(descSockets, prometheus.GaugeValue, float64(counts.States[st]), n.Name, st.String())
+		}
+		if counts.PortRange[0] > 0 && counts.PortRange[1] >= counts.PortRange[0] {
+			ch <- prometheus.MustNewConstMetric(descEphemeral, prometheus.GaugeValue, float64(counts.PortRange[1]-counts.PortRange[0]+1), n.Name)
+		}
+		if counts.TWReuse >= 0 {
+			ch <- prometheus.MustNewConstMetric(descTWReuse, prometheus.GaugeValue, float64(counts.TWReuse), n.Name)
+		}
+	}
+	if c.k.Syscalls != nil {
+		c.k.Syscalls.collect(ch, c.ns)
+	}
+	c.collectSelf(ch)
+	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.CounterValue, float64(c.scrapeErrors))
+	ch <- prometheus.MustNewConstMetric(descScrape, prometheus.GaugeValue, time.Since(start).Seconds())
+}
+
+func (c *Collector) sortedNamespaces() []Namespace {
+	out := make([]Namespace, 0, len(c.ns))
+	for _, n := range c.ns {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b Namespace) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// perNetns gathers one namespace's counters for the metrics that need several of them.
+type perNetns struct {
+	success  bool
+	buckets  []uint64 // per bucket, the last one above the last bound
+	sumNs    uint64
+	retrans  uint64
+	rstSent  uint64
+	rstRecvd uint64
+}
+
+func (c *Collector) collectCounters(ch chan<- prometheus.Metric) {
+	per := make(map[uint32]*perNetns, len(c.ns))
+	for ino := range c.ns {
+		per[ino] = &perNetns{buckets: make([]uint64, len(loader.DurationBuckets)+1)}
+	}
+	for _, k := range c.buf {
+		n, ok := c.ns[k.Netns]
+		if !ok {
+			continue // left the set between the kernel's count and the prune
+		}
+		p := per[k.Netns]
+		switch k.Kind {
+		case loader.KindTransition:
+			from, to := events.State(k.Arg>>8), events.State(k.Arg&0xff)
+			ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(k.Value), n.Name, from.String(), to.String())
+		case loader.KindConnect:
+			result := "success"
+			if k.Arg != 0 {
+				result = events.ErrnoName(syscall.Errno(k.Arg))
+			} else {
+				p.success = true
+			}
+			ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, float64(k.Value), n.Name, result)
+		case loader.KindDuration:
+			if int(k.Arg) < len(p.buckets) {
+				p.buckets[k.Arg] += k.Value
+			}
+		case loader.KindDurationSum:
+			p.sumNs += k.Value
+		case loader.KindRetransmit:
+			p.retrans += k.Value
+		case loader.KindResetSent:
+			p.rstSent += k.Value
+		case loader.KindResetReceived:
+			p.rstRecvd += k.Value
+		}
+	}
+	for ino, p := range per {
+		name := c.ns[ino].Name
+		if !p.success {
+			// Present from the start, so that increase() over a container's first connects is exact.
+			ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, 0, name, "success")
+		}
+		cum := make(map[float64]uint64, len(loader.DurationBuckets))
+		var total uint64
+		for i, le := range loader.DurationBuckets {
+			total += p.buckets[i]
+			cum[le.Seconds()] = total
+		}
+		total += p.buckets[len(loader.DurationBuckets)]
+		ch <- prometheus.MustNewConstHistogram(descDuration, total, float64(p.sumNs)/1e9, cum, name)
+		ch <- prometheus.MustNewConstMetric(descRetransmits, prometheus.CounterValue, float64(p.retrans), name)
+		ch <- prometheus.MustNewConstMetric(descResetsSent, prometheus.CounterValue, float64(p.rstSent), name)
+		ch <- prometheus.MustNewConstMetric(descResetsReceived, prometheus.CounterValue, float64(p.rstRecvd), name)
+	}
+}
+
+func (c *Collector) collectInfo(ch chan<- prometheus.Metric, n Namespace) {
+	var ids, images []string
+	var project, service, k8sNs, pod string
+	for _, ct := range n.Containers {
+		ids = append(ids, ct.ShortID())
+		if !slices.Contains(images, ct.Image) {
+			images = append(images, ct.Image)
+		}
+		l := ct.Labels
+		project = first(project, l["com.docker.compose.project"])
+		service = first(service, l["com.docker.compose.service"])
+		k8sNs = first(k8sNs, l["io.kubernetes.pod.namespace"])
+		pod = first(pod, l["io.kubernetes.pod.name"])
+	}
+	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, n.Name,
+		strings.Join(ids, ","), strings.Join(images, ","), project, service, k8sNs, pod)
+}
+
+func first(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func (c *Collector) collectSelf(ch chan<- prometheus.Metric) {
+	var recursion uint64
+	if stats, err := c.k.Counters.Stats(); err == nil {
+		for _, s := range stats {
+			ch <- prometheus.MustNewConstMetric(descRuns, prometheus.CounterValue, float64(s.Runs), s.Name)
+			ch <- prometheus.MustNewConstMetric(descRunTime, prometheus.CounterValue, s.RunTime.Seconds(), s.Name)
+			recursion += s.RecursionMisses
+		}
+	} else {
+		ch <- prometheus.NewInvalidMetric(descRuns, err)
+	}
+	on := 0.0
+	if c.statsOn || statsEnabled() {
+		on = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descStatsOn, prometheus.GaugeValue, on)
+	if l, err := c.k.Counters.Lost(); err == nil {
+		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(l.CountersFull), "counters_full")
+		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(l.HandshakesFull), "handshakes_full")
+	} else {
+		ch <- prometheus.NewInvalidMetric(descLost, err)
+	}
+	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(recursion), "recursion")
+	if usage, err := c.k.Counters.Usage(len(c.buf)); err == nil {
+		for _, u := range usage {
+			ch <- prometheus.MustNewConstMetric(descMapEntries, prometheus.GaugeValue, float64(u.Entries), u.Name)
+			ch <- prometheus.MustNewConstMetric(descMapCapacity, prometheus.GaugeValue, float64(u.Capacity), u.Name)
+		}
+	} else {
+		ch <- prometheus.NewInvalidMetric(descMapEntries, err)
+	}
+	if c.dockerUp >= 0 {
+		ch <- prometheus.MustNewConstMetric(descDockerErrors, prometheus.CounterValue, float64(c.dockerErrors))
+		ch <- prometheus.MustNewConstMetric(descDockerUp, prometheus.GaugeValue, float64(c.dockerUp))
+	}
+}
+
+// statsEnabled reads kernel.bpf_stats_enabled: someone else (bpftool, another tool) may have
+// turned the statistics on.
+func statsEnabled() bool {
+	b, err := readFile("/proc/sys/kernel/bpf_stats_enabled")
+	return err == nil && len(b) > 0 && b[0] == '1'
+}
