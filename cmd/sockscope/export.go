@@ -43,6 +43,7 @@ type exportFlags struct {
 	bpfStats    bool
 	maxNetns    uint32
 	maxCounters uint32
+	host        bool
 }
 
 func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, error) {
@@ -53,6 +54,7 @@ func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, erro
 	fs.StringVar(&f.path, "web.telemetry-path", "/metrics", "path of the metrics")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file: TLS and basic auth")
 	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock); without Docker only the host and --netns namespaces are counted")
+	fs.BoolVar(&f.host, "host", true, "count the host's network namespace (container=\"host\"); --host=false for containers only")
 	fs.StringArrayVar(&f.netns, "netns", nil, "also count this network namespace under a name: NAME=PATH (e.g. blue=/run/netns/blue); repeatable")
 	fs.BoolVar(&f.syscalls, "syscalls", false, "also count syscalls per container (sockscope_syscalls_total); costs every syscall on the machine a few hundred ns")
 	fs.IntVar(&f.syscallsTop, "syscalls.top", 20, "syscall series per container (and syscall/errno pairs); the rest add up in \"other\"")
@@ -113,7 +115,10 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("find the host's network namespace: %w", err)
 	}
-	fixed := []exporter.Namespace{{Inode: hostIno, Name: "host", Path: hostNetnsPath()}}
+	var fixed []exporter.Namespace
+	if f.host {
+		fixed = append(fixed, exporter.Namespace{Inode: hostIno, Name: "host", Path: hostNetnsPath()})
+	}
 	for _, n := range f.netns {
 		name, path, _ := strings.Cut(n, "=")
 		ino, err := containers.NetnsInodeOfPath(path)
@@ -156,7 +161,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		k.Syscalls = exporter.NewSyscalls(sc, f.syscallsTop)
 	}
 	coll := exporter.New(k, version, f.bpfStats)
-	src := &nsSources{coll: coll, fixed: fixed, stderr: stderr}
+	src := &nsSources{coll: coll, fixed: fixed, host: hostIno, stderr: stderr}
 	if err := src.publish(); err != nil {
 		return err
 	}
@@ -167,7 +172,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		src.followDocker(ctx, f.dockerHost, hostIno)
+		src.followDocker(ctx, f.dockerHost)
 	}()
 
 	reg := prometheus.NewRegistry()
@@ -228,6 +233,7 @@ func hostNetnsPath() string {
 type nsSources struct {
 	coll   *exporter.Collector
 	fixed  []exporter.Namespace
+	host   uint32 // containers in it (--network host) are the host's
 	stderr io.Writer
 
 	mu        sync.Mutex
@@ -241,9 +247,8 @@ func (s *nsSources) publish() error {
 	defer s.mu.Unlock()
 	all := append([]exporter.Namespace(nil), s.fixed...)
 	byNs := map[uint32]int{}
-	host := s.fixed[0].Inode
 	for _, c := range s.running {
-		if c.Netns == 0 || c.Netns == host {
+		if c.Netns == 0 || c.Netns == s.host {
 			continue // --network host: counted as the host
 		}
 		if i, ok := byNs[c.Netns]; ok {
@@ -264,13 +269,13 @@ func (s *nsSources) publish() error {
 
 // followDocker keeps the container set current. Docker may be absent, down at start, or
 // restarted later: sockscope keeps serving what it knows and reconnects with backoff.
-func (s *nsSources) followDocker(ctx context.Context, dockerHost string, hostIno uint32) {
+func (s *nsSources) followDocker(ctx context.Context, dockerHost string) {
 	backoff := 250 * time.Millisecond
 	for {
 		dc, err := containers.Dial(ctx, dockerHost)
 		if err == nil {
 			s.coll.DockerOK()
-			s.watch(ctx, dc, hostIno)
+			s.watch(ctx, dc)
 			dc.Close()
 			return
 		}
@@ -288,8 +293,8 @@ func (s *nsSources) followDocker(ctx context.Context, dockerHost string, hostIno
 	}
 }
 
-func (s *nsSources) watch(ctx context.Context, dc *containers.Client, hostIno uint32) {
-	w := containers.NewWatcher(dc, hostIno, nil, nil)
+func (s *nsSources) watch(ctx context.Context, dc *containers.Client) {
+	w := containers.NewWatcher(dc, s.host, nil, nil)
 	w.OnError = func(err error) {
 		s.coll.DockerError()
 		s.warn(err.Error())

@@ -40,6 +40,7 @@ type connector struct {
 	serverFirst bool
 	hold        bool
 	timeout     time.Duration
+	syncnt      int
 
 	mu      sync.Mutex
 	sum     connectSummary
@@ -58,6 +59,7 @@ func runConnect(args []string) error {
 	nonblock := fs.Bool("nonblock", false, "non-blocking connect: poll() for writability, then read SO_ERROR")
 	closeFirst := fs.String("close-first", "client", "who closes first: client (close right after connect) or server (wait for EOF, then close)")
 	hold := fs.Bool("hold", false, "keep established sockets open until SIGTERM/SIGINT (with -close-first=server: after EOF, so they sit in CLOSE_WAIT)")
+	syncnt := fs.Int("syncnt", 0, "TCP_SYNCNT: SYN retransmits before connect gives up with ETIMEDOUT (1: after 3 s); 0 = the system's")
 	timeout := fs.Duration("timeout", 30*time.Second, "limit of each poll() wait (non-blocking connect, waiting for EOF)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -80,7 +82,7 @@ func runConnect(args []string) error {
 	}
 	c := &connector{
 		sa: sa, family: family, nonblock: *nonblock, serverFirst: *closeFirst == "server",
-		hold: *hold, timeout: *timeout,
+		hold: *hold, timeout: *timeout, syncnt: *syncnt,
 	}
 	c.sum = connectSummary{PID: os.Getpid(), Errors: map[string]int{}, EOFErrors: map[string]int{}}
 
@@ -180,6 +182,11 @@ func (c *connector) connect() (int, string) {
 	fd, err := unix.Socket(c.family, typ, unix.IPPROTO_TCP)
 	if err != nil {
 		return -1, errnoName(err)
+	}
+	if c.syncnt > 0 {
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_SYNCNT, c.syncnt); err != nil {
+			return fd, "setsockopt:" + errnoName(err)
+		}
 	}
 	// A blocking connect() interrupted by a signal is restarted by the kernel (Go installs its
 	// handlers with SA_RESTART), so this is one call from the program's point of view.

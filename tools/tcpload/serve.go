@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
 	"sync/atomic"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 type serveReady struct {
@@ -33,6 +36,7 @@ func runServe(args []string) error {
 	closeFirst := fs.Bool("close-first", false, "close each connection right after accept (server closes first)")
 	n := fs.Int64("n", 0, "exit after this many accepted connections (0: run until SIGTERM/SIGINT)")
 	deferAccept := fs.Bool("defer-accept", false, "TCP_DEFER_ACCEPT: a connection that sends no data stays a SYN_RECV request socket")
+	backlog := fs.Int("no-accept-backlog", -1, "listen with this backlog and never accept: with 0 the first connection fills the queue and later SYNs are dropped (the clients retransmit, then time out)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -53,6 +57,9 @@ func runServe(args []string) error {
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	if *backlog >= 0 {
+		return listenOnly(family, ap, *backlog, sigs)
+	}
 
 	lc := net.ListenConfig{KeepAlive: -1}
 	// Plain TCP: since Go 1.24 listeners are MPTCP by default, and an MPTCP listener's TCP
@@ -118,5 +125,42 @@ func runServe(args []string) error {
 		}
 	}
 	printJSON(serveSummary{Accepted: accepted.Load()})
+	return nil
+}
+
+// listenOnly listens with the given backlog and accepts nothing until a signal.
+func listenOnly(family int, ap netip.AddrPort, backlog int, sigs chan os.Signal) error {
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		return err
+	}
+	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	if family == unix.AF_INET6 {
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return err
+	}
+	if err := unix.Listen(fd, backlog); err != nil {
+		return err
+	}
+	bound, err := unix.Getsockname(fd)
+	if err != nil {
+		return err
+	}
+	port := 0
+	switch b := bound.(type) {
+	case *unix.SockaddrInet4:
+		port = b.Port
+	case *unix.SockaddrInet6:
+		port = b.Port
+	}
+	printJSON(serveReady{Ready: true, PID: os.Getpid(), Addr: netip.AddrPortFrom(ap.Addr(), uint16(port)).String()})
+	<-sigs
+	printJSON(serveSummary{})
 	return nil
 }

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// noDocker points the exporter at a socket that does not exist: the tests that do not need Docker
+// do not depend on it (the exporter warns once and counts the host and --netns namespaces).
+const noDocker = "--docker-host=unix:///nonexistent/docker.sock"
+
+// The incidents of a client netns, reproduced with exact counts: connects that succeed, that are
+// refused (no listener), that fail with EADDRNOTAVAIL (five local ports, all in TIME_WAIT) and
+// that time out against a listener whose accept queue is full (one SYN retransmit each). A real
+// Prometheus scrapes sockscope every second; every number is asserted through its query API.
+func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
+	requirePrometheus(t)
+	ns := newNetns(t)
+	ns.sysctl(t, "net.ipv4.tcp_tw_reuse=0")
+	exp := startExport(t, noDocker, "--host=false", "--netns", "t="+ns.path)
+	prom := startPrometheus(t, scrapeJob{name: "sockscope", target: exp.addr})
+	prom.waitFor(t, `sockscope_tcp_connects_total{container="t",result="success"}`, 30*time.Second,
+		func(s []sample) bool { return len(s) == 1 && s[0].V == 0 })
+
+	// Port exhaustion: five ports above the default range, tcp_tw_reuse off.
+	srv := ns.serve(t, "-addr", "127.0.0.1:8000")
+	ns.sysctl(t, "net.ipv4.ip_local_port_range=61000 61004")
+	r := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8000", "-n", "8")
+	if r.OK != 5 || r.Errors["EADDRNOTAVAIL"] != 3 {
+		t.Fatalf("port exhaustion setup: %+v, want 5 ok and 3 EADDRNOTAVAIL", r)
+	}
+	ns.sysctl(t, "net.ipv4.ip_local_port_range=32768 60999")
+	if r := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8000", "-n", "50"); r.OK != 50 {
+		t.Fatalf("50 connects: %+v", r)
+	}
+	if r := ns.tcpload(t, "connect", "-addr", "127.0.0.1:9", "-n", "7"); r.Errors["ECONNREFUSED"] != 7 {
+		t.Fatalf("7 refused connects: %+v", r)
+	}
+	// A listener that never accepts, with backlog 0: the first connection fills its queue (and
+	// stays, held by the client); later SYNs are dropped, so each of three clients retransmits
+	// its SYN once (TCP_SYNCNT=1) and gives up with ETIMEDOUT after 3 s.
+	ns.serve(t, "-addr", "127.0.0.1:8001", "-no-accept-backlog", "0")
+	ns.hold(t, "-addr", "127.0.0.1:8001", "-n", "1")
+	var wg sync.WaitGroup
+	errs := make([]string, 3)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, _ := exec.Command("ip", "netns", "exec", ns.name, tcploadBin, "connect", "-addr", "127.0.0.1:8001", "-syncnt", "1").CombinedOutput()
+			errs[i] = string(out)
+		}()
+	}
+	wg.Wait()
+	for _, out := range errs {
+		if !strings.Contains(out, `"ETIMEDOUT":1`) {
+			t.Fatalf("a connect to the full listener did not time out: %s", out)
+		}
+	}
+	srv.stop(t)
+	end := time.Now()
+	if n := ns.nstat(t, "TcpRetransSegs"); n < 3 {
+		t.Fatalf("TcpRetransSegs = %v: the SYNs to the full listener were not retransmitted", n)
+	}
+	if n := ns.nstat(t, "TcpOutRsts"); n != 7 {
+		t.Fatalf("TcpOutRsts = %v, want 7 (one per refused connect)", n)
+	}
+
+	const success = 5 + 50 + 1
+	at := prom.scrapedAfter(t, `sockscope_tcp_connects_total{container="t",result="ETIMEDOUT"}`, end)
+	// The success series started at 0 with the namespace, so increase() over a window that holds
+	// its first sample, evaluated at its last sample, is exact: no extrapolation.
+	if got := prom.one(t, `increase(sockscope_tcp_connects_total{container="t",result="success"}[10m])`, at); !near(got, success) {
+		t.Errorf("increase of successful connects = %v, want %d", got, success)
+	}
+	want := map[string]float64{
+		`sockscope_tcp_connects_total{container="t",result="success"}`:           success,
+		`sockscope_tcp_connects_total{container="t",result="EADDRNOTAVAIL"}`:     3,
+		`sockscope_tcp_connects_total{container="t",result="ECONNREFUSED"}`:      7,
+		`sockscope_tcp_connects_total{container="t",result="ETIMEDOUT"}`:         3,
+		`count(sockscope_tcp_connects_total{container="t"})`:                     4,
+		`sockscope_tcp_connect_duration_seconds_count{container="t"}`:            success,
+		`sockscope_tcp_connect_duration_seconds_bucket{container="t",le="+Inf"}`: success,
+		// The kernel's own MIB counters of the netns are the ground truth: the SYN of a
+		// TCP_SYNCNT=1 connect is sent again twice (at 1 s and 3 s) before ETIMEDOUT.
+		`sockscope_tcp_retransmits_total{container="t"}`:                                        ns.nstat(t, "TcpRetransSegs"),
+		`sockscope_tcp_resets_sent_total{container="t"}`:                                        ns.nstat(t, "TcpOutRsts"),
+		`sockscope_tcp_resets_received_total{container="t"}`:                                    7,
+		`sockscope_tcp_state_transitions_total{container="t",from="CLOSE",to="SYN_SENT"}`:       success + 3 + 7 + 3,
+		`sockscope_tcp_state_transitions_total{container="t",from="SYN_SENT",to="ESTABLISHED"}`: success,
+		`sockscope_tcp_state_transitions_total{container="t",from="SYN_SENT",to="CLOSE"}`:       3 + 7 + 3,
+		`sockscope_tcp_ephemeral_ports{container="t"}`:                                          60999 - 32768 + 1,
+		`sockscope_tcp_tw_reuse{container="t"}`:                                                 0,
+		`sockscope_container_info{container="t",container_id="",image=""}`:                      1,
+	}
+	for q, w := range want {
+		if got := prom.one(t, q, at); !near(got, w) {
+			t.Errorf("%s = %v, want %v", q, got, w)
+		}
+	}
+	// Loopback handshakes take microseconds: all below 10 ms, none below 0.
+	if got := prom.one(t, `sockscope_tcp_connect_duration_seconds_bucket{container="t",le="0.01"}`, at); !near(got, success) {
+		t.Errorf("connects faster than 10 ms: %v, want %d", got, success)
+	}
+
+	// The socket gauges equal ss in the netns, state by state, at a scrape between two equal ss runs.
+	assertGaugesEqualSs(t, prom, "t", "ip", "netns", "exec", ns.name, "ss", "-tanH")
+
+	// The exposition passes promtool's checks.
+	check := exec.Command("promtool", "check", "metrics")
+	check.Stdin = strings.NewReader(exp.metrics(t))
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+	exp.stop(t)
+}
+
+// assertGaugesEqualSs compares sockscope_tcp_sockets{container} with ss's counts per state, at a
+// scrape taken while ss showed the same counts before and after.
+func assertGaugesEqualSs(t *testing.T, prom *promServer, container string, ssCmd ...string) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		before := ssStates(t, ssCmd...)
+		at := prom.scrapedAfter(t, fmt.Sprintf(`sockscope_tcp_sockets{container=%q,state="TIME_WAIT"}`, container), time.Now())
+		after := ssStates(t, ssCmd...)
+		if fmt.Sprint(before) != fmt.Sprint(after) {
+			if attempt == 5 {
+				t.Fatalf("ss kept changing: %v then %v", before, after)
+			}
+			continue
+		}
+		got := map[string]int{}
+		for _, s := range prom.query(t, fmt.Sprintf(`sockscope_tcp_sockets{container=%q}`, container), at) {
+			if s.V != 0 {
+				got[s.Metric["state"]] = int(s.V)
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(after) {
+			t.Errorf("sockscope_tcp_sockets{container=%q} = %v, ss shows %v", container, got, after)
+		}
+		if after["TIME_WAIT"] == 0 && container == "t" {
+			t.Errorf("no TIME_WAIT socket to compare")
+		}
+		return
+	}
+}
+
+// nstat returns one of the kernel's SNMP counters of ns (absolute, since the netns was made).
+func (ns netns) nstat(t *testing.T, name string) float64 {
+	t.Helper()
+	out := sh(t, "ip", "netns", "exec", ns.name, "nstat", "-asz", name)
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == name {
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				t.Fatalf("nstat %s: %q", name, line)
+			}
+			return v
+		}
+	}
+	t.Fatalf("nstat: no %s in\n%s", name, out)
+	return 0
+}
