@@ -17,6 +17,8 @@ const volatile bool want_latency = false;
 const volatile bool want_paths = false;
 /* Count per namespace only (the exporter): no tgid, no comm; fewer keys and no comm copy. */
 const volatile bool by_netns = false;
+/* sockscope itself: its own calls (entering namespaces to read them) are not the workload's. */
+const volatile __u32 exclude_tgid = 0;
 /* Syscalls whose argument path_arg[i] is a path (open, openat, unlink, ...), set per arch. */
 const volatile __u32 path_nrs[PATH_SYSCALLS] = {};
 const volatile __u8 path_args[PATH_SYSCALLS] = {};
@@ -91,6 +93,8 @@ static __always_inline __u32 traced_netns(struct task_struct *task)
 	if (filter_netns && !bpf_map_lookup_elem(&netns_filter, &netns))
 		return 0;
 	if (filter_pid && task->tgid != filter_pid)
+		return 0;
+	if (task->tgid == exclude_tgid)
 		return 0;
 	return netns ? netns : 1;
 }

@@ -3,6 +3,7 @@ package exporter
 import (
 	"os"
 	"runtime"
+	"slices"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -90,37 +91,60 @@ func (s *Syscalls) collect(ch chan<- prometheus.Metric, nss map[uint32]Namespace
 			ser = &syscallSeries{calls: map[uint32]bool{}, errors: map[[2]uint32]bool{}}
 			s.ns[ino] = ser
 		}
-		// Biggest first, so that the K series go to the hottest calls of the first scrape.
-		var other uint64
-		for _, nr := range byCount(a.calls) {
-			if !ser.calls[nr] && len(ser.calls) < s.K {
-				ser.calls[nr] = true
-			}
-			if ser.calls[nr] {
-				ch <- prometheus.MustNewConstMetric(descSyscalls, prometheus.CounterValue, float64(a.calls[nr]), n.Name, events.SyscallName(runtime.GOARCH, nr))
-			} else {
-				other += a.calls[nr]
-			}
+		calls, other := bound(ser.calls, a.calls, s.K)
+		for _, nr := range sortedKeys(calls) {
+			ch <- prometheus.MustNewConstMetric(descSyscalls, prometheus.CounterValue, float64(calls[nr]), n.Name, events.SyscallName(runtime.GOARCH, nr))
 		}
 		if other > 0 {
 			ch <- prometheus.MustNewConstMetric(descSyscalls, prometheus.CounterValue, float64(other), n.Name, "other")
 		}
-		other = 0
-		for _, key := range byCount(a.errors) {
-			if !ser.errors[key] && len(ser.errors) < s.K {
-				ser.errors[key] = true
-			}
-			if ser.errors[key] {
-				ch <- prometheus.MustNewConstMetric(descSyscallErrors, prometheus.CounterValue, float64(a.errors[key]), n.Name,
-					events.SyscallName(runtime.GOARCH, key[0]), events.ErrnoName(syscall.Errno(key[1])))
-			} else {
-				other += a.errors[key]
-			}
+		errs, other := bound(ser.errors, a.errors, s.K)
+		for _, key := range sortedKeys(errs) {
+			ch <- prometheus.MustNewConstMetric(descSyscallErrors, prometheus.CounterValue, float64(errs[key]), n.Name,
+				events.SyscallName(runtime.GOARCH, key[0]), events.ErrnoName(syscall.Errno(key[1])))
 		}
 		if other > 0 {
 			ch <- prometheus.MustNewConstMetric(descSyscallErrors, prometheus.CounterValue, float64(other), n.Name, "other", "other")
 		}
 	}
+}
+
+// bound splits one namespace's cumulative counts into those with a series of their own and the
+// sum of the rest. members (updated here) holds the keys given a series so far; new keys join,
+// biggest first, while there are fewer than k. A member keeps its series for the namespace's
+// life, so named series and "other" only grow, as counters must.
+func bound[K uint32 | [2]uint32](members map[K]bool, counts map[K]uint64, k int) (map[K]uint64, uint64) {
+	named := make(map[K]uint64, min(len(counts), k))
+	var other uint64
+	for _, key := range byCount(counts) {
+		if !members[key] && len(members) < k {
+			members[key] = true
+		}
+		if members[key] {
+			named[key] = counts[key]
+		} else {
+			other += counts[key]
+		}
+	}
+	return named, other
+}
+
+// sortedKeys returns m's keys in key order, for a stable exposition.
+func sortedKeys[K uint32 | [2]uint32](m map[K]uint64) []K {
+	keys := make([]K, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b K) int {
+		if keyLess(a, b) {
+			return -1
+		}
+		if keyLess(b, a) {
+			return 1
+		}
+		return 0
+	})
+	return keys
 }
 
 // byCount returns the keys of m, biggest count first (ties in key order, for stable output).

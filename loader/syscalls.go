@@ -3,6 +3,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -53,7 +54,7 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 	}
 	for name, v := range map[string]any{
 		"filter_netns": cfg.FilterNetns, "filter_pid": cfg.Pid, "want_latency": cfg.Latency,
-		"want_paths": cfg.Paths, "by_netns": cfg.ByNetns, "path_nrs": nrs, "path_args": args,
+		"want_paths": cfg.Paths, "by_netns": cfg.ByNetns, "exclude_tgid": uint32(os.Getpid()), "path_nrs": nrs, "path_args": args,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)

@@ -63,6 +63,7 @@ const (
 	syscallsProgOnEnter      = "on_enter"
 	syscallsProgOnExit       = "on_exit"
 	syscallsVarByNetns       = "by_netns"
+	syscallsVarExcludeTgid   = "exclude_tgid"
 	syscallsVarFilterNetns   = "filter_netns"
 	syscallsVarFilterPid     = "filter_pid"
 	syscallsVarPathArgs      = "path_args"
@@ -139,6 +140,7 @@ type syscallsMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type syscallsVariableSpecs struct {
 	ByNetns       *ebpf.VariableSpec `ebpf:"by_netns"`
+	ExcludeTgid   *ebpf.VariableSpec `ebpf:"exclude_tgid"`
 	FilterNetns   *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPid     *ebpf.VariableSpec `ebpf:"filter_pid"`
 	PathArgs      *ebpf.VariableSpec `ebpf:"path_args"`
@@ -197,6 +199,7 @@ func (m *syscallsMaps) Close() error {
 // It can be passed to loadSyscallsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type syscallsVariables struct {
 	ByNetns       *ebpf.Variable `ebpf:"by_netns"`
+	ExcludeTgid   *ebpf.Variable `ebpf:"exclude_tgid"`
 	FilterNetns   *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPid     *ebpf.Variable `ebpf:"filter_pid"`
 	PathArgs      *ebpf.Variable `ebpf:"path_args"`
