@@ -34,6 +34,9 @@ type Kernel struct {
 	Sockets  *loader.Sockets
 	// Syscalls, when set, adds the syscall metrics (--syscalls).
 	Syscalls *Syscalls
+	// TopRemotes > 0 adds sockscope_tcp_remote_sockets for that many endpoints per namespace
+	// (--top-remotes); the socket walk then returns one record per socket.
+	TopRemotes int
 }
 
 // Collector is a prometheus.Collector over the kernel's counters.
@@ -174,7 +177,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 	for _, n := range c.sortedNamespaces() {
 		c.collectInfo(ch, n)
-		counts, err := c.k.Sockets.Count(n.Path)
+		counts, err := c.countSockets(ch, n)
 		if err != nil {
 			c.scrapeErrors++
 			continue
@@ -195,6 +198,24 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectSelf(ch)
 	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.CounterValue, float64(c.scrapeErrors))
 	ch <- prometheus.MustNewConstMetric(descScrape, prometheus.GaugeValue, time.Since(start).Seconds())
+}
+
+// countSockets counts one namespace's sockets by state: in the kernel, or, with --top-remotes,
+// from the full table, which also gives the per-endpoint breakdown.
+func (c *Collector) countSockets(ch chan<- prometheus.Metric, n Namespace) (loader.NetnsCounts, error) {
+	if c.k.TopRemotes <= 0 {
+		return c.k.Sockets.Count(n.Path)
+	}
+	snap, err := c.k.Sockets.Snapshot(n.Path)
+	if err != nil {
+		return loader.NetnsCounts{}, err
+	}
+	states, byRemote, err := remoteCounts(snap)
+	if err != nil {
+		return loader.NetnsCounts{}, err
+	}
+	topRemotes(ch, n.Name, byRemote, c.k.TopRemotes)
+	return loader.NetnsCounts{States: states, PortRange: snap.PortRange, TWReuse: snap.TWReuse}, nil
 }
 
 func (c *Collector) sortedNamespaces() []Namespace {

@@ -44,6 +44,7 @@ type exportFlags struct {
 	maxNetns    uint32
 	maxCounters uint32
 	host        bool
+	topRemotes  int
 }
 
 func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, error) {
@@ -58,6 +59,7 @@ func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, erro
 	fs.StringArrayVar(&f.netns, "netns", nil, "also count this network namespace under a name: NAME=PATH (e.g. blue=/run/netns/blue); repeatable")
 	fs.BoolVar(&f.syscalls, "syscalls", false, "also count syscalls per container (sockscope_syscalls_total); costs every syscall on the machine a few hundred ns")
 	fs.IntVar(&f.syscallsTop, "syscalls.top", 20, "syscall series per container (and syscall/errno pairs); the rest add up in \"other\"")
+	fs.IntVar(&f.topRemotes, "top-remotes", 0, "also break sockets down by remote endpoint (address:port), the top K per container plus \"other\" (sockscope_tcp_remote_sockets); 0 = off")
 	fs.BoolVar(&f.bpfStats, "bpf-stats", false, "make the kernel keep run counts and run time of BPF programs (sockscope_bpf_program_*); costs about 20 ns per program run")
 	fs.Uint32Var(&f.maxNetns, "max-netns", 4096, "network namespaces counted at once")
 	fs.Uint32Var(&f.maxCounters, "max-counters", 65536, "in-kernel counters over all namespaces (about 40 per busy namespace)")
@@ -77,6 +79,9 @@ func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, erro
 	}
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
 		return nil, false, usageError{fmt.Sprintf("--web.listen-address %q: want HOST:PORT or :PORT (%v)", f.listen, err)}
+	}
+	if f.topRemotes < 0 {
+		return nil, false, usageError{fmt.Sprintf("--top-remotes must be 0 (off) or more, not %d", f.topRemotes)}
 	}
 	if f.syscallsTop < 1 {
 		return nil, false, usageError{fmt.Sprintf("--syscalls.top must be at least 1, not %d", f.syscallsTop)}
@@ -151,7 +156,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer socks.Close()
-	k := exporter.Kernel{Counters: counters, Sockets: socks}
+	k := exporter.Kernel{Counters: counters, Sockets: socks, TopRemotes: f.topRemotes}
 	if f.syscalls {
 		sc, err := loader.OpenSyscalls(loader.SyscallConfig{FilterNetns: true, ByNetns: true})
 		if err != nil {
@@ -236,9 +241,11 @@ type nsSources struct {
 	host   uint32 // containers in it (--network host) are the host's
 	stderr io.Writer
 
-	mu        sync.Mutex
-	running   []containers.Container
-	names     interface{ Lookup(uint32) (string, string, bool) }
+	mu      sync.Mutex
+	running []containers.Container
+	names   interface {
+		Lookup(uint32) (string, string, bool)
+	}
 	lastError string
 }
 

@@ -23,6 +23,7 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 	ns := newNetns(t)
 	ns.sysctl(t, "net.ipv4.tcp_tw_reuse=0")
 	exp := startExport(t, noDocker, "--host=false", "--netns", "t="+ns.path)
+	remotes := startExport(t, noDocker, "--host=false", "--netns", "t="+ns.path, "--top-remotes", "1")
 	prom := startPrometheus(t, scrapeJob{name: "sockscope", target: exp.addr})
 	prom.waitFor(t, `sockscope_tcp_connects_total{container="t",result="success"}`, 30*time.Second,
 		func(s []sample) bool { return len(s) == 1 && s[0].V == 0 })
@@ -111,6 +112,10 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 	// The socket gauges equal ss in the netns, state by state, at a scrape between two equal ss runs.
 	assertGaugesEqualSs(t, prom, "t", "ip", "netns", "exec", ns.name, "ss", "-tanH")
 
+	// --top-remotes 1: the busiest destination by state, the rest in "other", as ss shows them.
+	assertRemotesEqualSs(t, remotes, ns)
+	remotes.stop(t)
+
 	// The exposition passes promtool's checks.
 	check := exec.Command("promtool", "check", "metrics")
 	check.Stdin = strings.NewReader(exp.metrics(t))
@@ -165,4 +170,68 @@ func (ns netns) nstat(t *testing.T, name string) float64 {
 	}
 	t.Fatalf("nstat: no %s in\n%s", name, out)
 	return 0
+}
+
+// assertRemotesEqualSs compares sockscope_tcp_remote_sockets{container="t"} of an exporter run
+// with --top-remotes 1 with ss's sockets by peer and state (listeners left out).
+func assertRemotesEqualSs(t *testing.T, e *exportProc, ns netns) {
+	t.Helper()
+	for attempt := 0; ; attempt++ {
+		before := ssTuples(t, ns)
+		m := e.metrics(t)
+		after := ssTuples(t, ns)
+		if fmt.Sprint(before) != fmt.Sprint(after) {
+			if attempt == 5 {
+				t.Fatalf("ss kept changing")
+			}
+			continue
+		}
+		byPeer := map[string]map[string]int{}
+		total := map[string]int{}
+		for _, tuple := range after {
+			f := strings.Fields(tuple) // STATE local peer
+			if f[0] == "LISTEN" {
+				continue
+			}
+			if byPeer[f[2]] == nil {
+				byPeer[f[2]] = map[string]int{}
+			}
+			byPeer[f[2]][f[0]]++
+			total[f[2]]++
+		}
+		top := ""
+		for peer := range byPeer {
+			if top == "" || total[peer] > total[top] || (total[peer] == total[top] && peer < top) {
+				top = peer
+			}
+		}
+		want := map[string]int{}
+		for peer, states := range byPeer {
+			name := "other"
+			if peer == top {
+				name = peer
+			}
+			for st, n := range states {
+				want[name+" "+st] += n
+			}
+		}
+		got := map[string]int{}
+		for _, line := range strings.Split(m, "\n") {
+			rest, ok := strings.CutPrefix(line, `sockscope_tcp_remote_sockets{container="t",remote="`)
+			if !ok {
+				continue
+			}
+			remote, rest, _ := strings.Cut(rest, `",state="`)
+			st, v, _ := strings.Cut(rest, `"} `)
+			n, _ := strconv.Atoi(v)
+			got[remote+" "+st] = n
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("sockscope_tcp_remote_sockets = %v, ss shows %v", got, want)
+		}
+		if top != "127.0.0.1:8000" {
+			t.Errorf("busiest peer per ss: %s, want 127.0.0.1:8000 (the TIME_WAIT sockets)", top)
+		}
+		return
+	}
 }
