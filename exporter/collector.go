@@ -229,8 +229,8 @@ func (c *Collector) sortedNamespaces() []Namespace {
 
 // perNetns gathers one namespace's counters for the metrics that need several of them.
 type perNetns struct {
-	success  bool
-	buckets  []uint64 // per bucket, the last one above the last bound
+	seen     map[uint16]bool // connect results with a counter
+	buckets  []uint64        // per bucket, the last one above the last bound
 	sumNs    uint64
 	retrans  uint64
 	rstSent  uint64
@@ -240,7 +240,7 @@ type perNetns struct {
 func (c *Collector) collectCounters(ch chan<- prometheus.Metric) {
 	per := make(map[uint32]*perNetns, len(c.ns))
 	for ino := range c.ns {
-		per[ino] = &perNetns{buckets: make([]uint64, len(loader.DurationBuckets)+1)}
+		per[ino] = &perNetns{buckets: make([]uint64, len(loader.DurationBuckets)+1), seen: map[uint16]bool{}}
 	}
 	for _, k := range c.buf {
 		n, ok := c.ns[k.Netns]
@@ -253,13 +253,8 @@ func (c *Collector) collectCounters(ch chan<- prometheus.Metric) {
 			from, to := events.State(k.Arg>>8), events.State(k.Arg&0xff)
 			ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(k.Value), n.Name, from.String(), to.String())
 		case loader.KindConnect:
-			result := "success"
-			if k.Arg != 0 {
-				result = events.ErrnoName(syscall.Errno(k.Arg))
-			} else {
-				p.success = true
-			}
-			ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, float64(k.Value), n.Name, result)
+			p.seen[k.Arg] = true
+			ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, float64(k.Value), n.Name, connectResult(k.Arg))
 		case loader.KindDuration:
 			if int(k.Arg) < len(p.buckets) {
 				p.buckets[k.Arg] += k.Value
@@ -276,9 +271,12 @@ func (c *Collector) collectCounters(ch chan<- prometheus.Metric) {
 	}
 	for ino, p := range per {
 		name := c.ns[ino].Name
-		if !p.success {
-			// Present from the start, so that increase() over a container's first connects is exact.
-			ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, 0, name, "success")
+		// Present at 0 from the start, so that increase() and rate() see a container's first
+		// connects and first failures (a series born at 40 shows no increase).
+		for _, r := range initialResults {
+			if !p.seen[r] {
+				ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, 0, name, connectResult(r))
+			}
 		}
 		cum := make(map[float64]uint64, len(loader.DurationBuckets))
 		var total uint64
@@ -292,6 +290,18 @@ func (c *Collector) collectCounters(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descResetsSent, prometheus.CounterValue, float64(p.rstSent), name)
 		ch <- prometheus.MustNewConstMetric(descResetsReceived, prometheus.CounterValue, float64(p.rstRecvd), name)
 	}
+}
+
+// initialResults are the connect results every namespace exposes from its start: success and
+// the failures seen on the state path.
+var initialResults = []uint16{0, uint16(syscall.ECONNREFUSED), uint16(syscall.ETIMEDOUT),
+	uint16(syscall.EADDRNOTAVAIL), uint16(syscall.ECONNABORTED), uint16(syscall.EHOSTUNREACH)}
+
+func connectResult(errno uint16) string {
+	if errno == 0 {
+		return "success"
+	}
+	return events.ErrnoName(syscall.Errno(errno))
 }
 
 func (c *Collector) collectInfo(ch chan<- prometheus.Metric, n Namespace) {

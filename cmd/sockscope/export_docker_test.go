@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sockscope/sockscope/deploy"
 )
 
 // A container started after the exporter is counted under its name, with its image and its
@@ -63,5 +65,67 @@ func TestExportNamesContainersAndFollowsThem(t *testing.T) {
 	// Prometheus marks the series stale at the next scrape.
 	prom.waitFor(t, fmt.Sprintf(`sockscope_container_info{container=%q}`, c.name), 10*time.Second,
 		func(s []sample) bool { return len(s) == 0 })
+	exp.stop(t)
+}
+
+// The incident behind the alert rules, in a real container: five local ports, tcp_tw_reuse off,
+// a client that closes first until EADDRNOTAVAIL, then connects to a closed port. Against a real
+// Prometheus scraping sockscope, every expression of deploy/ runs without error; every dashboard
+// query returns data; the three alerts the incident should fire do, and the others
+// (lost events, full maps, Docker down) return nothing.
+func TestDeployExpressionsRunAgainstPrometheus(t *testing.T) {
+	requireDocker(t)
+	requirePrometheus(t)
+	exprs, err := deploy.Expressions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := startExport(t, "--syscalls", "--top-remotes", "5", "--bpf-stats")
+	prom := startPrometheus(t, scrapeJob{name: "sockscope", target: exp.addr})
+	c := newContainer(t, []string{"run", "-d", "--sysctl", "net.ipv4.ip_local_port_range=61000 61004",
+		"--sysctl", "net.ipv4.tcp_tw_reuse=0", "-v", tcploadBin + ":/bin/tcpload:ro"}, containerName("incident"), httpdCmd...)
+	c.waitListening(t, 8080)
+	prom.waitFor(t, fmt.Sprintf(`sockscope_tcp_connects_total{container=%q,result="success"}`, c.name), 30*time.Second,
+		func(s []sample) bool { return len(s) == 1 })
+	out := sh(t, "docker", "exec", c.name, "tcpload", "connect", "-addr", "127.0.0.1:8080", "-n", "8")
+	if !strings.Contains(out, `"ok":5`) || !strings.Contains(out, `"EADDRNOTAVAIL":3`) {
+		t.Fatalf("port exhaustion in %s: %s", c.name, out)
+	}
+	// 40 refused connects: with the 8 above, enough attempts in 5 minutes for the error-ratio
+	// alert's floor (0.1/s).
+	out = sh(t, "docker", "exec", c.name, "tcpload", "connect", "-addr", "127.0.0.1:9", "-n", "40")
+	if !strings.Contains(out, `"ECONNREFUSED":40`) {
+		t.Fatalf("refused connects in %s: %s", c.name, out)
+	}
+	// Enough samples for rate() over one minute: a few scrapes after the traffic.
+	prom.scrapedAfter(t, fmt.Sprintf(`sockscope_tcp_connects_total{container=%q,result="ECONNREFUSED"}`, c.name), time.Now().Add(3*time.Second))
+
+	fire := map[string]bool{"SockscopeLocalPortExhaustion": true, "SockscopeTimeWaitPileUp": true, "SockscopeConnectErrors": true}
+	fired := map[string]bool{}
+	for _, e := range exprs {
+		res, err := prom.tryQuery(e.Query, 0)
+		if err != nil {
+			t.Errorf("%s %q: %v", e.Source, e.Name, err)
+			continue
+		}
+		switch {
+		case e.Source == deploy.Dashboard && len(res) == 0:
+			t.Errorf("dashboard panel %q returns no data: %s", e.Name, e.Query)
+		case e.Source == deploy.Rules && fire[e.Name]:
+			for _, s := range res {
+				if s.Metric["container"] == c.name {
+					fired[e.Name] = true
+				}
+			}
+			if !fired[e.Name] {
+				t.Errorf("alert %s does not fire for %s: %+v\n%s", e.Name, c.name, res, e.Query)
+			}
+		case e.Source == deploy.Rules && len(res) > 0:
+			t.Errorf("alert %s fires without its incident: %+v\n%s", e.Name, res, e.Query)
+		}
+	}
+	if len(fired) != len(fire) {
+		t.Errorf("alerts fired: %v, want %v", fired, fire)
+	}
 	exp.stop(t)
 }

@@ -25,8 +25,8 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 	exp := startExport(t, noDocker, "--host=false", "--netns", "t="+ns.path)
 	remotes := startExport(t, noDocker, "--host=false", "--netns", "t="+ns.path, "--top-remotes", "1")
 	prom := startPrometheus(t, scrapeJob{name: "sockscope", target: exp.addr})
-	prom.waitFor(t, `sockscope_tcp_connects_total{container="t",result="success"}`, 30*time.Second,
-		func(s []sample) bool { return len(s) == 1 && s[0].V == 0 })
+	prom.waitFor(t, `sockscope_tcp_connects_total{container="t"}`, 30*time.Second,
+		func(s []sample) bool { return len(s) == 6 && s[0].V == 0 })
 
 	// Port exhaustion: five ports above the default range, tcp_tw_reuse off.
 	srv := ns.serve(t, "-addr", "127.0.0.1:8000")
@@ -76,15 +76,19 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 	at := prom.scrapedAfter(t, `sockscope_tcp_connects_total{container="t",result="ETIMEDOUT"}`, end)
 	// The success series started at 0 with the namespace, so increase() over a window that holds
 	// its first sample, evaluated at its last sample, is exact: no extrapolation.
-	if got := prom.one(t, `increase(sockscope_tcp_connects_total{container="t",result="success"}[10m])`, at); !near(got, success) {
-		t.Errorf("increase of successful connects = %v, want %d", got, success)
+	for result, n := range map[string]float64{"success": success, "EADDRNOTAVAIL": 3, "ECONNREFUSED": 7, "ETIMEDOUT": 3} {
+		q := fmt.Sprintf(`increase(sockscope_tcp_connects_total{container="t",result=%q}[10m])`, result)
+		if got := prom.one(t, q, at); !near(got, n) {
+			t.Errorf("%s = %v, want %v", q, got, n)
+		}
 	}
 	want := map[string]float64{
 		`sockscope_tcp_connects_total{container="t",result="success"}`:           success,
 		`sockscope_tcp_connects_total{container="t",result="EADDRNOTAVAIL"}`:     3,
 		`sockscope_tcp_connects_total{container="t",result="ECONNREFUSED"}`:      7,
 		`sockscope_tcp_connects_total{container="t",result="ETIMEDOUT"}`:         3,
-		`count(sockscope_tcp_connects_total{container="t"})`:                     4,
+		`count(sockscope_tcp_connects_total{container="t"})`:                     6, // the four, ECONNABORTED and EHOSTUNREACH at 0
+		`sockscope_tcp_connects_total{container="t",result="ECONNABORTED"}`:      0,
 		`sockscope_tcp_connect_duration_seconds_count{container="t"}`:            success,
 		`sockscope_tcp_connect_duration_seconds_bucket{container="t",le="+Inf"}`: success,
 		// The kernel's own MIB counters of the netns are the ground truth: the SYN of a
