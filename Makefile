@@ -27,9 +27,11 @@ lint:
 	$(GO) vet ./...
 
 # The tests load real BPF programs, create network namespaces and containers: run as root.
-# With CI=true a missing prerequisite (root, BTF, Docker) fails instead of skipping.
+# With CI=true a missing prerequisite (root, BTF, Docker, Prometheus) fails instead of skipping.
+# -p 1: one package at a time, because the exporter's churn test counts every container on the
+# machine and the Docker-restart test stops the daemon that other packages' tests use.
 test:
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -p 1 -timeout 40m ./...
 
 # The benchmarks (root): a pinned loopback storm with and without `sockscope trace`, and
 # `sockscope sockets` against ss and netstat with 30,000 and 80,000 TIME_WAIT sockets.
