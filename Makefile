@@ -37,6 +37,7 @@ test:
 # `sockscope sockets` against ss and netstat with 30,000 and 80,000 TIME_WAIT sockets.
 bench: build bin/tcpload
 	$(GO) run ./tools/bench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-trace.md
+	$(GO) run ./tools/exportbench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-export.md
 	$(GO) run ./tools/sockbench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-sockets.md
 	$(GO) build -o bin/sysload ./tools/sysload
 	$(GO) run ./tools/sysbench -sockscope bin/sockscope -sysload bin/sysload -out docs/performance-syscalls.md

@@ -1,0 +1,341 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// stormResult is `tcpload storm`'s summary line.
+type stormResult struct {
+	Connections int64            `json:"connections"`
+	Seconds     float64          `json:"seconds"`
+	PerSecond   float64          `json:"per_second"`
+	Total       int64            `json:"total"`
+	Errors      map[string]int64 `json:"errors"`
+	MaxConnMS   float64          `json:"max_conn_ms"`
+}
+
+// transitionsPerConn is what one storm connection makes (client CLOSE->SYN_SENT->ESTABLISHED->
+// CLOSE_WAIT->LAST_ACK->CLOSE, server LISTEN->SYN_RECV->ESTABLISHED->FIN_WAIT1->FIN_WAIT2->CLOSE);
+// each storm's listener adds CLOSE->LISTEN and LISTEN->CLOSE.
+const transitionsPerConn = 10
+
+const (
+	modeBaseline  = "baseline"
+	modeExport    = "export"
+	modeUnscraped = "export, not scraped"
+	modeStats     = "export --bpf-stats"
+)
+
+type stormRound struct {
+	Pair  int
+	Mode  string
+	Storm stormResult
+
+	// Exporter rounds.
+	ReadyMS      float64       // exec to "exporting on"
+	StormWindow  time.Duration // from just before the storm starts to just after it ends
+	IdleWindow   time.Duration // as long, right after, scrapes going on
+	CPUStorm     float64       // exporter utime+stime (/proc/PID/stat) over StormWindow, seconds
+	CPUIdle      float64       // over IdleWindow
+	PCPUStorm    float64       // the same from the threads' schedstat (ns resolution)
+	PCPUIdle     float64
+	ScrapeCPU    [2]float64 // schedstat CPU while a GET was in flight, storm and idle window
+	ThreadsLost  bool       // the exporter had fewer threads at the end (schedstat sums miss exited ones)
+	ScrapesStorm int
+	ScrapesIdle  int
+	ScrapeWall   []float64 // ms, scrapes during the storm
+	ScrapeRep    []float64 // ms, sockscope_scrape_duration_seconds of those
+	ScrapeErrs   int       // failed GETs
+	Transitions  float64   // sockscope_tcp_state_transitions_total{container="bench"} at the end
+	ConnectsOK   float64   // sockscope_tcp_connects_total{container="bench",result="success"}
+	TimeWait     float64   // TIME_WAIT in the storm's netns at the storm's last scrape
+	Lost         map[string]float64
+	RSSKB        int64
+	Progs        []progStat // --bpf-stats round
+}
+
+// extraCPU is the exporter's CPU during the storm minus that during the idle window with the
+// same scrapes (scaled to the storm window's length), seconds, from /proc/PID/stat.
+func (r *stormRound) extraCPU() float64 {
+	if r.IdleWindow <= 0 {
+		return r.CPUStorm
+	}
+	return r.CPUStorm - r.CPUIdle*secs(r.StormWindow)/secs(r.IdleWindow)
+}
+
+// extraCPUOutside is the same for the CPU outside the scrapes (schedstat, while no GET was in
+// flight): it does not depend on how long each scrape's socket walk took, which differs between
+// the windows because the idle window starts with the storm's TIME_WAIT sockets all there.
+func (r *stormRound) extraCPUOutside() float64 {
+	if r.IdleWindow <= 0 {
+		return r.PCPUStorm - r.ScrapeCPU[0]
+	}
+	return (r.PCPUStorm - r.ScrapeCPU[0]) - (r.PCPUIdle-r.ScrapeCPU[1])*secs(r.StormWindow)/secs(r.IdleWindow)
+}
+
+func perConn(cpu float64, conns int64) float64 {
+	if conns == 0 {
+		return 0
+	}
+	return cpu * 1e6 / float64(conns)
+}
+
+type progStat struct {
+	Name    string
+	Runs    float64
+	Seconds float64
+}
+
+func (p progStat) nsPerRun() float64 {
+	if p.Runs == 0 {
+		return 0
+	}
+	return p.Seconds * 1e9 / p.Runs
+}
+
+type stormPhase struct {
+	ns, nsPath string
+	rounds     []*stormRound
+	stats      *stormRound
+	warnings   []string
+	binary     string
+}
+
+func (b *bench) runStorm() (*stormPhase, error) {
+	c := b.cfg
+	p := &stormPhase{ns: "sockscope-exportbench-" + b.runID, binary: fileID(c.sockscope)}
+	var err error
+	if p.nsPath, err = createNetns(p.ns); err != nil {
+		return nil, err
+	}
+	logf("storm: netns %s; %d rounds of %v (+%v warm-up) per mode, storm on CPU %s, a scrape every %v",
+		p.ns, c.rounds, c.duration, c.warmup, c.cpu, c.interval)
+	for i := 1; i <= c.rounds; i++ {
+		base := &stormRound{Pair: i, Mode: modeBaseline}
+		if base.Storm, err = b.stormOnce(p); err != nil {
+			return nil, fmt.Errorf("round %d baseline: %w", i, err)
+		}
+		p.rounds = append(p.rounds, base)
+		logf("storm %d/%d baseline: %8.0f conn/s", i, c.rounds, base.Storm.PerSecond)
+
+		ex := &stormRound{Pair: i, Mode: modeExport}
+		if err := b.exportRound(p, ex, false, true); err != nil {
+			return nil, fmt.Errorf("round %d export: %w", i, err)
+		}
+		p.rounds = append(p.rounds, ex)
+		logf("storm %d/%d export:   %8.0f conn/s (%.3fx); exporter CPU %.3f s storm, %.3f s idle (%d/%d scrapes, %.3f/%.3f s in them): %+.3f µs/conn, outside scrapes %+.3f µs/conn; counted %.0f of %d transitions",
+			i, c.rounds, ex.Storm.PerSecond, ex.Storm.PerSecond/base.Storm.PerSecond, ex.PCPUStorm, ex.PCPUIdle,
+			ex.ScrapesStorm, ex.ScrapesIdle, ex.ScrapeCPU[0], ex.ScrapeCPU[1], perConn(ex.extraCPU(), ex.Storm.Total),
+			perConn(ex.extraCPUOutside(), ex.Storm.Total), ex.Transitions, transitionsPerConn*ex.Storm.Total+2)
+		if c.unscraped {
+			un := &stormRound{Pair: i, Mode: modeUnscraped}
+			if err := b.exportRound(p, un, false, false); err != nil {
+				return nil, fmt.Errorf("round %d export, not scraped: %w", i, err)
+			}
+			p.rounds = append(p.rounds, un)
+			logf("storm %d/%d not scraped: %8.0f conn/s (%.3fx); exporter CPU %.3f s during the storm: %.4f µs/conn",
+				i, c.rounds, un.Storm.PerSecond, un.Storm.PerSecond/base.Storm.PerSecond, un.PCPUStorm, perConn(un.PCPUStorm, un.Storm.Total))
+		}
+	}
+	st := &stormRound{Pair: c.rounds + 1, Mode: modeStats}
+	if err := b.exportRound(p, st, true, true); err != nil {
+		return nil, fmt.Errorf("--bpf-stats round: %w", err)
+	}
+	p.stats = st
+	logf("storm --bpf-stats: %8.0f conn/s", st.Storm.PerSecond)
+	return p, nil
+}
+
+// stormOnce runs one `tcpload storm` in the benchmark's netns, pinned as configured.
+func (b *bench) stormOnce(p *stormPhase) (stormResult, error) {
+	c := b.cfg
+	var res stormResult
+	args := []string{"netns", "exec", p.ns}
+	if c.cpu != "none" {
+		args = append(args, "taskset", "-c", c.cpu)
+	}
+	args = append(args, c.tcpload, "storm", "-port", strconv.Itoa(c.port),
+		"-duration", c.duration.String(), "-warmup", c.warmup.String())
+	out, err := run(c.warmup+c.duration+30*time.Second, "ip", args...)
+	if err != nil {
+		return res, err
+	}
+	line := lastLine(out)
+	if err := json.Unmarshal([]byte(line), &res); err != nil || res.Seconds <= 0 {
+		return res, fmt.Errorf("tcpload storm: unexpected output %q", line)
+	}
+	return res, nil
+}
+
+// timedScrape is one scrape of the background loop.
+type timedScrape struct {
+	at  time.Time
+	s   *scrape
+	err error
+	cpu float64 // the exporter's CPU (schedstat) while the GET was in flight
+}
+
+// scrapeLoop scrapes every interval until stop is closed.
+func scrapeLoop(e *exporter, interval time.Duration, stop chan struct{}) (results func() []timedScrape) {
+	var mu sync.Mutex
+	var out []timedScrape
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			at := time.Now()
+			c0, _ := procCPUPrecise(e.c.pid())
+			s, err := e.scrape()
+			c1, _ := procCPUPrecise(e.c.pid())
+			mu.Lock()
+			out = append(out, timedScrape{at: at, s: s, err: err, cpu: c1 - c0})
+			mu.Unlock()
+		}
+	}()
+	return func() []timedScrape {
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return out
+	}
+}
+
+// exportRound runs the storm with `sockscope export` counting its netns and scraped every
+// interval, then keeps the exporter (and the scrapes) going for an idle window as long as the
+// storm, to tell the CPU the events cost the exporter from what its scrapes cost.
+func (b *bench) exportRound(p *stormPhase, r *stormRound, stats, scraped bool) (err error) {
+	c := b.cfg
+	args := []string{"--netns", "bench=" + p.nsPath}
+	if stats {
+		args = append(args, "--bpf-stats")
+	}
+	e, err := startExporter(c.sockscope, args...)
+	if err != nil {
+		return err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			e.c.kill()
+			e.c.wait(10 * time.Second)
+		}
+	}()
+	r.ReadyMS = ms(e.ready)
+	first, err := e.scrape()
+	if err != nil {
+		return fmt.Errorf("first scrape: %w", err)
+	}
+	if _, ok := first.M.sum("sockscope_container_info", "container", "bench"); !ok {
+		return fmt.Errorf("the exporter does not show the storm's namespace as container=\"bench\"")
+	}
+
+	stop := make(chan struct{})
+	st0, _ := e.status()
+	var cpu, pcpu [3]float64
+	read := func(i int) (err error) {
+		if cpu[i], err = e.cpu(); err == nil {
+			pcpu[i], err = procCPUPrecise(e.c.pid())
+		}
+		return err
+	}
+	if err := read(0); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	results := func() []timedScrape { return nil }
+	if scraped {
+		results = scrapeLoop(e, c.interval, stop)
+	}
+	r.Storm, err = b.stormOnce(p)
+	t1 := time.Now()
+	cerr := read(1)
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		close(stop)
+		results()
+		return err
+	}
+	if scraped {
+		time.Sleep(time.Until(t1.Add(t1.Sub(t0))))
+	}
+	t2 := time.Now()
+	err = read(2)
+	close(stop)
+	scrapes := results()
+	if err != nil {
+		return err
+	}
+	r.StormWindow, r.IdleWindow = t1.Sub(t0), t2.Sub(t1)
+	r.CPUStorm, r.CPUIdle = cpu[1]-cpu[0], cpu[2]-cpu[1]
+	r.PCPUStorm, r.PCPUIdle = pcpu[1]-pcpu[0], pcpu[2]-pcpu[1]
+	if st1, err := e.status(); err == nil && st1.Threads < st0.Threads {
+		r.ThreadsLost = true
+	}
+	var lastStorm *scrape
+	for _, s := range scrapes {
+		if s.err != nil {
+			r.ScrapeErrs++
+			if r.ScrapeErrs == 1 {
+				b.note("A scrape failed in storm round %d (%s): %v", r.Pair, r.Mode, s.err)
+			}
+			continue
+		}
+		switch {
+		case s.at.Before(t1):
+			r.ScrapesStorm++
+			r.ScrapeCPU[0] += s.cpu
+			r.ScrapeWall = append(r.ScrapeWall, ms(s.s.Wall))
+			r.ScrapeRep = append(r.ScrapeRep, s.s.Reported*1e3)
+			lastStorm = s.s
+		case s.at.Before(t2):
+			r.ScrapesIdle++
+			r.ScrapeCPU[1] += s.cpu
+		}
+	}
+	if lastStorm != nil {
+		r.TimeWait = lastStorm.M.value("sockscope_tcp_sockets", "container", "bench", "state", "TIME_WAIT")
+	}
+
+	// The storm is over: the counters are final.
+	last, err := e.scrape()
+	if err != nil {
+		return fmt.Errorf("final scrape: %w", err)
+	}
+	r.Transitions = last.M.value("sockscope_tcp_state_transitions_total", "container", "bench")
+	r.ConnectsOK = last.M.value("sockscope_tcp_connects_total", "container", "bench", "result", "success")
+	r.Lost = last.M.byLabel("sockscope_lost_events_total", "reason")
+	if stats {
+		runs := last.M.byLabel("sockscope_bpf_program_runs_total", "program")
+		secs := last.M.byLabel("sockscope_bpf_program_run_seconds_total", "program")
+		for name, n := range runs {
+			r.Progs = append(r.Progs, progStat{Name: name, Runs: n, Seconds: secs[name]})
+		}
+		sort.Slice(r.Progs, func(i, j int) bool { return r.Progs[i].Seconds > r.Progs[j].Seconds })
+	}
+	if st, err := e.status(); err == nil {
+		r.RSSKB = st.RSSKB
+	}
+	stopped = true
+	if err := e.stop(); err != nil {
+		return err
+	}
+	p.warnings = append(p.warnings, e.warnings()...)
+	return nil
+}
+
+func ms(d time.Duration) float64   { return float64(d) / float64(time.Millisecond) }
+func secs(d time.Duration) float64 { return d.Seconds() }
