@@ -5,6 +5,7 @@
 package exporter
 
 import (
+	"errors"
 	"runtime"
 	"slices"
 	"strings"
@@ -76,6 +77,20 @@ func (c *Collector) SetNamespaces(nss []Namespace) error {
 		}
 		m[n.Inode] = n
 	}
+	// The kernel gives a freed namespace inode to the next namespace, and Docker may report the
+	// new container's start before the old one's die. A namespace whose containers are all new
+	// is a new namespace: its counters start from zero (untracked once, which deletes them).
+	if reused := c.reusedLocked(m); len(reused) > 0 {
+		keep := make([]uint32, 0, len(inodes))
+		for _, ino := range inodes {
+			if !reused[ino] {
+				keep = append(keep, ino)
+			}
+		}
+		if err := c.k.Counters.SetTracked(keep); err != nil {
+			return err
+		}
+	}
 	if err := c.k.Counters.SetTracked(inodes); err != nil {
 		return err
 	}
@@ -86,6 +101,32 @@ func (c *Collector) SetNamespaces(nss []Namespace) error {
 	}
 	c.ns = m
 	return nil
+}
+
+// reusedLocked returns the inodes that name other containers than before, none of the old ones.
+func (c *Collector) reusedLocked(next map[uint32]Namespace) map[uint32]bool {
+	var reused map[uint32]bool
+	for ino, n := range next {
+		old, ok := c.ns[ino]
+		if !ok || len(old.Containers) == 0 || len(n.Containers) == 0 {
+			continue
+		}
+		same := false
+		for _, a := range old.Containers {
+			for _, b := range n.Containers {
+				if a.ID == b.ID {
+					same = true
+				}
+			}
+		}
+		if !same {
+			if reused == nil {
+				reused = map[uint32]bool{}
+			}
+			reused[ino] = true
+		}
+	}
+	return reused
 }
 
 // DockerError counts a failed Docker API call (or a broken event stream).
@@ -143,7 +184,7 @@ var (
 	descScrape = prometheus.NewDesc("sockscope_scrape_duration_seconds",
 		"Time this scrape took to read the kernel.", nil, nil)
 	descScrapeErrors = prometheus.NewDesc("sockscope_scrape_errors_total",
-		"Namespaces whose sockets could not be counted at a scrape (for example a container that exited meanwhile).", nil, nil)
+		"Namespaces whose sockets could not be counted at a scrape (a namespace that vanished meanwhile, such as an exited container's, is not counted).", nil, nil)
 	descDockerErrors = prometheus.NewDesc("sockscope_docker_api_errors_total",
 		"Failed Docker API calls and broken event streams; sockscope reconnects with backoff.", nil, nil)
 	descDockerUp = prometheus.NewDesc("sockscope_docker_up",
@@ -179,7 +220,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		c.collectInfo(ch, n)
 		counts, err := c.countSockets(ch, n)
 		if err != nil {
-			c.scrapeErrors++
+			if !errors.Is(err, loader.ErrNetnsGone) { // a container that exited meanwhile is no error
+				c.scrapeErrors++
+			}
 			continue
 		}
 		for st := events.State(1); st <= 11; st++ {

@@ -258,6 +258,11 @@ func (s *nsSources) publish() error {
 		if c.Netns == 0 || c.Netns == s.host {
 			continue // --network host: counted as the host
 		}
+		// A container whose die event has not arrived yet may have left its inode to a new
+		// namespace already: keep a container only while its process is still in that namespace.
+		if ino, err := containers.NetnsInode(c.Pid); err != nil || ino != c.Netns {
+			continue
+		}
 		if i, ok := byNs[c.Netns]; ok {
 			all[i].Containers = append(all[i].Containers, c)
 			continue
