@@ -58,12 +58,18 @@ func NetnsInodeOfPath(path string) (uint32, error) {
 // otherwise the namespace sockscope itself runs in (/proc/self/ns/net). It never fails because
 // /proc/1 is unreadable (some sandboxes deny it even to root).
 func HostNetns() (uint32, error) {
+	_, ino, err := HostNetnsPath()
+	return ino, err
+}
+
+// HostNetnsPath is HostNetns with the namespace file it chose, for entering the namespace.
+func HostNetnsPath() (path string, inode uint32, err error) {
 	if ns, err := NetnsInode(1); err == nil {
-		return ns, nil
+		return "/proc/1/ns/net", ns, nil
 	}
 	ns, err := NetnsInodeOfPath("/proc/self/ns/net")
 	if err != nil {
-		return 0, errors.Join(errors.New("cannot tell the host's network namespace"), err)
+		return "", 0, errors.Join(errors.New("cannot tell the host's network namespace"), err)
 	}
-	return ns, nil
+	return "/proc/self/ns/net", ns, nil
 }

@@ -212,8 +212,9 @@ func (w *Watcher) report(err error) {
 // publishLocked builds a new immutable table from the running containers plus the names of
 // namespaces whose containers stopped, and reports the selected set if it changed (or if force).
 func (w *Watcher) publishLocked(force bool) {
+	live := w.liveLocked()
 	groups := map[uint32][]Container{}
-	for _, c := range w.running {
+	for _, c := range live {
 		if c.Netns != 0 && c.Netns != w.host {
 			groups[c.Netns] = append(groups[c.Netns], c)
 		}
@@ -255,15 +256,10 @@ func (w *Watcher) publishLocked(force bool) {
 	}
 	w.names.t.Store(&nameTable{host: w.host, m: m})
 	if w.OnUpdate != nil {
-		running := make([]Container, 0, len(w.running))
-		for _, c := range w.running {
-			running = append(running, c)
-		}
-		slices.SortFunc(running, func(a, b Container) int { return strings.Compare(a.ID, b.ID) })
-		w.OnUpdate(running)
+		w.OnUpdate(live)
 	}
 
-	set := w.selectedLocked()
+	set := w.selectedLocked(live)
 	if force || !w.reported || !slices.Equal(set, w.last) {
 		w.last, w.reported = set, true
 		if w.onChange != nil {
@@ -272,9 +268,27 @@ func (w *Watcher) publishLocked(force bool) {
 	}
 }
 
-func (w *Watcher) selectedLocked() []uint32 {
+// liveLocked returns the running containers sorted by ID, leaving out any whose process has left
+// its namespace. The kernel gives a freed namespace inode to the next namespace, and Docker may
+// report a new container's start before the old one's die: until then the old container would
+// claim the new one's inode (joined names, a trace filter on the wrong namespace).
+func (w *Watcher) liveLocked() []Container {
+	live := make([]Container, 0, len(w.running))
+	for _, c := range w.running {
+		if c.Netns != 0 {
+			if ino, err := NetnsInode(c.Pid); err != nil || ino != c.Netns {
+				continue
+			}
+		}
+		live = append(live, c)
+	}
+	slices.SortFunc(live, func(a, b Container) int { return strings.Compare(a.ID, b.ID) })
+	return live
+}
+
+func (w *Watcher) selectedLocked(live []Container) []uint32 {
 	set := []uint32{}
-	for id, c := range w.running {
+	for _, c := range live {
 		if c.Netns == 0 {
 			continue
 		}
@@ -282,7 +296,7 @@ func (w *Watcher) selectedLocked() []uint32 {
 			if c.Netns == w.host {
 				continue
 			}
-		} else if !w.selected[id] {
+		} else if !w.selected[c.ID] {
 			continue
 		}
 		set = append(set, c.Netns)

@@ -116,13 +116,13 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	if err := prepare(); err != nil {
 		return err
 	}
-	hostIno, err := containers.HostNetns()
+	hostPath, hostIno, err := containers.HostNetnsPath()
 	if err != nil {
 		return fmt.Errorf("find the host's network namespace: %w", err)
 	}
 	var fixed []exporter.Namespace
 	if f.host {
-		fixed = append(fixed, exporter.Namespace{Inode: hostIno, Name: "host", Path: hostNetnsPath()})
+		fixed = append(fixed, exporter.Namespace{Inode: hostIno, Name: "host", Path: hostPath})
 	}
 	for _, n := range f.netns {
 		name, path, _ := strings.Cut(n, "=")
@@ -225,14 +225,6 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-// hostNetnsPath is a file of the host's network namespace, for the socket walk.
-func hostNetnsPath() string {
-	if _, err := containers.NetnsInodeOfPath("/proc/1/ns/net"); err == nil {
-		return "/proc/1/ns/net"
-	}
-	return "/proc/self/ns/net"
-}
-
 // nsSources combines the fixed namespaces (host, --netns) with the running containers' and hands
 // the whole set to the collector whenever it changes.
 type nsSources struct {
@@ -257,11 +249,6 @@ func (s *nsSources) publish() error {
 	for _, c := range s.running {
 		if c.Netns == 0 || c.Netns == s.host {
 			continue // --network host: counted as the host
-		}
-		// A container whose die event has not arrived yet may have left its inode to a new
-		// namespace already: keep a container only while its process is still in that namespace.
-		if ino, err := containers.NetnsInode(c.Pid); err != nil || ino != c.Netns {
-			continue
 		}
 		if i, ok := byNs[c.Netns]; ok {
 			all[i].Containers = append(all[i].Containers, c)

@@ -214,13 +214,9 @@ func appendSummaryJSON(b []byte, s *events.Summary, tg target) []byte {
 
 // socketTargets resolves the flags into network namespaces, one entry per namespace.
 func socketTargets(ctx context.Context, f *socketsFlags, stderr io.Writer) ([]target, error) {
-	hostIno, err := containers.HostNetns()
+	hostPath, hostIno, err := containers.HostNetnsPath()
 	if err != nil {
 		return nil, fmt.Errorf("find the host's network namespace: %w", err)
-	}
-	hostPath := "/proc/self/ns/net"
-	if ino, err := containers.NetnsInode(1); err == nil && ino == hostIno {
-		hostPath = "/proc/1/ns/net"
 	}
 	host := target{name: "host", inode: hostIno, path: hostPath}
 
