@@ -6,6 +6,7 @@ package exporter
 
 import (
 	"errors"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -412,6 +413,6 @@ func (c *Collector) collectSelf(ch chan<- prometheus.Metric) {
 // statsEnabled reads kernel.bpf_stats_enabled: someone else (bpftool, another tool) may have
 // turned the statistics on.
 func statsEnabled() bool {
-	b, err := readFile("/proc/sys/kernel/bpf_stats_enabled")
+	b, err := os.ReadFile("/proc/sys/kernel/bpf_stats_enabled")
 	return err == nil && len(b) > 0 && b[0] == '1'
 }

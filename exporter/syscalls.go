@@ -1,7 +1,8 @@
 package exporter
 
 import (
-	"os"
+	"cmp"
+	"maps"
 	"runtime"
 	"slices"
 	"syscall"
@@ -30,8 +31,18 @@ type Syscalls struct {
 }
 
 type syscallSeries struct {
-	calls  map[uint32]bool    // syscall numbers with a series
-	errors map[[2]uint32]bool // (nr, errno) with a series
+	calls  map[scKey]bool // syscalls with a series (errno 0)
+	errors map[scKey]bool // (syscall, errno) pairs with a series
+}
+
+// scKey is a syscall number, with the errno for failures (0 for plain counts).
+type scKey struct{ nr, errno uint32 }
+
+func (a scKey) compare(b scKey) int {
+	if c := cmp.Compare(a.nr, b.nr); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.errno, b.errno)
 }
 
 // NewSyscalls wraps attached syscall counters (loader.SyscallConfig{FilterNetns, ByNetns}).
@@ -62,24 +73,21 @@ func (s *Syscalls) collect(ch chan<- prometheus.Metric, nss map[uint32]Namespace
 		ch <- prometheus.NewInvalidMetric(descSyscalls, err)
 		return
 	}
-	type agg struct {
-		calls  map[uint32]uint64
-		errors map[[2]uint32]uint64
-	}
+	type agg struct{ calls, errors map[scKey]uint64 }
 	per := map[uint32]*agg{}
 	get := func(ino uint32) *agg {
 		a := per[ino]
 		if a == nil {
-			a = &agg{calls: map[uint32]uint64{}, errors: map[[2]uint32]uint64{}}
+			a = &agg{calls: map[scKey]uint64{}, errors: map[scKey]uint64{}}
 			per[ino] = a
 		}
 		return a
 	}
 	for _, c := range snap.Counts {
-		get(c.Netns).calls[c.Nr] += c.Count
+		get(c.Netns).calls[scKey{nr: c.Nr}] += c.Count
 	}
 	for _, e := range snap.Errors {
-		get(e.Netns).errors[[2]uint32{e.Nr, uint32(e.Errno)}] += e.Count
+		get(e.Netns).errors[scKey{e.Nr, uint32(e.Errno)}] += e.Count
 	}
 	for ino, a := range per {
 		n, ok := nss[ino]
@@ -88,12 +96,12 @@ func (s *Syscalls) collect(ch chan<- prometheus.Metric, nss map[uint32]Namespace
 		}
 		ser := s.ns[ino]
 		if ser == nil {
-			ser = &syscallSeries{calls: map[uint32]bool{}, errors: map[[2]uint32]bool{}}
+			ser = &syscallSeries{calls: map[scKey]bool{}, errors: map[scKey]bool{}}
 			s.ns[ino] = ser
 		}
 		calls, other := bound(ser.calls, a.calls, s.K)
-		for _, nr := range sortedKeys(calls) {
-			ch <- prometheus.MustNewConstMetric(descSyscalls, prometheus.CounterValue, float64(calls[nr]), n.Name, events.SyscallName(runtime.GOARCH, nr))
+		for _, key := range sortedKeys(calls) {
+			ch <- prometheus.MustNewConstMetric(descSyscalls, prometheus.CounterValue, float64(calls[key]), n.Name, events.SyscallName(runtime.GOARCH, key.nr))
 		}
 		if other > 0 {
 			ch <- prometheus.MustNewConstMetric(descSyscalls, prometheus.CounterValue, float64(other), n.Name, "other")
@@ -101,7 +109,7 @@ func (s *Syscalls) collect(ch chan<- prometheus.Metric, nss map[uint32]Namespace
 		errs, other := bound(ser.errors, a.errors, s.K)
 		for _, key := range sortedKeys(errs) {
 			ch <- prometheus.MustNewConstMetric(descSyscallErrors, prometheus.CounterValue, float64(errs[key]), n.Name,
-				events.SyscallName(runtime.GOARCH, key[0]), events.ErrnoName(syscall.Errno(key[1])))
+				events.SyscallName(runtime.GOARCH, key.nr), events.ErrnoName(syscall.Errno(key.errno)))
 		}
 		if other > 0 {
 			ch <- prometheus.MustNewConstMetric(descSyscallErrors, prometheus.CounterValue, float64(other), n.Name, "other", "other")
@@ -113,10 +121,13 @@ func (s *Syscalls) collect(ch chan<- prometheus.Metric, nss map[uint32]Namespace
 // sum of the rest. members (updated here) holds the keys given a series so far; new keys join,
 // biggest first, while there are fewer than k. A member keeps its series for the namespace's
 // life, so named series and "other" only grow, as counters must.
-func bound[K uint32 | [2]uint32](members map[K]bool, counts map[K]uint64, k int) (map[K]uint64, uint64) {
-	named := make(map[K]uint64, min(len(counts), k))
+func bound(members map[scKey]bool, counts map[scKey]uint64, k int) (map[scKey]uint64, uint64) {
+	keys := sortedKeys(counts)
+	// Biggest first; ties in key order, so the same counts give the same series.
+	slices.SortStableFunc(keys, func(a, b scKey) int { return cmp.Compare(counts[b], counts[a]) })
+	named := make(map[scKey]uint64, min(len(counts), k))
 	var other uint64
-	for _, key := range byCount(counts) {
+	for _, key := range keys {
 		if !members[key] && len(members) < k {
 			members[key] = true
 		}
@@ -130,52 +141,6 @@ func bound[K uint32 | [2]uint32](members map[K]bool, counts map[K]uint64, k int)
 }
 
 // sortedKeys returns m's keys in key order, for a stable exposition.
-func sortedKeys[K uint32 | [2]uint32](m map[K]uint64) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b K) int {
-		if keyLess(a, b) {
-			return -1
-		}
-		if keyLess(b, a) {
-			return 1
-		}
-		return 0
-	})
-	return keys
+func sortedKeys(m map[scKey]uint64) []scKey {
+	return slices.SortedFunc(maps.Keys(m), scKey.compare)
 }
-
-// byCount returns the keys of m, biggest count first (ties in key order, for stable output).
-func byCount[K uint32 | [2]uint32](m map[K]uint64) []K {
-	keys := make([]K, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	less := func(a, b K) bool {
-		if m[a] != m[b] {
-			return m[a] > m[b]
-		}
-		return keyLess(a, b)
-	}
-	for i := 1; i < len(keys); i++ { // insertion sort: a few dozen keys
-		for j := i; j > 0 && less(keys[j], keys[j-1]); j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
-}
-
-func keyLess[K uint32 | [2]uint32](a, b K) bool {
-	switch x := any(a).(type) {
-	case uint32:
-		return x < any(b).(uint32)
-	case [2]uint32:
-		y := any(b).([2]uint32)
-		return x[0] < y[0] || (x[0] == y[0] && x[1] < y[1])
-	}
-	return false
-}
-
-var readFile = os.ReadFile

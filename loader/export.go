@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"slices"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -47,19 +46,23 @@ type Counter struct {
 	Value uint64
 }
 
+type namedProgram struct {
+	name string
+	prog *ebpf.Program
+}
+
 // Exporter is the attached `export` programs and their counters.
 type Exporter struct {
-	objs  exportObjects
-	links []link.Link
-	cfg   ExportConfig
-	ncpu  int
+	objs    exportObjects
+	tracked netnsSet // mirrors the tracked map
+	progs   []namedProgram
+	links   []link.Link
+	cfg     ExportConfig
+	ncpu    int
 	// Reused between reads.
 	keys []exportCounterKey
 	vals []uint64
 }
-
-// ExportPrograms names the attached programs, for their run statistics.
-var ExportPrograms = []string{"count_state", "count_retransmit", "count_reset_sent", "count_reset_received"}
 
 // OpenExport loads and attaches the exporter's counters. Nothing is counted until Track.
 func OpenExport(cfg ExportConfig) (*Exporter, error) {
@@ -79,14 +82,15 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	spec.Maps["tracked"].MaxEntries = cfg.MaxNetns
 	spec.Maps["counters"].MaxEntries = cfg.MaxCounters
 	spec.Maps["handshakes"].MaxEntries = cfg.MaxHandshakes
-	var bounds [len(exportBuckets)]uint64
-	if len(DurationBuckets) != len(bounds) {
-		return nil, fmt.Errorf("internal: %d duration buckets, the BPF side has %d", len(DurationBuckets), len(bounds))
+	buckets := spec.Variables["bucket_le_ns"]
+	if int(buckets.Size()) != 8*len(DurationBuckets) {
+		return nil, fmt.Errorf("internal: %d duration buckets, the BPF side has %d", len(DurationBuckets), buckets.Size()/8)
 	}
+	bounds := make([]uint64, len(DurationBuckets))
 	for i, d := range DurationBuckets {
 		bounds[i] = uint64(d.Nanoseconds())
 	}
-	if err := spec.Variables["bucket_le_ns"].Set(bounds); err != nil {
+	if err := buckets.Set(bounds); err != nil {
 		return nil, fmt.Errorf("set bucket_le_ns: %w", err)
 	}
 	ncpu, err := ebpf.PossibleCPU()
@@ -101,20 +105,21 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 		}
 		return nil, fmt.Errorf("load BPF programs: %w", err)
 	}
-	for _, p := range []*ebpf.Program{e.objs.CountState, e.objs.CountRetransmit, e.objs.CountResetSent, e.objs.CountResetReceived} {
-		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+	e.progs = []namedProgram{
+		{"count_state", e.objs.CountState}, {"count_retransmit", e.objs.CountRetransmit},
+		{"count_reset_sent", e.objs.CountResetSent}, {"count_reset_received", e.objs.CountResetReceived},
+	}
+	for _, p := range e.progs {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog})
 		if err != nil {
 			e.Close()
-			return nil, fmt.Errorf("attach %v: %w", p, err)
+			return nil, fmt.Errorf("attach %s: %w", p.name, err)
 		}
 		e.links = append(e.links, l)
 	}
 	debug.FreeOSMemory() // the kernel BTF parsed for CO-RE is garbage now
 	return e, nil
 }
-
-// exportBuckets mirrors NBUCKETS in bpf/export.h (checked in layout_test.go).
-var exportBuckets [18]struct{}
 
 // Close detaches the programs and frees the maps.
 func (e *Exporter) Close() error {
@@ -131,54 +136,12 @@ func (e *Exporter) SetTracked(netns []uint32) error {
 	if len(netns) > int(e.cfg.MaxNetns) {
 		return fmt.Errorf("%d network namespaces to count, the limit is %d (--max-netns)", len(netns), e.cfg.MaxNetns)
 	}
-	want := make(map[uint32]bool, len(netns))
-	one := uint8(1)
-	for _, ns := range netns {
-		want[ns] = true
-		if err := e.objs.Tracked.Update(ns, one, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("track netns %d: %w", ns, err)
-		}
+	if _, err := e.tracked.set(e.objs.Tracked, netns); err != nil {
+		return err
 	}
-	var ns uint32
-	var stale []uint32
-	it := e.objs.Tracked.Iterate()
-	for it.Next(&ns, &one) {
-		if !want[ns] {
-			stale = append(stale, ns)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("list tracked namespaces: %w", err)
-	}
-	for _, ns := range stale {
-		if err := e.objs.Tracked.Delete(ns); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("untrack netns %d: %w", ns, err)
-		}
-	}
-	return e.prune(want)
-}
-
-// prune deletes the counters of namespaces not in keep. A program that looked the namespace up
-// just before it left the set may still add a counter; the next prune takes it.
-func (e *Exporter) prune(keep map[uint32]bool) error {
-	var k exportCounterKey
-	var drop []exportCounterKey
-	vals := make([]uint64, e.ncpu)
-	it := e.objs.Counters.Iterate()
-	for it.Next(&k, &vals) {
-		if !keep[k.Netns] {
-			drop = append(drop, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("list counters: %w", err)
-	}
-	for _, k := range drop {
-		if err := e.objs.Counters.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete counter: %w", err)
-		}
-	}
-	return nil
+	// A program that looked the namespace up just before it left the set may still add a
+	// counter; the next call deletes it.
+	return deleteKeys(e.objs.Counters, func(k exportCounterKey) bool { return !e.tracked[k.Netns] })
 }
 
 // Counters reads every counter, summed over CPUs, appending to out. A scrape is a few batch
@@ -239,47 +202,15 @@ type MapUsage struct {
 
 // Usage counts the entries of each map (counters: as of the last read, given as n).
 func (e *Exporter) Usage(counters int) ([]MapUsage, error) {
-	tracked, err := countKeys[uint32](e.objs.Tracked)
-	if err != nil {
-		return nil, fmt.Errorf("count tracked namespaces: %w", err)
-	}
-	hs, err := countKeys[uint64](e.objs.Handshakes)
+	hs, err := keys[uint64](e.objs.Handshakes)
 	if err != nil {
 		return nil, fmt.Errorf("count handshakes: %w", err)
 	}
 	return []MapUsage{
 		{"counters", counters, int(e.cfg.MaxCounters)},
-		{"tracked", tracked, int(e.cfg.MaxNetns)},
-		{"handshakes", hs, int(e.cfg.MaxHandshakes)},
+		{"tracked", len(e.tracked), int(e.cfg.MaxNetns)},
+		{"handshakes", len(hs), int(e.cfg.MaxHandshakes)},
 	}, nil
-}
-
-func countKeys[K uint32 | uint64](m *ebpf.Map) (int, error) {
-	n := 0
-	var k, next K
-	err := m.NextKey(nil, &next)
-	for err == nil {
-		n++
-		k = next
-		err = m.NextKey(k, &next)
-	}
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return n, nil
-	}
-	return n, err
-}
-
-// Tracked returns the namespaces the kernel counts, sorted.
-func (e *Exporter) Tracked() ([]uint32, error) {
-	var k uint32
-	var v uint8
-	var out []uint32
-	it := e.objs.Tracked.Iterate()
-	for it.Next(&k, &v) {
-		out = append(out, k)
-	}
-	slices.Sort(out)
-	return out, it.Err()
 }
 
 // ProgramStats is one program's run statistics. The kernel keeps runs and run time only while
@@ -295,14 +226,13 @@ type ProgramStats struct {
 
 // Stats reads each attached program's run count and total run time.
 func (e *Exporter) Stats() ([]ProgramStats, error) {
-	progs := []*ebpf.Program{e.objs.CountState, e.objs.CountRetransmit, e.objs.CountResetSent, e.objs.CountResetReceived}
-	out := make([]ProgramStats, 0, len(progs))
-	for i, p := range progs {
-		st, err := p.Stats()
+	out := make([]ProgramStats, 0, len(e.progs))
+	for _, p := range e.progs {
+		st, err := p.prog.Stats()
 		if err != nil {
 			return nil, fmt.Errorf("program statistics: %w", err)
 		}
-		out = append(out, ProgramStats{Name: ExportPrograms[i], Runs: st.RunCount, RunTime: st.Runtime, RecursionMisses: st.RecursionMisses})
+		out = append(out, ProgramStats{Name: p.name, Runs: st.RunCount, RunTime: st.Runtime, RecursionMisses: st.RecursionMisses})
 	}
 	return out, nil
 }

@@ -74,24 +74,30 @@ var ErrNetnsGone = errors.New("network namespace is gone")
 // the namespace, opens the iterator and reads the sysctls there, and returns to where it was.
 func (s *Sockets) Snapshot(nsPath string) (NetnsSnapshot, error) {
 	var snap NetnsSnapshot
-	var rd io.ReadCloser
-	err := inNetns(nsPath, func() error {
-		var err error
-		if rd, err = s.tcp.Open(); err != nil {
-			return fmt.Errorf("open iter/tcp: %w", err)
-		}
-		snap.PortRange, snap.TWReuse = readPortSysctls()
-		return nil
-	})
+	rd, err := openIn(nsPath, s.tcp, &snap.PortRange, &snap.TWReuse)
 	if err != nil {
 		return snap, err
 	}
 	defer rd.Close()
-	// The iterator is bound to the namespace now; it can be read from any thread.
 	if snap.Records, err = readAll(rd); err != nil {
 		return snap, fmt.Errorf("read iter/tcp: %w", err)
 	}
 	return snap, nil
+}
+
+// openIn opens an iterator inside the network namespace at nsPath and reads the namespace's port
+// sysctls there. The iterator is bound to the namespace once open: it can be read from any thread.
+func openIn(nsPath string, it *link.Iter, portRange *[2]int, twReuse *int) (io.ReadCloser, error) {
+	var rd io.ReadCloser
+	err := inNetns(nsPath, func() error {
+		var err error
+		if rd, err = it.Open(); err != nil {
+			return fmt.Errorf("open iter/tcp: %w", err)
+		}
+		*portRange, *twReuse = readPortSysctls()
+		return nil
+	})
+	return rd, err
 }
 
 // NetnsCounts is how many TCP sockets a network namespace has in each state (indexed by the
@@ -109,15 +115,7 @@ func (s *Sockets) Count(nsPath string) (NetnsCounts, error) {
 	var c NetnsCounts
 	s.countMu.Lock()
 	defer s.countMu.Unlock()
-	var rd io.ReadCloser
-	err := inNetns(nsPath, func() error {
-		var err error
-		if rd, err = s.count.Open(); err != nil {
-			return fmt.Errorf("open iter/tcp: %w", err)
-		}
-		c.PortRange, c.TWReuse = readPortSysctls()
-		return nil
-	})
+	rd, err := openIn(nsPath, s.count, &c.PortRange, &c.TWReuse)
 	if err != nil {
 		return c, err
 	}

@@ -106,41 +106,10 @@ func (s *Syscalls) Close() error {
 
 // Prune deletes the counts and errors of every namespace not in keep.
 func (s *Syscalls) Prune(keep map[uint32]bool) error {
-	var k syscallsScKey
-	var vals []syscallsScVal
-	var drop []syscallsScKey
-	it := s.objs.Counts.Iterate()
-	for it.Next(&k, &vals) {
-		if !keep[k.Netns] {
-			drop = append(drop, k)
-		}
+	if err := deleteKeys(s.objs.Counts, func(k syscallsScKey) bool { return !keep[k.Netns] }); err != nil {
+		return err
 	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("list syscall counts: %w", err)
-	}
-	for _, k := range drop {
-		if err := s.objs.Counts.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete syscall count: %w", err)
-		}
-	}
-	var ek syscallsErrKey
-	var per []uint64
-	var edrop []syscallsErrKey
-	eit := s.objs.Errors.Iterate()
-	for eit.Next(&ek, &per) {
-		if !keep[ek.Netns] {
-			edrop = append(edrop, ek)
-		}
-	}
-	if err := eit.Err(); err != nil {
-		return fmt.Errorf("list syscall errors: %w", err)
-	}
-	for _, k := range edrop {
-		if err := s.objs.Errors.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete syscall error count: %w", err)
-		}
-	}
-	return nil
+	return deleteKeys(s.objs.Errors, func(k syscallsErrKey) bool { return !keep[k.Netns] })
 }
 
 // SyscallKey names who made a syscall: the task's netns, its process and command name, the
