@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -157,23 +156,12 @@ func (c container) probe() {
 }
 
 // liveOutput is a trace's standard output that the test can read while sockscope runs.
-type liveOutput struct {
-	mu  sync.Mutex
-	buf *bytes.Buffer
-}
-
-func (l *liveOutput) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type liveOutput struct{ *lockedBuffer }
 
 // count returns how many complete JSON lines written so far match.
 func (l *liveOutput) count(t *testing.T, match func(jsonEvent) bool) int {
 	t.Helper()
-	l.mu.Lock()
-	data := slices.Clone(l.buf.Bytes())
-	l.mu.Unlock()
+	data := l.bytes()
 	n := 0
 	for len(data) > 0 {
 		i := bytes.IndexByte(data, '\n')
@@ -198,7 +186,7 @@ func startLiveTrace(t *testing.T, args ...string) (*tracer, *liveOutput) {
 	var live *liveOutput
 	tr := startTraceTo(t, func(b *bytes.Buffer) io.Writer {
 		// Not an *os.File: Wait returns only once everything is copied.
-		live = &liveOutput{buf: b}
+		live = &liveOutput{&lockedBuffer{buf: b}}
 		return live
 	}, args...)
 	return tr, live

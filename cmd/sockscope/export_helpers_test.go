@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,24 +41,6 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// lockedBuffer collects a process's stderr while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // exportProc is a running `sockscope export`.
 type exportProc struct {
 	cmd    *exec.Cmd
@@ -74,7 +54,7 @@ func startExport(t *testing.T, args ...string) *exportProc {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	cmd := exec.Command(sockscopeBin, append([]string{"export", "--web.listen-address", addr}, args...)...)
-	e := &exportProc{cmd: cmd, addr: addr, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	e := &exportProc{cmd: cmd, addr: addr, stderr: newLockedBuffer(), done: make(chan error, 1)}
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
@@ -184,7 +164,7 @@ func startPrometheus(t *testing.T, jobs ...scrapeJob) *promServer {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	p := &promServer{url: "http://" + addr, log: &lockedBuffer{}}
+	p := &promServer{url: "http://" + addr, log: newLockedBuffer()}
 	p.cmd = exec.Command("prometheus", "--config.file="+filepath.Join(dir, "prometheus.yml"),
 		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr,
 		"--log.level=warn", "--web.enable-lifecycle")

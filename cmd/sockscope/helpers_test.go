@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -367,4 +369,27 @@ func assertCounts(t *testing.T, what string, got, want map[string]int) {
 			t.Errorf("%s %q: got %d, want %d (all: got %v, want %v)", what, k, got[k], want[k], got, want)
 		}
 	}
+}
+
+// lockedBuffer is a buffer a running process writes into while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf *bytes.Buffer
+}
+
+func newLockedBuffer() *lockedBuffer { return &lockedBuffer{buf: &bytes.Buffer{}} }
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedBuffer) String() string { return string(l.bytes()) }
+
+// bytes returns a copy of what was written so far.
+func (l *lockedBuffer) bytes() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.buf.Bytes())
 }
