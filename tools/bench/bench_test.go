@@ -1,12 +1,13 @@
 package main
 
 import (
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
 func TestParseSummary(t *testing.T) {
@@ -90,33 +91,16 @@ func TestProgIDsOfSelf(t *testing.T) {
 	}
 }
 
-func TestMedianAndFormat(t *testing.T) {
-	if m := median([]float64{3, 1, 2}); m != 2 {
-		t.Errorf("median %v", m)
-	}
-	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
-		t.Errorf("median %v", m)
-	}
-	if !math.IsNaN(median(nil)) {
-		t.Errorf("median of nothing")
-	}
-	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -4500: "-4,500"} {
-		if got := thousands(n); got != want {
-			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 func TestReport(t *testing.T) {
 	b := &bench{cfg: config{rounds: 1, cpu: "0", sockscope: "/nonexistent"}, statsOrig: "0",
 		foreign: map[string]map[uint32]bool{"on_state (tracing)": {1: true, 2: true}}}
 	b.rounds = []*round{
-		{Pair: 1, Mode: modeBaseline, Storm: stormResult{PerSecond: 20000, Total: 120000}},
-		{Pair: 1, Mode: modeSockscope, Storm: stormResult{PerSecond: 19700, Total: 118000},
+		{Pair: 1, Mode: modeBaseline, Storm: benchkit.StormResult{PerSecond: 20000, Total: 120000}},
+		{Pair: 1, Mode: modeSockscope, Storm: benchkit.StormResult{PerSecond: 19700, Total: 118000},
 			AttachMS: 80, CPUMicros: 118000 * 4, MaxRSSKB: 20000, StateLines: 1180002, ConnLines: 118000,
 			Summary: &summary{Lost: 0}},
 	}
-	b.statsRound = &round{Pair: 2, Mode: modeStats, Storm: stormResult{PerSecond: 19000, Total: 118000},
+	b.statsRound = &round{Pair: 2, Mode: modeStats, Storm: benchkit.StormResult{PerSecond: 19000, Total: 118000},
 		Progs: map[string]*progStat{"on_state": {Name: "on_state", RunTimeNS: 1180000 * 150, RunCnt: 1180000}}}
 	rep, missed := b.report()
 	if missed {
@@ -137,8 +121,8 @@ var timeZero time.Time
 
 func TestStallsNoted(t *testing.T) {
 	b := &bench{rounds: []*round{
-		{Pair: 1, Mode: modeBaseline, Storm: stormResult{MaxConnMS: 3}},
-		{Pair: 1, Mode: modeSockscope, Storm: stormResult{MaxConnMS: 4485.6}},
+		{Pair: 1, Mode: modeBaseline, Storm: benchkit.StormResult{MaxConnMS: 3}},
+		{Pair: 1, Mode: modeSockscope, Storm: benchkit.StormResult{MaxConnMS: 4485.6}},
 	}}
 	if s := b.stalls(); !strings.Contains(s, "round 1 sockscope: 4486 ms") || strings.Contains(s, "baseline") {
 		t.Errorf("stalls: %q", s)

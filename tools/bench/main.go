@@ -23,12 +23,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"sort"
-	"strings"
-	"syscall"
 	"time"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
 type config struct {
@@ -54,7 +53,7 @@ type bench struct {
 	bpftool   string
 	statsOrig string
 	prober    *netnsProber
-	machine   machine
+	machine   benchkit.Machine
 	rounds    []*round
 	bt        *round // bpftrace comparison, nil if not run
 	btNote    string
@@ -65,6 +64,7 @@ type bench struct {
 }
 
 func main() {
+	benchkit.Prog = "bench"
 	var cfg config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.sockscope, "sockscope", "bin/sockscope", "sockscope binary under test")
@@ -90,18 +90,11 @@ func main() {
 		os.Exit(1)
 	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		s := <-sigs
-		logf("%v: stopping children and cleaning up", s)
-		runCleanups()
-		os.Exit(130)
-	}()
+	benchkit.CleanupOnSignal()
 
 	b := &bench{cfg: cfg, foreign: map[string]map[uint32]bool{}}
 	report, missed, err := b.run()
-	runCleanups()
+	benchkit.RunCleanups()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
@@ -115,7 +108,7 @@ func main() {
 			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 			os.Exit(1)
 		}
-		logf("report written to %s", cfg.out)
+		benchkit.Logf("report written to %s", cfg.out)
 	}
 	if missed && cfg.strict {
 		os.Exit(3)
@@ -131,7 +124,7 @@ func (b *bench) run() (report string, missed bool, err error) {
 		return "", false, errors.New("-rounds must be >= 1, -duration > 0, -warmup >= 0")
 	}
 	for _, p := range []*string{&c.sockscope, &c.tcpload} {
-		if *p, err = executable(*p); err != nil {
+		if *p, err = benchkit.Executable(*p); err != nil {
 			return "", false, err
 		}
 	}
@@ -139,10 +132,8 @@ func (b *bench) run() (report string, missed bool, err error) {
 	if c.cpu != "none" {
 		need = append(need, "taskset")
 	}
-	for _, n := range need {
-		if _, err := exec.LookPath(n); err != nil {
-			return "", false, fmt.Errorf("needs %s on PATH", n)
-		}
+	if err := benchkit.NeedOnPath(need...); err != nil {
+		return "", false, err
 	}
 	if b.bpftool, err = exec.LookPath("bpftool"); err != nil {
 		b.bpftool = ""
@@ -158,32 +149,32 @@ func (b *bench) run() (report string, missed bool, err error) {
 			b.btNote = "bpftrace not installed"
 		}
 	default:
-		if bpftrace, err = executable(c.bpftrace); err != nil {
+		if bpftrace, err = benchkit.Executable(c.bpftrace); err != nil {
 			return "", false, err
 		}
 	}
 
-	b.machine = describeMachine()
+	b.machine = benchkit.DescribeMachine()
 	if b.statsOrig, err = readSysctl(bpfStatsPath); err != nil {
 		b.statsOrig = ""
 		b.note(fmt.Sprintf("cannot read %s: no BPF run times", bpfStatsPath))
 	} else {
 		orig := b.statsOrig
-		atExit(func() { writeSysctl(bpfStatsPath, orig) })
+		benchkit.AtExit(func() { writeSysctl(bpfStatsPath, orig) })
 	}
 	if b.tmp, err = os.MkdirTemp("", "sockscope-bench-"); err != nil {
 		return "", false, err
 	}
-	atExit(func() { os.RemoveAll(b.tmp) })
+	benchkit.AtExit(func() { os.RemoveAll(b.tmp) })
 	b.ns = fmt.Sprintf("sockscope-bench-%d", os.Getpid())
-	if b.nsPath, err = createNetns(b.ns); err != nil {
+	if b.nsPath, err = benchkit.CreateNetns(b.ns); err != nil {
 		return "", false, err
 	}
 	if b.prober, err = newNetnsProber(b.nsPath); err != nil {
 		return "", false, err
 	}
 	b.seeForeign()
-	logf("netns %s; %d rounds of %v (+%v warm-up) per mode, storm on CPU %s", b.ns, c.rounds, c.duration, c.warmup, c.cpu)
+	benchkit.Logf("netns %s; %d rounds of %v (+%v warm-up) per mode, storm on CPU %s", b.ns, c.rounds, c.duration, c.warmup, c.cpu)
 
 	for i := 1; i <= c.rounds; i++ {
 		base := &round{Pair: i, Mode: modeBaseline}
@@ -191,14 +182,14 @@ func (b *bench) run() (report string, missed bool, err error) {
 			return "", false, fmt.Errorf("round %d baseline: %w", i, err)
 		}
 		b.rounds = append(b.rounds, base)
-		logf("round %d/%d baseline:  %8.0f conn/s", i, c.rounds, base.Storm.PerSecond)
+		benchkit.Logf("round %d/%d baseline:  %8.0f conn/s", i, c.rounds, base.Storm.PerSecond)
 
 		tr := &round{Pair: i, Mode: modeSockscope}
 		if err := b.tracedRound(tr, false); err != nil {
 			return "", false, fmt.Errorf("round %d traced: %w", i, err)
 		}
 		b.rounds = append(b.rounds, tr)
-		logf("round %d/%d sockscope: %8.0f conn/s (%.3fx), attached in %.0f ms, %.2f µs CPU/conn, %d state lines for %d connections",
+		benchkit.Logf("round %d/%d sockscope: %8.0f conn/s (%.3fx), attached in %.0f ms, %.2f µs CPU/conn, %d state lines for %d connections",
 			i, c.rounds, tr.Storm.PerSecond, tr.Storm.PerSecond/base.Storm.PerSecond, tr.AttachMS, tr.cpuPerConn(), tr.StateLines, tr.Storm.Total)
 	}
 
@@ -208,7 +199,7 @@ func (b *bench) run() (report string, missed bool, err error) {
 			return "", false, fmt.Errorf("BPF statistics round: %w", err)
 		}
 		b.statsRound = r
-		logf("stats round:         %8.0f conn/s", r.Storm.PerSecond)
+		benchkit.Logf("stats round:         %8.0f conn/s", r.Storm.PerSecond)
 	}
 
 	if bpftrace != "" {
@@ -216,10 +207,10 @@ func (b *bench) run() (report string, missed bool, err error) {
 		if err := b.bpftraceRound(bpftrace, r); err != nil {
 			// The comparison is optional: report why it is missing instead of failing.
 			b.btNote = "bpftrace round failed: " + err.Error()
-			logf("%s", b.btNote)
+			benchkit.Logf("%s", b.btNote)
 		} else {
 			b.bt = r
-			logf("bpftrace:            %8.0f conn/s, first event after %.0f ms", r.Storm.PerSecond, r.AttachMS)
+			benchkit.Logf("bpftrace:            %8.0f conn/s, first event after %.0f ms", r.Storm.PerSecond, r.AttachMS)
 		}
 	}
 	b.seeForeign()
@@ -266,24 +257,3 @@ func (b *bench) foreignList() []string {
 }
 
 func (b *bench) note(s string) { b.notes = append(b.notes, s) }
-
-// executable resolves path to an absolute path of an executable regular file.
-func executable(path string) (string, error) {
-	if !strings.Contains(path, "/") {
-		if p, err := exec.LookPath(path); err == nil {
-			path = p
-		}
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", err
-	}
-	st, err := os.Stat(abs)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("%s is not an executable file", path)
-	}
-	return abs, nil
-}

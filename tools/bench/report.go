@@ -3,8 +3,9 @@ package main
 import (
 	"fmt"
 	"math"
-	"sort"
 	"strings"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
 // Targets for sockscope.
@@ -14,65 +15,6 @@ const (
 	targetAttachMS  = 150.0 // exec to "attached"
 	targetRSSMB     = 30.0  // peak RSS, MB (10^6 bytes)
 )
-
-// transitionsPerConn is what one storm connection makes: client CLOSE->SYN_SENT->ESTABLISHED->
-// CLOSE_WAIT->LAST_ACK->CLOSE, server LISTEN->SYN_RECV->ESTABLISHED->FIN_WAIT1->FIN_WAIT2->CLOSE.
-// Each storm adds 2 more: its listener's CLOSE->LISTEN and LISTEN->CLOSE.
-const transitionsPerConn = 10
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if n := len(s); n%2 == 1 {
-		return s[n/2]
-	} else {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-}
-
-func maxOf(v []float64) float64 {
-	m := math.NaN()
-	for _, x := range v {
-		if math.IsNaN(m) || x > m {
-			m = x
-		}
-	}
-	return m
-}
-
-// thousands formats n with thousands separators.
-func thousands(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-func rssMB(kb int64) float64 { return float64(kb) * 1024 / 1e6 }
-
-func verdict(ok, known bool) string {
-	switch {
-	case !known:
-		return "?"
-	case ok:
-		return "yes"
-	default:
-		return "**no**"
-	}
-}
 
 // report renders the markdown fragment; missed tells whether a target was missed (or could not
 // be judged).
@@ -104,7 +46,7 @@ func (b *bench) report() (string, bool) {
 		tracedRates = append(tracedRates, r.Storm.PerSecond)
 		cpu = append(cpu, r.cpuPerConn())
 		attach = append(attach, r.AttachMS)
-		rss = append(rss, rssMB(r.MaxRSSKB))
+		rss = append(rss, benchkit.RSSMB(r.MaxRSSKB))
 		stateLines += r.StateLines
 		connLines += r.ConnLines
 		otherLines += r.OtherLines
@@ -135,11 +77,13 @@ func (b *bench) report() (string, bool) {
 			progNotes = append(progNotes, sr.ProgsNote)
 		}
 	}
-	medBase, medTraced := median(baseRates), median(tracedRates)
+	medBase, medTraced := benchkit.Median(baseRates), benchkit.Median(tracedRates)
 	ratio := medTraced / medBase
-	wantState := transitionsPerConn * totalConns
-	medCPU, maxRSS := median(cpu), maxOf(rss)
-	medAttach, maxAttach := median(attach), maxOf(attach)
+	wantState := benchkit.TransitionsPerConn * totalConns
+	medCPU := benchkit.Median(cpu)
+	_, maxRSS := benchkit.MinMax(rss)
+	medAttach := benchkit.Median(attach)
+	_, maxAttach := benchkit.MinMax(attach)
 
 	okRate := ratio >= 1-targetSlowdown
 	okState := stateLines >= wantState
@@ -154,7 +98,7 @@ func (b *bench) report() (string, bool) {
 	m := b.machine
 	p("### `sockscope trace` benchmark\n\n")
 	p("Measured %s on Linux %s, %s, %d CPUs, %.1f GB memory (load average at start: %s, at end: %s).\n",
-		m.Date, m.Kernel, m.CPU, m.NumCPU, m.MemoryGB, m.LoadAvg, loadAvg())
+		m.Date, m.Kernel, m.CPU, m.NumCPU, m.MemoryGB, m.LoadAvg, benchkit.LoadAvg())
 	pin := "pinned to CPU " + c.cpu
 	if c.cpu == "none" {
 		pin = "not pinned"
@@ -162,26 +106,26 @@ func (b *bench) report() (string, bool) {
 	p("Workload: `tcpload storm`, one client and one server thread on 127.0.0.1 in a fresh network namespace, %s; "+
 		"each connection is connect, accept, server close, client read to EOF, close: %d TCP state transitions. "+
 		"%d rounds of %v (after %v warm-up) without a tracer and under `sockscope trace -o json --netns /run/netns/NS > file`, alternating (ABAB)",
-		pin, transitionsPerConn, c.rounds, c.duration, c.warmup)
+		pin, benchkit.TransitionsPerConn, c.rounds, c.duration, c.warmup)
 	if b.statsOrig != "" {
 		p("; BPF run times from one more traced round with kernel.bpf_stats_enabled=1 (statistics cost time themselves, so the compared rounds run without them)")
 	}
-	p(".\nsockscope binary: %s.\n\n", fileID(c.sockscope))
+	p(".\nsockscope binary: %s.\n\n", benchkit.FileID(c.sockscope, "2006-01-02 15:04"))
 
 	p("| figure | result | target | met |\n|---|---|---|---|\n")
-	p("| connections/s without a tracer (median) | %s | | |\n", thousands(int64(math.Round(medBase))))
+	p("| connections/s without a tracer (median) | %s | | |\n", benchkit.Thousands(int64(math.Round(medBase))))
 	p("| connections/s traced (median) | %s (%+.1f%%) | ≤ %.0f%% fewer | %s |\n",
-		thousands(int64(math.Round(medTraced))), (ratio-1)*100, targetSlowdown*100, verdict(okRate, true))
+		benchkit.Thousands(int64(math.Round(medTraced))), (ratio-1)*100, targetSlowdown*100, benchkit.Verdict(okRate))
 	p("| state events written | %s of %s (%d per connection) | all | %s |\n",
-		thousands(stateLines), thousands(wantState), transitionsPerConn, verdict(okState, true))
-	lostS := thousands(lost)
+		benchkit.Thousands(stateLines), benchkit.Thousands(wantState), benchkit.TransitionsPerConn, benchkit.Verdict(okState))
+	lostS, lostMet := benchkit.Thousands(lost), benchkit.Verdict(okLost)
 	if !lostKnown {
-		lostS = "unknown (no summary line)"
+		lostS, lostMet = "unknown (no summary line)", "?"
 	}
-	p("| lost events (sockscope's summary) | %s | 0 | %s |\n", lostS, verdict(okLost, lostKnown))
-	p("| sockscope CPU per connection (median) | %.2f µs | ≤ %.0f µs | %s |\n", medCPU, targetCPUMicros, verdict(okCPU, true))
-	p("| sockscope peak RSS (max) | %.1f MB | < %.0f MB | %s |\n", maxRSS, targetRSSMB, verdict(okRSS, true))
-	p("| time to `attached` (median / max) | %.0f / %.0f ms | < %.0f ms | %s |\n", medAttach, maxAttach, targetAttachMS, verdict(okAttach, true))
+	p("| lost events (sockscope's summary) | %s | 0 | %s |\n", lostS, lostMet)
+	p("| sockscope CPU per connection (median) | %.2f µs | ≤ %.0f µs | %s |\n", medCPU, targetCPUMicros, benchkit.Verdict(okCPU))
+	p("| sockscope peak RSS (max) | %.1f MB | < %.0f MB | %s |\n", maxRSS, targetRSSMB, benchkit.Verdict(okRSS))
+	p("| time to `attached` (median / max) | %.0f / %.0f ms | < %.0f ms | %s |\n", medAttach, maxAttach, targetAttachMS, benchkit.Verdict(okAttach))
 	var bpfNS uint64
 	for _, s := range progs {
 		bpfNS += s.RunTimeNS
@@ -191,7 +135,7 @@ func (b *bench) report() (string, bool) {
 	}
 	if bt := b.bt; bt != nil {
 		p("| bpftrace printing each transition to a file (1 round, for comparison) | %s conn/s (%.2fx), first event %.0f ms after exec, %.1f µs CPU/conn, %.0f MB RSS | | |\n",
-			thousands(int64(math.Round(bt.Storm.PerSecond))), bt.Storm.PerSecond/medBase, bt.AttachMS, bt.cpuPerConn(), rssMB(bt.MaxRSSKB))
+			benchkit.Thousands(int64(math.Round(bt.Storm.PerSecond))), bt.Storm.PerSecond/medBase, bt.AttachMS, bt.cpuPerConn(), benchkit.RSSMB(bt.MaxRSSKB))
 	}
 	p("\n")
 
@@ -199,7 +143,7 @@ func (b *bench) report() (string, bool) {
 		p("BPF programs of sockscope (the statistics round; from `bpftool prog show -j`):\n\n")
 		p("| program | runs | runs per connection | ns per run |\n|---|---:|---:|---:|\n")
 		for _, s := range sortedStats(progs) {
-			p("| %s | %s | %.2f | %.0f |\n", s.Name, thousands(int64(s.RunCnt)), float64(s.RunCnt)/float64(max(statsConns, 1)), s.nsPerRun())
+			p("| %s | %s | %.2f | %.0f |\n", s.Name, benchkit.Thousands(int64(s.RunCnt)), float64(s.RunCnt)/float64(max(statsConns, 1)), s.nsPerRun())
 		}
 		p("\n")
 	}
@@ -212,19 +156,19 @@ func (b *bench) report() (string, bool) {
 		switch r.Mode {
 		case modeBaseline:
 			pairBase = r.Storm.PerSecond
-			p("| %d | baseline | %s | | %s | | | | | | |\n", r.Pair, thousands(int64(r.Storm.PerSecond)), thousands(r.Storm.Total))
+			p("| %d | baseline | %s | | %s | | | | | | |\n", r.Pair, benchkit.Thousands(int64(r.Storm.PerSecond)), benchkit.Thousands(r.Storm.Total))
 		case modeSockscope:
 			lostR := "?"
 			if r.Summary != nil {
-				lostR = thousands(r.Summary.Lost)
+				lostR = benchkit.Thousands(r.Summary.Lost)
 			}
-			p("| %d | sockscope | %s | %.3fx | %s | %s (%s) | %s | %s | %.2f | %.1f | %.0f |\n", r.Pair, thousands(int64(r.Storm.PerSecond)),
-				r.Storm.PerSecond/pairBase, thousands(r.Storm.Total), thousands(r.StateLines), thousands(transitionsPerConn*r.Storm.Total),
-				thousands(r.ConnLines), lostR, r.cpuPerConn(), rssMB(r.MaxRSSKB), r.AttachMS)
+			p("| %d | sockscope | %s | %.3fx | %s | %s (%s) | %s | %s | %.2f | %.1f | %.0f |\n", r.Pair, benchkit.Thousands(int64(r.Storm.PerSecond)),
+				r.Storm.PerSecond/pairBase, benchkit.Thousands(r.Storm.Total), benchkit.Thousands(r.StateLines), benchkit.Thousands(benchkit.TransitionsPerConn*r.Storm.Total),
+				benchkit.Thousands(r.ConnLines), lostR, r.cpuPerConn(), benchkit.RSSMB(r.MaxRSSKB), r.AttachMS)
 		case modeBpftrace:
-			p("| %d | bpftrace | %s | %.3fx (median) | %s | %s (%s, system-wide) | | %s | %.2f | %.1f | %.0f |\n", r.Pair, thousands(int64(r.Storm.PerSecond)),
-				r.Storm.PerSecond/medBase, thousands(r.Storm.Total), thousands(r.StateLines), thousands(transitionsPerConn*r.Storm.Total),
-				thousands(r.BpftraceLost), r.cpuPerConn(), rssMB(r.MaxRSSKB), r.AttachMS)
+			p("| %d | bpftrace | %s | %.3fx (median) | %s | %s (%s, system-wide) | | %s | %.2f | %.1f | %.0f |\n", r.Pair, benchkit.Thousands(int64(r.Storm.PerSecond)),
+				r.Storm.PerSecond/medBase, benchkit.Thousands(r.Storm.Total), benchkit.Thousands(r.StateLines), benchkit.Thousands(benchkit.TransitionsPerConn*r.Storm.Total),
+				benchkit.Thousands(r.BpftraceLost), r.cpuPerConn(), benchkit.RSSMB(r.MaxRSSKB), r.AttachMS)
 		}
 	}
 	p("\n")
@@ -232,10 +176,10 @@ func (b *bench) report() (string, bool) {
 	var notes []string
 	notes = append(notes, b.notes...)
 	if extra := stateLines - wantState; extra != 0 {
-		notes = append(notes, fmt.Sprintf("State lines minus %d × connections: %+d (each storm's listener adds 2: CLOSE->LISTEN, LISTEN->CLOSE).", transitionsPerConn, extra))
+		notes = append(notes, fmt.Sprintf("State lines minus %d × connections: %+d (each storm's listener adds 2: CLOSE->LISTEN, LISTEN->CLOSE).", benchkit.TransitionsPerConn, extra))
 	}
 	if otherLines > 0 {
-		notes = append(notes, fmt.Sprintf("%s output lines were neither `\"type\":\"state\"` nor `\"type\":\"connect\"`.", thousands(otherLines)))
+		notes = append(notes, fmt.Sprintf("%s output lines were neither `\"type\":\"state\"` nor `\"type\":\"connect\"`.", benchkit.Thousands(otherLines)))
 	}
 	if len(lostLines) > 0 {
 		notes = append(notes, fmt.Sprintf("sockscope reported lost events during the run %d times, e.g. `%s`.", len(lostLines), lostLines[0]))
@@ -257,13 +201,7 @@ func (b *bench) report() (string, bool) {
 	} else if b.btNote != "" {
 		notes = append(notes, "No bpftrace comparison: "+b.btNote+".")
 	}
-	if len(notes) > 0 {
-		p("Notes:\n")
-		for _, n := range notes {
-			p("- %s\n", n)
-		}
-		p("\n")
-	}
+	benchkit.WriteNotes(&w, notes)
 	return w.String(), missed
 }
 
@@ -274,12 +212,7 @@ func (b *bench) btRounds() []*round {
 	return []*round{b.bt}
 }
 
-// stallMS is the slowest single storm connection that still counts as normal. A loopback
-// connection takes tens of µs; one taking this long means the storm's CPU was taken away (other
-// work pinned to the same CPU, a busy machine) and the round's rate is not comparable.
-const stallMS = 200
-
-// stalls describes the rounds whose storm had a connection slower than stallMS.
+// stalls describes the rounds whose storm had a connection slower than benchkit.StallMS.
 func (b *bench) stalls() string {
 	all := append(append([]*round(nil), b.rounds...), b.btRounds()...)
 	if b.statsRound != nil {
@@ -287,7 +220,7 @@ func (b *bench) stalls() string {
 	}
 	var s []string
 	for _, r := range all {
-		if r.Storm.MaxConnMS >= stallMS {
+		if r.Storm.MaxConnMS >= benchkit.StallMS {
 			s = append(s, fmt.Sprintf("round %d %s: %.0f ms", r.Pair, r.Mode, r.Storm.MaxConnMS))
 		}
 	}

@@ -16,17 +16,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
-)
 
-// stormResult is `tcpload storm`'s summary line.
-type stormResult struct {
-	Connections int64            `json:"connections"`
-	Seconds     float64          `json:"seconds"`
-	PerSecond   float64          `json:"per_second"`
-	Total       int64            `json:"total"`
-	Errors      map[string]int64 `json:"errors"`
-	MaxConnMS   float64          `json:"max_conn_ms"`
-}
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
+)
 
 // summary is sockscope's final stderr line:
 // "sockscope: N events (S state, C connect), L lost".
@@ -59,7 +51,7 @@ const (
 type round struct {
 	Pair  int
 	Mode  string
-	Storm stormResult
+	Storm benchkit.StormResult
 
 	// Tracer figures (traced and bpftrace rounds).
 	AttachMS     float64 // exec to the "attached" line (bpftrace: to the first probe event)
@@ -84,23 +76,9 @@ func (r *round) cpuPerConn() float64 {
 }
 
 // storm runs one `tcpload storm` in the benchmark's netns, pinned as configured.
-func (b *bench) storm() (stormResult, error) {
-	var res stormResult
-	args := []string{"netns", "exec", b.ns}
-	if b.cfg.cpu != "none" {
-		args = append(args, "taskset", "-c", b.cfg.cpu)
-	}
-	args = append(args, b.cfg.tcpload, "storm", "-port", strconv.Itoa(b.cfg.port),
-		"-duration", b.cfg.duration.String(), "-warmup", b.cfg.warmup.String())
-	out, err := run(b.cfg.warmup+b.cfg.duration+30*time.Second, "ip", args...)
-	if err != nil {
-		return res, err
-	}
-	line := lastLine(out)
-	if err := json.Unmarshal([]byte(line), &res); err != nil || res.Seconds <= 0 {
-		return res, fmt.Errorf("tcpload storm: unexpected output %q", line)
-	}
-	return res, nil
+func (b *bench) storm() (benchkit.StormResult, error) {
+	c := b.cfg
+	return benchkit.RunStorm(c.tcpload, b.ns, c.cpu, c.port, c.duration, c.warmup)
 }
 
 // stderrLog reads a tracer's stderr: it notes when a line starting with attachPrefix arrives,
@@ -114,7 +92,7 @@ type stderrLog struct {
 	attachedAt time.Time
 	summary    *summary
 	lost       []string
-	tail       []string
+	tail       benchkit.Tail
 }
 
 func newStderrLog(r io.ReadCloser, attachPrefix string) *stderrLog {
@@ -143,10 +121,7 @@ func (l *stderrLog) line(line string, now time.Time) {
 	} else if strings.Contains(strings.ToLower(line), "lost") && len(l.lost) < 1000 {
 		l.lost = append(l.lost, line)
 	}
-	l.tail = append(l.tail, line)
-	if len(l.tail) > 10 {
-		l.tail = l.tail[1:]
-	}
+	l.tail.Add(line)
 }
 
 // wait waits for the stderr pipe to reach EOF (all writers gone), at most timeout.
@@ -160,15 +135,12 @@ func (l *stderrLog) wait(timeout time.Duration) {
 func (l *stderrLog) tailString() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.tail) == 0 {
-		return "(no stderr output)"
-	}
-	return strings.Join(l.tail, " | ")
+	return l.tail.String()
 }
 
 // tracer is a running tracer whose stdout goes to a file.
 type tracer struct {
-	p       *proc
+	p       *benchkit.Proc
 	log     *stderrLog
 	outPath string
 }
@@ -185,7 +157,7 @@ func (b *bench) startTracer(name, outPath, attachPrefix string, argv ...string) 
 	}
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = out, pw
-	p, err := startProc(name, cmd)
+	p, err := benchkit.StartProc(name, cmd)
 	pw.Close()
 	if err != nil {
 		pr.Close()
@@ -196,26 +168,26 @@ func (b *bench) startTracer(name, outPath, attachPrefix string, argv ...string) 
 
 // stop sends SIGINT and waits for a clean exit.
 func (t *tracer) stop(timeout time.Duration) error {
-	t.p.signal(syscall.SIGINT)
-	err := t.p.wait(timeout)
+	t.p.Signal(syscall.SIGINT)
+	err := t.p.Wait(timeout)
 	t.log.wait(5 * time.Second)
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return fmt.Errorf("%s exited with %v after SIGINT; stderr: %s", t.p.name, ee.ProcessState, t.log.tailString())
+			return fmt.Errorf("%s exited with %v after SIGINT; stderr: %s", t.p.Name, ee.ProcessState, t.log.tailString())
 		}
-		return fmt.Errorf("%s after SIGINT: %v; stderr: %s", t.p.name, err, t.log.tailString())
+		return fmt.Errorf("%s after SIGINT: %v; stderr: %s", t.p.Name, err, t.log.tailString())
 	}
 	return nil
 }
 
 func (t *tracer) abort() {
-	t.p.kill()
-	t.p.wait(10 * time.Second)
+	t.p.Kill()
+	t.p.Wait(10 * time.Second)
 }
 
 func (t *tracer) usage(r *round) {
-	if ru := t.p.rusage(); ru != nil {
+	if ru := t.p.Rusage(); ru != nil {
 		r.CPUMicros = float64(ru.Utime.Sec*1e6+ru.Utime.Usec) + float64(ru.Stime.Sec*1e6+ru.Stime.Usec)
 		r.MaxRSSKB = ru.Maxrss
 	}
@@ -251,12 +223,12 @@ func (b *bench) bpfStats() func() {
 		return func() {}
 	}
 	if err := writeSysctl(bpfStatsPath, "1"); err != nil {
-		logf("cannot enable BPF stats: %v", err)
+		benchkit.Logf("cannot enable BPF stats: %v", err)
 		return func() {}
 	}
 	return func() {
 		if err := writeSysctl(bpfStatsPath, b.statsOrig); err != nil {
-			logf("restoring %s: %v", bpfStatsPath, err)
+			benchkit.Logf("restoring %s: %v", bpfStatsPath, err)
 		}
 	}
 }
@@ -287,11 +259,11 @@ func (b *bench) tracedRound(r *round, stats bool) (err error) {
 	select {
 	case <-t.log.attached:
 		t.log.mu.Lock()
-		r.AttachMS = ms(t.log.attachedAt.Sub(t.p.start))
+		r.AttachMS = benchkit.Millis(t.log.attachedAt.Sub(t.p.Start))
 		t.log.mu.Unlock()
-	case <-t.p.done:
+	case <-t.p.Done:
 		t.log.wait(2 * time.Second)
-		return fmt.Errorf("sockscope exited before attaching (%v); stderr: %s", t.p.err, t.log.tailString())
+		return fmt.Errorf("sockscope exited before attaching (%v); stderr: %s", t.p.Err, t.log.tailString())
 	case <-time.After(b.cfg.attachTimeout):
 		return fmt.Errorf("sockscope printed no 'sockscope: attached' line within %v; stderr: %s", b.cfg.attachTimeout, t.log.tailString())
 	}
@@ -299,12 +271,12 @@ func (b *bench) tracedRound(r *round, stats bool) (err error) {
 	if r.Storm, err = b.storm(); err != nil {
 		return err
 	}
-	if t.p.exited() {
+	if t.p.Exited() {
 		t.log.wait(2 * time.Second)
-		return fmt.Errorf("sockscope exited during the storm (%v); stderr: %s", t.p.err, t.log.tailString())
+		return fmt.Errorf("sockscope exited during the storm (%v); stderr: %s", t.p.Err, t.log.tailString())
 	}
 	if stats {
-		b.progStats(r, t.p.pid())
+		b.progStats(r, t.p.Pid())
 	}
 
 	stopped = true
@@ -433,9 +405,9 @@ func (b *bench) bpftraceRound(bpftrace string, r *round) (err error) {
 	var pending []byte
 	buf := make([]byte, 64*1024)
 	for ready := false; !ready; {
-		if t.p.exited() {
+		if t.p.Exited() {
 			t.log.wait(2 * time.Second)
-			return fmt.Errorf("bpftrace exited before attaching (%v); stderr: %s", t.p.err, t.log.tailString())
+			return fmt.Errorf("bpftrace exited before attaching (%v); stderr: %s", t.p.Err, t.log.tailString())
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("bpftrace showed no event within %v; stderr: %s", limit, t.log.tailString())
@@ -460,10 +432,10 @@ func (b *bench) bpftraceRound(bpftrace string, r *round) (err error) {
 			line := string(pending[:i])
 			pending = pending[i+1:]
 			if r.AttachingMS == 0 && strings.HasPrefix(line, "Attaching") {
-				r.AttachingMS = ms(now.Sub(t.p.start))
+				r.AttachingMS = benchkit.Millis(now.Sub(t.p.Start))
 			}
 			if line == marker {
-				r.AttachMS = ms(now.Sub(t.p.start))
+				r.AttachMS = benchkit.Millis(now.Sub(t.p.Start))
 				ready = true
 			}
 		}
@@ -472,7 +444,7 @@ func (b *bench) bpftraceRound(bpftrace string, r *round) (err error) {
 	if r.Storm, err = b.storm(); err != nil {
 		return err
 	}
-	b.progStats(r, t.p.pid())
+	b.progStats(r, t.p.Pid())
 	stopped = true
 	if err := t.stop(b.cfg.exitTimeout); err != nil {
 		return err
@@ -523,5 +495,3 @@ func isEventLine(line string) bool {
 	}
 	return true
 }
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -1,106 +1,20 @@
 package main
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
 const bpfStatsPath = "/proc/sys/kernel/bpf_stats_enabled"
-
-// machine describes where the benchmark ran.
-type machine struct {
-	Kernel   string
-	CPU      string
-	NumCPU   int
-	MemoryGB float64
-	Date     string
-	LoadAvg  string // at the start
-}
-
-func describeMachine() machine {
-	m := machine{NumCPU: runtime.NumCPU(), Date: time.Now().UTC().Format("2006-01-02 15:04 MST")}
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		m.Kernel = unix.ByteSliceToString(u.Release[:])
-	}
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		s := bufio.NewScanner(f)
-		for s.Scan() {
-			if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPU = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				m.MemoryGB = kb / (1 << 20)
-			}
-		}
-	}
-	m.LoadAvg = loadAvg()
-	return m
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// fileID names a binary by a prefix of its SHA-256 and its modification time.
-func fileID(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "?"
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "?"
-	}
-	st, _ := f.Stat()
-	return fmt.Sprintf("sha256 %s…, built %s", hex.EncodeToString(h.Sum(nil))[:12],
-		st.ModTime().UTC().Format("2006-01-02 15:04"))
-}
-
-// createNetns creates a named network namespace with loopback up and registers its deletion.
-func createNetns(name string) (string, error) {
-	if _, err := run(10*time.Second, "ip", "netns", "add", name); err != nil {
-		return "", err
-	}
-	atExit(func() {
-		if _, err := run(30*time.Second, "ip", "netns", "del", name); err != nil {
-			logf("deleting netns %s: %v", name, err)
-		}
-	})
-	if _, err := run(10*time.Second, "ip", "-n", name, "link", "set", "lo", "up"); err != nil {
-		return "", err
-	}
-	return filepath.Join("/run/netns", name), nil
-}
 
 func readSysctl(path string) (string, error) {
 	b, err := os.ReadFile(path)
@@ -120,7 +34,7 @@ func ensureTracefs() error {
 	if err := unix.Mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
 		return fmt.Errorf("mount tracefs on /sys/kernel/tracing: %w", err)
 	}
-	logf("mounted tracefs on /sys/kernel/tracing (left mounted)")
+	benchkit.Logf("mounted tracefs on /sys/kernel/tracing (left mounted)")
 	return nil
 }
 
@@ -134,7 +48,7 @@ type bpfProg struct {
 }
 
 func bpftoolProgs(bpftool string) ([]bpfProg, error) {
-	out, err := run(20*time.Second, bpftool, "prog", "show", "-j")
+	out, err := benchkit.Run(20*time.Second, bpftool, "prog", "show", "-j")
 	if err != nil {
 		return nil, err
 	}
@@ -154,23 +68,8 @@ func parseBpftoolProgs(b []byte) ([]bpfProg, error) {
 // and program ids alone cannot tell our tracer from one that another test loads meanwhile.
 func progIDsOf(pid int) map[uint32]bool {
 	ids := map[uint32]bool{}
-	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return ids
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "prog_id:"); ok {
-				if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil {
-					ids[uint32(id)] = true
-				}
-			}
-		}
+	for _, id := range benchkit.FdinfoIDs(pid, "prog_id") {
+		ids[id] = true
 	}
 	return ids
 }
@@ -249,7 +148,7 @@ func newNetnsProber(nsPath string) (*netnsProber, error) {
 	if err := <-ready; err != nil {
 		return nil, err
 	}
-	atExit(func() { close(p.req) })
+	benchkit.AtExit(func() { close(p.req) })
 	return p, nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
 // churnScript is what each churn container runs: an HTTP server on its loopback and a client
@@ -62,13 +64,8 @@ func (b *bench) runChurn() (*churnPhase, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if !e.c.exited() {
-			e.c.kill()
-			e.c.wait(10 * time.Second)
-		}
-	}()
-	p.readyMS = ms(e.ready)
+	defer e.abort()
+	p.readyMS = benchkit.Millis(e.ready)
 	if p.ready, err = e.status(); err != nil {
 		return nil, err
 	}
@@ -91,7 +88,7 @@ func (b *bench) runChurn() (*churnPhase, error) {
 	}
 	start := point("start (after 10 scrapes)", last)
 	if bpftool != "" {
-		if cs, err := census(bpftool, e.c.pid()); err == nil {
+		if cs, err := census(bpftool, e.c.Pid()); err == nil {
 			start.Census = &cs
 		} else {
 			p.censusNote = err.Error()
@@ -99,8 +96,8 @@ func (b *bench) runChurn() (*churnPhase, error) {
 	}
 	p.start = &start
 	p.points = append(p.points, start)
-	logf("churn: start: RSS %.1f MB, %d threads, %d fds, %v map entries, %.0f namespaces",
-		rssMB(start.Status.RSSKB), start.Status.Threads, start.Status.FDs, start.Entries, start.Namespaces)
+	benchkit.Logf("churn: start: RSS %.1f MB, %d threads, %d fds, %v map entries, %.0f namespaces",
+		benchkit.RSSMB(start.Status.RSSKB), start.Status.Threads, start.Status.FDs, start.Entries, start.Namespaces)
 
 	// The churn: each worker starts a container, lets it live churnHold, removes it.
 	prefix := fmt.Sprintf("exportbench-%s-c", b.runID)
@@ -116,7 +113,7 @@ func (b *bench) runChurn() (*churnPhase, error) {
 			id, err := dockerRun(b.runID, name, c.image, "sh", "-c", churnScript)
 			if err == nil {
 				time.Sleep(c.churnHold)
-				_, err = run(time.Minute, "docker", "rm", "-f", id)
+				_, err = benchkit.Run(time.Minute, "docker", "rm", "-f", id)
 			}
 			cyclesDone.Add(1)
 			if err != nil {
@@ -131,7 +128,7 @@ func (b *bench) runChurn() (*churnPhase, error) {
 	// The scrapes: at least churnScrapes, spread over the churn by pacing them to the churn's
 	// progress so far (back to back when they lag), and on until the churn is over.
 	seen := map[string]bool{}
-	logf("churn: %d start/remove cycles, %d at a time, during at least %d scrapes", c.churnCycles, c.parallel, c.churnScrapes)
+	benchkit.Logf("churn: %d start/remove cycles, %d at a time, during at least %d scrapes", c.churnCycles, c.parallel, c.churnScrapes)
 	for p.scrapes < c.churnScrapes || !churnDone.Load() {
 		if left := c.churnScrapes - p.scrapes; left > 0 && !churnDone.Load() {
 			if done := cyclesDone.Load(); done > 0 {
@@ -147,7 +144,7 @@ func (b *bench) runChurn() (*churnPhase, error) {
 			p.duringChurn++
 		}
 		if err != nil {
-			if e.c.exited() {
+			if e.c.Exited() {
 				return nil, err
 			}
 			p.getErrors++
@@ -157,7 +154,7 @@ func (b *bench) runChurn() (*churnPhase, error) {
 			continue
 		}
 		last = s
-		p.wall = append(p.wall, ms(s.Wall))
+		p.wall = append(p.wall, benchkit.Millis(s.Wall))
 		p.rep = append(p.rep, s.Reported*1e3)
 		for name := range s.M.byLabel("sockscope_container_info", "container") {
 			if !strings.Contains(name, prefix) {
@@ -171,14 +168,14 @@ func (b *bench) runChurn() (*churnPhase, error) {
 		}
 		if p.scrapes%500 == 0 {
 			p.points = append(p.points, point(fmt.Sprintf("after %d scrapes", p.scrapes), s))
-			logf("churn: %d scrapes, RSS %.1f MB, %d threads", p.scrapes, rssMB(p.points[len(p.points)-1].Status.RSSKB), p.points[len(p.points)-1].Status.Threads)
+			benchkit.Logf("churn: %d scrapes, RSS %.1f MB, %d threads", p.scrapes, benchkit.RSSMB(p.points[len(p.points)-1].Status.RSSKB), p.points[len(p.points)-1].Status.Threads)
 		}
 	}
 	p.scrapeTime = time.Since(churnStart)
 	p.churnTime = churnEnd.Sub(churnStart)
 	p.seen = len(seen)
 	p.dockerErrors = int(dockerErrs.Load())
-	logf("churn: %d cycles in %v, %d scrapes in %v; %d containers seen in the metrics",
+	benchkit.Logf("churn: %d cycles in %v, %d scrapes in %v; %d containers seen in the metrics",
 		c.churnCycles, p.churnTime.Round(time.Second), p.scrapes, p.scrapeTime.Round(time.Second), p.seen)
 
 	// Settle: every churn container gone from Docker, then the namespace count back to the
@@ -215,7 +212,7 @@ func (b *bench) runChurn() (*churnPhase, error) {
 	}
 	end := point("after the churn", last)
 	if bpftool != "" {
-		if cs, err := census(bpftool, e.c.pid()); err == nil {
+		if cs, err := census(bpftool, e.c.Pid()); err == nil {
 			end.Census = &cs
 		} else if p.censusNote == "" {
 			p.censusNote = err.Error()
@@ -225,13 +222,11 @@ func (b *bench) runChurn() (*churnPhase, error) {
 	p.points = append(p.points, end)
 	p.scrapeErrors = last.M.value("sockscope_scrape_errors_total")
 	p.lost = last.M.byLabel("sockscope_lost_events_total", "reason")
-	logf("churn: end: RSS %.1f MB, %d threads, %d fds, %v map entries, %.0f namespaces",
-		rssMB(end.Status.RSSKB), end.Status.Threads, end.Status.FDs, end.Entries, end.Namespaces)
+	benchkit.Logf("churn: end: RSS %.1f MB, %d threads, %d fds, %v map entries, %.0f namespaces",
+		benchkit.RSSMB(end.Status.RSSKB), end.Status.Threads, end.Status.FDs, end.Entries, end.Namespaces)
 	if err := e.stop(); err != nil {
 		return nil, err
 	}
 	p.warnings = e.warnings()
 	return p, nil
 }
-
-func rssMB(kb int64) float64 { return float64(kb) * 1024 / 1e6 }

@@ -88,16 +88,7 @@ func TestParseStatus(t *testing.T) {
 	}
 }
 
-func TestMedianPercentile(t *testing.T) {
-	if m := median([]float64{5, 1, 3}); m != 3 {
-		t.Errorf("odd median %v", m)
-	}
-	if m := median([]float64{4, 1, 3, 2}); m != 2.5 {
-		t.Errorf("even median %v", m)
-	}
-	if !math.IsNaN(median(nil)) {
-		t.Error("empty median")
-	}
+func TestPercentile(t *testing.T) {
 	v := make([]float64, 100)
 	for i := range v {
 		v[i] = float64(100 - i) // 100..1
@@ -124,14 +115,6 @@ func TestParseDumpNetns(t *testing.T) {
 	}
 	if _, err := parseDumpNetns([]byte(`[{"key":["0x01"]}]`)); err == nil {
 		t.Fatal("short key parsed")
-	}
-}
-
-func TestThousands(t *testing.T) {
-	for n, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", -1234567: "-1,234,567"} {
-		if got := thousands(n); got != want {
-			t.Errorf("thousands(%d) = %q, want %q", n, got, want)
-		}
 	}
 }
 

@@ -32,12 +32,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
 type config struct {
@@ -74,7 +73,7 @@ type config struct {
 type bench struct {
 	cfg     config
 	runID   string
-	machine machine
+	machine benchkit.Machine
 	started time.Time
 	storm   *stormPhase
 	scale   *scalePhase
@@ -83,6 +82,7 @@ type bench struct {
 }
 
 func main() {
+	benchkit.Prog = "exportbench"
 	var c config
 	fs := flag.NewFlagSet("exportbench", flag.ContinueOnError)
 	fs.StringVar(&c.sockscope, "sockscope", "bin/sockscope", "sockscope binary under test")
@@ -137,18 +137,11 @@ func main() {
 		}
 	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	go func() {
-		s := <-sigs
-		logf("%v: stopping children and cleaning up", s)
-		runCleanups()
-		os.Exit(130)
-	}()
+	benchkit.CleanupOnSignal()
 
 	b := &bench{cfg: c, runID: fmt.Sprint(os.Getpid())}
 	report, missed, err := b.run()
-	runCleanups()
+	benchkit.RunCleanups()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "exportbench: %v\n", err)
 		os.Exit(1)
@@ -162,9 +155,9 @@ func main() {
 			fmt.Fprintf(os.Stderr, "exportbench: %v\n", err)
 			os.Exit(1)
 		}
-		logf("report written to %s", c.out)
+		benchkit.Logf("report written to %s", c.out)
 	}
-	logf("done in %v", time.Since(b.started).Round(time.Second))
+	benchkit.Logf("done in %v", time.Since(b.started).Round(time.Second))
 	if missed && c.strict {
 		os.Exit(3)
 	}
@@ -194,12 +187,12 @@ func (b *bench) run() (string, bool, error) {
 		return "", false, errors.New("bad scale or churn flags: counts must be positive")
 	}
 	var err error
-	if c.sockscope, err = executable(c.sockscope); err != nil {
+	if c.sockscope, err = benchkit.Executable(c.sockscope); err != nil {
 		return "", false, err
 	}
 	need := []string{}
 	if phases["storm"] {
-		if c.tcpload, err = executable(c.tcpload); err != nil {
+		if c.tcpload, err = benchkit.Executable(c.tcpload); err != nil {
 			return "", false, err
 		}
 		need = append(need, "ip")
@@ -213,19 +206,17 @@ func (b *bench) run() (string, bool, error) {
 	if phases["scale"] {
 		need = append(need, "ss", "nsenter", "sh")
 	}
-	for _, n := range need {
-		if _, err := exec.LookPath(n); err != nil {
-			return "", false, fmt.Errorf("needs %s on PATH", n)
-		}
+	if err := benchkit.NeedOnPath(need...); err != nil {
+		return "", false, err
 	}
 	if phases["scale"] || phases["churn"] {
 		if err := checkDocker(c.image); err != nil {
 			return "", false, err
 		}
-		atExit(func() { removeLabelled(b.runID) })
+		benchkit.AtExit(func() { removeLabelled(b.runID) })
 	}
-	b.machine = describeMachine()
-	logf("run %s: phases %s; sockscope %s", b.runID, c.phases, c.sockscope)
+	b.machine = benchkit.DescribeMachine()
+	benchkit.Logf("run %s: phases %s; sockscope %s", b.runID, c.phases, c.sockscope)
 
 	if phases["storm"] {
 		if b.storm, err = b.runStorm(); err != nil {
@@ -248,27 +239,6 @@ func (b *bench) run() (string, bool, error) {
 
 func (b *bench) note(format string, args ...any) {
 	b.notes = append(b.notes, fmt.Sprintf(format, args...))
-}
-
-// executable resolves path to an absolute path of an executable regular file.
-func executable(path string) (string, error) {
-	if !strings.Contains(path, "/") {
-		if p, err := exec.LookPath(path); err == nil {
-			path = p
-		}
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return "", err
-	}
-	st, err := os.Stat(abs)
-	if err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	if !st.Mode().IsRegular() || st.Mode()&0o111 == 0 {
-		return "", fmt.Errorf("%s is not an executable file", path)
-	}
-	return abs, nil
 }
 
 // The report goes between these markers when -out already has them, so that the text around it

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
 // sample is one line of the Prometheus text exposition.
@@ -208,7 +210,7 @@ func (s *scraper) get() (*scrape, error) {
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s: %s", s.url, resp.Status, lastLine(string(body)))
+		return nil, fmt.Errorf("GET %s: %s: %s", s.url, resp.Status, benchkit.LastLine(string(body)))
 	}
 	m, err := parseExposition(strings.NewReader(string(body)))
 	if err != nil {
@@ -223,14 +225,14 @@ func (s *scraper) close() { s.client.CloseIdleConnections() }
 
 // exporter is a running `sockscope export`.
 type exporter struct {
-	c     *child
+	c     *benchkit.Proc
 	addr  string
 	ready time.Duration // exec to the "exporting on" line
 	sc    *scraper
 
 	mu   sync.Mutex
-	tail []string // last stderr lines
-	warn []string // stderr lines other than the start and stop lines
+	tail benchkit.Tail // last stderr lines
+	warn []string      // stderr lines other than the start and stop lines
 	eof  chan struct{}
 }
 
@@ -257,7 +259,7 @@ func startExporter(bin string, extra ...string) (*exporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := startChild("sockscope export", cmd)
+	c, err := benchkit.StartProc("sockscope export", cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -269,10 +271,7 @@ func startExporter(bin string, extra ...string) (*exporter, error) {
 		for s.Scan() {
 			line := s.Text()
 			e.mu.Lock()
-			e.tail = append(e.tail, line)
-			if len(e.tail) > 10 {
-				e.tail = e.tail[1:]
-			}
+			e.tail.Add(line)
 			switch {
 			case strings.HasPrefix(line, "sockscope: exporting on"):
 				select {
@@ -290,12 +289,12 @@ func startExporter(bin string, extra ...string) (*exporter, error) {
 	}()
 	select {
 	case t := <-ready:
-		e.ready = t.Sub(c.start)
-	case <-c.done:
+		e.ready = t.Sub(c.Start)
+	case <-c.Done:
 		<-e.eof
-		return nil, fmt.Errorf("sockscope export exited at start (%v): %s", c.err, e.tailString())
+		return nil, fmt.Errorf("sockscope export exited at start (%v): %s", c.Err, e.tailString())
 	case <-time.After(30 * time.Second):
-		c.kill()
+		c.Kill()
 		return nil, fmt.Errorf("sockscope export printed no 'exporting on' line within 30 s: %s", e.tailString())
 	}
 	e.sc = newScraper(addr)
@@ -305,10 +304,7 @@ func startExporter(bin string, extra ...string) (*exporter, error) {
 func (e *exporter) tailString() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.tail) == 0 {
-		return "(no stderr output)"
-	}
-	return strings.Join(e.tail, " | ")
+	return e.tail.String()
 }
 
 func (e *exporter) warnings() []string {
@@ -318,21 +314,27 @@ func (e *exporter) warnings() []string {
 }
 
 func (e *exporter) scrape() (*scrape, error) {
-	if e.c.exited() {
-		return nil, fmt.Errorf("sockscope export has exited (%v): %s", e.c.err, e.tailString())
+	if e.c.Exited() {
+		return nil, fmt.Errorf("sockscope export has exited (%v): %s", e.c.Err, e.tailString())
 	}
 	return e.sc.get()
 }
 
-func (e *exporter) cpu() (float64, error) { return procCPU(e.c.pid()) }
+func (e *exporter) cpu() (float64, error) { return procCPU(e.c.Pid()) }
 
-func (e *exporter) status() (procStatus, error) { return readProcStatus(e.c.pid()) }
+func (e *exporter) status() (procStatus, error) { return readProcStatus(e.c.Pid()) }
+
+// abort kills the exporter (if it still runs) and waits for it, at most 10 s.
+func (e *exporter) abort() {
+	e.c.Kill()
+	e.c.Wait(10 * time.Second)
+}
 
 // stop sends SIGINT and waits for a clean exit.
 func (e *exporter) stop() error {
 	e.sc.close()
-	e.c.signal(syscall.SIGINT)
-	err := e.c.wait(30 * time.Second)
+	e.c.Signal(syscall.SIGINT)
+	err := e.c.Wait(30 * time.Second)
 	select {
 	case <-e.eof:
 	case <-time.After(5 * time.Second):

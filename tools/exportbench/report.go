@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
 // Targets of the exporter benchmark.
@@ -15,61 +17,6 @@ const (
 	targetRSSGrowth  = 1.25 // RSS after the churn against the start (the harness's own bound for "no leak")
 )
 
-// stallMS is the slowest single storm connection that still counts as normal: a loopback
-// connection takes tens of µs, so one this slow means the storm's CPU was taken away.
-const stallMS = 200
-
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	n := len(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func minMax(v []float64) (lo, hi float64) {
-	lo, hi = math.NaN(), math.NaN()
-	for i, x := range v {
-		if i == 0 || x < lo {
-			lo = x
-		}
-		if i == 0 || x > hi {
-			hi = x
-		}
-	}
-	return lo, hi
-}
-
-// thousands formats n with thousands separators.
-func thousands(n int64) string {
-	s := fmt.Sprint(n)
-	neg := strings.HasPrefix(s, "-")
-	s = strings.TrimPrefix(s, "-")
-	var b strings.Builder
-	for i, c := range s {
-		if i > 0 && (len(s)-i)%3 == 0 {
-			b.WriteByte(',')
-		}
-		b.WriteRune(c)
-	}
-	if neg {
-		return "-" + b.String()
-	}
-	return b.String()
-}
-
-func verdict(ok bool) string {
-	if ok {
-		return "yes"
-	}
-	return "**no**"
-}
-
 func (b *bench) report() (string, bool) {
 	var w strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
@@ -77,8 +24,8 @@ func (b *bench) report() (string, bool) {
 	missed := false
 	p("### `sockscope export` benchmark\n\n")
 	p("Measured %s on Linux %s, %s, %d vCPUs, %.1f GB memory (load average at start: %s, at end: %s); the whole run took %v.\n",
-		m.Date, m.Kernel, m.CPU, m.NumCPU, m.MemoryGB, m.LoadAvg, loadAvg(), time.Since(b.started).Round(time.Second))
-	p("sockscope binary: %s. Command: `go run ./tools/exportbench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-export.md`", fileID(c.sockscope))
+		m.Date, m.Kernel, m.CPU, m.NumCPU, m.MemoryGB, m.LoadAvg, benchkit.LoadAvg(), time.Since(b.started).Round(time.Second))
+	p("sockscope binary: %s. Command: `go run ./tools/exportbench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-export.md`", benchkit.FileID(c.sockscope, "2006-01-02 15:04 UTC"))
 	if c.quick {
 		p(" `-quick`")
 	}
@@ -99,13 +46,7 @@ func (b *bench) report() (string, bool) {
 			notes = append(notes, fmt.Sprintf("The exporter printed %d warning lines, e.g. `%s`.", len(ws), ws[0]))
 		}
 	}
-	if len(notes) > 0 {
-		p("Notes:\n")
-		for _, n := range notes {
-			p("- %s\n", n)
-		}
-		p("\n")
-	}
+	benchkit.WriteNotes(&w, notes)
 	return w.String(), missed
 }
 
@@ -153,7 +94,7 @@ func (b *bench) reportStorm(p func(string, ...any), s *stormPhase) bool {
 			unCPU += r.PCPUStorm
 			unConns += float64(r.Storm.Total)
 			counted += r.Transitions
-			expected += float64(transitionsPerConn*r.Storm.Total + 2)
+			expected += float64(benchkit.TransitionsPerConn*r.Storm.Total + 2)
 			connects += r.ConnectsOK
 			conns += float64(r.Storm.Total)
 			for k, v := range r.Lost {
@@ -175,7 +116,7 @@ func (b *bench) reportStorm(p func(string, ...any), s *stormPhase) bool {
 			ready = append(ready, r.ReadyMS)
 			tw = append(tw, r.TimeWait)
 			counted += r.Transitions
-			expected += float64(transitionsPerConn*r.Storm.Total + 2)
+			expected += float64(benchkit.TransitionsPerConn*r.Storm.Total + 2)
 			connects += r.ConnectsOK
 			conns += float64(r.Storm.Total)
 			rss = max(rss, r.RSSKB)
@@ -184,9 +125,9 @@ func (b *bench) reportStorm(p func(string, ...any), s *stormPhase) bool {
 			}
 		}
 	}
-	medBase, medExp := median(baseRates), median(expRates)
+	medBase, medExp := benchkit.Median(baseRates), benchkit.Median(expRates)
 	ratio := medExp / medBase
-	loR, hiR := minMax(ratios)
+	loR, hiR := benchkit.MinMax(ratios)
 	cpuPerConn := extraCPU * 1e6 / totalConns
 	outsidePerConn := extraOutside * 1e6 / totalConns
 	var lostTotal float64
@@ -213,35 +154,35 @@ func (b *bench) reportStorm(p func(string, ...any), s *stormPhase) bool {
 		"starts with all of the storm's TIME_WAIT sockets), so the figure judged is the same difference for the CPU outside the scrapes: the exporter's threads' "+
 		"time on CPU (/proc/PID/task/*/schedstat, ns) minus that while a GET was in flight. One more round runs with `--bpf-stats` for the programs' run time "+
 		"(statistics cost time themselves, so the compared rounds run without them).\n\n",
-		pin, transitionsPerConn, c.rounds, c.duration, c.warmup, c.interval)
+		pin, benchkit.TransitionsPerConn, c.rounds, c.duration, c.warmup, c.interval)
 	p("| figure | result | target | met |\n|---|---|---|---|\n")
-	p("| connections/s without the exporter (median) | %s | | |\n", thousands(int64(math.Round(medBase))))
+	p("| connections/s without the exporter (median) | %s | | |\n", benchkit.Thousands(int64(math.Round(medBase))))
 	p("| connections/s with the exporter, scraped every %v (median) | %s (%+.1f%%; per round %.3fx–%.3fx, median %.3fx) | ≤ %.0f%% fewer | %s |\n",
-		c.interval, thousands(int64(math.Round(medExp))), (ratio-1)*100, loR, hiR, median(ratios), targetSlowdown*100, verdict(okRate))
+		c.interval, benchkit.Thousands(int64(math.Round(medExp))), (ratio-1)*100, loR, hiR, benchkit.Median(ratios), targetSlowdown*100, benchkit.Verdict(okRate))
 	if len(unRates) > 0 {
-		lo, hi := minMax(unRatios)
-		med := median(unRates)
+		lo, hi := benchkit.MinMax(unRatios)
+		med := benchkit.Median(unRates)
 		p("| connections/s with the exporter running, not scraped (median; diagnostic) | %s (%+.1f%%; per round %.3fx–%.3fx, median %.3fx) | | |\n",
-			thousands(int64(math.Round(med))), (med/medBase-1)*100, lo, hi, median(unRatios))
+			benchkit.Thousands(int64(math.Round(med))), (med/medBase-1)*100, lo, hi, benchkit.Median(unRatios))
 		p("| exporter CPU during the storm when not scraped (schedstat, all those rounds) | %.4f µs per connection (%.3f s over %s connections) | | |\n",
-			unCPU*1e6/math.Max(unConns, 1), unCPU, thousands(int64(unConns)))
+			unCPU*1e6/math.Max(unConns, 1), unCPU, benchkit.Thousands(int64(unConns)))
 	}
 	p("| exporter CPU per connection, storm window minus idle window (/proc/PID/stat, all rounds) | %+.3f µs (%+.2f s over %s connections) | | |\n",
-		cpuPerConn, extraCPU, thousands(int64(totalConns)))
+		cpuPerConn, extraCPU, benchkit.Thousands(int64(totalConns)))
 	p("| exporter CPU per connection outside the scrapes, storm minus idle (schedstat, all rounds) | %+.4f µs (%+.3f s) | ≈ 0 (within ±%.1f µs) | %s |\n",
-		outsidePerConn, extraOutside, targetCPUPerConn, verdict(okCPU))
+		outsidePerConn, extraOutside, targetCPUPerConn, benchkit.Verdict(okCPU))
 	p("| exporter CPU per scrape, storm window / idle window | %.1f / %.1f ms | | |\n",
 		scrapeCPU[0]*1e3/math.Max(scrapes[0], 1), scrapeCPU[1]*1e3/math.Max(scrapes[1], 1))
 	p("| transitions counted in container=\"bench\" | %s of %s (%d per connection + 2 per storm) | all | %s |\n",
-		thousands(int64(counted)), thousands(int64(expected)), transitionsPerConn, verdict(counted == expected))
-	p("| successful connects counted | %s of %s | all | %s |\n", thousands(int64(connects)), thousands(int64(conns)), verdict(connects == conns))
-	p("| lost counts (sockscope_lost_events_total, all reasons) | %s | 0 | %s |\n", thousands(int64(lostTotal)), verdict(lostTotal == 0))
+		benchkit.Thousands(int64(counted)), benchkit.Thousands(int64(expected)), benchkit.TransitionsPerConn, benchkit.Verdict(counted == expected))
+	p("| successful connects counted | %s of %s | all | %s |\n", benchkit.Thousands(int64(connects)), benchkit.Thousands(int64(conns)), benchkit.Verdict(connects == conns))
+	p("| lost counts (sockscope_lost_events_total, all reasons) | %s | 0 | %s |\n", benchkit.Thousands(int64(lostTotal)), benchkit.Verdict(lostTotal == 0))
 	if len(wall) > 0 {
-		p("| scrape during the storm, client wall time (median / max) | %.1f / %.1f ms | | |\n", median(wall), percentile(wall, 100))
-		p("| sockscope_scrape_duration_seconds during the storm (median / max) | %.1f / %.1f ms | | |\n", median(rep), percentile(rep, 100))
-		p("| TIME_WAIT sockets in the storm's namespace at the storm's last scrape (median) | %s | | |\n", thousands(int64(median(tw))))
+		p("| scrape during the storm, client wall time (median / max) | %.1f / %.1f ms | | |\n", benchkit.Median(wall), percentile(wall, 100))
+		p("| sockscope_scrape_duration_seconds during the storm (median / max) | %.1f / %.1f ms | | |\n", benchkit.Median(rep), percentile(rep, 100))
+		p("| TIME_WAIT sockets in the storm's namespace at the storm's last scrape (median) | %s | | |\n", benchkit.Thousands(int64(benchkit.Median(tw))))
 	}
-	p("| exporter: exec to `exporting on` (median) / RSS at the end of a round (max) | %.0f ms / %.1f MB | | |\n", median(ready), rssMB(rss))
+	p("| exporter: exec to `exporting on` (median) / RSS at the end of a round (max) | %.0f ms / %.1f MB | | |\n", benchkit.Median(ready), benchkit.RSSMB(rss))
 	if st := s.stats; st != nil && len(st.Progs) > 0 {
 		var ns float64
 		for _, pr := range st.Progs {
@@ -249,7 +190,7 @@ func (b *bench) reportStorm(p func(string, ...any), s *stormPhase) bool {
 		}
 		perConnUS := ns / 1000 / float64(max(st.Storm.Total, 1))
 		p("| BPF run time per connection (`--bpf-stats` round, %s conn/s, %.3fx) | %.2f µs (%.1f%% of the %.1f µs a connection takes at the baseline's median rate) | | |\n",
-			thousands(int64(st.Storm.PerSecond)), st.Storm.PerSecond/medBase, perConnUS, perConnUS/(1e6/medBase)*100, 1e6/medBase)
+			benchkit.Thousands(int64(st.Storm.PerSecond)), st.Storm.PerSecond/medBase, perConnUS, perConnUS/(1e6/medBase)*100, 1e6/medBase)
 	}
 	p("\n")
 	if st := s.stats; st != nil && len(st.Progs) > 0 {
@@ -257,7 +198,7 @@ func (b *bench) reportStorm(p func(string, ...any), s *stormPhase) bool {
 			"they run for every transition on the machine and return early outside the counted namespaces):\n\n")
 		p("| program | runs | runs per storm connection | ns per run |\n|---|---:|---:|---:|\n")
 		for _, pr := range st.Progs {
-			p("| %s | %s | %.2f | %.0f |\n", pr.Name, thousands(int64(pr.Runs)), pr.Runs/float64(max(st.Storm.Total, 1)), pr.nsPerRun())
+			p("| %s | %s | %.2f | %.0f |\n", pr.Name, benchkit.Thousands(int64(pr.Runs)), pr.Runs/float64(max(st.Storm.Total, 1)), pr.nsPerRun())
 		}
 		p("\n")
 	}
@@ -271,7 +212,7 @@ func (b *bench) reportStorm(p func(string, ...any), s *stormPhase) bool {
 	for _, r := range all {
 		if r.Mode == modeBaseline {
 			pairBase = r.Storm.PerSecond
-			p("| %d | baseline | %s | | %s | | | | | | %.1f ms |\n", r.Pair, thousands(int64(r.Storm.PerSecond)), thousands(r.Storm.Total), r.Storm.MaxConnMS)
+			p("| %d | baseline | %s | | %s | | | | | | %.1f ms |\n", r.Pair, benchkit.Thousands(int64(r.Storm.PerSecond)), benchkit.Thousands(r.Storm.Total), r.Storm.MaxConnMS)
 			continue
 		}
 		vs := fmt.Sprintf("%.3fx", r.Storm.PerSecond/pairBase)
@@ -280,13 +221,13 @@ func (b *bench) reportStorm(p func(string, ...any), s *stormPhase) bool {
 		}
 		if r.Mode == modeUnscraped {
 			p("| %d | %s | %s | %s | %s | %s (%s) | %.2f s (schedstat %.3f s) | | | %.4f (CPU during the storm) | %.1f ms |\n", r.Pair, r.Mode,
-				thousands(int64(r.Storm.PerSecond)), vs, thousands(r.Storm.Total), thousands(int64(r.Transitions)),
-				thousands(transitionsPerConn*r.Storm.Total+2), r.CPUStorm, r.PCPUStorm, perConn(r.PCPUStorm, r.Storm.Total), r.Storm.MaxConnMS)
+				benchkit.Thousands(int64(r.Storm.PerSecond)), vs, benchkit.Thousands(r.Storm.Total), benchkit.Thousands(int64(r.Transitions)),
+				benchkit.Thousands(benchkit.TransitionsPerConn*r.Storm.Total+2), r.CPUStorm, r.PCPUStorm, perConn(r.PCPUStorm, r.Storm.Total), r.Storm.MaxConnMS)
 			continue
 		}
 		p("| %d | %s | %s | %s | %s | %s (%s) | %.2f / %.2f s | %.3f / %.3f s | %d / %d | %+.3f / %+.4f | %.1f ms |\n", r.Pair, r.Mode,
-			thousands(int64(r.Storm.PerSecond)), vs, thousands(r.Storm.Total), thousands(int64(r.Transitions)),
-			thousands(transitionsPerConn*r.Storm.Total+2), r.CPUStorm, r.CPUIdle, r.ScrapeCPU[0], r.ScrapeCPU[1],
+			benchkit.Thousands(int64(r.Storm.PerSecond)), vs, benchkit.Thousands(r.Storm.Total), benchkit.Thousands(int64(r.Transitions)),
+			benchkit.Thousands(benchkit.TransitionsPerConn*r.Storm.Total+2), r.CPUStorm, r.CPUIdle, r.ScrapeCPU[0], r.ScrapeCPU[1],
 			r.ScrapesStorm, r.ScrapesIdle, perConn(r.extraCPU(), r.Storm.Total), perConn(r.extraCPUOutside(), r.Storm.Total), r.Storm.MaxConnMS)
 	}
 	p("\n")
@@ -304,13 +245,13 @@ func (b *bench) reportStorm(p func(string, ...any), s *stormPhase) bool {
 	}
 	var stalls []string
 	for _, r := range all {
-		if r.Storm.MaxConnMS >= stallMS {
+		if r.Storm.MaxConnMS >= benchkit.StallMS {
 			stalls = append(stalls, fmt.Sprintf("round %d %s: %.0f ms", r.Pair, r.Mode, r.Storm.MaxConnMS))
 		}
 	}
 	if len(stalls) > 0 {
 		b.note("Storm: a connection took %d ms or more in %s: the storm's CPU was taken by something else during the round, so compare those rates with care.",
-			stallMS, strings.Join(stalls, "; "))
+			benchkit.StallMS, strings.Join(stalls, "; "))
 	}
 	if threadsLost {
 		b.note("Storm: the exporter had fewer threads at the end of a round than at its start; the schedstat sums miss the CPU of the threads that exited.")
@@ -319,34 +260,34 @@ func (b *bench) reportStorm(p func(string, ...any), s *stormPhase) bool {
 }
 
 func (b *bench) reportScale(p func(string, ...any), s *scalePhase) {
-	p("#### 2. Scrape time with %d containers and %s TIME_WAIT sockets\n\n", s.containers, thousands(int64(s.sockets)))
+	p("#### 2. Scrape time with %d containers and %s TIME_WAIT sockets\n\n", s.containers, benchkit.Thousands(int64(s.sockets)))
 	p("One exporter (defaults: the host's namespace and every running container) is scraped back to back, %d times in each state: "+
 		"the host alone (plus whatever else ran on the machine); with %d idle containers (`sleep`, loopback only); and with the same containers holding %s TIME_WAIT sockets, "+
 		"%d in each (clients close first on 127.0.0.1, the containers' tcp_tw_reuse set to 0). "+
 		"The wall time is the client's (GET sent to body read, one keep-alive connection); the exporter's own figure is sockscope_scrape_duration_seconds of the same scrapes. "+
 		"The baseline for the same sockets is `ss -tan` in the host's namespace and then, with `nsenter -t PID -n ss -tan`, in each container's, one after another from one shell "+
 		"(%d runs); p99 is the nearest rank, so with %d scrapes it is the slowest but one at most.\n\n",
-		len(s.empty.Wall), s.containers, thousands(int64(s.sockets)), s.sockets/max(s.containers, 1), len(s.ssLoaded), len(s.loaded.Wall))
-	emptyMed := median(s.empty.Wall)
-	ssMed := median(s.ssLoaded)
+		len(s.empty.Wall), s.containers, benchkit.Thousands(int64(s.sockets)), s.sockets/max(s.containers, 1), len(s.ssLoaded), len(s.loaded.Wall))
+	emptyMed := benchkit.Median(s.empty.Wall)
+	ssMed := benchkit.Median(s.ssLoaded)
 	p("| state | namespaces | TCP sockets counted | scrape wall median / p99 | sockscope_scrape_duration_seconds median / p99 | vs host only | vs `ss -tan` loop | exposition | exporter RSS |\n")
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, st := range []*scaleState{s.empty, s.idle, s.loaded} {
 		vsSS := ""
 		if st == s.loaded {
-			vsSS = fmt.Sprintf("%.2fx", median(st.Wall)/ssMed)
+			vsSS = fmt.Sprintf("%.2fx", benchkit.Median(st.Wall)/ssMed)
 		}
 		p("| %s | %.0f | %s | %.1f / %.1f ms | %.1f / %.1f ms | %.2fx | %s | %s samples, %.0f kB | %.1f MB |\n",
-			st.Label, st.Namespaces, thousands(int64(st.Sockets)), median(st.Wall), percentile(st.Wall, 99),
-			median(st.Rep), percentile(st.Rep, 99), median(st.Wall)/emptyMed, vsSS, thousands(int64(st.Series)),
-			float64(st.Bytes)/1000, rssMB(st.RSSKB))
+			st.Label, st.Namespaces, benchkit.Thousands(int64(st.Sockets)), benchkit.Median(st.Wall), percentile(st.Wall, 99),
+			benchkit.Median(st.Rep), percentile(st.Rep, 99), benchkit.Median(st.Wall)/emptyMed, vsSS, benchkit.Thousands(int64(st.Series)),
+			float64(st.Bytes)/1000, benchkit.RSSMB(st.RSSKB))
 	}
 	p("\n| baseline | runs | median | min–max | output |\n|---|---:|---:|---:|---|\n")
-	lo, hi := minMax(s.ssEmpty)
-	p("| `ss -tan`, host namespace only | %d | %.1f ms | %.1f–%.1f ms | |\n", len(s.ssEmpty), median(s.ssEmpty), lo, hi)
-	lo, hi = minMax(s.ssLoaded)
+	lo, hi := benchkit.MinMax(s.ssEmpty)
+	p("| `ss -tan`, host namespace only | %d | %.1f ms | %.1f–%.1f ms | |\n", len(s.ssEmpty), benchkit.Median(s.ssEmpty), lo, hi)
+	lo, hi = benchkit.MinMax(s.ssLoaded)
 	p("| `ss -tan` in the host's and each of the %d containers' namespaces, %s TIME_WAIT | %d | %.1f ms | %.1f–%.1f ms | %s lines, %s TIME-WAIT |\n",
-		s.containers, thousands(int64(s.sockets)), len(s.ssLoaded), ssMed, lo, hi, thousands(int64(s.ssLines)), thousands(int64(s.ssTW)))
+		s.containers, benchkit.Thousands(int64(s.sockets)), len(s.ssLoaded), ssMed, lo, hi, benchkit.Thousands(int64(s.ssLines)), benchkit.Thousands(int64(s.ssTW)))
 	p("\n")
 	var builds []string
 	for _, d := range s.builds {
@@ -355,7 +296,7 @@ func (b *bench) reportScale(p func(string, ...any), s *scalePhase) {
 	p("The containers took %v to start (%d `docker run` at a time) and were all in the metrics %v after the first started. "+
 		"Building the sockets took %s; every timed scrape in the loaded state counted at least %s TIME_WAIT sockets in the containers (%s at the last).\n\n",
 		s.startContainers.Round(time.Millisecond), b.cfg.parallel, s.seen.Round(time.Millisecond), strings.Join(builds, ", "),
-		thousands(int64(s.loaded.MinTW)), thousands(int64(s.loaded.TimeWait)))
+		benchkit.Thousands(int64(s.loaded.MinTW)), benchkit.Thousands(int64(s.loaded.TimeWait)))
 }
 
 func (b *bench) reportChurn(p func(string, ...any), s *churnPhase) bool {
@@ -383,10 +324,10 @@ func (b *bench) reportChurn(p func(string, ...any), s *churnPhase) bool {
 	p("One exporter (defaults) is scraped %s times (an hour of scrapes at one a second, compressed into %v: paced to spread over the churn, back to back when behind) while %s containers are started and removed, "+
 		"%d at a time: each runs busybox httpd on its loopback and fetches from it ten times a second, lives %v, and is removed with `docker rm -f`. "+
 		"The start is after 10 scrapes; the end is after every churn container is gone and the exporter's namespace count is back to the start's.\n\n",
-		thousands(int64(s.scrapes)), s.scrapeTime.Round(time.Second), thousands(int64(s.cycles)), s.parallel, s.hold)
+		benchkit.Thousands(int64(s.scrapes)), s.scrapeTime.Round(time.Second), benchkit.Thousands(int64(s.cycles)), s.parallel, s.hold)
 	p("| figure | start | after the churn | ratio / difference | target | met |\n|---|---:|---:|---:|---|---|\n")
-	p("| RSS (VmRSS) | %.1f MB | %.1f MB | %.2fx | ≤ %.2fx | %s |\n", rssMB(st.Status.RSSKB), rssMB(en.Status.RSSKB), ratio, targetRSSGrowth, verdict(okRSS))
-	p("| peak RSS (VmHWM) | %.1f MB | %.1f MB | | | |\n", rssMB(st.Status.HWMKB), rssMB(en.Status.HWMKB))
+	p("| RSS (VmRSS) | %.1f MB | %.1f MB | %.2fx | ≤ %.2fx | %s |\n", benchkit.RSSMB(st.Status.RSSKB), benchkit.RSSMB(en.Status.RSSKB), ratio, targetRSSGrowth, benchkit.Verdict(okRSS))
+	p("| peak RSS (VmHWM) | %.1f MB | %.1f MB | | | |\n", benchkit.RSSMB(st.Status.HWMKB), benchkit.RSSMB(en.Status.HWMKB))
 	p("| Go heap in use (go_memstats_heap_inuse_bytes) | %.1f MB | %.1f MB | %.2fx | | |\n", st.HeapInuse/1e6, en.HeapInuse/1e6, en.HeapInuse/st.HeapInuse)
 	p("| threads / open fds | %d / %d | %d / %d | %+d / %+d | | |\n", st.Status.Threads, st.Status.FDs, en.Status.Threads, en.Status.FDs,
 		en.Status.Threads-st.Status.Threads, en.Status.FDs-st.Status.FDs)
@@ -395,7 +336,7 @@ func (b *bench) reportChurn(p func(string, ...any), s *churnPhase) bool {
 		if k == "counters" && censusOK {
 			ok, target = true, "see the next two rows"
 		}
-		p("| sockscope_bpf_map_entries{map=%q} | %.0f | %.0f | %+.0f | %s | %s |\n", k, st.Entries[k], en.Entries[k], en.Entries[k]-st.Entries[k], target, verdict(ok))
+		p("| sockscope_bpf_map_entries{map=%q} | %.0f | %.0f | %+.0f | %s | %s |\n", k, st.Entries[k], en.Entries[k], en.Entries[k]-st.Entries[k], target, benchkit.Verdict(ok))
 	}
 	if censusOK {
 		var startNS []string
@@ -404,9 +345,9 @@ func (b *bench) reportChurn(p func(string, ...any), s *churnPhase) bool {
 		}
 		sort.Strings(startNS)
 		p("| counter entries of namespaces other than the start's (bpftool census of the map) | | %d (%d namespaces) | | 0 | %s |\n",
-			newEntries, newNS, verdict(newEntries == 0))
+			newEntries, newNS, benchkit.Verdict(newEntries == 0))
 		p("| counter entries of namespaces no longer tracked (same census) | %d (%d namespaces) | %d (%d namespaces) | | 0 | %s |\n",
-			st.Census.Stale, st.Census.StaleNS, en.Census.Stale, en.Census.StaleNS, verdict(en.Census.Stale == 0))
+			st.Census.Stale, st.Census.StaleNS, en.Census.Stale, en.Census.StaleNS, benchkit.Verdict(en.Census.Stale == 0))
 		var startOwn, endOwn int
 		for ns := range st.Census.Tracked {
 			startOwn += st.Census.ByNetns[ns]
@@ -416,9 +357,9 @@ func (b *bench) reportChurn(p func(string, ...any), s *churnPhase) bool {
 			strings.Join(startNS, ", "), startOwn, endOwn, endOwn-startOwn)
 	}
 	p("| sockscope_namespaces | %.0f | %.0f | | | |\n", st.Namespaces, en.Namespaces)
-	p("| samples in the exposition | %s | %s | | | |\n", thousands(int64(st.Series)), thousands(int64(en.Series)))
+	p("| samples in the exposition | %s | %s | | | |\n", benchkit.Thousands(int64(st.Series)), benchkit.Thousands(int64(en.Series)))
 	p("\n")
-	lo, hi := minMax(s.wall)
+	lo, hi := benchkit.MinMax(s.wall)
 	var lostTotal float64
 	for _, v := range s.lost {
 		lostTotal += v
@@ -427,14 +368,14 @@ func (b *bench) reportChurn(p func(string, ...any), s *churnPhase) bool {
 		"sockscope_scrape_duration_seconds median %.1f ms, p99 %.1f ms. %d of the %s churn containers showed up in at least one scrape. "+
 		"sockscope_scrape_errors_total at the end: %.0f (namespaces that vanished between listing and walking); failed GETs: %d; failed docker commands: %d; lost counts: %.0f. "+
 		"The namespace count was back %v after the churn ended.\n\n",
-		thousands(int64(s.scrapes)), thousands(int64(s.duringChurn)), s.churnTime.Round(time.Second), thousands(int64(s.cycles)),
-		median(s.wall), percentile(s.wall, 99), lo, hi, median(s.rep), percentile(s.rep, 99), s.seen, thousands(int64(s.cycles)),
+		benchkit.Thousands(int64(s.scrapes)), benchkit.Thousands(int64(s.duringChurn)), s.churnTime.Round(time.Second), benchkit.Thousands(int64(s.cycles)),
+		benchkit.Median(s.wall), percentile(s.wall, 99), lo, hi, benchkit.Median(s.rep), percentile(s.rep, 99), s.seen, benchkit.Thousands(int64(s.cycles)),
 		s.scrapeErrors, s.getErrors, s.dockerErrors, lostTotal, s.settle.Round(100*time.Millisecond))
 	p("Along the way:\n\n| point | churn scrapes | elapsed | RSS | threads | fds | heap in use | counters / tracked / handshakes entries | namespaces |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	p("| exporting on (before any scrape) | 0 | | %.1f MB | %d | %d | | | |\n", rssMB(s.ready.RSSKB), s.ready.Threads, s.ready.FDs)
+	p("| exporting on (before any scrape) | 0 | | %.1f MB | %d | %d | | | |\n", benchkit.RSSMB(s.ready.RSSKB), s.ready.Threads, s.ready.FDs)
 	for _, pt := range s.points {
-		p("| %s | %s | %v | %.1f MB | %d | %d | %.1f MB | %.0f / %.0f / %.0f | %.0f |\n", pt.Label, thousands(int64(pt.Scrapes)), pt.Elapsed.Round(time.Second),
-			rssMB(pt.Status.RSSKB), pt.Status.Threads, pt.Status.FDs, pt.HeapInuse/1e6,
+		p("| %s | %s | %v | %.1f MB | %d | %d | %.1f MB | %.0f / %.0f / %.0f | %.0f |\n", pt.Label, benchkit.Thousands(int64(pt.Scrapes)), pt.Elapsed.Round(time.Second),
+			benchkit.RSSMB(pt.Status.RSSKB), pt.Status.Threads, pt.Status.FDs, pt.HeapInuse/1e6,
 			pt.Entries["counters"], pt.Entries["tracked"], pt.Entries["handshakes"], pt.Namespaces)
 	}
 	p("\n")

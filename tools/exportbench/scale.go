@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
 // scaleState is a series of back-to-back scrapes in one state of the machine.
@@ -45,19 +47,14 @@ func (b *bench) runScale() (*scalePhase, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if !e.c.exited() {
-			e.c.kill()
-			e.c.wait(10 * time.Second)
-		}
-	}()
-	p.readyMS = ms(e.ready)
+	defer e.abort()
+	p.readyMS = benchkit.Millis(e.ready)
 	if err := waitDocker(e); err != nil {
 		return nil, err
 	}
 
 	// 1. The empty state: the host's namespace and whatever else runs on the machine.
-	logf("scale: %d scrapes, no containers of ours", c.scaleScrapes)
+	benchkit.Logf("scale: %d scrapes, no containers of ours", c.scaleScrapes)
 	if p.empty, err = scrapeSeries(e, "host only", c.scaleScrapes, nil, time.Time{}); err != nil {
 		return nil, err
 	}
@@ -66,7 +63,7 @@ func (b *bench) runScale() (*scalePhase, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.ssEmpty = append(p.ssEmpty, ms(d))
+		p.ssEmpty = append(p.ssEmpty, benchkit.Millis(d))
 	}
 
 	// 2. N idle containers.
@@ -75,7 +72,7 @@ func (b *bench) runScale() (*scalePhase, error) {
 	for i := range names {
 		names[i] = fmt.Sprintf("exportbench-%s-%03d", b.runID, i)
 	}
-	logf("scale: starting %d containers, %d at a time", c.containers, c.parallel)
+	benchkit.Logf("scale: starting %d containers, %d at a time", c.containers, c.parallel)
 	t0 := time.Now()
 	err = parallel(c.containers, c.parallel, func(i int) error {
 		id, err := dockerRun(b.runID, names[i], c.image, "sleep", "3600")
@@ -90,7 +87,7 @@ func (b *bench) runScale() (*scalePhase, error) {
 		return nil, err
 	}
 	p.seen = time.Since(t0)
-	logf("scale: %d containers started in %v, all in the metrics after %v", c.containers,
+	benchkit.Logf("scale: %d containers started in %v, all in the metrics after %v", c.containers,
 		p.startContainers.Round(time.Millisecond), p.seen.Round(time.Millisecond))
 	mine := map[string]bool{}
 	for _, n := range names {
@@ -113,10 +110,10 @@ func (b *bench) runScale() (*scalePhase, error) {
 			return nil, fmt.Errorf("no PID for container %s", names[i])
 		}
 	}
-	loaded := &scaleState{Label: fmt.Sprintf("%d containers, %s TIME_WAIT", c.containers, thousands(int64(c.sockets))), MinTW: -1}
+	loaded := &scaleState{Label: fmt.Sprintf("%d containers, %s TIME_WAIT", c.containers, benchkit.Thousands(int64(c.sockets))), MinTW: -1}
 	for cycle := 0; len(loaded.Wall) < c.scaleScrapes; cycle++ {
 		if cycle > 0 {
-			logf("scale: %d of %d scrapes done; waiting for the TIME_WAIT sockets to expire before building them again",
+			benchkit.Logf("scale: %d of %d scrapes done; waiting for the TIME_WAIT sockets to expire before building them again",
 				len(loaded.Wall), c.scaleScrapes)
 			if err := waitTimeWait(e, mine, 0, 90*time.Second); err != nil {
 				return nil, err
@@ -137,7 +134,7 @@ func (b *bench) runScale() (*scalePhase, error) {
 			return nil, fmt.Errorf("building TIME_WAIT sockets: %w", err)
 		}
 		p.builds = append(p.builds, time.Since(start))
-		logf("scale: %d TIME_WAIT sockets built in %v", c.sockets, time.Since(start).Round(time.Millisecond))
+		benchkit.Logf("scale: %d TIME_WAIT sockets built in %v", c.sockets, time.Since(start).Round(time.Millisecond))
 		if cycle == 0 {
 			if err := b.ssLoaded(p, pids); err != nil {
 				return nil, err
@@ -149,16 +146,16 @@ func (b *bench) runScale() (*scalePhase, error) {
 		}
 	}
 	p.loaded = loaded
-	logf("scale: loaded scrapes: median %.0f ms (exporter: %.0f ms); ss loop median %.0f ms",
-		median(loaded.Wall), median(loaded.Rep), median(p.ssLoaded))
+	benchkit.Logf("scale: loaded scrapes: median %.0f ms (exporter: %.0f ms); ss loop median %.0f ms",
+		benchkit.Median(loaded.Wall), benchkit.Median(loaded.Rep), benchkit.Median(p.ssLoaded))
 
 	if err := e.stop(); err != nil {
 		return nil, err
 	}
 	p.warnings = e.warnings()
-	logf("scale: removing the containers")
+	benchkit.Logf("scale: removing the containers")
 	err = parallel(len(ids), c.parallel, func(i int) error {
-		_, err := run(time.Minute, "docker", "rm", "-f", ids[i])
+		_, err := benchkit.Run(time.Minute, "docker", "rm", "-f", ids[i])
 		return err
 	})
 	if err != nil {
@@ -180,7 +177,7 @@ func (b *bench) ssLoaded(p *scalePhase, pids []int) error {
 		if err != nil {
 			return err
 		}
-		p.ssLoaded = append(p.ssLoaded, ms(d))
+		p.ssLoaded = append(p.ssLoaded, benchkit.Millis(d))
 		if i == 0 {
 			p.ssLines = bytes.Count(out, []byte("\n"))
 			p.ssTW = bytes.Count(out, []byte("TIME-WAIT"))
@@ -194,14 +191,14 @@ func timedOutput(argv ...string) (time.Duration, []byte, error) {
 	var out, errb bytes.Buffer
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	c, err := startChild(argv[0], cmd)
+	c, err := benchkit.StartProc(argv[0], cmd)
 	if err != nil {
 		return 0, nil, err
 	}
-	err = c.wait(2 * time.Minute)
-	d := time.Since(c.start)
+	err = c.Wait(2 * time.Minute)
+	d := time.Since(c.Start)
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s: %v: %s", argv[0], err, lastLine(errb.String()))
+		return 0, nil, fmt.Errorf("%s: %v: %s", argv[0], err, benchkit.LastLine(errb.String()))
 	}
 	return d, out.Bytes(), nil
 }
@@ -294,7 +291,7 @@ func scrapeSeriesInto(e *exporter, st *scaleState, n int, mine map[string]bool, 
 		if err != nil {
 			return done, err
 		}
-		st.Wall = append(st.Wall, ms(s.Wall))
+		st.Wall = append(st.Wall, benchkit.Millis(s.Wall))
 		st.Rep = append(st.Rep, s.Reported*1e3)
 		st.Namespaces = s.M.value("sockscope_namespaces")
 		st.Sockets = s.M.value("sockscope_tcp_sockets")

@@ -1,28 +1,13 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
-
-// stormResult is `tcpload storm`'s summary line.
-type stormResult struct {
-	Connections int64            `json:"connections"`
-	Seconds     float64          `json:"seconds"`
-	PerSecond   float64          `json:"per_second"`
-	Total       int64            `json:"total"`
-	Errors      map[string]int64 `json:"errors"`
-	MaxConnMS   float64          `json:"max_conn_ms"`
-}
-
-// transitionsPerConn is what one storm connection makes (client CLOSE->SYN_SENT->ESTABLISHED->
-// CLOSE_WAIT->LAST_ACK->CLOSE, server LISTEN->SYN_RECV->ESTABLISHED->FIN_WAIT1->FIN_WAIT2->CLOSE);
-// each storm's listener adds CLOSE->LISTEN and LISTEN->CLOSE.
-const transitionsPerConn = 10
 
 const (
 	modeBaseline  = "baseline"
@@ -34,7 +19,7 @@ const (
 type stormRound struct {
 	Pair  int
 	Mode  string
-	Storm stormResult
+	Storm benchkit.StormResult
 
 	// Exporter rounds.
 	ReadyMS      float64       // exec to "exporting on"
@@ -108,12 +93,12 @@ type stormPhase struct {
 
 func (b *bench) runStorm() (*stormPhase, error) {
 	c := b.cfg
-	p := &stormPhase{ns: "sockscope-exportbench-" + b.runID, binary: fileID(c.sockscope)}
+	p := &stormPhase{ns: "sockscope-exportbench-" + b.runID, binary: benchkit.FileID(c.sockscope, "2006-01-02 15:04 UTC")}
 	var err error
-	if p.nsPath, err = createNetns(p.ns); err != nil {
+	if p.nsPath, err = benchkit.CreateNetns(p.ns); err != nil {
 		return nil, err
 	}
-	logf("storm: netns %s; %d rounds of %v (+%v warm-up) per mode, storm on CPU %s, a scrape every %v",
+	benchkit.Logf("storm: netns %s; %d rounds of %v (+%v warm-up) per mode, storm on CPU %s, a scrape every %v",
 		p.ns, c.rounds, c.duration, c.warmup, c.cpu, c.interval)
 	for i := 1; i <= c.rounds; i++ {
 		base := &stormRound{Pair: i, Mode: modeBaseline}
@@ -121,24 +106,24 @@ func (b *bench) runStorm() (*stormPhase, error) {
 			return nil, fmt.Errorf("round %d baseline: %w", i, err)
 		}
 		p.rounds = append(p.rounds, base)
-		logf("storm %d/%d baseline: %8.0f conn/s", i, c.rounds, base.Storm.PerSecond)
+		benchkit.Logf("storm %d/%d baseline: %8.0f conn/s", i, c.rounds, base.Storm.PerSecond)
 
 		ex := &stormRound{Pair: i, Mode: modeExport}
 		if err := b.exportRound(p, ex, false, true); err != nil {
 			return nil, fmt.Errorf("round %d export: %w", i, err)
 		}
 		p.rounds = append(p.rounds, ex)
-		logf("storm %d/%d export:   %8.0f conn/s (%.3fx); exporter CPU %.3f s storm, %.3f s idle (%d/%d scrapes, %.3f/%.3f s in them): %+.3f µs/conn, outside scrapes %+.3f µs/conn; counted %.0f of %d transitions",
+		benchkit.Logf("storm %d/%d export:   %8.0f conn/s (%.3fx); exporter CPU %.3f s storm, %.3f s idle (%d/%d scrapes, %.3f/%.3f s in them): %+.3f µs/conn, outside scrapes %+.3f µs/conn; counted %.0f of %d transitions",
 			i, c.rounds, ex.Storm.PerSecond, ex.Storm.PerSecond/base.Storm.PerSecond, ex.PCPUStorm, ex.PCPUIdle,
 			ex.ScrapesStorm, ex.ScrapesIdle, ex.ScrapeCPU[0], ex.ScrapeCPU[1], perConn(ex.extraCPU(), ex.Storm.Total),
-			perConn(ex.extraCPUOutside(), ex.Storm.Total), ex.Transitions, transitionsPerConn*ex.Storm.Total+2)
+			perConn(ex.extraCPUOutside(), ex.Storm.Total), ex.Transitions, benchkit.TransitionsPerConn*ex.Storm.Total+2)
 		if c.unscraped {
 			un := &stormRound{Pair: i, Mode: modeUnscraped}
 			if err := b.exportRound(p, un, false, false); err != nil {
 				return nil, fmt.Errorf("round %d export, not scraped: %w", i, err)
 			}
 			p.rounds = append(p.rounds, un)
-			logf("storm %d/%d not scraped: %8.0f conn/s (%.3fx); exporter CPU %.3f s during the storm: %.4f µs/conn",
+			benchkit.Logf("storm %d/%d not scraped: %8.0f conn/s (%.3fx); exporter CPU %.3f s during the storm: %.4f µs/conn",
 				i, c.rounds, un.Storm.PerSecond, un.Storm.PerSecond/base.Storm.PerSecond, un.PCPUStorm, perConn(un.PCPUStorm, un.Storm.Total))
 		}
 	}
@@ -147,29 +132,14 @@ func (b *bench) runStorm() (*stormPhase, error) {
 		return nil, fmt.Errorf("--bpf-stats round: %w", err)
 	}
 	p.stats = st
-	logf("storm --bpf-stats: %8.0f conn/s", st.Storm.PerSecond)
+	benchkit.Logf("storm --bpf-stats: %8.0f conn/s", st.Storm.PerSecond)
 	return p, nil
 }
 
 // stormOnce runs one `tcpload storm` in the benchmark's netns, pinned as configured.
-func (b *bench) stormOnce(p *stormPhase) (stormResult, error) {
+func (b *bench) stormOnce(p *stormPhase) (benchkit.StormResult, error) {
 	c := b.cfg
-	var res stormResult
-	args := []string{"netns", "exec", p.ns}
-	if c.cpu != "none" {
-		args = append(args, "taskset", "-c", c.cpu)
-	}
-	args = append(args, c.tcpload, "storm", "-port", strconv.Itoa(c.port),
-		"-duration", c.duration.String(), "-warmup", c.warmup.String())
-	out, err := run(c.warmup+c.duration+30*time.Second, "ip", args...)
-	if err != nil {
-		return res, err
-	}
-	line := lastLine(out)
-	if err := json.Unmarshal([]byte(line), &res); err != nil || res.Seconds <= 0 {
-		return res, fmt.Errorf("tcpload storm: unexpected output %q", line)
-	}
-	return res, nil
+	return benchkit.RunStorm(c.tcpload, p.ns, c.cpu, c.port, c.duration, c.warmup)
 }
 
 // timedScrape is one scrape of the background loop.
@@ -196,9 +166,9 @@ func scrapeLoop(e *exporter, interval time.Duration, stop chan struct{}) (result
 			case <-t.C:
 			}
 			at := time.Now()
-			c0, _ := procCPUPrecise(e.c.pid())
+			c0, _ := procCPUPrecise(e.c.Pid())
 			s, err := e.scrape()
-			c1, _ := procCPUPrecise(e.c.pid())
+			c1, _ := procCPUPrecise(e.c.Pid())
 			mu.Lock()
 			out = append(out, timedScrape{at: at, s: s, err: err, cpu: c1 - c0})
 			mu.Unlock()
@@ -228,11 +198,10 @@ func (b *bench) exportRound(p *stormPhase, r *stormRound, stats, scraped bool) (
 	stopped := false
 	defer func() {
 		if !stopped {
-			e.c.kill()
-			e.c.wait(10 * time.Second)
+			e.abort()
 		}
 	}()
-	r.ReadyMS = ms(e.ready)
+	r.ReadyMS = benchkit.Millis(e.ready)
 	first, err := e.scrape()
 	if err != nil {
 		return fmt.Errorf("first scrape: %w", err)
@@ -246,7 +215,7 @@ func (b *bench) exportRound(p *stormPhase, r *stormRound, stats, scraped bool) (
 	var cpu, pcpu [3]float64
 	read := func(i int) (err error) {
 		if cpu[i], err = e.cpu(); err == nil {
-			pcpu[i], err = procCPUPrecise(e.c.pid())
+			pcpu[i], err = procCPUPrecise(e.c.Pid())
 		}
 		return err
 	}
@@ -298,7 +267,7 @@ func (b *bench) exportRound(p *stormPhase, r *stormRound, stats, scraped bool) (
 		case s.at.Before(t1):
 			r.ScrapesStorm++
 			r.ScrapeCPU[0] += s.cpu
-			r.ScrapeWall = append(r.ScrapeWall, ms(s.s.Wall))
+			r.ScrapeWall = append(r.ScrapeWall, benchkit.Millis(s.s.Wall))
 			r.ScrapeRep = append(r.ScrapeRep, s.s.Reported*1e3)
 			lastStorm = s.s
 		case s.at.Before(t2):
@@ -337,5 +306,4 @@ func (b *bench) exportRound(p *stormPhase, r *stormRound, stats, scraped bool) (
 	return nil
 }
 
-func ms(d time.Duration) float64   { return float64(d) / float64(time.Millisecond) }
 func secs(d time.Duration) float64 { return d.Seconds() }

@@ -1,14 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -16,99 +11,19 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
-
-// machine describes where the benchmark ran.
-type machine struct {
-	Kernel   string
-	CPU      string
-	NumCPU   int
-	MemoryGB float64
-	Date     string
-	LoadAvg  string // at the start
-}
-
-func describeMachine() machine {
-	m := machine{NumCPU: runtime.NumCPU(), Date: time.Now().UTC().Format("2006-01-02 15:04 MST")}
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		m.Kernel = unix.ByteSliceToString(u.Release[:])
-	}
-	if f, err := os.Open("/proc/cpuinfo"); err == nil {
-		s := bufio.NewScanner(f)
-		for s.Scan() {
-			if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-				m.CPU = strings.TrimSpace(v)
-				break
-			}
-		}
-		f.Close()
-	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				m.MemoryGB = kb / (1 << 20)
-			}
-		}
-	}
-	m.LoadAvg = loadAvg()
-	return m
-}
-
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// fileID names a binary by a prefix of its SHA-256 and its modification time.
-func fileID(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "?"
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "?"
-	}
-	st, _ := f.Stat()
-	return fmt.Sprintf("sha256 %s…, built %s", hex.EncodeToString(h.Sum(nil))[:12],
-		st.ModTime().UTC().Format("2006-01-02 15:04 UTC"))
-}
-
-// createNetns creates a named network namespace with loopback up and registers its deletion.
-func createNetns(name string) (string, error) {
-	if _, err := run(10*time.Second, "ip", "netns", "add", name); err != nil {
-		return "", err
-	}
-	atExit(func() {
-		if _, err := run(30*time.Second, "ip", "netns", "del", name); err != nil {
-			logf("deleting netns %s: %v", name, err)
-		}
-	})
-	if _, err := run(10*time.Second, "ip", "-n", name, "link", "set", "lo", "up"); err != nil {
-		return "", err
-	}
-	return filepath.Join("/run/netns", name), nil
-}
 
 // Docker, through its CLI.
 
 const labelKey = "sockscope-exportbench"
 
 func checkDocker(image string) error {
-	if _, err := run(20*time.Second, "docker", "version", "--format", "{{.Server.Version}}"); err != nil {
+	if _, err := benchkit.Run(20*time.Second, "docker", "version", "--format", "{{.Server.Version}}"); err != nil {
 		return fmt.Errorf("no Docker daemon answers (start one with: bash .ci/docker.sh): %w", err)
 	}
-	if _, err := run(20*time.Second, "docker", "image", "inspect", "--format", "{{.Id}}", image); err != nil {
+	if _, err := benchkit.Run(20*time.Second, "docker", "image", "inspect", "--format", "{{.Id}}", image); err != nil {
 		return fmt.Errorf("needs the image %s (bash .ci/docker.sh builds it): %w", image, err)
 	}
 	return nil
@@ -116,7 +31,7 @@ func checkDocker(image string) error {
 
 // labelledIDs lists the containers, running or not, that this run started.
 func labelledIDs(runID string) ([]string, error) {
-	out, err := run(30*time.Second, "docker", "ps", "-aq", "--filter", "label="+labelKey+"="+runID)
+	out, err := benchkit.Run(30*time.Second, "docker", "ps", "-aq", "--filter", "label="+labelKey+"="+runID)
 	if err != nil {
 		return nil, err
 	}
@@ -127,17 +42,17 @@ func labelledIDs(runID string) ([]string, error) {
 func removeLabelled(runID string) {
 	ids, err := labelledIDs(runID)
 	if err != nil {
-		logf("listing this run's containers: %v", err)
+		benchkit.Logf("listing this run's containers: %v", err)
 		return
 	}
 	if len(ids) == 0 {
 		return
 	}
-	logf("removing %d containers", len(ids))
+	benchkit.Logf("removing %d containers", len(ids))
 	for len(ids) > 0 {
 		n := min(len(ids), 50)
-		if _, err := run(2*time.Minute, "docker", append([]string{"rm", "-f"}, ids[:n]...)...); err != nil {
-			logf("removing containers: %v", err)
+		if _, err := benchkit.Run(2*time.Minute, "docker", append([]string{"rm", "-f"}, ids[:n]...)...); err != nil {
+			benchkit.Logf("removing containers: %v", err)
 		}
 		ids = ids[n:]
 	}
@@ -146,7 +61,7 @@ func removeLabelled(runID string) {
 // dockerRun starts one container of this run and returns its ID.
 func dockerRun(runID, name, image string, cmd ...string) (string, error) {
 	args := append([]string{"run", "-d", "--rm", "--label", labelKey + "=" + runID, "--name", name, image}, cmd...)
-	out, err := run(2*time.Minute, "docker", args...)
+	out, err := benchkit.Run(2*time.Minute, "docker", args...)
 	if err != nil {
 		return "", err
 	}
@@ -162,7 +77,7 @@ func containerPIDs(ids []string) (map[string]int, error) {
 	out := map[string]int{}
 	for len(ids) > 0 {
 		n := min(len(ids), 50)
-		text, err := run(time.Minute, "docker", append([]string{"inspect", "-f", "{{.Id}} {{.State.Pid}}"}, ids[:n]...)...)
+		text, err := benchkit.Run(time.Minute, "docker", append([]string{"inspect", "-f", "{{.Id}} {{.State.Pid}}"}, ids[:n]...)...)
 		if err != nil {
 			return nil, err
 		}
@@ -287,38 +202,12 @@ func buildTimeWait(n, port int) error {
 
 // bpftool map dump support, to see which namespaces the exporter's counters belong to.
 
-// mapIDsOf returns the ids of the BPF maps that process pid holds fds of.
-func mapIDsOf(pid int) []uint32 {
-	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
-	seen := map[uint32]bool{}
-	var ids []uint32
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "map_id:"); ok {
-				if id, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32); err == nil && !seen[uint32(id)] {
-					seen[uint32(id)] = true
-					ids = append(ids, uint32(id))
-				}
-			}
-		}
-	}
-	return ids
-}
-
 // bpfMapNetns reads the keys of one of process pid's BPF maps, by map name, with bpftool; the
 // first 4 bytes of each key (the netns inode in both the counters and the tracked map) are
 // returned as uint32s.
 func bpfMapNetns(bpftool string, pid int, name string) ([]uint32, error) {
-	for _, id := range mapIDsOf(pid) {
-		out, err := run(20*time.Second, bpftool, "map", "show", "id", strconv.Itoa(int(id)), "-j")
+	for _, id := range benchkit.FdinfoIDs(pid, "map_id") {
+		out, err := benchkit.Run(20*time.Second, bpftool, "map", "show", "id", strconv.Itoa(int(id)), "-j")
 		if err != nil {
 			continue
 		}
@@ -328,7 +217,7 @@ func bpfMapNetns(bpftool string, pid int, name string) ([]uint32, error) {
 		if json.Unmarshal([]byte(out), &info) != nil || info.Name != name {
 			continue
 		}
-		if out, err = run(time.Minute, bpftool, "map", "dump", "id", strconv.Itoa(int(id)), "-j"); err != nil {
+		if out, err = benchkit.Run(time.Minute, bpftool, "map", "dump", "id", strconv.Itoa(int(id)), "-j"); err != nil {
 			return nil, err
 		}
 		return parseDumpNetns([]byte(out))

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
 func main() {
@@ -36,7 +38,7 @@ func main() {
 	}
 	var w strings.Builder
 	fmt.Fprintf(&w, "### `sockscope sockets` benchmark\n\nMeasured %s on Linux %s, %d CPUs. Each command runs %d times against a fresh network namespace holding N TIME_WAIT sockets (clients close first, to 127.0.0.1 on several ports); the median wall time is reported, with the ratio to `ss -tan` measured in the same run. `ss` and `netstat` run through `ip netns exec`, sockscope enters the namespace itself.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), kernel(), runtime.NumCPU(), *runs)
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), benchkit.Kernel(), runtime.NumCPU(), *runs)
 	fmt.Fprintf(&w, "| TIME_WAIT | command | median | vs ss -tan | lines | target |\n|---:|---|---:|---:|---:|---|\n")
 	for _, f := range strings.Split(*sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -58,19 +60,6 @@ func main() {
 func fail(err error) {
 	fmt.Fprintf(os.Stderr, "sockbench: %v\n", err)
 	os.Exit(1)
-}
-
-func kernel() string {
-	var u syscall.Utsname
-	syscall.Uname(&u)
-	b := make([]byte, 0, 65)
-	for _, c := range u.Release {
-		if c == 0 {
-			break
-		}
-		b = append(b, byte(c))
-	}
-	return string(b)
 }
 
 func run(name string, args ...string) error {
