@@ -2,6 +2,7 @@ package main
 
 import (
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -22,6 +23,26 @@ func clientClosesFirst(n int) map[string]int {
 		"CLOSE->LISTEN":           1,
 		"LISTEN->CLOSE":           1,
 	}
+}
+
+// teardown adjusts the server side of clientClosesFirst to what the kernel of ns says happened.
+// Normally the server closes after the client's FIN (CLOSE_WAIT -> LAST_ACK -> CLOSE), but on a
+// busy CI machine some server sockets were reset while in CLOSE_WAIT (CLOSE_WAIT -> CLOSE). The
+// kernel counts every ESTABLISHED/CLOSE_WAIT -> CLOSE in the netns's EstabResets, so the split is
+// still exact; the abort counters are logged to tell why it happened.
+func (ns netns) teardown(t *testing.T, want map[string]int) map[string]int {
+	t.Helper()
+	resets := int(ns.nstat(t, "TcpEstabResets"))
+	if resets == 0 {
+		return want
+	}
+	t.Logf("the kernel reset %d connections in CLOSE_WAIT; its counters: %s", resets,
+		strings.Join(strings.Fields(sh(t, "ip", "netns", "exec", ns.name, "sh", "-c",
+			"nstat -asz | grep -E 'Rst|Reset|Abort|Overflow|Orphan|Drop' | grep -v ' 0 '")), " "))
+	want["CLOSE_WAIT->CLOSE"] = resets
+	want["CLOSE_WAIT->LAST_ACK"] -= resets
+	want["LAST_ACK->CLOSE"] -= resets
+	return want
 }
 
 func TestConnectionsAreOwnedByTheirClientAndServerProcesses(t *testing.T) {
@@ -56,7 +77,7 @@ func TestConnectionsAreOwnedByTheirClientAndServerProcesses(t *testing.T) {
 					t.Errorf("unexpected addresses: %+v", e)
 				}
 			}
-			assertCounts(t, "transitions", transitions(evs, nil), clientClosesFirst(n))
+			assertCounts(t, "transitions", transitions(evs, nil), ns.teardown(t, clientClosesFirst(n)))
 
 			byClient := func(e jsonEvent) bool { return e.Pid == client.Pid && e.Comm == "tcpload" }
 			byServer := func(e jsonEvent) bool { return e.Pid == srv.pid && e.Comm == "tcpload" }
