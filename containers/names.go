@@ -56,6 +56,13 @@ func (n *Names) Len() int {
 }
 
 // nameOf joins the names and short IDs of containers sharing one netns.
+// DisplayName is how sockscope names a network namespace holding the containers cs: their names
+// joined by "," (sorted), and their short IDs in the same order.
+func DisplayName(cs []Container) (name, id string) {
+	n := nameOf(cs)
+	return n.name, n.id
+}
+
 func nameOf(cs []Container) nsName {
 	cs = slices.Clone(cs)
 	slices.SortFunc(cs, func(a, b Container) int {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +34,9 @@ type Watcher struct {
 	// after every sync and every event that was applied, from the goroutine of Sync or Run,
 	// after the Names table is current. It must not call Sync.
 	OnUpdate func(running []Container)
+	// OnDie, when set before Run, receives each container's exit: its ID, exit code and when
+	// the daemon saw it, before the OnUpdate that leaves it out. It must not call Sync.
+	OnDie func(id string, exitCode int, at time.Time)
 
 	c        *Client
 	host     uint32
@@ -196,6 +200,10 @@ func (w *Watcher) handle(ctx context.Context, m events.Message) {
 			w.running[id] = c
 		}
 	case events.ActionDie, events.ActionStop, events.ActionDestroy:
+		if m.Action == events.ActionDie && w.OnDie != nil {
+			code, _ := strconv.Atoi(m.Actor.Attributes["exitCode"])
+			w.OnDie(id, code, time.Unix(0, m.TimeNano))
+		}
 		delete(w.running, id)
 	default:
 		return

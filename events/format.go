@@ -264,3 +264,10 @@ func pad(b []byte, s string, width int) []byte {
 	}
 	return b
 }
+
+// Offset is the wall clock minus the monotonic clock, in nanoseconds: what a recording keeps to
+// convert its events' times later.
+func (c Clock) Offset() int64 { return c.offset }
+
+// ClockWithOffset returns the Clock of a recording made with the given Offset.
+func ClockWithOffset(offset int64) Clock { return Clock{offset: offset} }

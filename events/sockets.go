@@ -292,3 +292,9 @@ func AppendSummary(b []byte, s *Summary, container string, netns uint32) []byte 
 	}
 	return b
 }
+
+// SocketInode is the inode of a raw socket record (0 for time-wait and request sockets).
+func SocketInode(rec []byte) uint32 { return binary.LittleEndian.Uint32(rec[0:]) }
+
+// OwnerInode is the socket inode of a raw owner record.
+func OwnerInode(rec []byte) uint32 { return binary.LittleEndian.Uint32(rec[0:]) }

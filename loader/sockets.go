@@ -64,6 +64,7 @@ type NetnsSnapshot struct {
 	Records   []byte
 	PortRange [2]int // net.ipv4.ip_local_port_range
 	TWReuse   int    // net.ipv4.tcp_tw_reuse
+	Somaxconn int    // net.core.somaxconn
 }
 
 // ErrNetnsGone means the namespace's file no longer exists (its container exited).
@@ -74,7 +75,7 @@ var ErrNetnsGone = errors.New("network namespace is gone")
 // the namespace, opens the iterator and reads the sysctls there, and returns to where it was.
 func (s *Sockets) Snapshot(nsPath string) (NetnsSnapshot, error) {
 	var snap NetnsSnapshot
-	rd, err := openIn(nsPath, s.tcp, &snap.PortRange, &snap.TWReuse)
+	rd, err := openIn(nsPath, s.tcp, &snap.PortRange, &snap.TWReuse, &snap.Somaxconn)
 	if err != nil {
 		return snap, err
 	}
@@ -87,7 +88,7 @@ func (s *Sockets) Snapshot(nsPath string) (NetnsSnapshot, error) {
 
 // openIn opens an iterator inside the network namespace at nsPath and reads the namespace's port
 // sysctls there. The iterator is bound to the namespace once open: it can be read from any thread.
-func openIn(nsPath string, it *link.Iter, portRange *[2]int, twReuse *int) (io.ReadCloser, error) {
+func openIn(nsPath string, it *link.Iter, portRange *[2]int, twReuse *int, somaxconn *int) (io.ReadCloser, error) {
 	var rd io.ReadCloser
 	err := inNetns(nsPath, func() error {
 		var err error
@@ -95,6 +96,9 @@ func openIn(nsPath string, it *link.Iter, portRange *[2]int, twReuse *int) (io.R
 			return fmt.Errorf("open iter/tcp: %w", err)
 		}
 		*portRange, *twReuse = readPortSysctls()
+		if somaxconn != nil {
+			*somaxconn = readIntSysctl("/proc/sys/net/core/somaxconn")
+		}
 		return nil
 	})
 	return rd, err
@@ -115,7 +119,7 @@ func (s *Sockets) Count(nsPath string) (NetnsCounts, error) {
 	var c NetnsCounts
 	s.countMu.Lock()
 	defer s.countMu.Unlock()
-	rd, err := openIn(nsPath, s.count, &c.PortRange, &c.TWReuse)
+	rd, err := openIn(nsPath, s.count, &c.PortRange, &c.TWReuse, nil)
 	if err != nil {
 		return c, err
 	}
@@ -174,11 +178,20 @@ func readPortSysctls() ([2]int, int) {
 			rng[1], _ = strconv.Atoi(f[1])
 		}
 	}
-	reuse := -1
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_tw_reuse"); err == nil {
-		reuse, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	return rng, readIntSysctl("/proc/sys/net/ipv4/tcp_tw_reuse")
+}
+
+// readIntSysctl reads a one-number sysctl; -1 where unreadable.
+func readIntSysctl(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return -1
 	}
-	return rng, reuse
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // inNetns runs fn on a locked OS thread inside the network namespace at path.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 
 	"github.com/sockscope/sockscope/loader"
 )
@@ -21,6 +22,9 @@ Usage:
   sockscope sockets [flags] TCP sockets of the host or containers (like ss -tan), TIME_WAIT included
   sockscope syscalls [flags] syscall hotspots per container: counts, errors, latency, paths
   sockscope export [flags]  Prometheus exporter: per-container TCP counts kept in the kernel
+  sockscope record -w FILE  record events, snapshots, syscalls and settings for later analysis
+  sockscope report FILE     incident summary of a recording: timelines, top remotes, hotspots
+  sockscope diagnose [flags] findings with evidence and fixes, live or from a recording (-r)
   sockscope version         the version and the kernel features sockscope found
   sockscope help            this text
 
@@ -51,6 +55,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runSyscalls(args[1:], stdout, stderr)
 	case "export":
 		err = runExport(args[1:], stdout, stderr)
+	case "record":
+		err = runRecord(args[1:], stdout, stderr)
+	case "report":
+		err = runReport(args[1:], stdout, stderr)
+	case "diagnose":
+		err = runDiagnose(args[1:], stdout, stderr)
 	case "version", "--version":
 		err = runVersion(stdout)
 	case "help", "-h", "--help":
@@ -65,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &ue):
 		cmd := "sockscope"
-		if args[0] == "trace" || args[0] == "sockets" || args[0] == "syscalls" || args[0] == "export" {
+		if slices.Contains([]string{"trace", "sockets", "syscalls", "export", "record", "report", "diagnose"}, args[0]) {
 			cmd = "sockscope " + args[0]
 		}
 		fmt.Fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", cmd, ue.msg, cmd)

@@ -87,7 +87,8 @@ func (s *scope) filtered() bool { return len(s.selected) > 0 || len(s.fixed) > 0
 
 // follow names namespaces from now on and, with --container, keeps the kernel's netns filter
 // equal to the selected containers' namespaces (plus --netns) as they start, restart and stop.
-func (s *scope) follow(ctx context.Context, setNetns func([]uint32) error, stderr io.Writer) (namer, error) {
+// setup, when not nil, configures the watcher's hooks before its first sync.
+func (s *scope) follow(ctx context.Context, setNetns func([]uint32) error, stderr io.Writer, setup ...func(*containers.Watcher)) (namer, error) {
 	if s.docker == nil {
 		return hostOnly(s.host), nil
 	}
@@ -104,6 +105,9 @@ func (s *scope) follow(ctx context.Context, setNetns func([]uint32) error, stder
 	})
 	w.OnError = func(err error) {
 		fmt.Fprintf(stderr, "sockscope: warning: Docker: %v (retrying)\n", err)
+	}
+	for _, f := range setup {
+		f(w)
 	}
 	if err := w.Sync(ctx); err != nil {
 		if len(s.selected) > 0 {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -28,6 +29,8 @@ type socketsFlags struct {
 	summary    bool
 	top        int
 	dockerHost string
+	read       string
+	at         time.Duration
 }
 
 func parseSocketsFlags(args []string, stdout io.Writer) (*socketsFlags, bool, error) {
@@ -43,6 +46,8 @@ func parseSocketsFlags(args []string, stdout io.Writer) (*socketsFlags, bool, er
 	fs.BoolVar(&f.summary, "summary", false, "per namespace: counts by state, top remote endpoints, ephemeral port use")
 	fs.IntVar(&f.top, "top", 10, "remote endpoints to list in --summary")
 	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	fs.StringVarP(&f.read, "read", "r", "", "show a recording's socket snapshots (sockscope record) instead of the live tables")
+	fs.DurationVar(&f.at, "at", -1, "with -r: the last snapshot taken this long after the recording started (default: the last one)")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		return nil, false, usageError{err.Error()}
@@ -70,6 +75,9 @@ func parseSocketsFlags(args []string, stdout io.Writer) (*socketsFlags, bool, er
 	if f.top < 1 {
 		return nil, false, usageError{fmt.Sprintf("--top must be at least 1, not %d", f.top)}
 	}
+	if f.at >= 0 && f.read == "" {
+		return nil, false, usageError{"--at picks a snapshot of a recording: use it with -r FILE"}
+	}
 	if f.all && (len(f.containers) > 0 || f.netns != "") {
 		return nil, false, usageError{"--all already means the host and every container; drop --container and --netns"}
 	}
@@ -87,6 +95,9 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 	f, helped, err := parseSocketsFlags(args, stdout)
 	if err != nil || helped {
 		return err
+	}
+	if f.read != "" {
+		return replaySockets(f, stdout)
 	}
 	if err := prepare(); err != nil {
 		return err
@@ -110,14 +121,7 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	var keepState events.State
-	if f.state != "" {
-		keepState, _ = events.ParseState(f.state)
-	}
-	var out []byte
-	if f.output == "table" && !f.summary {
-		out = events.AppendSocketHeader(out)
-	}
+	p := newSocketPrinter(f, stdout)
 	for _, tg := range targets {
 		snap, err := it.Snapshot(tg.path)
 		if errors.Is(err, loader.ErrNetnsGone) {
@@ -131,37 +135,71 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		socks = slices.DeleteFunc(socks, func(k events.Socket) bool {
-			if keepState != 0 && k.State != keepState {
-				return true
-			}
-			return len(f.ports) > 0 && !slices.Contains(f.ports, int(k.Sport)) && !slices.Contains(f.ports, int(k.Dport))
-		})
-		if f.summary {
-			s := events.Summarize(socks, snap.PortRange, snap.TWReuse, f.top)
-			if f.output == "json" {
-				out = appendSummaryJSON(out, &s, tg)
-			} else {
-				out = events.AppendSummary(out, &s, tg.name, tg.inode)
-			}
-		} else {
-			for i := range socks {
-				if f.output == "json" {
-					out = events.AppendSocketJSON(out, &socks[i], tg.name, tg.id)
-				} else {
-					out = events.AppendSocketRow(out, &socks[i], tg.name)
-				}
-				if len(out) >= 256<<10 {
-					if err := writeAll(stdout, out); err != nil {
-						return err
-					}
-					out = out[:0]
-				}
-			}
+		if err := p.print(tg, socks, snap.PortRange, snap.TWReuse); err != nil {
+			return err
 		}
 	}
-	return writeAll(stdout, out)
+	return p.flush()
 }
+
+// socketPrinter writes sockets (or their summary) of one namespace after another.
+type socketPrinter struct {
+	f         *socketsFlags
+	w         io.Writer
+	out       []byte
+	keepState events.State
+}
+
+func newSocketPrinter(f *socketsFlags, w io.Writer) *socketPrinter {
+	p := &socketPrinter{f: f, w: w}
+	if f.state != "" {
+		p.keepState, _ = events.ParseState(f.state)
+	}
+	if f.output == "table" && !f.summary {
+		p.out = events.AppendSocketHeader(p.out)
+	}
+	return p
+}
+
+func (p *socketPrinter) print(tg target, socks []events.Socket, portRange [2]int, twReuse int) error {
+	f := p.f
+	socks = slices.DeleteFunc(socks, func(k events.Socket) bool {
+		if p.keepState != 0 && k.State != p.keepState {
+			return true
+		}
+		return len(f.ports) > 0 && !slices.Contains(f.ports, int(k.Sport)) && !slices.Contains(f.ports, int(k.Dport))
+	})
+	if f.summary {
+		s := events.Summarize(socks, portRange, twReuse, f.top)
+		if f.output == "json" {
+			p.out = appendSummaryJSON(p.out, &s, tg)
+		} else {
+			p.out = events.AppendSummary(p.out, &s, tg.name, tg.inode)
+		}
+		return nil
+	}
+	for i := range socks {
+		if f.output == "json" {
+			p.out = events.AppendSocketJSON(p.out, &socks[i], tg.name, tg.id)
+		} else {
+			p.out = events.AppendSocketRow(p.out, &socks[i], tg.name)
+		}
+		if len(p.out) >= 256<<10 {
+			if err := writeAll(p.w, p.out); err != nil {
+				return err
+			}
+			p.out = p.out[:0]
+		}
+	}
+	return nil
+}
+
+func (p *socketPrinter) flush() error {
+	err := writeAll(p.w, p.out)
+	p.out = p.out[:0]
+	return err
+}
+
 
 // writeAll writes b; a closed pipe (| head) ends the command quietly.
 func writeAll(w io.Writer, b []byte) error {

@@ -37,6 +37,7 @@ type syscallsFlags struct {
 	top        int
 	output     string
 	dockerHost string
+	read       string
 }
 
 var byFields = []string{"container", "comm", "pid", "syscall"}
@@ -58,6 +59,7 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	fs.IntVar(&f.top, "top", 20, "rows per table")
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
 	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	fs.StringVarP(&f.read, "read", "r", "", "count from a recording (sockscope record) instead of live")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		return nil, false, usageError{err.Error()}
@@ -92,6 +94,9 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	if f.interval < 0 || f.duration < 0 {
 		return nil, false, usageError{"--interval and --duration must not be negative"}
 	}
+	if f.read != "" && f.duration > 0 {
+		return nil, false, usageError{"--duration applies to live counting; a replay (-r) covers the whole recording"}
+	}
 	return f, false, nil
 }
 
@@ -108,6 +113,9 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	f, helped, err := parseSyscallsFlags(args, stdout)
 	if err != nil || helped {
 		return err
+	}
+	if f.read != "" {
+		return replaySyscalls(f, stdout, stderr)
 	}
 	if err := prepare(); err != nil {
 		return err
@@ -168,14 +176,14 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	for {
 		select {
 		case <-tick:
-			if err := p.print(counter, stderr); err != nil {
+			if err := p.read(counter, stderr); err != nil {
 				return err
 			}
 			continue
 		case <-sigs:
 		case <-end:
 		}
-		return p.print(counter, stderr)
+		return p.read(counter, stderr)
 	}
 }
 
@@ -224,11 +232,16 @@ func (p *syscallPrinter) wanted(nr uint32) bool {
 	return slices.Contains(p.f.syscalls, events.SyscallName(runtime.GOARCH, nr))
 }
 
-func (p *syscallPrinter) print(counter *loader.Syscalls, stderr io.Writer) error {
+func (p *syscallPrinter) read(counter *loader.Syscalls, stderr io.Writer) error {
 	cur, err := counter.Read()
 	if err != nil {
 		return err
 	}
+	return p.print(cur, time.Now(), stderr)
+}
+
+// print prints what cur counted since the previous print; at is when it was read.
+func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr io.Writer) error {
 	for i, n := range cur.Dropped {
 		if n > p.drops[i] {
 			fmt.Fprintf(stderr, "sockscope: warning: %d %s did not fit the kernel's table and were not counted\n",
@@ -315,7 +328,7 @@ func (p *syscallPrinter) print(counter *loader.Syscalls, stderr io.Writer) error
 			}
 		}
 	} else {
-		p.appendTables(&out, counts, errs, paths)
+		p.appendTables(&out, at, counts, errs, paths)
 	}
 	if _, err := io.WriteString(p.w, out.String()); err != nil && !isEPIPE(err) {
 		return fmt.Errorf("write output: %w", err)
@@ -383,7 +396,7 @@ func (p *syscallPrinter) appendJSON(out *strings.Builder, typ string, r *sysRow)
 	out.WriteByte('\n')
 }
 
-func (p *syscallPrinter) appendTables(out *strings.Builder, counts, errs, paths map[sysRow]*sysRow) {
+func (p *syscallPrinter) appendTables(out *strings.Builder, at time.Time, counts, errs, paths map[sysRow]*sysRow) {
 	head := func(tw *tabwriter.Writer, extra ...string) {
 		var cols []string
 		for _, b := range byFields {
@@ -414,7 +427,7 @@ func (p *syscallPrinter) appendTables(out *strings.Builder, counts, errs, paths 
 	}
 	tw := tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
 	if p.f.interval > 0 {
-		fmt.Fprintf(out, "%s\n", time.Now().Format("15:04:05"))
+		fmt.Fprintf(out, "%s\n", at.Local().Format("15:04:05"))
 	}
 	extra := []string{"COUNT", "ERRORS"}
 	if p.f.latency {

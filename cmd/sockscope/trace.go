@@ -32,6 +32,7 @@ type traceFlags struct {
 	duration      time.Duration
 	count         int
 	dockerHost    string
+	read          string
 }
 
 func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error) {
@@ -49,6 +50,7 @@ func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error)
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 30s); 0 = until Ctrl-C")
 	fs.IntVar(&f.count, "count", 0, "stop after this many output lines (JSON lines or table rows); 0 = no limit")
 	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	fs.StringVarP(&f.read, "read", "r", "", "replay a recording made by sockscope record instead of tracing live")
 	help := fs.BoolP("help", "h", false, "show this help")
 	if err := fs.Parse(args); err != nil {
 		return nil, false, usageError{err.Error()}
@@ -85,6 +87,9 @@ func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error)
 	if f.duration < 0 {
 		return nil, false, usageError{fmt.Sprintf("--duration must not be negative, not %s", f.duration)}
 	}
+	if f.read != "" && f.duration > 0 {
+		return nil, false, usageError{"--duration applies to live tracing; a replay (-r) shows the whole recording"}
+	}
 	return f, false, nil
 }
 
@@ -92,6 +97,9 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	f, helped, err := parseTraceFlags(args, stdout)
 	if err != nil || helped {
 		return err
+	}
+	if f.read != "" {
+		return replayTrace(f, stdout, stderr)
 	}
 	if err := prepare(); err != nil {
 		return err
@@ -217,13 +225,11 @@ func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr
 		}
 	}()
 
-	fmtr := events.NewFormatter(events.NewClock())
+	eo := &eventOut{f: f, fmtr: events.NewFormatter(events.NewClock()), out: out}
 	var (
-		rec          ringbuf.Record
-		ev           events.Event
-		nState, nCon uint64
-		written      int
-		pipeClosed   bool
+		rec        ringbuf.Record
+		ev         events.Event
+		pipeClosed bool
 	)
 	tracer.SetDeadline(time.Now().Add(pollInterval))
 	if f.output == "table" {
@@ -251,33 +257,8 @@ func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr
 		if events.Decode(rec.RawSample, &ev) != nil {
 			continue
 		}
-		// --count counts output lines. A record that concludes a connect makes two JSON lines
-		// (state, then connect): when only one more is allowed, print only the first.
-		if f.count > 0 && f.output == "json" && ev.Kind == events.KindState|events.KindConnect && f.count-written == 1 {
-			ev.Kind = events.KindState
-		}
 		name, id, ok := names.Lookup(ev.Netns)
-		if !ok {
-			name, id = "", ""
-		}
-		if f.output == "json" {
-			out.buf = fmtr.AppendJSON(out.buf, &ev, name, id)
-		} else {
-			if !ok {
-				name = strconv.FormatUint(uint64(ev.Netns), 10)
-			}
-			out.buf = fmtr.AppendTableRow(out.buf, &ev, name)
-		}
-		if ev.Kind&events.KindState != 0 {
-			nState++
-			written++
-		}
-		if ev.Kind&events.KindConnect != 0 {
-			nCon++
-			if f.output == "json" || ev.Kind&events.KindState == 0 {
-				written++
-			}
-		}
+		full := eo.add(&ev, name, id, ok)
 		if len(out.buf) >= writeChunk {
 			if err := out.Flush(); err != nil {
 				if pipeClosed = isEPIPE(err); pipeClosed {
@@ -286,7 +267,7 @@ func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr
 				return fmt.Errorf("write output: %w", err)
 			}
 		}
-		if f.count > 0 && written >= f.count {
+		if full {
 			break
 		}
 	}
@@ -302,8 +283,54 @@ func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr
 		return err
 	}
 	reportLost(lost)
-	fmt.Fprintf(stderr, "sockscope: %d events (%d state, %d connect), %d lost\n", nState+nCon, nState, nCon, lost.Total())
+	eo.summary(stderr, lost.Total())
 	return nil
+}
+
+// eventOut formats events for the terminal or a program, counting what it printed.
+type eventOut struct {
+	f            *traceFlags
+	fmtr         *events.Formatter
+	out          *chunkWriter
+	written      int
+	nState, nCon uint64
+}
+
+// add appends one event, named as given (named=false: the namespace has no name, the table shows
+// its inode). It reports true once --count lines are out.
+func (o *eventOut) add(ev *events.Event, name, id string, named bool) bool {
+	f := o.f
+	// --count counts output lines. A record that concludes a connect makes two JSON lines
+	// (state, then connect): when only one more is allowed, print only the first.
+	if f.count > 0 && f.output == "json" && ev.Kind == events.KindState|events.KindConnect && f.count-o.written == 1 {
+		ev.Kind = events.KindState
+	}
+	if !named {
+		name, id = "", ""
+	}
+	if f.output == "json" {
+		o.out.buf = o.fmtr.AppendJSON(o.out.buf, ev, name, id)
+	} else {
+		if !named {
+			name = strconv.FormatUint(uint64(ev.Netns), 10)
+		}
+		o.out.buf = o.fmtr.AppendTableRow(o.out.buf, ev, name)
+	}
+	if ev.Kind&events.KindState != 0 {
+		o.nState++
+		o.written++
+	}
+	if ev.Kind&events.KindConnect != 0 {
+		o.nCon++
+		if f.output == "json" || ev.Kind&events.KindState == 0 {
+			o.written++
+		}
+	}
+	return f.count > 0 && o.written >= f.count
+}
+
+func (o *eventOut) summary(stderr io.Writer, lost uint64) {
+	fmt.Fprintf(stderr, "sockscope: %d events (%d state, %d connect), %d lost\n", o.nState+o.nCon, o.nState, o.nCon, lost)
 }
 
 func isEPIPE(err error) bool { return errors.Is(err, syscall.EPIPE) }

@@ -1,0 +1,532 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
+
+	"github.com/sockscope/sockscope/containers"
+	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/recording"
+)
+
+type recordFlags struct {
+	file       string
+	containers []string
+	netns      string
+	duration   time.Duration
+	interval   time.Duration
+	maxSize    int64
+	force      bool
+	syscalls   bool
+	dockerHost string
+}
+
+func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, error) {
+	f := &recordFlags{}
+	fs := pflag.NewFlagSet("sockscope record", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVarP(&f.file, "write", "w", "", "write the recording to this file (- for standard output)")
+	fs.StringArrayVarP(&f.containers, "container", "c", nil, "record this container (name or ID prefix); repeatable; default: the host and every container")
+	fs.StringVar(&f.netns, "netns", "", "also record this network namespace: a path such as /run/netns/NAME or /proc/PID/ns/net")
+	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 10m); 0 = until Ctrl-C")
+	fs.DurationVar(&f.interval, "interval", 5*time.Second, "how often socket snapshots, syscall counts and facts are taken")
+	size := fs.String("max-size", "", "rotate the file at this size (e.g. 100M, 2G): FILE becomes FILE.1 and a new FILE starts")
+	fs.BoolVar(&f.force, "force", false, "overwrite FILE if it exists")
+	fs.BoolVar(&f.syscalls, "syscalls", true, "also count syscalls, their errors and file paths")
+	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		return nil, false, usageError{err.Error()}
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: sockscope record -w FILE [flags]\n\nRecord TCP events, socket snapshots, syscall counts, container metadata and the settings that\nexplain incidents into one file, for trace/syscalls/sockets -r, report and diagnose.\n\nFlags:\n%s", fs.FlagUsages())
+		return nil, true, nil
+	}
+	if fs.NArg() > 0 {
+		return nil, false, usageError{fmt.Sprintf("unexpected argument %q (the file is given with -w FILE)", fs.Arg(0))}
+	}
+	if f.file == "" {
+		return nil, false, usageError{"-w FILE is required (- writes to standard output)"}
+	}
+	if f.duration < 0 {
+		return nil, false, usageError{fmt.Sprintf("--duration must not be negative, not %s", f.duration)}
+	}
+	if f.interval < 100*time.Millisecond {
+		return nil, false, usageError{fmt.Sprintf("--interval must be at least 100ms, not %s", f.interval)}
+	}
+	if *size != "" {
+		n, err := parseSize(*size)
+		if err != nil {
+			return nil, false, usageError{fmt.Sprintf("--max-size %q: %v", *size, err)}
+		}
+		if n < 64<<10 {
+			return nil, false, usageError{fmt.Sprintf("--max-size %s is too small: use at least 64K", *size)}
+		}
+		if f.file == "-" {
+			return nil, false, usageError{"--max-size needs a file to rotate, not -w - (standard output)"}
+		}
+		f.maxSize = n
+	}
+	return f, false, nil
+}
+
+// parseSize reads a byte count with an optional K, M or G suffix (powers of 1024).
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	switch strings.ToUpper(s[len(s)-1:]) {
+	case "K":
+		mult = 1 << 10
+	case "M":
+		mult = 1 << 20
+	case "G":
+		mult = 1 << 30
+	}
+	if mult > 1 {
+		s = s[:len(s)-1]
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, errors.New("want a positive number of bytes, optionally with K, M or G (e.g. 500M)")
+	}
+	return n * mult, nil
+}
+
+// recorder is one `sockscope record` run: the kernel side of trace, syscalls and sockets, and
+// the sink they all write to.
+type recorder struct {
+	f      *recordFlags
+	sink   *recording.Sink
+	clock  events.Clock
+	stderr io.Writer
+	host   recording.NetnsFacts
+	fixed  []nsTarget // --netns
+
+	tracer  *loader.Tracer
+	counter *loader.Syscalls
+	socks   *loader.Sockets
+
+	mu       sync.Mutex
+	history  map[string]*recording.Container // by full ID
+	selected map[string]bool
+	running  []containers.Container
+	nEvents  uint64
+	nSnaps   uint64
+}
+
+type nsTarget struct {
+	inode uint32
+	path  string
+}
+
+func runRecord(args []string, stdout, stderr io.Writer) error {
+	f, helped, err := parseRecordFlags(args, stdout)
+	if err != nil || helped {
+		return err
+	}
+	return record(f, stdout, stderr)
+}
+
+// record runs one recording to its end (--duration or a signal).
+func record(f *recordFlags, stdout, stderr io.Writer) error {
+	if err := prepare(); err != nil {
+		return err
+	}
+	r := &recorder{f: f, stderr: stderr, history: map[string]*recording.Container{}, selected: map[string]bool{}}
+	var fixed []uint32
+	if f.netns != "" {
+		ino, err := containers.NetnsInodeOfPath(f.netns)
+		if err != nil {
+			return fmt.Errorf("--netns %s: %w", f.netns, err)
+		}
+		fixed = append(fixed, ino)
+		r.fixed = append(r.fixed, nsTarget{ino, f.netns})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sc, err := newScope(ctx, f.dockerHost, f.containers, fixed, stderr)
+	if err != nil {
+		return err
+	}
+	defer sc.Close()
+	for _, id := range sc.selected {
+		r.selected[id] = true
+	}
+
+	// Everything that can fail on bad input is checked before the file is created.
+	if r.tracer, err = loader.OpenTrace(loader.TraceConfig{FilterNetns: sc.filtered(), Netns: fixed}); err != nil {
+		return err
+	}
+	defer r.tracer.Close()
+	if f.syscalls {
+		cfg := loader.SyscallConfig{FilterNetns: sc.filtered(), Netns: fixed, Paths: true}
+		for _, p := range pathSyscalls {
+			if nr, ok := events.SyscallNumber(runtime.GOARCH, p.name); ok {
+				cfg.PathSyscalls = append(cfg.PathSyscalls, loader.PathSyscall{Nr: nr, Arg: p.arg})
+			}
+		}
+		if r.counter, err = loader.OpenSyscalls(cfg); err != nil {
+			return err
+		}
+		defer r.counter.Close()
+	}
+	if r.socks, err = loader.OpenSockets(); err != nil {
+		return err
+	}
+	defer r.socks.Close()
+
+	if r.sink, err = recording.Create(f.file, f.maxSize, f.force, stdout); err != nil {
+		return err
+	}
+	r.clock = events.NewClock()
+	start := time.Now()
+	hostname, _ := os.Hostname()
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	what := "the host and every container"
+	if sc.filtered() {
+		what = strings.Join(append(slices.Clone(f.containers), strings.Fields(f.netns)...), ", ")
+	}
+	meta := recording.Meta{
+		Sockscope: version, Hostname: hostname, Kernel: unix.ByteSliceToString(uts.Release[:]), Arch: runtime.GOARCH,
+		Start: start.UTC(), ClockOffset: r.clock.Offset(), Interval: f.interval, HostNetns: sc.host,
+		Scope: what, Filtered: sc.filtered(), Paths: f.syscalls, NetnsNames: map[uint32]string{},
+	}
+	for _, t := range r.fixed {
+		meta.NetnsNames[t.inode] = strings.TrimPrefix(t.path, "/run/netns/")
+	}
+	if err := r.sink.WriteJSON(recording.BlockMeta, start, meta); err != nil {
+		return fmt.Errorf("write %s: %w", f.file, err)
+	}
+
+	setNetns := func(ns []uint32) error {
+		var errs []error
+		errs = append(errs, r.tracer.SetNetns(ns))
+		if r.counter != nil {
+			errs = append(errs, r.counter.SetNetns(ns))
+		}
+		return errors.Join(errs...)
+	}
+	if _, err := sc.follow(ctx, setNetns, stderr, func(w *containers.Watcher) {
+		w.OnUpdate = r.update
+		w.OnDie = r.died
+	}); err != nil {
+		return err
+	}
+	if sc.docker == nil {
+		r.writeContainers(time.Now()) // an empty list: no container names in this recording
+	}
+	fmt.Fprintf(stderr, "sockscope: recording %s to %s (Ctrl-C to stop)\n", what, f.file)
+	return r.run(sc)
+}
+
+// update follows the running containers: new ones are added to the history, gone ones stopped.
+func (r *recorder) update(running []containers.Container) {
+	now := time.Now()
+	r.mu.Lock()
+	changed := false
+	seen := map[string]bool{}
+	for _, c := range running {
+		seen[c.ID] = true
+		h, ok := r.history[c.ID]
+		if ok && h.Stopped.IsZero() && h.Netns == c.Netns {
+			continue
+		}
+		r.history[c.ID] = &recording.Container{ID: c.ID, Name: c.Name, Image: c.Image, Labels: c.Labels,
+			Pid: c.Pid, Netns: c.Netns, Started: now.UTC(), Selected: r.selected[c.ID]}
+		changed = true
+	}
+	for id, h := range r.history {
+		if !seen[id] && h.Stopped.IsZero() {
+			h.Stopped = now.UTC()
+			changed = true
+		}
+	}
+	r.running = running
+	r.mu.Unlock()
+	if changed {
+		r.writeContainers(now)
+	}
+}
+
+// died records a container's exit code and the daemon's time of it.
+func (r *recorder) died(id string, code int, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if h, ok := r.history[id]; ok {
+		h.ExitCode = code
+		h.Stopped = at.UTC()
+	}
+}
+
+func (r *recorder) writeContainers(now time.Time) {
+	r.mu.Lock()
+	list := recording.Containers{List: []recording.Container{}}
+	for _, h := range r.history {
+		list.List = append(list.List, *h)
+	}
+	r.mu.Unlock()
+	slices.SortFunc(list.List, func(a, b recording.Container) int { return strings.Compare(a.ID, b.ID) })
+	if err := r.sink.WriteJSON(recording.BlockContainers, now, list); err != nil {
+		fmt.Fprintf(r.stderr, "sockscope: write %s: %v\n", r.f.file, err)
+	}
+}
+
+// targets are the namespaces to snapshot: the selected containers (and --netns), or the host
+// and every running container.
+func (r *recorder) targets(sc *scope) []nsTarget {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Clone(r.fixed)
+	seen := map[uint32]bool{}
+	for _, t := range out {
+		seen[t.inode] = true
+	}
+	if !sc.filtered() {
+		if path, ino, err := containers.HostNetnsPath(); err == nil && !seen[ino] {
+			out = append(out, nsTarget{ino, path})
+			seen[ino] = true
+		}
+	}
+	for _, c := range r.running {
+		if c.Netns == 0 || seen[c.Netns] || (sc.filtered() && !r.selected[c.ID]) {
+			continue
+		}
+		seen[c.Netns] = true
+		out = append(out, nsTarget{c.Netns, fmt.Sprintf("/proc/%d/ns/net", c.Pid)})
+	}
+	return out
+}
+
+// run reads events until the end, taking snapshots every interval.
+func (r *recorder) run(sc *scope) error {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	signal.Ignore(syscall.SIGPIPE)
+
+	stop := make(chan string, 1)
+	go func() {
+		var end <-chan time.Time
+		if r.f.duration > 0 {
+			end = time.After(r.f.duration)
+		}
+		select {
+		case <-sigs:
+			stop <- "signal"
+		case <-end:
+			stop <- "duration"
+		}
+	}()
+
+	evErr := make(chan error, 1)
+	var stopping sync.WaitGroup
+	stopping.Add(1)
+	go func() {
+		defer stopping.Done()
+		evErr <- r.readEvents()
+	}()
+
+	if err := r.snapshot(sc); err != nil {
+		return err
+	}
+	tick := time.NewTicker(r.f.interval)
+	defer tick.Stop()
+	reason := ""
+	for reason == "" {
+		select {
+		case reason = <-stop:
+		case err := <-evErr:
+			// The event reader only stops early on a write error.
+			r.tracer.Detach()
+			r.sink.Close(time.Now(), "error: "+err.Error())
+			return err
+		case <-tick.C:
+			if err := r.snapshot(sc); err != nil {
+				return err
+			}
+		}
+	}
+	// The last events first, then the final snapshot, so the file ends with the latest state.
+	r.tracer.Detach()
+	r.tracer.Flush()
+	stopping.Wait()
+	if err := <-evErr; err != nil {
+		return err
+	}
+	if err := r.snapshot(sc); err != nil {
+		return err
+	}
+	if err := r.sink.Close(time.Now(), reason); err != nil {
+		return fmt.Errorf("write %s: %w", r.f.file, err)
+	}
+	lost, _ := r.tracer.Lost()
+	fmt.Fprintf(r.stderr, "sockscope: recorded %d events and %d socket snapshots (%d lost) to %s\n", r.nEvents, r.nSnaps, lost.Total(), r.f.file)
+	return nil
+}
+
+// readEvents copies ring buffer records into events blocks: one block every poll that found
+// records, or sooner when a block reaches eventBlock bytes.
+func (r *recorder) readEvents() error {
+	const eventBlock = 1 << 20
+	buf := make([]byte, 0, eventBlock+events.RecordSize)
+	flush := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		r.nEvents += uint64(len(buf) / events.RecordSize)
+		err := r.sink.Write(recording.BlockEvents, time.Now(), buf)
+		buf = buf[:0]
+		if err != nil {
+			return fmt.Errorf("write %s: %w", r.f.file, err)
+		}
+		return nil
+	}
+	var rec ringbuf.Record
+	r.tracer.SetDeadline(time.Now().Add(pollInterval * 10))
+	for {
+		err := r.tracer.ReadInto(&rec)
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if err := flush(); err != nil {
+				return err
+			}
+			r.tracer.SetDeadline(time.Now().Add(pollInterval * 10))
+			continue
+		case errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, os.ErrClosed):
+			return flush()
+		case err != nil:
+			return fmt.Errorf("read ring buffer: %w", err)
+		}
+		if len(rec.RawSample) < events.RecordSize {
+			continue
+		}
+		buf = append(buf, rec.RawSample[:events.RecordSize]...)
+		if len(buf) >= eventBlock {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// snapshot writes the sockets of every target namespace, the syscall counts, the lost counts and
+// the facts.
+func (r *recorder) snapshot(sc *scope) error {
+	now := time.Now()
+	write := func(t recording.BlockType, v any) error {
+		if err := r.sink.WriteJSON(t, now, v); err != nil {
+			return fmt.Errorf("write %s: %w", r.f.file, err)
+		}
+		return nil
+	}
+	rawOwners, err := r.socks.Owners()
+	if err != nil {
+		return err
+	}
+	var facts recording.Facts
+	inodes := map[uint32]bool{}
+	for _, t := range r.targets(sc) {
+		snap, err := r.socks.Snapshot(t.path)
+		if errors.Is(err, loader.ErrNetnsGone) {
+			continue // its container just stopped
+		}
+		if err != nil {
+			fmt.Fprintf(r.stderr, "sockscope: warning: snapshot of netns %d: %v\n", t.inode, err)
+			continue
+		}
+		inodes[t.inode] = true
+		s := recording.SocketSnapshot{Netns: t.inode, PortRange: snap.PortRange, TWReuse: snap.TWReuse, Records: snap.Records}
+		s.Owners = ownersOf(snap.Records, rawOwners)
+		if err := r.sink.Write(recording.BlockSockets, now, recording.EncodeSockets(&s)); err != nil {
+			return fmt.Errorf("write %s: %w", r.f.file, err)
+		}
+		r.nSnaps++
+		facts.Netns = append(facts.Netns, recording.NetnsFacts{Netns: t.inode, PortRange: snap.PortRange, TWReuse: snap.TWReuse, Somaxconn: snap.Somaxconn})
+	}
+	facts.Processes = processesIn(inodes)
+	if err := write(recording.BlockFacts, facts); err != nil {
+		return err
+	}
+	if r.counter != nil {
+		counts, err := r.counter.Read()
+		if err != nil {
+			return err
+		}
+		if err := write(recording.BlockSyscalls, counts); err != nil {
+			return err
+		}
+	}
+	lost, err := r.tracer.Lost()
+	if err != nil {
+		return err
+	}
+	return write(recording.BlockLost, recording.Lost{RingFull: lost.RingFull, Nested: lost.Nested})
+}
+
+// ownersOf keeps the owner records of the sockets in records: the owner iterator lists every
+// socket file on the machine.
+func ownersOf(records, owners []byte) []byte {
+	want := map[uint32]bool{}
+	for b := records; len(b) >= events.SocketRecordSize; b = b[events.SocketRecordSize:] {
+		if ino := events.SocketInode(b); ino != 0 {
+			want[ino] = true
+		}
+	}
+	var out []byte
+	for b := owners; len(b) >= events.OwnerRecordSize; b = b[events.OwnerRecordSize:] {
+		if want[events.OwnerInode(b)] {
+			out = append(out, b[:events.OwnerRecordSize]...)
+		}
+	}
+	return out
+}
+
+// processesIn lists the processes living in the given namespaces with their open-files limit:
+// the number behind EMFILE. It reads /proc once per interval, not per event.
+func processesIn(inodes map[uint32]bool) []recording.Process {
+	out := []recording.Process{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(filepath.Base(d))
+		if err != nil {
+			continue
+		}
+		ino, err := containers.NetnsInode(pid)
+		if err != nil || !inodes[ino] {
+			continue
+		}
+		comm, _ := os.ReadFile(d + "/comm")
+		p := recording.Process{Pid: uint32(pid), Netns: ino, Comm: strings.TrimSpace(string(comm)), NofileSoft: -1, NofileHard: -1}
+		var lim unix.Rlimit
+		if unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &lim) == nil {
+			if lim.Cur != unix.RLIM_INFINITY {
+				p.NofileSoft = int64(lim.Cur)
+			}
+			if lim.Max != unix.RLIM_INFINITY {
+				p.NofileHard = int64(lim.Max)
+			}
+		}
+		if fds, err := os.ReadDir(d + "/fd"); err == nil {
+			p.Fds = len(fds)
+		}
+		out = append(out, p)
+	}
+	return out
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/sockscope/sockscope/diagnose"
+)
+
+func runReport(args []string, stdout, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("sockscope report", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	queries := fs.StringArrayP("container", "c", nil, "only this container (name or ID prefix); repeatable")
+	netns := fs.String("netns", "", "only this network namespace (its inode, or host)")
+	htmlFile := fs.String("html", "", "also write the report as a self-contained HTML page with charts to this file")
+	top := fs.Int("top", 10, "rows per list (remote endpoints, syscalls, errors)")
+	output := fs.StringP("output", "o", "text", "output format: text or json")
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: sockscope report FILE [flags]\n\nAn incident summary of a recording: findings, then per container a timeline of connects,\nfailures by errno, resets and socket states, the top remote endpoints and syscall hotspots.\n\nFlags:\n%s", fs.FlagUsages())
+		return nil
+	}
+	if fs.NArg() != 1 {
+		return usageError{"give one recording: sockscope report FILE (made with sockscope record -w FILE)"}
+	}
+	if *output != "text" && *output != "json" {
+		return usageError{fmt.Sprintf("--output must be text or json, not %q", *output)}
+	}
+	if *top < 1 {
+		return usageError{fmt.Sprintf("--top must be at least 1, not %d", *top)}
+	}
+	file := fs.Arg(0)
+	rec, err := loadRecording(file)
+	if err != nil {
+		return err
+	}
+	only, err := recordedNetns(rec, *queries, *netns)
+	if err != nil {
+		return err
+	}
+	r, err := diagnose.Summarize(rec, file, only, *top)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if *htmlFile != "" {
+		var page bytes.Buffer
+		if err := diagnose.WriteHTML(&page, r); err != nil {
+			return err
+		}
+		if err := writeFileAtomic(*htmlFile, page.Bytes()); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "sockscope: wrote %s\n", *htmlFile)
+	}
+	var out bytes.Buffer
+	if *output == "json" {
+		b, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return err
+		}
+		out.Write(append(b, '\n'))
+	} else if err := diagnose.WriteText(&out, r); err != nil {
+		return err
+	}
+	return writeAll(stdout, out.Bytes())
+}
+
+// writeFileAtomic writes a file through a temporary one, so an existing file is replaced only
+// by a complete one.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	os.Chmod(tmp.Name(), 0o644)
+	return os.Rename(tmp.Name(), path)
+}
+
+func runDiagnose(args []string, stdout, stderr io.Writer) error {
+	fs := pflag.NewFlagSet("sockscope diagnose", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	queries := fs.StringArrayP("container", "c", nil, "diagnose this container (name or ID prefix); repeatable; default: the host and every container")
+	netns := fs.String("netns", "", "this network namespace: live, a path such as /run/netns/NAME; with -r, its inode")
+	duration := fs.Duration("duration", 30*time.Second, "live: how long to watch before diagnosing")
+	interval := fs.Duration("interval", 2*time.Second, "live: how often sockets, syscalls and facts are sampled")
+	read := fs.StringP("read", "r", "", "diagnose a recording (sockscope record -w FILE) instead of watching live")
+	output := fs.StringP("output", "o", "text", "output format: text or json (one finding per line)")
+	dockerHost := fs.String("docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: sockscope diagnose [flags]\n\nWatch live (or read a recording) and report what is wrong: local port exhaustion, connection\nleaks, file descriptor limits, refusals, resets, retransmits, containers killed with open\nconnections. Each finding has its evidence, the command that verifies it, and the fix.\n\nFlags:\n%s", fs.FlagUsages())
+		return nil
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q (a recording is given with -r FILE)", fs.Arg(0))}
+	}
+	if *output != "text" && *output != "json" {
+		return usageError{fmt.Sprintf("--output must be text or json, not %q", *output)}
+	}
+	if *duration <= 0 {
+		return usageError{fmt.Sprintf("--duration must be positive, not %s", *duration)}
+	}
+	source := *read
+	if source == "" {
+		// Live: record to a temporary file for --duration, then diagnose that recording,
+		// so live and recorded diagnoses are one code path.
+		tmp, err := os.CreateTemp("", "sockscope-diagnose-*.rec")
+		if err != nil {
+			return err
+		}
+		tmp.Close()
+		defer os.Remove(tmp.Name())
+		rf := &recordFlags{file: tmp.Name(), containers: *queries, netns: *netns, duration: *duration,
+			interval: *interval, force: true, syscalls: true, dockerHost: *dockerHost}
+		if rf.interval < 100*time.Millisecond {
+			return usageError{fmt.Sprintf("--interval must be at least 100ms, not %s", rf.interval)}
+		}
+		fmt.Fprintf(stderr, "sockscope: watching for %s before diagnosing\n", *duration)
+		if err := record(rf, io.Discard, stderr); err != nil {
+			return err
+		}
+		source = tmp.Name()
+		*queries, *netns = nil, "" // the recording holds only what was asked for
+	}
+	rec, err := loadRecording(source)
+	if err != nil {
+		return err
+	}
+	only, err := recordedNetns(rec, *queries, *netns)
+	if err != nil {
+		return err
+	}
+	r, err := diagnose.Summarize(rec, source, only, 10)
+	if err != nil {
+		return fmt.Errorf("%s: %w", source, err)
+	}
+	var out bytes.Buffer
+	if *output == "json" {
+		err = diagnose.WriteFindingsJSON(&out, r.Findings)
+	} else {
+		err = diagnose.WriteFindings(&out, r.Findings)
+	}
+	if err != nil {
+		return err
+	}
+	return writeAll(stdout, out.Bytes())
+}

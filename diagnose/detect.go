@@ -1,0 +1,514 @@
+package diagnose
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/recording"
+)
+
+// Thresholds of the detectors. A finding needs numbers well beyond noise: these are the points
+// where a person looking at the same data would start to worry.
+const (
+	// portUseWarn is the share of the ephemeral range held towards one destination that is
+	// reported even before connect() fails.
+	portUseWarn = 0.8
+	// A leak: at least leakMinSnapshots snapshots in which connections to one destination never
+	// fall, end at least leakFactor times where they began, and grow by at least leakMinGrowth.
+	leakMinSnapshots = 4
+	leakFactor       = 2
+	leakMinGrowth    = 20
+	// refusedMin connects refused by one destination.
+	refusedMin = 5
+	// resetMin connections to one destination cut by resets, at least resetShare of its connections.
+	resetMin   = 20
+	resetShare = 0.1
+	// retransMin sockets to one destination with retransmissions pending in one snapshot.
+	retransMin = 5
+	// stopWindow is how close to a container's stop its connections' ends count as the stop's.
+	stopWindow = 2 * time.Second
+	// exitKilled is the exit code of a process ended by SIGKILL (128 + 9), what docker stop
+	// does once the stop timeout passes without the container exiting on SIGTERM.
+	exitKilled = 137
+)
+
+// detect runs every detector, most severe findings first.
+func (v *view) detect() []Finding {
+	var out []Finding
+	for _, ns := range v.netns {
+		out = append(out, v.portExhaustion(ns)...)
+		out = append(out, v.connectionLeak(ns)...)
+		out = append(out, v.fdLimit(ns)...)
+		out = append(out, v.refusals(ns)...)
+		out = append(out, v.resets(ns)...)
+		out = append(out, v.retransmits(ns)...)
+		out = append(out, v.uncleanStop(ns)...)
+	}
+	slices.SortStableFunc(out, func(a, b Finding) int {
+		return cmp.Or(cmp.Compare(b.Severity, a.Severity), strings.Compare(a.Container, b.Container), strings.Compare(a.Kind, b.Kind))
+	})
+	return out
+}
+
+func (v *view) finding(kind string, sev Severity, ns uint32) Finding {
+	name, _ := v.name(ns)
+	return Finding{Kind: kind, Severity: sev, Container: name, Netns: ns, Numbers: map[string]float64{}}
+}
+
+// inNetns is how a person runs cmd in the namespace: through the container's PID, by the
+// namespace's name, or directly on the host.
+func (v *view) inNetns(ns uint32, cmd string) string {
+	if ns == v.rec.Meta.HostNetns {
+		return cmd
+	}
+	if c, ok := v.container(ns); ok {
+		return fmt.Sprintf("nsenter -t $(docker inspect -f '{{.State.Pid}}' %s) -n %s", c.Name, cmd)
+	}
+	if name := v.rec.Meta.NetnsNames[ns]; name != "" {
+		return fmt.Sprintf("ip netns exec %s %s", name, cmd)
+	}
+	return fmt.Sprintf("nsenter --net=/proc/PID/ns/net %s  # PID: any process in netns %d", cmd, ns)
+}
+
+func stamp(t time.Time) string { return t.UTC().Format("15:04:05") }
+
+// portUse is, in one snapshot, the sockets towards each destination holding a local port of
+// the ephemeral range, and how many of them sit in TIME_WAIT.
+type portUse struct {
+	dest            string
+	used, timeWait  int
+	at              time.Time
+	rangeLo, ranges int
+	twReuse         int
+}
+
+func peakPortUse(snaps []snapshot) (portUse, bool) {
+	var best portUse
+	found := false
+	for _, sn := range snaps {
+		lo, hi := sn.portRange[0], sn.portRange[1]
+		if lo <= 0 || hi < lo {
+			continue
+		}
+		used := map[string]*portUse{}
+		for _, k := range sn.socks {
+			if k.State == events.StateListen || int(k.Sport) < lo || int(k.Sport) > hi || k.Dport == 0 {
+				continue
+			}
+			d := endpoint(k.Daddr, k.Dport)
+			if used[d] == nil {
+				used[d] = &portUse{dest: d, at: sn.at, rangeLo: lo, ranges: hi - lo + 1, twReuse: sn.twReuse}
+			}
+			used[d].used++
+			if k.State == events.StateTimeWait {
+				used[d].timeWait++
+			}
+		}
+		for _, u := range used {
+			if !found || u.used > best.used || u.used == best.used && u.dest < best.dest {
+				best, found = *u, true
+			}
+		}
+	}
+	return best, found
+}
+
+func (v *view) portExhaustion(ns uint32) []Finding {
+	failed := map[string]int{}
+	var first time.Time
+	total := 0
+	for _, te := range v.events[ns] {
+		if te.e.Kind&events.KindConnect != 0 && te.e.Errno == syscall.EADDRNOTAVAIL {
+			failed[endpoint(te.e.Daddr, te.e.Dport)]++
+			total++
+			if first.IsZero() {
+				first = te.at
+			}
+		}
+	}
+	peak, havePeak := peakPortUse(v.sockets[ns])
+	share := 0.0
+	if havePeak {
+		share = float64(peak.used) / float64(peak.ranges)
+	}
+	if total == 0 && share < portUseWarn {
+		return nil
+	}
+	f := v.finding("port_exhaustion", Critical, ns)
+	if total == 0 {
+		f.Severity = Warning
+	}
+	dest := peak.dest
+	if total > 0 {
+		dest = topKey(failed)
+		f.Summary = fmt.Sprintf("local ports exhausted: %d connect() calls failed with EADDRNOTAVAIL (to %s)", total, dest)
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%d connects failed with EADDRNOTAVAIL, the first at %s; %d of them to %s", total, stamp(first), failed[dest], dest))
+	} else {
+		f.Summary = fmt.Sprintf("local ports nearly exhausted: %d of %d ephemeral ports held by sockets to %s", peak.used, peak.ranges, peak.dest)
+	}
+	f.Numbers["eaddrnotavail"] = float64(total)
+	if havePeak {
+		f.Evidence = append(f.Evidence,
+			fmt.Sprintf("at %s, %d sockets to %s held local ports of the ephemeral range (%d of them in TIME_WAIT)", stamp(peak.at), peak.used, peak.dest, peak.timeWait),
+			fmt.Sprintf("net.ipv4.ip_local_port_range is %d-%d: %d ports; net.ipv4.tcp_tw_reuse is %d", peak.rangeLo, peak.rangeLo+peak.ranges-1, peak.ranges, peak.twReuse))
+		f.Numbers["peak_used"] = float64(peak.used)
+		f.Numbers["peak_time_wait"] = float64(peak.timeWait)
+		f.Numbers["range_ports"] = float64(peak.ranges)
+		f.Numbers["tw_reuse"] = float64(peak.twReuse)
+	}
+	host, port := splitEndpoint(dest)
+	f.Verify = v.inNetns(ns, fmt.Sprintf("ss -tan state time-wait dst %s dport = :%s | wc -l; sysctl net.ipv4.ip_local_port_range net.ipv4.tcp_tw_reuse", host, port))
+	f.Fix = "Each (local address, local port, remote address, remote port) is unique, so with one destination the ephemeral range is the limit, and whoever closes first keeps the port in TIME_WAIT for 60 s. " +
+		"Best: keep-alive connections (a pool) to " + dest + " instead of one connection per request. " +
+		"Then: widen net.ipv4.ip_local_port_range (e.g. \"10240 65535\") and set net.ipv4.tcp_tw_reuse=1 (needs tcp_timestamps) in the namespace, e.g. docker run --sysctl net.ipv4.ip_local_port_range=\"10240 65535\" --sysctl net.ipv4.tcp_tw_reuse=1; settings made by hand are lost on the next deployment."
+	return []Finding{f}
+}
+
+// topKey is the key with the largest count (the smallest key among equals).
+func topKey(m map[string]int) string {
+	best, n := "", -1
+	for k, c := range m {
+		if c > n || c == n && k < best {
+			best, n = k, c
+		}
+	}
+	return best
+}
+
+func (v *view) connectionLeak(ns uint32) []Finding {
+	snaps := v.sockets[ns]
+	if len(snaps) < leakMinSnapshots {
+		return nil
+	}
+	series := map[string][]int{}
+	for i, sn := range snaps {
+		for _, k := range sn.socks {
+			if k.State != events.StateEstablished || k.Dport == 0 {
+				continue
+			}
+			d := endpoint(k.Daddr, k.Dport)
+			if series[d] == nil {
+				series[d] = make([]int, len(snaps))
+			}
+			series[d][i]++
+		}
+	}
+	var out []Finding
+	dests := make([]string, 0, len(series))
+	for d := range series {
+		dests = append(dests, d)
+	}
+	slices.Sort(dests)
+	for _, d := range dests {
+		s := series[d]
+		// From the first snapshot that had any, the count never falls and keeps growing.
+		start := slices.IndexFunc(s, func(n int) bool { return n > 0 })
+		s = s[start:]
+		if len(s) < leakMinSnapshots {
+			continue
+		}
+		first, last := s[0], s[len(s)-1]
+		rising := true
+		for i := 1; i < len(s); i++ {
+			if s[i] < s[i-1] {
+				rising = false
+			}
+		}
+		// No plateau: the last third of the snapshots still adds connections.
+		tail := s[len(s)-1-len(s)/3]
+		if !rising || last < leakFactor*first || last-first < leakMinGrowth || last <= tail {
+			continue
+		}
+		f := v.finding("connection_leak", Warning, ns)
+		from, to := snaps[len(snaps)-len(s)].at, snaps[len(snaps)-1].at
+		opened, closed := 0, 0
+		for _, te := range v.events[ns] {
+			e := &te.e
+			if endpoint(e.Daddr, e.Dport) != d || e.Kind&events.KindState == 0 {
+				continue
+			}
+			if e.OldState == events.StateSynSent && e.NewState == events.StateEstablished {
+				opened++
+			}
+			if e.OldState == events.StateEstablished && e.NewState != events.StateEstablished {
+				closed++
+			}
+		}
+		f.Summary = fmt.Sprintf("connections to %s grow without plateau: %d -> %d ESTABLISHED in %s", d, first, last, to.Sub(from).Round(time.Second))
+		f.Evidence = []string{
+			fmt.Sprintf("ESTABLISHED connections to %s per snapshot: %s", d, joinInts(s)),
+			fmt.Sprintf("in the recording, %d connections to %s were opened and %d closed", opened, d, closed),
+		}
+		f.Numbers["first"] = float64(first)
+		f.Numbers["last"] = float64(last)
+		f.Numbers["opened"] = float64(opened)
+		f.Numbers["closed"] = float64(closed)
+		host, port := splitEndpoint(d)
+		f.Verify = v.inNetns(ns, fmt.Sprintf("ss -tn state established dst %s dport = :%s | tail -n +2 | wc -l  # run it twice, a minute apart", host, port))
+		f.Fix = "The client opens connections to " + d + " faster than it closes them: a pool that limits only idle connections still opens without bound under load. " +
+			"Cap the open connections, not only the idle ones (Go database/sql: SetMaxOpenConns; HikariCP: maximumPoolSize; node mysql: connectionLimit), and check that every connection is returned or closed."
+		out = append(out, f)
+	}
+	return out
+}
+
+func joinInts(s []int) string {
+	parts := make([]string, len(s))
+	for i, n := range s {
+		parts[i] = fmt.Sprint(n)
+	}
+	return strings.Join(parts, " ")
+}
+
+func splitEndpoint(ep string) (host, port string) {
+	if strings.HasPrefix(ep, "[") {
+		host, port, _ = strings.Cut(ep[1:], "]:")
+		return host, port
+	}
+	host, port, _ = strings.Cut(ep, ":")
+	return host, port
+}
+
+func (v *view) fdLimit(ns uint32) []Finding {
+	if len(v.rec.Syscalls) == 0 {
+		return nil
+	}
+	type proc struct {
+		pid  uint32
+		comm string
+	}
+	fails := map[proc]map[string]uint64{} // errno name -> count
+	calls := map[proc]map[string]uint64{} // syscall -> count
+	last := v.rec.Syscalls[len(v.rec.Syscalls)-1].Value
+	arch := v.rec.Meta.Arch
+	for _, e := range last.Errors {
+		if e.Netns != ns || e.Errno != syscall.EMFILE && e.Errno != syscall.ENFILE {
+			continue
+		}
+		p := proc{e.Tgid, e.Comm}
+		if fails[p] == nil {
+			fails[p], calls[p] = map[string]uint64{}, map[string]uint64{}
+		}
+		fails[p][events.ErrnoName(e.Errno)] += e.Count
+		calls[p][events.SyscallName(arch, e.Nr)] += e.Count
+	}
+	procs := make([]proc, 0, len(fails))
+	for p := range fails {
+		procs = append(procs, p)
+	}
+	slices.SortFunc(procs, func(a, b proc) int { return cmp.Compare(a.pid, b.pid) })
+	var out []Finding
+	for _, p := range procs {
+		emfile, enfile := fails[p]["EMFILE"], fails[p]["ENFILE"]
+		f := v.finding("fd_limit", Critical, ns)
+		f.Numbers["emfile"] = float64(emfile)
+		f.Numbers["enfile"] = float64(enfile)
+		f.Numbers["pid"] = float64(p.pid)
+		var parts []string
+		for sc, n := range calls[p] {
+			parts = append(parts, fmt.Sprintf("%s %d", sc, n))
+		}
+		slices.Sort(parts)
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (pid %d): %d calls failed with EMFILE and %d with ENFILE (%s)", p.comm, p.pid, emfile, enfile, strings.Join(parts, ", ")))
+		limit := ""
+		if pr, ok := v.process(p.pid); ok {
+			f.Numbers["nofile_soft"] = float64(pr.NofileSoft)
+			f.Numbers["nofile_hard"] = float64(pr.NofileHard)
+			f.Numbers["fds"] = float64(pr.Fds)
+			limit = fmt.Sprintf(" with open files limited to %d", pr.NofileSoft)
+			f.Evidence = append(f.Evidence, fmt.Sprintf("its RLIMIT_NOFILE is %s (soft) / %s (hard); it had %d file descriptors open when last seen", limitString(pr.NofileSoft), limitString(pr.NofileHard), pr.Fds))
+		}
+		if emfile > 0 {
+			f.Summary = fmt.Sprintf("%s (pid %d) ran out of file descriptors%s: %d calls failed with EMFILE", p.comm, p.pid, limit, emfile)
+		} else {
+			f.Summary = fmt.Sprintf("the system file table is full: %s (pid %d) got ENFILE %d times", p.comm, p.pid, enfile)
+		}
+		f.Verify = fmt.Sprintf("grep 'open files' /proc/%d/limits; ls /proc/%d/fd | wc -l", p.pid, p.pid)
+		f.Fix = "EMFILE is the process's own limit (RLIMIT_NOFILE), not the host's: a container gets the runtime's default (often 1024) whatever the host allows. " +
+			"Raise it for the container: docker run --ulimit nofile=65536:65536, compose `ulimits: {nofile: {soft: 65536, hard: 65536}}`, an ECS task definition's `ulimits` (name nofile), or the runtime's default (dockerd --default-ulimit nofile=65536:65536); " +
+			"and look for descriptors that are never closed. ENFILE means the host's fs.file-max is reached."
+		out = append(out, f)
+	}
+	return out
+}
+
+func limitString(n int64) string {
+	if n < 0 {
+		return "unlimited"
+	}
+	return fmt.Sprint(n)
+}
+
+// process returns the last recorded facts of a process.
+func (v *view) process(pid uint32) (recording.Process, bool) {
+	for i := len(v.rec.Facts) - 1; i >= 0; i-- {
+		for _, p := range v.rec.Facts[i].Value.Processes {
+			if p.Pid == pid {
+				return p, true
+			}
+		}
+	}
+	return recording.Process{}, false
+}
+
+func (v *view) refusals(ns uint32) []Finding {
+	refused := map[string]int{}
+	for _, te := range v.events[ns] {
+		if te.e.Kind&events.KindConnect != 0 && te.e.Errno == syscall.ECONNREFUSED {
+			refused[endpoint(te.e.Daddr, te.e.Dport)]++
+		}
+	}
+	var out []Finding
+	for _, d := range sortedKeys(refused) {
+		n := refused[d]
+		if n < refusedMin {
+			continue
+		}
+		f := v.finding("connect_refused", Warning, ns)
+		f.Summary = fmt.Sprintf("%d connects to %s were refused (ECONNREFUSED)", n, d)
+		f.Evidence = []string{fmt.Sprintf("%d connect() calls to %s failed with ECONNREFUSED: nothing listens there, or its accept queue overflowed with tcp_abort_on_overflow", n, d)}
+		f.Numbers["refused"] = float64(n)
+		_, port := splitEndpoint(d)
+		f.Verify = fmt.Sprintf("ss -tln sport = :%s  # in the namespace that should serve %s", port, d)
+		f.Fix = "Start (or fix the address of) the service at " + d + "; if it restarts, make clients retry with backoff and gate traffic on a readiness check."
+		out = append(out, f)
+	}
+	return out
+}
+
+func (v *view) resets(ns uint32) []Finding {
+	resets, conns := map[string]int{}, map[string]int{}
+	for _, te := range v.events[ns] {
+		e := &te.e
+		d := endpoint(e.Daddr, e.Dport)
+		if isReset(e) {
+			resets[d]++
+		}
+		if e.Kind&events.KindState != 0 && e.NewState == events.StateEstablished {
+			conns[d]++
+		}
+	}
+	var out []Finding
+	for _, d := range sortedKeys(resets) {
+		n := resets[d]
+		if n < resetMin || float64(n) < resetShare*float64(max(conns[d], n)) {
+			continue
+		}
+		f := v.finding("reset_storm", Warning, ns)
+		f.Summary = fmt.Sprintf("%d connections with %s were cut by resets", n, d)
+		f.Evidence = []string{fmt.Sprintf("%d connections with %s went from ESTABLISHED or CLOSE_WAIT straight to CLOSE; %d connections with it were established in the recording", n, d, conns[d])}
+		f.Numbers["resets"] = float64(n)
+		f.Numbers["established"] = float64(conns[d])
+		f.Verify = v.inNetns(ns, "nstat -az TcpEstabResets TcpOutRsts TcpExtTCPAbortOnData TcpExtTCPAbortOnClose")
+		f.Fix = "A peer (or a middlebox) aborts connections: look for a process closing sockets with unread data, SO_LINGER 0, a restarting upstream, or idle timeouts shorter on one side than the other."
+		out = append(out, f)
+	}
+	return out
+}
+
+func (v *view) retransmits(ns uint32) []Finding {
+	peak, peakDest := 0, ""
+	var peakAt time.Time
+	for _, sn := range v.sockets[ns] {
+		n := map[string]int{}
+		for _, k := range sn.socks {
+			if k.Retransmits > 0 && k.Dport != 0 {
+				n[endpoint(k.Daddr, k.Dport)]++
+			}
+		}
+		for _, d := range sortedKeys(n) {
+			if n[d] > peak {
+				peak, peakDest, peakAt = n[d], d, sn.at
+			}
+		}
+	}
+	if peak < retransMin {
+		return nil
+	}
+	f := v.finding("retransmits", Warning, ns)
+	f.Summary = fmt.Sprintf("%d connections to %s were retransmitting at once", peak, peakDest)
+	f.Evidence = []string{fmt.Sprintf("at %s, %d sockets to %s had unacknowledged retransmissions", stamp(peakAt), peak, peakDest)}
+	f.Numbers["sockets"] = float64(peak)
+	host, port := splitEndpoint(peakDest)
+	f.Verify = v.inNetns(ns, fmt.Sprintf("ss -tni dst %s dport = :%s | grep -o 'retrans:[0-9/]*'", host, port))
+	f.Fix = "Packets to " + peakDest + " are lost or the peer stopped answering: check the path (MTU, drops, rate limits) and the peer's load; a full accept queue also drops SYNs."
+	return []Finding{f}
+}
+
+func (v *view) uncleanStop(ns uint32) []Finding {
+	var out []Finding
+	seen := map[string]bool{}
+	for _, s := range v.rec.Containers {
+		for _, c := range s.Value.List {
+			if c.Netns != ns || c.Stopped.IsZero() || seen[c.ID] {
+				continue
+			}
+			seen[c.ID] = true
+			// Connections open just before the stop: the last snapshot before it.
+			open, snapAt := 0, time.Time{}
+			for _, sn := range v.sockets[ns] {
+				if sn.at.After(c.Stopped) {
+					break
+				}
+				open, snapAt = 0, sn.at
+				for _, k := range sn.socks {
+					if k.State == events.StateEstablished || k.State == events.StateCloseWait {
+						open++
+					}
+				}
+			}
+			// Connections that ended at the stop: by FIN (to FIN_WAIT1/LAST_ACK) or by reset.
+			fin, rst := 0, 0
+			for _, te := range v.events[ns] {
+				if te.at.Before(c.Stopped.Add(-stopWindow)) || te.at.After(c.Stopped.Add(stopWindow)) {
+					continue
+				}
+				e := &te.e
+				if e.Kind&events.KindState == 0 || e.OldState != events.StateEstablished && e.OldState != events.StateCloseWait {
+					continue
+				}
+				if e.NewState == events.StateClose {
+					rst++
+				} else {
+					fin++
+				}
+			}
+			if c.ExitCode != exitKilled || open == 0 && fin+rst == 0 {
+				continue
+			}
+			f := v.finding("unclean_stop", Warning, ns)
+			f.Container = c.Name
+			f.Summary = fmt.Sprintf("%s was killed at %s with %d connections open: it did not shut down on SIGTERM", c.Name, stamp(c.Stopped), open)
+			f.Evidence = []string{
+				fmt.Sprintf("it stopped at %s with exit code %d: SIGKILL, sent when the stop timeout passed without the container exiting on SIGTERM", stamp(c.Stopped), c.ExitCode),
+			}
+			if !snapAt.IsZero() {
+				f.Evidence = append(f.Evidence, fmt.Sprintf("the last snapshot before the stop (%s) had %d connections ESTABLISHED or CLOSE_WAIT", stamp(snapAt), open))
+			}
+			f.Evidence = append(f.Evidence, fmt.Sprintf("within %s of the stop, %d connections ended: %d closed by the kernel with FIN, %d reset", stopWindow, fin+rst, fin, rst))
+			f.Numbers["exit_code"] = float64(c.ExitCode)
+			f.Numbers["open_connections"] = float64(open)
+			f.Numbers["closed_at_stop"] = float64(fin + rst)
+			f.Numbers["reset_at_stop"] = float64(rst)
+			f.Verify = fmt.Sprintf("docker inspect -f '{{.State.ExitCode}} {{.Config.StopSignal}}' %s; docker events --since 1h --filter container=%s --filter event=kill", c.Name, c.Name)
+			f.Fix = "Handle SIGTERM: stop accepting, finish in-flight requests, then close the HTTP server, database pools and websockets before exiting, within the stop timeout. " +
+				"A shell as PID 1 (the shell form of CMD) does not pass SIGTERM on and PID 1 ignores it by default: use the exec form, exec the server, or run with --init; raise the timeout with docker stop -t or stop_grace_period if draining takes longer."
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

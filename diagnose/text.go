@@ -1,0 +1,141 @@
+package diagnose
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteFindings prints findings for a terminal: one block per finding.
+func WriteFindings(w io.Writer, findings []Finding) error {
+	var b strings.Builder
+	if len(findings) == 0 {
+		b.WriteString("No findings.\n")
+	}
+	for i, f := range findings {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%s  %s  %s\n  %s\n", strings.ToUpper(f.Severity.String()), f.Kind, f.Container, f.Summary)
+		for _, e := range f.Evidence {
+			fmt.Fprintf(&b, "  - %s\n", e)
+		}
+		fmt.Fprintf(&b, "  verify: %s\n  fix:    %s\n", f.Verify, f.Fix)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// findingJSON is a finding with its severity spelled out, for programs.
+type findingJSON struct {
+	Kind      string             `json:"kind"`
+	Severity  string             `json:"severity"`
+	Container string             `json:"container"`
+	Netns     uint32             `json:"netns"`
+	Summary   string             `json:"summary"`
+	Evidence  []string           `json:"evidence"`
+	Numbers   map[string]float64 `json:"numbers"`
+	Verify    string             `json:"verify"`
+	Fix       string             `json:"fix"`
+}
+
+// WriteFindingsJSON prints one JSON object per line per finding.
+func WriteFindingsJSON(w io.Writer, findings []Finding) error {
+	var b []byte
+	for _, f := range findings {
+		j, err := json.Marshal(findingJSON{f.Kind, f.Severity.String(), f.Container, f.Netns, f.Summary, f.Evidence, f.Numbers, f.Verify, f.Fix})
+		if err != nil {
+			return err
+		}
+		b = append(append(b, j...), '\n')
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+// WriteText prints the report for a terminal: the findings, then per namespace its facts,
+// timeline, top remote endpoints and syscall hotspots.
+func WriteText(w io.Writer, r *Report) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "sockscope report: %s\n", r.Source)
+	fmt.Fprintf(&b, "host %s, kernel %s; %s to %s (%s), every %s\n", r.Hostname, r.Kernel,
+		r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339), r.End.Sub(r.Start).Round(time.Second), r.Interval)
+	if r.Lost > 0 {
+		fmt.Fprintf(&b, "WARNING: %d events were lost; the counts below miss them\n", r.Lost)
+	}
+	b.WriteString("\nFindings:\n")
+	var fb strings.Builder
+	WriteFindings(&fb, r.Findings)
+	for _, line := range strings.SplitAfter(fb.String(), "\n") {
+		if line != "" && line != "\n" {
+			b.WriteString("  ")
+		}
+		b.WriteString(line)
+	}
+	for _, t := range r.Targets {
+		fmt.Fprintf(&b, "\n== %s", t.Name)
+		if t.ID != "" {
+			fmt.Fprintf(&b, " (%s, %s)", t.ID, t.Image)
+		}
+		fmt.Fprintf(&b, " netns %d\n", t.Netns)
+		if !t.Started.IsZero() {
+			fmt.Fprintf(&b, "started %s\n", t.Started.UTC().Format(time.RFC3339))
+		}
+		if !t.Stopped.IsZero() {
+			fmt.Fprintf(&b, "stopped %s, exit code %d\n", t.Stopped.UTC().Format(time.RFC3339), t.ExitCode)
+		}
+		if t.Facts.PortRange[0] > 0 {
+			fmt.Fprintf(&b, "ip_local_port_range %d-%d, tcp_tw_reuse %d, somaxconn %d\n", t.Facts.PortRange[0], t.Facts.PortRange[1], t.Facts.TWReuse, t.Facts.Somaxconn)
+		}
+		tw := tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tCONNECTS\tFAILED\tRESETS\tESTABLISHED\tTIME_WAIT")
+		for _, s := range t.Timeline {
+			est, twait := "-", "-"
+			if s.HasSnapshot {
+				est, twait = fmt.Sprint(s.States["ESTABLISHED"]), fmt.Sprint(s.States["TIME_WAIT"])
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", s.Start.UTC().Format("15:04:05"), s.Connects, failures(s.Failures), s.Resets, est, twait)
+		}
+		tw.Flush()
+		if len(t.TopRemotes) > 0 {
+			b.WriteString("remote endpoints:\n")
+			tw = tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "  ENDPOINT\tCONNECTS\tFAILED\tTIME_WAIT")
+			for _, rc := range t.TopRemotes {
+				fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\n", rc.Endpoint, rc.Connects, rc.Failures, rc.TimeWait)
+			}
+			tw.Flush()
+		}
+		if len(t.Syscalls) > 0 {
+			b.WriteString("syscalls:\n")
+			tw = tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "  COMM\tPID\tSYSCALL\tCOUNT\tERRORS")
+			for _, s := range t.Syscalls {
+				fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\t%d\n", s.Comm, s.Pid, s.Syscall, s.Count, s.Errors)
+			}
+			tw.Flush()
+		}
+		if len(t.Errors) > 0 {
+			b.WriteString("syscall failures:\n")
+			tw = tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
+			fmt.Fprintln(tw, "  COMM\tPID\tSYSCALL\tERRNO\tCOUNT")
+			for _, e := range t.Errors {
+				fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%d\n", e.Comm, e.Pid, e.Syscall, e.Errno, e.Count)
+			}
+			tw.Flush()
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// failures is "-" or "EADDRNOTAVAIL 3, ECONNREFUSED 1", most first.
+func failures(m map[string]int) string {
+	if s := htmlFailures(m); s != "" {
+		return s
+	}
+	return "-"
+}

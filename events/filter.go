@@ -1,0 +1,43 @@
+package events
+
+import "slices"
+
+// Filter is trace's selection applied to recorded events, in the order and with the meaning
+// the kernel applies it live (bpf/trace.bpf.c), so a replay prints what a live trace with the
+// same flags would have printed.
+type Filter struct {
+	Netns             map[uint32]bool // nil: every namespace
+	Ports             []uint16        // local or remote port
+	Family            uint8           // 2 (AF_INET) or 10 (AF_INET6); 0: both
+	Pid               uint32          // owner's tgid
+	State             State           // transitions from or to this state
+	ConnectErrorsOnly bool
+}
+
+// Keep reports whether e passes; it may narrow e.Kind as the kernel does (a transition that
+// concluded a failed connect is only a connect under ConnectErrorsOnly, only a connect when its
+// states do not match State).
+func (f *Filter) Keep(e *Event) bool {
+	if f.Family != 0 && e.Family != f.Family {
+		return false
+	}
+	if f.Netns != nil && !f.Netns[e.Netns] {
+		return false
+	}
+	if len(f.Ports) > 0 && !slices.Contains(f.Ports, e.Sport) && !slices.Contains(f.Ports, e.Dport) {
+		return false
+	}
+	if f.ConnectErrorsOnly {
+		if e.Kind&KindConnect == 0 || e.Errno == 0 {
+			return false
+		}
+		e.Kind = KindConnect
+	}
+	if f.State != 0 && e.OldState != f.State && e.NewState != f.State {
+		e.Kind &^= KindState
+	}
+	if e.Kind == 0 {
+		return false
+	}
+	return f.Pid == 0 || e.Pid == f.Pid
+}
