@@ -200,7 +200,6 @@ func (p *socketPrinter) flush() error {
 	return err
 }
 
-
 // writeAll writes b; a closed pipe (| head) ends the command quietly.
 func writeAll(w io.Writer, b []byte) error {
 	if _, err := w.Write(b); err != nil && !isEPIPE(err) {
