@@ -462,8 +462,11 @@ func (v *view) uncleanStop(ns uint32) []Finding {
 					}
 				}
 			}
-			// Connections that ended at the stop: by FIN (to FIN_WAIT1/LAST_ACK) or by reset.
-			fin, rst := 0, 0
+			// Connections that ended at the stop, each socket once: by FIN or by reset.
+			type conn struct {
+				s, d string
+			}
+			ended := map[conn]bool{} // true: reset
 			for _, te := range v.events[ns] {
 				if te.at.Before(c.Stopped.Add(-stopWindow)) || te.at.After(c.Stopped.Add(stopWindow)) {
 					continue
@@ -472,7 +475,12 @@ func (v *view) uncleanStop(ns uint32) []Finding {
 				if e.Kind&events.KindState == 0 || e.OldState != events.StateEstablished && e.OldState != events.StateCloseWait {
 					continue
 				}
-				if e.NewState == events.StateClose {
+				k := conn{endpoint(e.Saddr, e.Sport), endpoint(e.Daddr, e.Dport)}
+				ended[k] = ended[k] || e.NewState == events.StateClose
+			}
+			fin, rst := 0, 0
+			for _, reset := range ended {
+				if reset {
 					rst++
 				} else {
 					fin++

@@ -232,7 +232,7 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	if sc.docker == nil {
 		r.writeContainers(time.Now()) // an empty list: no container names in this recording
 	}
-	fmt.Fprintf(stderr, "sockscope: recording %s to %s (Ctrl-C to stop)\n", what, f.file)
+	fmt.Fprintf(stderr, "sockscope: attached, recording %s to %s (Ctrl-C to stop)\n", what, f.file)
 	return r.run(sc)
 }
 
@@ -268,10 +268,14 @@ func (r *recorder) update(running []containers.Container) {
 // died records a container's exit code and the daemon's time of it.
 func (r *recorder) died(id string, code int, at time.Time) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if h, ok := r.history[id]; ok {
+	h, ok := r.history[id]
+	if ok {
 		h.ExitCode = code
 		h.Stopped = at.UTC()
+	}
+	r.mu.Unlock()
+	if ok {
+		r.writeContainers(time.Now())
 	}
 }
 
