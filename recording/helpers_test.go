@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"net/netip"
 	"slices"
@@ -144,19 +145,30 @@ func scanBlocks(t testing.TB, data []byte) []span {
 	return out
 }
 
-// wantFormatError checks that err wraps sentinel in a *FormatError at offset.
-func wantFormatError(t testing.TB, err error, sentinel error, offset int64) *FormatError {
-	t.Helper()
+// formatErrorMismatch says how err differs from sentinel wrapped in a *FormatError at offset
+// ("" when it does not).
+func formatErrorMismatch(err error, sentinel error, offset int64) string {
 	if !errors.Is(err, sentinel) {
-		t.Fatalf("got error %v, want %v", err, sentinel)
+		return fmt.Sprintf("got error %v, want %v", err, sentinel)
 	}
 	var fe *FormatError
 	if !errors.As(err, &fe) {
-		t.Fatalf("error %v (%T) is not a *FormatError", err, err)
+		return fmt.Sprintf("error %v (%T) is not a *FormatError", err, err)
 	}
 	if fe.Offset != offset {
-		t.Fatalf("error %q at offset %d, want offset %d", err, fe.Offset, offset)
+		return fmt.Sprintf("error %q at offset %d, want offset %d", err, fe.Offset, offset)
 	}
+	return ""
+}
+
+// wantFormatError checks that err wraps sentinel in a *FormatError at offset.
+func wantFormatError(t testing.TB, err error, sentinel error, offset int64) *FormatError {
+	t.Helper()
+	if m := formatErrorMismatch(err, sentinel, offset); m != "" {
+		t.Fatal(m)
+	}
+	var fe *FormatError
+	errors.As(err, &fe)
 	return fe
 }
 

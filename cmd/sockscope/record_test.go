@@ -2,9 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
 	"maps"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -12,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sockscope/sockscope/recording"
 )
 
 // stripTimes removes the timing fields from output lines and sorts them. Times and durations are
@@ -315,4 +321,108 @@ func TestDiagnoseContainerStoppedWithOpenConnections(t *testing.T) {
 		t.Log(runSockscope(t, "report", file, "--container", c.name).stdout)
 	}
 	assertFinding(t, fs, "unclean_stop", c.name, map[string]float64{"exit_code": 137, "open_connections": 2 * conns, "closed_at_stop": 2 * conns})
+}
+
+// A small valid recording, written with the format's own writer: a meta block and one event.
+func writeRecording(t *testing.T, version uint16) string {
+	t.Helper()
+	var b bytes.Buffer
+	w, err := recording.NewWriter(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := json.Marshal(recording.Meta{Hostname: "h", Start: time.Unix(1700000000, 0).UTC(), Interval: time.Second})
+	w.WriteBlock(recording.BlockMeta, 1700000000e9, meta)
+	ev := make([]byte, 96)
+	ev[88], ev[89], ev[90], ev[91] = 2, 7, 10, 1 // IPv4, CLOSE -> LISTEN, a state record
+	w.WriteBlock(recording.BlockEvents, 1700000001e9, ev)
+	data := b.Bytes()
+	if version != recording.Version {
+		binary.LittleEndian.PutUint16(data[8:], version)
+		binary.LittleEndian.PutUint32(data[12:], crc32.Checksum(data[:12], crc32.MakeTable(crc32.Castagnoli)))
+	}
+	path := filepath.Join(t.TempDir(), "r.rec")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Bad recordings give one line with the file, the offset and what is wrong; nothing panics.
+func TestBadRecordingsFailWithTheOffset(t *testing.T) {
+	good := writeRecording(t, recording.Version)
+	data, _ := os.ReadFile(good)
+	dir := t.TempDir()
+	write := func(name string, b []byte) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, b, 0o644)
+		return p
+	}
+	truncated := write("truncated.rec", data[:len(data)-10])
+	corrupt := slices.Clone(data)
+	corrupt[len(corrupt)-20] ^= 0xff
+	corruptPath := write("corrupt.rec", corrupt)
+	foreign := write("foreign.rec", []byte("PK\x03\x04 this is a zip file, not a recording"))
+	newer := writeRecording(t, recording.Version+1)
+	blockStart := len(data) - (16 + 96 + 4)
+	for _, tc := range []struct {
+		file string
+		want []string
+	}{
+		{truncated, []string{truncated, fmt.Sprintf("offset %d: truncated", len(data)-10)}},
+		{corruptPath, []string{corruptPath, fmt.Sprintf("offset %d: checksum mismatch", blockStart)}},
+		{foreign, []string{foreign, "offset 0: not a sockscope recording"}},
+		{newer, []string{newer, "newer sockscope", fmt.Sprintf("format version %d", recording.Version+1), "upgrade"}},
+		{filepath.Join(dir, "missing.rec"), []string{"no such file"}},
+	} {
+		for _, cmd := range [][]string{{"trace", "-r"}, {"sockets", "-r"}, {"syscalls", "-r"}, {"report"}, {"diagnose", "-r"}} {
+			t.Run(filepath.Base(tc.file)+"/"+cmd[0], func(t *testing.T) {
+				assertFailure(t, runSockscope(t, append(cmd, tc.file)...), tc.want...)
+			})
+		}
+	}
+	// The good file replays its one event.
+	if r := runSockscope(t, "trace", "-r", good, "-o", "json"); r.code != 0 || len(lines(r.stdout)) != 1 {
+		t.Errorf("trace -r of a good file: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestRecordBadCommandLines(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"record"}, []string{"-w FILE is required"}},
+		{[]string{"record", "-w", "x.rec", "--max-size", "12Q"}, []string{"--max-size", "K, M or G"}},
+		{[]string{"record", "-w", "x.rec", "--max-size", "1K"}, []string{"too small"}},
+		{[]string{"record", "-w", "-", "--max-size", "10M"}, []string{"standard output"}},
+		{[]string{"record", "-w", "x.rec", "--interval", "1ms"}, []string{"--interval"}},
+		{[]string{"trace", "-r", "x.rec", "--duration", "5s"}, []string{"--duration"}},
+		{[]string{"sockets", "--at", "5s"}, []string{"-r FILE"}},
+		{[]string{"report"}, []string{"give one recording"}},
+		{[]string{"report", "a", "b"}, []string{"give one recording"}},
+		{[]string{"diagnose", "extra"}, []string{"unexpected argument"}},
+		{[]string{"diagnose", "--duration", "0s"}, []string{"--duration"}},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			assertUsageError(t, runSockscope(t, tc.args...), "sockscope "+tc.args[0], tc.want...)
+		})
+	}
+}
+
+// A recording is evidence: an existing file is not overwritten without --force.
+func TestRecordKeepsAnExistingFile(t *testing.T) {
+	requireTracing(t)
+	path := filepath.Join(t.TempDir(), "evidence.rec")
+	os.WriteFile(path, []byte("earlier evidence"), 0o644)
+	assertFailure(t, runSockscope(t, "record", "-w", path, "--duration", "1s"), path, "already exists", "--force")
+	if b, _ := os.ReadFile(path); string(b) != "earlier evidence" {
+		t.Errorf("the existing file was changed: %q", b)
+	}
+	if r := runSockscope(t, "record", "-w", path, "--duration", "1s", "--force"); r.code != 0 {
+		t.Fatalf("record --force: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := runSockscope(t, "report", path); r.code != 0 || !strings.Contains(r.stdout, "sockscope report") {
+		t.Errorf("report of the new file: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 }
