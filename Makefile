@@ -1,10 +1,10 @@
-# sockscope: make build | make test (as root) | make generate | make bench
+# sockscope: make build | make test (as root) | make fuzz | make generate | make bench
 GO      ?= go
 CLANG   ?= clang-14
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build generate check-generate lint test bench clean
+.PHONY: build generate check-generate lint test fuzz bench clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/sockscope ./cmd/sockscope
@@ -32,6 +32,11 @@ lint:
 # machine and the Docker-restart test stops the daemon that other packages' tests use.
 test:
 	$(GO) test -count=1 -p 1 -timeout 40m ./...
+
+# Fuzz the recording reader (no root needed); the corpus seeds are in recording/testdata/fuzz.
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test ./recording -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 
 # The benchmarks (root): a pinned loopback storm with and without `sockscope trace`, and
 # `sockscope sockets` against ss and netstat with 30,000 and 80,000 TIME_WAIT sockets.

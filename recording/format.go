@@ -233,7 +233,7 @@ func (r *Reader) Next() (Block, error) {
 	body := r.payload[:int(length)+4]
 	n, err = io.ReadFull(r.r, body)
 	if err != nil {
-		return Block{}, r.readErr(start, blockHeaderSize+int64(n), err, fmt.Sprintf("in a %s block of %d bytes", b.Type, length))
+		return Block{}, r.readErr(start, blockHeaderSize+int64(n), err, fmt.Sprintf("in %s block of %d bytes", b.Type, length))
 	}
 	crc := crc32.Update(crc32.Checksum(h[:], castagnoli), castagnoli, body[:length])
 	if crc != binary.LittleEndian.Uint32(body[length:]) {

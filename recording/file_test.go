@@ -1,0 +1,316 @@
+package recording
+
+import (
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func loadFile(t *testing.T, path string) *Recording {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rec, err := Load(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return rec
+}
+
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// randomEvents is n raw events numbered from seq (in Mono), with varied fields so that a block
+// does not compress to nothing.
+func randomEvents(rng *rand.Rand, seq, n int) []byte {
+	var b []byte
+	for i := range n {
+		var name [8]byte
+		for j := range name {
+			name[j] = byte('a' + rng.IntN(26))
+		}
+		saddr := netip.AddrFrom4([4]byte{10, byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))})
+		daddr := netip.AddrFrom4([4]byte{172, 17, byte(rng.IntN(256)), byte(rng.IntN(256))})
+		b = append(b, eventRecord(uint64(seq+i), rng.Uint64N(1e9), rng.Uint64N(1e6), webNetns, uint32(rng.IntN(1<<22)), 0,
+			uint16(rng.IntN(65536)), 443, saddr, daddr, string(name[:]), 2, uint8(1+rng.IntN(11)), uint8(1+rng.IntN(11)), 1)...)
+	}
+	return b
+}
+
+// wantSeq checks that rec holds exactly the events numbered [from, to).
+func wantSeq(t *testing.T, name string, rec *Recording, from, to int) {
+	t.Helper()
+	if len(rec.Events) != to-from {
+		t.Errorf("%s: %d events, want %d (%d to %d)", name, len(rec.Events), to-from, from, to-1)
+		return
+	}
+	for i, e := range rec.Events {
+		if e.Mono != uint64(from+i) {
+			t.Errorf("%s: event %d is number %d, want %d", name, i, e.Mono, from+i)
+			return
+		}
+	}
+}
+
+func TestSinkRotatesAtMaxSize(t *testing.T) {
+	const (
+		maxSize  = 64 << 10
+		perBlock = 40 // events per events block: 3840 bytes before compression
+		nBlocks  = 90
+	)
+	path := filepath.Join(t.TempDir(), "rec.scope")
+	s, err := Create(path, maxSize, false, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSize := func(what string) {
+		t.Helper()
+		size := fileSize(t, path)
+		if size > maxSize {
+			t.Fatalf("after %s the file has %d bytes, more than %d", what, size, maxSize)
+		}
+		if s.Size() != size {
+			t.Fatalf("after %s Size() = %d, the file has %d bytes", what, s.Size(), size)
+		}
+	}
+	write := func(typ BlockType, when time.Time, v any) {
+		t.Helper()
+		if err := s.WriteJSON(typ, when, v); err != nil {
+			t.Fatal(err)
+		}
+		checkSize(typ.String())
+	}
+	meta := sampleMeta()
+	write(BlockMeta, at(0), meta)
+	write(BlockContainers, at(0), sampleContainers(0))
+	write(BlockFacts, at(0), sampleFacts(0))
+	write(BlockLost, at(0), Lost{RingFull: 4})
+
+	// What the current file and the one before it started with.
+	type file struct {
+		firstSeq, gen int
+		started       time.Time
+	}
+	cur, prev := file{0, 0, at(0)}, file{-1, -1, time.Time{}}
+	rng := rand.New(rand.NewPCG(7, 11))
+	seq, gen := 0, 0
+	for i := 1; i <= nBlocks; i++ {
+		if i%10 == 5 {
+			// New containers and facts, written only where they cannot make the file rotate
+			// themselves, so that every rotation happens on an events block.
+			c, f := mustJSON(t, sampleContainers(gen+1)), mustJSON(t, sampleFacts(gen+1))
+			if s.Size()+BlockSize(len(c))+BlockSize(len(f))+endReserve <= maxSize {
+				gen++
+				rotations := s.Rotations
+				write(BlockContainers, at(i), sampleContainers(gen))
+				write(BlockFacts, at(i), sampleFacts(gen))
+				if s.Rotations != rotations {
+					t.Fatal("a containers or facts block rotated the file")
+				}
+			}
+		}
+		block := randomEvents(rng, seq, perBlock)
+		before, rotations := s.Size(), s.Rotations
+		if err := s.Write(BlockEvents, at(i), block); err != nil {
+			t.Fatal(err)
+		}
+		checkSize("events block")
+		switch s.Rotations {
+		case rotations:
+		case rotations + 1:
+			if before+BlockSize(len(block))+endReserve <= maxSize {
+				t.Errorf("rotated at %d bytes though a block of %d fitted", before, len(block))
+			}
+			prev, cur = cur, file{seq, gen, at(i)}
+			checkRotated(t, path+".1", meta, prev.gen, prev.firstSeq, seq, maxSize)
+		default:
+			t.Fatalf("one block made %d rotations", s.Rotations-rotations)
+		}
+		seq += perBlock
+	}
+	if s.Rotations < 2 {
+		t.Fatalf("%d rotations in %d blocks, want at least 2", s.Rotations, nBlocks)
+	}
+	t.Logf("%d rotations; %s.1 has events %d to %d (generation %d), %s has %d to %d (generation %d), latest generation %d",
+		s.Rotations, path, prev.firstSeq, cur.firstSeq-1, prev.gen, path, cur.firstSeq, seq-1, cur.gen, gen)
+	if err := s.Close(at(nBlocks+1), "signal"); err != nil {
+		t.Fatal(err)
+	}
+	if size := fileSize(t, path); size > maxSize {
+		t.Errorf("closed file has %d bytes", size)
+	}
+
+	// The current file starts with the meta and the latest containers, facts and lost at the
+	// rotation, all at the time of the rotation, then holds every event written since.
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []BlockType{BlockMeta, BlockContainers, BlockFacts, BlockLost, BlockEvents} {
+		b, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.Type != want || b.Time != cur.started.UnixNano() {
+			t.Errorf("block at %d: %v at %v, want %v at %v", b.Offset, b.Type, time.Unix(0, b.Time).UTC(), want, cur.started)
+		}
+	}
+	rec := loadFile(t, path)
+	if !reflect.DeepEqual(rec.Meta, meta) || rec.End == nil || rec.End.Reason != "signal" || rec.Rotations != 0 || rec.Lost != (Lost{RingFull: 4}) {
+		t.Errorf("%s: meta %+v, end %+v, %d rotations, lost %+v", path, rec.Meta, rec.End, rec.Rotations, rec.Lost)
+	}
+	if !reflect.DeepEqual(rec.Containers[0].Value, sampleContainers(cur.gen)) || !reflect.DeepEqual(rec.Facts[0].Value, sampleFacts(cur.gen)) {
+		t.Errorf("%s does not start with the containers and facts of generation %d", path, cur.gen)
+	}
+	if last := rec.Containers[len(rec.Containers)-1].Value; !reflect.DeepEqual(last, sampleContainers(gen)) {
+		t.Errorf("%s: last containers %+v, want generation %d", path, last, gen)
+	}
+	wantSeq(t, path, rec, cur.firstSeq, seq)
+
+	rotated := loadFile(t, path+".1")
+	if got, want := len(rotated.Events)+len(rec.Events), seq-prev.firstSeq; got != want {
+		t.Errorf("%d events in FILE.1 and FILE, %d written since FILE.1 was started", got, want)
+	}
+}
+
+// checkRotated checks a file just closed by a rotation: the meta, the containers and facts of
+// generation gen first, the events numbered [from, to), and an end block saying why.
+func checkRotated(t *testing.T, path string, meta Meta, gen, from, to int, maxSize int64) {
+	t.Helper()
+	if size := fileSize(t, path); size > maxSize {
+		t.Errorf("%s has %d bytes, more than %d", path, size, maxSize)
+	}
+	rec := loadFile(t, path)
+	if rec.End == nil || rec.End.Reason != "max-size" {
+		t.Errorf("%s ends with %+v, want reason max-size", path, rec.End)
+	}
+	if !reflect.DeepEqual(rec.Meta, meta) {
+		t.Errorf("%s: meta %+v", path, rec.Meta)
+	}
+	if len(rec.Containers) == 0 || !reflect.DeepEqual(rec.Containers[0].Value, sampleContainers(gen)) {
+		t.Errorf("%s does not start with the containers of generation %d", path, gen)
+	}
+	if len(rec.Facts) == 0 || !reflect.DeepEqual(rec.Facts[0].Value, sampleFacts(gen)) {
+		t.Errorf("%s does not start with the facts of generation %d", path, gen)
+	}
+	if rec.Lost != (Lost{RingFull: 4}) {
+		t.Errorf("%s: lost %+v", path, rec.Lost)
+	}
+	wantSeq(t, path, rec, from, to)
+}
+
+func TestSinkKeepsExistingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "evidence.scope")
+	old := []byte("yesterday's recording")
+	if err := os.WriteFile(path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Create(path, 0, false, io.Discard)
+	if err == nil {
+		t.Fatal("Create replaced an existing file without overwrite")
+	}
+	if s != nil {
+		t.Errorf("got a sink with the error %v", err)
+	}
+	for _, want := range []string{path, "already exists", "--force"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, old) {
+		t.Errorf("the existing file now holds %q", got)
+	}
+
+	s, err = Create(path, 0, true, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteJSON(BlockMeta, at(0), sampleMeta()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(BlockEvents, at(1), sampleEvents[0].raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(at(2), "duration"); err != nil {
+		t.Fatal(err)
+	}
+	rec := loadFile(t, path)
+	if rec.Meta.Hostname != "build-7" || len(rec.Events) != 1 || rec.End == nil || rec.End.Reason != "duration" {
+		t.Errorf("overwritten file: meta %+v, %d events, end %+v", rec.Meta, len(rec.Events), rec.End)
+	}
+	if rec.Size != fileSize(t, path) {
+		t.Errorf("recording of %d bytes in a file of %d", rec.Size, fileSize(t, path))
+	}
+}
+
+func TestSinkWritesToStdout(t *testing.T) {
+	var stdout bytes.Buffer
+	s, err := Create("-", 0, false, &stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stdout.Len() != 16 {
+		t.Errorf("%d bytes on stdout after Create, want the 16-byte header", stdout.Len())
+	}
+	if err := s.WriteJSON(BlockMeta, at(0), sampleMeta()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(BlockEvents, at(1), sampleEvents[1].raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteJSON(BlockLost, at(2), Lost{Nested: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Size() != int64(stdout.Len()) {
+		t.Errorf("Size() = %d, %d bytes written", s.Size(), stdout.Len())
+	}
+	if err := s.Close(at(3), "signal"); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := Load(&stdout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(rec.Meta, sampleMeta()) || len(rec.Events) != 1 || rec.Events[0] != sampleEvents[1].want ||
+		rec.Lost != (Lost{Nested: 1}) || rec.End == nil || rec.End.Reason != "signal" {
+		t.Errorf("got meta %+v, events %+v, lost %+v, end %+v", rec.Meta, rec.Events, rec.Lost, rec.End)
+	}
+	if _, err := os.Stat("-"); err == nil {
+		t.Error(`Create("-") created a file named "-"`)
+	}
+}
+
+func TestSinkCannotRotateStdout(t *testing.T) {
+	var stdout bytes.Buffer
+	s, err := Create("-", 1<<20, false, &stdout)
+	if err == nil || s != nil {
+		t.Fatalf("got sink %v, error %v; want an error", s, err)
+	}
+	if !strings.Contains(err.Error(), "--max-size") {
+		t.Errorf("error %q does not mention --max-size", err)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("%d bytes written to stdout", stdout.Len())
+	}
+}
