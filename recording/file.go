@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -19,14 +20,18 @@ type Sink struct {
 	f         *os.File
 	w         *Writer
 	sticky    map[BlockType][]byte // the latest meta, containers, facts and lost: repeated in a new file
+	base      int64                // size of a fresh file: header and the sticky blocks
 	Rotations int
 }
 
 // stickyTypes start every rotated file, so that each file can be read on its own.
 var stickyTypes = []BlockType{BlockMeta, BlockContainers, BlockFacts, BlockLost}
 
-// endReserve keeps room for the end block when a file is full.
-const endReserve = 64
+// endReserve keeps room for the end block when a file is full; longer end reasons are cut.
+const (
+	maxReason  = 200
+	endReserve = blockHeaderSize + maxReason + 32
+)
 
 // Create opens path for writing ("-" writes to stdout). An existing file is kept unless
 // overwrite: a recording is evidence. maxSize > 0 bounds the file: when the next block would
@@ -70,6 +75,7 @@ func (s *Sink) open(overwrite bool) error {
 		return err
 	}
 	s.f, s.w = f, w
+	s.base = w.Size()
 	return nil
 }
 
@@ -84,18 +90,23 @@ func (s *Sink) Size() int64 {
 func (s *Sink) Write(t BlockType, at time.Time, payload []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, st := range stickyTypes {
-		if t == st {
-			s.sticky[t] = payload
-		}
-	}
+	// The stored size is at most the payload's (compression is used only when it is smaller).
 	if s.path != "" && s.maxSize > 0 && t != BlockMeta &&
-		s.w.Size()+BlockSize(len(payload))+endReserve > s.maxSize && s.w.Size() > s.stickySize() {
+		s.w.Size()+BlockSize(len(payload))+endReserve > s.maxSize && s.w.Size() > s.base {
 		if err := s.rotate(at); err != nil {
 			return err
 		}
 	}
-	return s.w.WriteBlock(t, at.UnixNano(), payload)
+	if err := s.w.WriteBlock(t, at.UnixNano(), payload); err != nil {
+		return err
+	}
+	if slices.Contains(stickyTypes, t) {
+		s.sticky[t] = slices.Clone(payload)
+		if t == BlockMeta && s.w.Size() <= s.base+BlockSize(len(payload)) {
+			s.base = s.w.Size()
+		}
+	}
+	return nil
 }
 
 // WriteJSON writes v as a JSON block.
@@ -105,14 +116,6 @@ func (s *Sink) WriteJSON(t BlockType, at time.Time, v any) error {
 		return err
 	}
 	return s.Write(t, at, b)
-}
-
-func (s *Sink) stickySize() int64 {
-	n := int64(headerSize)
-	for _, p := range s.sticky {
-		n += BlockSize(len(p))
-	}
-	return n
 }
 
 func (s *Sink) rotate(at time.Time) error {
@@ -137,6 +140,7 @@ func (s *Sink) rotate(at time.Time) error {
 			}
 		}
 	}
+	s.base = s.w.Size()
 	return nil
 }
 
@@ -144,6 +148,9 @@ func (s *Sink) rotate(at time.Time) error {
 func (s *Sink) Close(at time.Time, reason string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(reason) > maxReason {
+		reason = reason[:maxReason]
+	}
 	end, _ := json.Marshal(End{Reason: reason})
 	err := s.w.WriteBlock(BlockEnd, at.UnixNano(), end)
 	if s.f != nil {

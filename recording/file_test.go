@@ -194,6 +194,54 @@ func TestSinkRotatesAtMaxSize(t *testing.T) {
 	}
 }
 
+// With blocks too small to be compressed the rotation point is exact: the file is closed when
+// the next block and room for the end block (endReserve) would pass maxSize.
+func TestSinkRotatesWhenTheEndBlockWouldNotFit(t *testing.T) {
+	const maxSize = 4096
+	path := filepath.Join(t.TempDir(), "rec.scope")
+	s, err := Create(path, maxSize, false, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteJSON(BlockMeta, at(0), sampleMeta()); err != nil {
+		t.Fatal(err)
+	}
+	endBlock := BlockSize(len(mustJSON(t, End{Reason: "max-size"})))
+	event := sampleEvents[0].raw // 96 bytes: stored as they are
+	// What a new file holds after the rotation: the header, the meta (compressed) and the block.
+	w, err := NewWriter(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteBlock(BlockMeta, 0, mustJSON(t, sampleMeta())); err != nil {
+		t.Fatal(err)
+	}
+	restarted := w.Size() + BlockSize(len(event))
+	for i := 1; s.Rotations == 0; i++ {
+		before := s.Size()
+		if err := s.Write(BlockEvents, at(i), event); err != nil {
+			t.Fatal(err)
+		}
+		fits := before+BlockSize(len(event))+endReserve <= maxSize
+		if rotated := s.Rotations == 1; rotated == fits {
+			t.Fatalf("block %d at %d bytes: rotated %v, though the block and the reserve fit %v", i, before, rotated, fits)
+		}
+		if s.Rotations == 0 {
+			continue
+		}
+		if got := fileSize(t, path+".1"); got != before+endBlock || got > maxSize {
+			t.Errorf("%s.1 has %d bytes, want the %d before the block and the end block (%d), at most %d", path, got, before, endBlock, maxSize)
+		}
+		if got := s.Size(); got != restarted {
+			t.Errorf("new file has %d bytes, want the header, the meta and the block: %d", got, restarted)
+		}
+		rec := loadFile(t, path+".1")
+		if len(rec.Events) != i-1 || rec.End == nil || rec.End.Reason != "max-size" {
+			t.Errorf("%s.1: %d events, end %+v; want %d events and max-size", path, len(rec.Events), rec.End, i-1)
+		}
+	}
+}
+
 // checkRotated checks a file just closed by a rotation: the meta, the containers and facts of
 // generation gen first, the events numbered [from, to), and an end block saying why.
 func checkRotated(t *testing.T, path string, meta Meta, gen, from, to int, maxSize int64) {
@@ -312,5 +360,53 @@ func TestSinkCannotRotateStdout(t *testing.T) {
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("%d bytes written to stdout", stdout.Len())
+	}
+}
+
+// A sticky block (facts) that triggers the rotation is written once in the new file, and a long
+// end reason does not push the file past its bound.
+func TestSinkRotationByAStickyBlockWritesItOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.rec")
+	const limit = 8 << 10
+	s, err := Create(path, limit, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1_800_000_000, 0)
+	if err := s.WriteJSON(BlockMeta, at, Meta{Hostname: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	noise := make([]byte, 1000)
+	for i := range noise {
+		noise[i] = byte(i*7919 + i>>3) // does not compress
+	}
+	for s.Size()+BlockSize(64)+endReserve <= limit { // fill up without rotating
+		if err := s.Write(BlockEvents, at, noise[:64]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	facts := Facts{Netns: []NetnsFacts{{Netns: 7, PortRange: [2]int{1, 2}}}, Processes: []Process{}}
+	if err := s.WriteJSON(BlockFacts, at, facts); err != nil {
+		t.Fatal(err)
+	}
+	if s.Rotations != 1 {
+		t.Fatalf("rotations = %d, want 1", s.Rotations)
+	}
+	if err := s.Close(at, "error: "+strings.Repeat("x", 500)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{path, path + ".1"} {
+		if st, err := os.Stat(p); err != nil || st.Size() > limit {
+			t.Errorf("%s: %v, size %d > %d", p, err, st.Size(), limit)
+		}
+	}
+	f, _ := os.Open(path)
+	defer f.Close()
+	rec, err := Load(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.Facts) != 1 {
+		t.Errorf("the new file has %d facts blocks, want 1", len(rec.Facts))
 	}
 }

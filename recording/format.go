@@ -227,11 +227,22 @@ func (r *Reader) Next() (Block, error) {
 	}
 	b := Block{Type: BlockType(h[0]), Time: int64(binary.LittleEndian.Uint64(h[8:])), Offset: start}
 	flags := h[1]
-	if cap(r.payload) < int(length)+4 {
-		r.payload = make([]byte, int(length)+4)
+	// A corrupt length must not cost its size in memory before the data is there: large
+	// blocks are read in growing steps.
+	var body []byte
+	if length <= 1<<20 {
+		if cap(r.payload) < int(length)+4 {
+			r.payload = make([]byte, int(length)+4)
+		}
+		body = r.payload[:int(length)+4]
+		n, err = io.ReadFull(r.r, body)
+	} else {
+		body, err = io.ReadAll(io.LimitReader(r.r, int64(length)+4))
+		n = len(body)
+		if err == nil && n < int(length)+4 {
+			err = io.ErrUnexpectedEOF
+		}
 	}
-	body := r.payload[:int(length)+4]
-	n, err = io.ReadFull(r.r, body)
 	if err != nil {
 		return Block{}, r.readErr(start, blockHeaderSize+int64(n), err, fmt.Sprintf("in %s block of %d bytes", b.Type, length))
 	}

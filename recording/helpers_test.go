@@ -279,8 +279,8 @@ func sampleSyscalls(gen uint64) loader.SyscallSnapshot {
 			{SyscallKey: key, Count: 100 * gen, Errors: 3 * gen, LatTotal: time.Duration(gen) * time.Millisecond, LatMax: 250 * time.Microsecond},
 			{SyscallKey: loader.SyscallKey{Netns: webNetns, Tgid: 2301, Nr: 257, Comm: "postgres"}, Count: 7 * gen},
 		},
-		Errors: []loader.SyscallErrors{{SyscallKey: key, Errno: syscall.EADDRNOTAVAIL, Count: 3 * gen}},
-		Paths:  []loader.PathCount{{SyscallKey: loader.SyscallKey{Netns: webNetns, Tgid: 2301, Nr: 257, Comm: "postgres"}, Path: "/var/lib/postgresql/data/base", Count: 7 * gen}},
+		Errors:  []loader.SyscallErrors{{SyscallKey: key, Errno: syscall.EADDRNOTAVAIL, Count: 3 * gen}},
+		Paths:   []loader.PathCount{{SyscallKey: loader.SyscallKey{Netns: webNetns, Tgid: 2301, Nr: 257, Comm: "postgres"}, Path: "/var/lib/postgresql/data/base", Count: 7 * gen}},
 		Dropped: [3]uint64{0, gen, 2 * gen},
 	}
 }
@@ -335,8 +335,8 @@ func sampleFixture(t testing.TB) fixture {
 	fx.data = buf.Bytes()
 	fx.socks = socks
 	fx.want = &Recording{
-		Meta: sampleMeta(),
-		Events: []events.Event{sampleEvents[0].want, sampleEvents[1].want, sampleEvents[2].want, sampleEvents[0].want},
+		Meta:       sampleMeta(),
+		Events:     []events.Event{sampleEvents[0].want, sampleEvents[1].want, sampleEvents[2].want, sampleEvents[0].want},
 		Sockets:    snaps,
 		Syscalls:   []Timed[loader.SyscallSnapshot]{{at(7), sampleSyscalls(1)}, {at(11), sampleSyscalls(2)}},
 		Facts:      []Timed[Facts]{{at(2), sampleFacts(0)}, {at(10), sampleFacts(1)}},

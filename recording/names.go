@@ -1,7 +1,9 @@
 package recording
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -64,7 +66,11 @@ func (n *Namer) table(i int) map[uint32][2]string {
 	}
 	t := map[uint32][2]string{}
 	for ns, c := range stopped {
-		t[ns] = [2]string{c.Name, c.ShortID()}
+		name := c.Name
+		if name == "" {
+			name = c.ShortID()
+		}
+		t[ns] = [2]string{name, c.ShortID()}
 	}
 	for ns, cs := range running {
 		name, id := containers.DisplayName(cs)
@@ -94,10 +100,13 @@ func (r *Recording) FindContainers(q string) ([]Container, error) {
 			byID = append(byID, c)
 		}
 	}
+	byNameID := func(a, b Container) int { return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID)) }
 	if len(byName) > 0 {
+		slices.SortFunc(byName, byNameID)
 		return byName, nil
 	}
 	if len(byID) > 0 {
+		slices.SortFunc(byID, byNameID)
 		return byID, nil
 	}
 	if len(names) == 0 {
