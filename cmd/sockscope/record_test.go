@@ -229,13 +229,7 @@ func TestDiagnosePortExhaustion(t *testing.T) {
 		"--sysctl", "net.ipv4.tcp_tw_reuse=0", "-v", tcploadBin + ":/bin/tcpload:ro"}, containerName("ports"), httpdCmd...)
 	c.waitListening(t, 8080)
 	rec, file := startRecord(t, "--container", c.name)
-	live := exec.Command(sockscopeBin, "diagnose", "--container", c.name, "--duration", "6s", "--interval", "500ms", "-o", "json")
-	liveOut := newLockedBuffer()
-	live.Stdout = liveOut
-	if err := live.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * time.Second) // the live diagnosis attaches
+	live := startAttached(t, nil, "diagnose", "--container", c.name, "--duration", "8s", "--interval", "500ms", "-o", "json")
 	out := sh(t, "docker", "exec", c.name, "tcpload", "connect", "-addr", "127.0.0.1:8080", "-n", "7")
 	if !strings.Contains(out, `"ok":4`) || !strings.Contains(out, `"EADDRNOTAVAIL":3`) {
 		t.Fatalf("port exhaustion in %s: %s", c.name, out)
@@ -244,10 +238,11 @@ func TestDiagnosePortExhaustion(t *testing.T) {
 	stopRecord(t, rec)
 	want := map[string]float64{"eaddrnotavail": 3, "range_ports": 4, "peak_used": 4, "peak_time_wait": 4, "tw_reuse": 0}
 	assertFinding(t, diagnoseFile(t, file), "port_exhaustion", c.name, want)
-	if err := live.Wait(); err != nil {
-		t.Fatalf("live diagnose: %v", err)
+	if err := live.cmd.Wait(); err != nil {
+		t.Fatalf("live diagnose: %v\n%s", err, live.errBuf.String())
 	}
-	assertFinding(t, parseFindings(t, liveOut.String()), "port_exhaustion", c.name, want)
+	<-live.done
+	assertFinding(t, parseFindings(t, live.stdout.String()), "port_exhaustion", c.name, want)
 
 	report := runSockscope(t, "report", file, "--html", filepath.Join(t.TempDir(), "r.html"))
 	for _, s := range []string{c.name, "EADDRNOTAVAIL 3", "127.0.0.1:8080"} {
