@@ -1,8 +1,8 @@
-// Command bench measures what `sockscope trace -o json > file` costs a loopback
-// connect/accept/close storm; `make bench` runs it.
+// Command bench measures what `sockscope trace -o json > file` and `sockscope record -w FILE`
+// cost a loopback connect/accept/close storm; `make bench` runs it.
 //
 //	bench [-sockscope bin/sockscope] [-tcpload bin/tcpload] [-rounds 5] [-duration 5s]
-//	      [-warmup 1s] [-out FILE] [-cpu 0] [-port 7070] [-bpftrace auto] [-strict]
+//	      [-warmup 1s] [-out FILE] [-cpu 0] [-port 7070] [-bpftrace auto] [-record both] [-strict]
 //
 // It creates a fresh network namespace sockscope-bench-PID, runs `tcpload storm` inside it
 // pinned to one CPU, alternately without a tracer and under
@@ -11,6 +11,13 @@
 // 10 transitions each connection makes, lost events, the tracer's CPU per connection, peak RSS,
 // time to attach and BPF run time per program (from one extra traced round with
 // kernel.bpf_stats_enabled=1), as a markdown fragment on stdout and in -out. Progress goes to stderr.
+//
+// With -record both (the default) each pair of rounds also has a round under
+// `sockscope record -w FILE --netns /run/netns/NS --interval 5s` and one with --syscalls=false
+// (-record on: only the former; off: trace only), the traced modes' order rotating from pair to
+// pair. Each recording is read back: its events are checked against the ring records the storm
+// makes, and its size per event is reported. The summary compares recording with trace against
+// the target that recording costs no more than trace mode.
 //
 // It needs root. The namespace, the sysctl and all child processes are cleaned up on every
 // exit path, Ctrl-C included. Exit status: 0 done, 1 error, 3 done but a target missed
@@ -36,6 +43,7 @@ type config struct {
 	out           string
 	cpu           string
 	bpftrace      string
+	record        string
 	rounds        int
 	port          int
 	duration      time.Duration
@@ -59,8 +67,10 @@ type bench struct {
 	btNote    string
 	// statsRound is one extra traced round with kernel.bpf_stats_enabled=1, for run times.
 	statsRound *round
-	foreign    map[string]map[uint32]bool // tracing BPF programs of other processes seen, by "name (type)"
-	notes      []string
+	// recStatsRound is the same for `sockscope record` (nil without the record mode).
+	recStatsRound *round
+	foreign       map[string]map[uint32]bool // tracing BPF programs of other processes seen, by "name (type)"
+	notes         []string
 }
 
 func main() {
@@ -69,7 +79,7 @@ func main() {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.sockscope, "sockscope", "bin/sockscope", "sockscope binary under test")
 	fs.StringVar(&cfg.tcpload, "tcpload", "bin/tcpload", "tcpload binary (go build -o bin/tcpload ./tools/tcpload)")
-	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds per mode (baseline and traced alternate: ABAB)")
+	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds per mode (baseline and traced modes alternate: ABAB, ABCDABCD with -record)")
 	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured window of each storm")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "storm warm-up before the measured window")
 	fs.StringVar(&cfg.out, "out", "", "also write the markdown report to this file")
@@ -78,6 +88,7 @@ func main() {
 	fs.StringVar(&cfg.bpftrace, "bpftrace", "auto", `bpftrace comparison round: "auto" (if installed), "off", or a path`)
 	fs.DurationVar(&cfg.attachTimeout, "attach-timeout", 10*time.Second, "limit for sockscope to print its attached line")
 	fs.DurationVar(&cfg.exitTimeout, "exit-timeout", 60*time.Second, "limit for a tracer to exit after SIGINT")
+	fs.StringVar(&cfg.record, "record", "both", `recording rounds in every pair: "both" (sockscope record, and with --syscalls=false), "on" (the former), "off"`)
 	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 3 when a target is missed")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -122,6 +133,10 @@ func (b *bench) run() (report string, missed bool, err error) {
 	}
 	if c.rounds < 1 || c.duration <= 0 || c.warmup < 0 {
 		return "", false, errors.New("-rounds must be >= 1, -duration > 0, -warmup >= 0")
+	}
+	recModes, err := recordModes(c.record)
+	if err != nil {
+		return "", false, err
 	}
 	for _, p := range []*string{&c.sockscope, &c.tcpload} {
 		if *p, err = benchkit.Executable(*p); err != nil {
@@ -184,13 +199,28 @@ func (b *bench) run() (report string, missed bool, err error) {
 		b.rounds = append(b.rounds, base)
 		benchkit.Logf("round %d/%d baseline:  %8.0f conn/s", i, c.rounds, base.Storm.PerSecond)
 
-		tr := &round{Pair: i, Mode: modeSockscope}
-		if err := b.tracedRound(tr, false); err != nil {
-			return "", false, fmt.Errorf("round %d traced: %w", i, err)
+		for _, mode := range rotate(append([]string{modeSockscope}, recModes...), i-1) {
+			r := &round{Pair: i, Mode: mode}
+			if mode == modeSockscope {
+				if err := b.tracedRound(r, false); err != nil {
+					return "", false, fmt.Errorf("round %d traced: %w", i, err)
+				}
+				b.rounds = append(b.rounds, r)
+				benchkit.Logf("round %d/%d sockscope: %8.0f conn/s (%.3fx), attached in %.0f ms, %.2f µs CPU/conn, %d state lines for %d connections",
+					i, c.rounds, r.Storm.PerSecond, r.Storm.PerSecond/base.Storm.PerSecond, r.AttachMS, r.cpuPerConn(), r.StateLines, r.Storm.Total)
+				continue
+			}
+			if err := b.recordRound(r, false); err != nil {
+				return "", false, fmt.Errorf("round %d %s: %w", i, mode, err)
+			}
+			b.rounds = append(b.rounds, r)
+			events := "no summary line"
+			if r.Rec != nil {
+				events = fmt.Sprintf("%d events (%d expected)", r.Rec.Events, expectedRecords(r.Storm.Total))
+			}
+			benchkit.Logf("round %d/%d %s: %8.0f conn/s (%.3fx), attached in %.0f ms, %.2f µs CPU/conn, %s, %d bytes",
+				i, c.rounds, mode, r.Storm.PerSecond, r.Storm.PerSecond/base.Storm.PerSecond, r.AttachMS, r.cpuPerConn(), events, r.File.Bytes)
 		}
-		b.rounds = append(b.rounds, tr)
-		benchkit.Logf("round %d/%d sockscope: %8.0f conn/s (%.3fx), attached in %.0f ms, %.2f µs CPU/conn, %d state lines for %d connections",
-			i, c.rounds, tr.Storm.PerSecond, tr.Storm.PerSecond/base.Storm.PerSecond, tr.AttachMS, tr.cpuPerConn(), tr.StateLines, tr.Storm.Total)
 	}
 
 	if b.statsOrig != "" {
@@ -200,6 +230,15 @@ func (b *bench) run() (report string, missed bool, err error) {
 		}
 		b.statsRound = r
 		benchkit.Logf("stats round:         %8.0f conn/s", r.Storm.PerSecond)
+	}
+
+	if b.statsOrig != "" && len(recModes) > 0 && recModes[0] == modeRecord {
+		r := &round{Pair: c.rounds + 1, Mode: modeRecordStats}
+		if err := b.recordRound(r, true); err != nil {
+			return "", false, fmt.Errorf("BPF statistics round of record: %w", err)
+		}
+		b.recStatsRound = r
+		benchkit.Logf("record stats round:  %8.0f conn/s", r.Storm.PerSecond)
 	}
 
 	if bpftrace != "" {

@@ -92,11 +92,17 @@ func (b *bench) report() (string, bool) {
 	okRSS := maxRSS < targetRSSMB
 	okAttach := maxAttach < targetAttachMS
 	missed := !(okRate && okState && okLost && okCPU && okRSS && okAttach)
+	recPara, recRows, recMissed := b.recordSummary()
+	missed = missed || recMissed
 
 	var w strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
 	m := b.machine
-	p("### `sockscope trace` benchmark\n\n")
+	if recRows != "" {
+		p("### `sockscope trace` and `sockscope record` benchmark\n\n")
+	} else {
+		p("### `sockscope trace` benchmark\n\n")
+	}
 	p("Measured %s on Linux %s, %s, %d CPUs, %.1f GB memory (load average at start: %s, at end: %s).\n",
 		m.Date, m.Kernel, m.CPU, m.NumCPU, m.MemoryGB, m.LoadAvg, benchkit.LoadAvg())
 	pin := "pinned to CPU " + c.cpu
@@ -107,10 +113,22 @@ func (b *bench) report() (string, bool) {
 		"each connection is connect, accept, server close, client read to EOF, close: %d TCP state transitions. "+
 		"%d rounds of %v (after %v warm-up) without a tracer and under `sockscope trace -o json --netns /run/netns/NS > file`, alternating (ABAB)",
 		pin, benchkit.TransitionsPerConn, c.rounds, c.duration, c.warmup)
+	if recRows != "" {
+		p(", each followed in the same pair by rounds under `sockscope record -w FILE --netns /run/netns/NS --interval %v`", recordInterval)
+		if b.figures(modeRecordNoSys) != nil {
+			p(" and the same with `--syscalls=false`")
+		}
+		p(" (the traced modes' order rotating from pair to pair; each recording read back and removed)")
+	}
 	if b.statsOrig != "" {
-		p("; BPF run times from one more traced round with kernel.bpf_stats_enabled=1 (statistics cost time themselves, so the compared rounds run without them)")
+		more := "one more traced round"
+		if b.recStatsRound != nil {
+			more = "one more traced round and one more recording round"
+		}
+		p("; BPF run times from %s with kernel.bpf_stats_enabled=1 (statistics cost time themselves, so the compared rounds run without them)", more)
 	}
 	p(".\nsockscope binary: %s.\n\n", benchkit.FileID(c.sockscope, "2006-01-02 15:04"))
+	p("%s", recPara)
 
 	p("| figure | result | target | met |\n|---|---|---|---|\n")
 	p("| connections/s without a tracer (median) | %s | | |\n", benchkit.Thousands(int64(math.Round(medBase))))
@@ -133,11 +151,14 @@ func (b *bench) report() (string, bool) {
 	if bpfNS > 0 && statsConns > 0 {
 		p("| BPF run time per connection (statistics round) | %.2f µs | | |\n", float64(bpfNS)/float64(statsConns)/1000)
 	}
+	p("%s", b.recordStatsRow())
+	p("%s", recRows)
 	if bt := b.bt; bt != nil {
 		p("| bpftrace printing each transition to a file (1 round, for comparison) | %s conn/s (%.2fx), first event %.0f ms after exec, %.1f µs CPU/conn, %.0f MB RSS | | |\n",
 			benchkit.Thousands(int64(math.Round(bt.Storm.PerSecond))), bt.Storm.PerSecond/medBase, bt.AttachMS, bt.cpuPerConn(), benchkit.RSSMB(bt.MaxRSSKB))
 	}
 	p("\n")
+	p("%s", b.modeTable())
 
 	if len(progs) > 0 {
 		p("BPF programs of sockscope (the statistics round; from `bpftool prog show -j`):\n\n")
@@ -147,6 +168,7 @@ func (b *bench) report() (string, bool) {
 		}
 		p("\n")
 	}
+	p("%s", b.recordProgTable())
 
 	p("Per round:\n\n")
 	p("| round | mode | conn/s | vs baseline of the round | connections (all) | state lines (expected) | connect lines | lost | CPU µs/conn | RSS MB | attached ms |\n")
@@ -172,6 +194,7 @@ func (b *bench) report() (string, bool) {
 		}
 	}
 	p("\n")
+	p("%s", b.recordRoundTable())
 
 	var notes []string
 	notes = append(notes, b.notes...)
@@ -181,6 +204,7 @@ func (b *bench) report() (string, bool) {
 	if otherLines > 0 {
 		notes = append(notes, fmt.Sprintf("%s output lines were neither `\"type\":\"state\"` nor `\"type\":\"connect\"`.", benchkit.Thousands(otherLines)))
 	}
+	notes = append(notes, b.recordNotes()...)
 	if len(lostLines) > 0 {
 		notes = append(notes, fmt.Sprintf("sockscope reported lost events during the run %d times, e.g. `%s`.", len(lostLines), lostLines[0]))
 	}
@@ -217,6 +241,9 @@ func (b *bench) stalls() string {
 	all := append(append([]*round(nil), b.rounds...), b.btRounds()...)
 	if b.statsRound != nil {
 		all = append(all, b.statsRound)
+	}
+	if b.recStatsRound != nil {
+		all = append(all, b.recStatsRound)
 	}
 	var s []string
 	for _, r := range all {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,6 +46,10 @@ const (
 	modeSockscope = "sockscope"
 	modeBpftrace  = "bpftrace"
 	modeStats     = "sockscope+stats"
+	// The recording modes (record.go): `sockscope record`, with and without syscall counters.
+	modeRecord      = "record"
+	modeRecordNoSys = "record --syscalls=false"
+	modeRecordStats = "record+stats"
 )
 
 // round holds the figures of one storm.
@@ -57,22 +62,41 @@ type round struct {
 	AttachMS     float64 // exec to the "attached" line (bpftrace: to the first probe event)
 	AttachingMS  float64 // bpftrace: exec to its "Attaching N probes..." line
 	CPUMicros    float64 // utime+stime of the tracer process
+	AttachCPU    float64 // ms of it spent until the "attached" line (sockscope; -1 if unknown)
 	MaxRSSKB     int64
 	StateLines   int64 // bpftrace: event lines
 	ConnLines    int64
 	OtherLines   int64
+	PairedLines  int64    // connect lines that came from the same ring record as the state line before them
 	Summary      *summary // sockscope's final line, nil if it did not print one
 	LostLines    []string // stderr lines about lost events during the run
 	BpftraceLost int64    // bpftrace: sum of its "Lost N events" lines
 	Progs        map[string]*progStat
 	ProgsNote    string
+
+	// Recording rounds.
+	Rec  *recSummary // `sockscope record`'s final line, nil if it did not print one
+	File recFile     // what the recording holds
 }
+
+// ringRecords is how many ring-buffer records a trace round's JSON lines came from: a record
+// that concludes a connect prints two lines, state then connect.
+func (r *round) ringRecords() int64 { return r.StateLines + r.ConnLines - r.PairedLines }
 
 func (r *round) cpuPerConn() float64 {
 	if r.Storm.Total == 0 {
 		return 0
 	}
 	return r.CPUMicros / float64(r.Storm.Total)
+}
+
+// cpuAfterAttach is the tracer's CPU per connection without what it used before it attached
+// (loading its programs): NaN if that is unknown.
+func (r *round) cpuAfterAttach() float64 {
+	if r.Storm.Total == 0 || r.AttachCPU < 0 {
+		return math.NaN()
+	}
+	return (r.CPUMicros - r.AttachCPU*1000) / float64(r.Storm.Total)
 }
 
 // storm runs one `tcpload storm` in the benchmark's netns, pinned as configured.
@@ -91,6 +115,7 @@ type stderrLog struct {
 	mu         sync.Mutex
 	attachedAt time.Time
 	summary    *summary
+	recSummary *recSummary
 	lost       []string
 	tail       benchkit.Tail
 }
@@ -118,6 +143,8 @@ func (l *stderrLog) line(line string, now time.Time) {
 	}
 	if s, ok := parseSummary(line); ok {
 		l.summary = s
+	} else if s, ok := parseRecSummary(line); ok {
+		l.recSummary = s
 	} else if strings.Contains(strings.ToLower(line), "lost") && len(l.lost) < 1000 {
 		l.lost = append(l.lost, line)
 	}
@@ -249,6 +276,26 @@ func (b *bench) tracedRound(r *round, stats bool) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := b.attachedStorm(t, r, stats); err != nil {
+		return err
+	}
+	t.log.mu.Lock()
+	r.Summary, r.LostLines = t.log.summary, t.log.lost
+	t.log.mu.Unlock()
+	if r.Summary != nil && len(r.LostLines) > 0 {
+		// The summary line mentions "lost" too but is parsed separately.
+		r.LostLines = dropSummary(r.LostLines)
+	}
+	var n lineCounts
+	n, err = countEvents(outPath)
+	r.StateLines, r.ConnLines, r.OtherLines, r.PairedLines = n.State, n.Connect, n.Other, n.Paired
+	return err
+}
+
+// attachedStorm waits for t's "sockscope: attached" line, runs the storm, and stops t with SIGINT,
+// filling the round's attach time, storm and the tracer's resource usage. With stats, the BPF
+// run statistics of t's programs are read before it stops. t is killed on any error.
+func (b *bench) attachedStorm(t *tracer, r *round, stats bool) (err error) {
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -256,16 +303,18 @@ func (b *bench) tracedRound(r *round, stats bool) (err error) {
 		}
 	}()
 
+	name := t.p.Name
 	select {
 	case <-t.log.attached:
+		r.AttachCPU = cpuMillis(t.p.Pid())
 		t.log.mu.Lock()
 		r.AttachMS = benchkit.Millis(t.log.attachedAt.Sub(t.p.Start))
 		t.log.mu.Unlock()
 	case <-t.p.Done:
 		t.log.wait(2 * time.Second)
-		return fmt.Errorf("sockscope exited before attaching (%v); stderr: %s", t.p.Err, t.log.tailString())
+		return fmt.Errorf("%s exited before attaching (%v); stderr: %s", name, t.p.Err, t.log.tailString())
 	case <-time.After(b.cfg.attachTimeout):
-		return fmt.Errorf("sockscope printed no 'sockscope: attached' line within %v; stderr: %s", b.cfg.attachTimeout, t.log.tailString())
+		return fmt.Errorf("%s printed no 'sockscope: attached' line within %v; stderr: %s", name, b.cfg.attachTimeout, t.log.tailString())
 	}
 
 	if r.Storm, err = b.storm(); err != nil {
@@ -273,7 +322,7 @@ func (b *bench) tracedRound(r *round, stats bool) (err error) {
 	}
 	if t.p.Exited() {
 		t.log.wait(2 * time.Second)
-		return fmt.Errorf("sockscope exited during the storm (%v); stderr: %s", t.p.Err, t.log.tailString())
+		return fmt.Errorf("%s exited during the storm (%v); stderr: %s", name, t.p.Err, t.log.tailString())
 	}
 	if stats {
 		b.progStats(r, t.p.Pid())
@@ -284,15 +333,7 @@ func (b *bench) tracedRound(r *round, stats bool) (err error) {
 		return err
 	}
 	t.usage(r)
-	t.log.mu.Lock()
-	r.Summary, r.LostLines = t.log.summary, t.log.lost
-	t.log.mu.Unlock()
-	if r.Summary != nil && len(r.LostLines) > 0 {
-		// The summary line mentions "lost" too but is parsed separately.
-		r.LostLines = dropSummary(r.LostLines)
-	}
-	r.StateLines, r.ConnLines, r.OtherLines, err = countEvents(outPath)
-	return err
+	return nil
 }
 
 func dropSummary(lines []string) []string {
@@ -310,19 +351,32 @@ var (
 	connectTag = []byte(`"type":"connect"`)
 )
 
-// countEvents counts the JSON lines of a sockscope output file by type. Lines that are not
-// JSON objects with a known type count as other.
-func countEvents(path string) (state, connect, other int64, err error) {
+// lineCounts are the JSON lines of a sockscope trace output by type. Lines that are not JSON
+// objects with a known type count as other. Paired counts the connect lines that directly follow
+// a state line of the same event (same time, socket and transition): one ring record that
+// concludes a connect is printed as both.
+type lineCounts struct {
+	State, Connect, Other, Paired int64
+}
+
+func countEvents(path string) (lineCounts, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0, 0, err
+		return lineCounts{}, err
 	}
 	defer f.Close()
-	return countEventsReader(f)
+	return countLines(f)
 }
 
 func countEventsReader(rd io.Reader) (state, connect, other int64, err error) {
+	n, err := countLines(rd)
+	return n.State, n.Connect, n.Other, err
+}
+
+func countLines(rd io.Reader) (n lineCounts, err error) {
 	r := bufio.NewReaderSize(rd, 1<<20)
+	var prevKey, key []byte // prevKey: the record key of the previous line if it was a state line
+	prevState := false
 	for {
 		line, rerr := r.ReadSlice('\n')
 		if rerr == bufio.ErrBufferFull {
@@ -336,20 +390,55 @@ func countEventsReader(rd io.Reader) (state, connect, other int64, err error) {
 		if len(bytes.TrimSpace(line)) > 0 {
 			switch eventType(line) {
 			case "state":
-				state++
+				n.State++
+				prevKey, prevState = recordKey(prevKey[:0], line), true
 			case "connect":
-				connect++
+				n.Connect++
+				if prevState {
+					key = recordKey(key[:0], line)
+					if key != nil && bytes.Equal(key, prevKey) {
+						n.Paired++
+					}
+				}
+				prevState = false
 			default:
-				other++
+				n.Other++
+				prevState = false
 			}
 		}
 		if rerr == io.EOF {
-			return state, connect, other, nil
+			return n, nil
 		}
 		if rerr != nil {
-			return state, connect, other, rerr
+			return n, rerr
 		}
 	}
+}
+
+var (
+	typeField = []byte(`"type":"`)
+	prevField = []byte(`,"prev_state_us"`)
+)
+
+// recordKey appends to dst what the two lines of one ring record share: the line without its
+// type and from "prev_state_us" on (the fields that differ between the state and the connect
+// line). It returns nil for a line of another shape.
+func recordKey(dst, line []byte) []byte {
+	i := bytes.Index(line, typeField)
+	if i < 0 {
+		return nil
+	}
+	j := bytes.IndexByte(line[i+len(typeField):], '"')
+	if j < 0 {
+		return nil
+	}
+	j += i + len(typeField) + 1
+	k := bytes.Index(line[j:], prevField)
+	if k < 0 {
+		return nil
+	}
+	dst = append(dst, line[:i]...)
+	return append(dst, line[j:j+k]...)
 }
 
 func eventType(line []byte) string {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,39 @@ func readSysctl(path string) (string, error) {
 
 func writeSysctl(path, v string) error {
 	return os.WriteFile(path, []byte(v+"\n"), 0o644)
+}
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100 on every Linux
+// architecture Go supports.
+const clockTicks = 100
+
+// cpuMillis is the CPU (user+system) that process pid has used so far, in ms with a resolution
+// of 10 ms, or -1 if it cannot be read.
+func cpuMillis(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	return parseStatCPU(string(b))
+}
+
+func parseStatCPU(stat string) float64 {
+	// The command name (field 2) is in parentheses and may hold spaces: count from the last ')'.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(stat[i+1:])
+	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	if len(f) < 13 {
+		return -1
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return float64(u+s) * 1000 / clockTicks
 }
 
 // ensureTracefs mounts tracefs if it is not mounted (classic tracepoints need it to find
