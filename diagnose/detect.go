@@ -77,42 +77,26 @@ func (v *view) inNetns(ns uint32, cmd string) string {
 
 func stamp(t time.Time) string { return t.UTC().Format("15:04:05") }
 
-// portUse is, in one snapshot, the sockets towards each destination holding a local port of
-// the ephemeral range, and how many of them sit in TIME_WAIT.
+// portUse is the most ephemeral ports held towards one destination in any snapshot.
 type portUse struct {
-	dest            string
-	used, timeWait  int
-	at              time.Time
-	rangeLo, ranges int
-	twReuse         int
+	events.PortUse
+	timeWait  int // of them in TIME_WAIT
+	at        time.Time
+	portRange [2]int
+	twReuse   int
 }
 
 func peakPortUse(snaps []snapshot) (portUse, bool) {
 	var best portUse
 	found := false
 	for _, sn := range snaps {
-		lo, hi := sn.portRange[0], sn.portRange[1]
-		if lo <= 0 || hi < lo {
+		if sn.sum.PortRange[0] <= 0 || len(sn.sum.PortUse) == 0 {
 			continue
 		}
-		used := map[string]*portUse{}
-		for _, k := range sn.socks {
-			if k.State == events.StateListen || int(k.Sport) < lo || int(k.Sport) > hi || k.Dport == 0 {
-				continue
-			}
-			d := endpoint(k.Daddr, k.Dport)
-			if used[d] == nil {
-				used[d] = &portUse{dest: d, at: sn.at, rangeLo: lo, ranges: hi - lo + 1, twReuse: sn.twReuse}
-			}
-			used[d].used++
-			if k.State == events.StateTimeWait {
-				used[d].timeWait++
-			}
-		}
-		for _, u := range used {
-			if !found || u.used > best.used || u.used == best.used && u.dest < best.dest {
-				best, found = *u, true
-			}
+		top := sn.sum.PortUse[0] // most used first
+		if !found || top.Used > best.Used {
+			best = portUse{top, count(sn.sum.TimeWait, top.Endpoint), sn.at, sn.sum.PortRange, sn.sum.TWReuse}
+			found = true
 		}
 	}
 	return best, found
@@ -134,7 +118,7 @@ func (v *view) portExhaustion(ns uint32) []Finding {
 	peak, havePeak := peakPortUse(v.sockets[ns])
 	share := 0.0
 	if havePeak {
-		share = float64(peak.used) / float64(peak.ranges)
+		share = float64(peak.Used) / float64(peak.Range)
 	}
 	if total == 0 && share < portUseWarn {
 		return nil
@@ -143,22 +127,22 @@ func (v *view) portExhaustion(ns uint32) []Finding {
 	if total == 0 {
 		f.Severity = Warning
 	}
-	dest := peak.dest
+	dest := peak.Endpoint.String()
 	if total > 0 {
 		dest = topKey(failed)
 		f.Summary = fmt.Sprintf("local ports exhausted: %d connect() calls failed with EADDRNOTAVAIL (to %s)", total, dest)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%d connects failed with EADDRNOTAVAIL, the first at %s; %d of them to %s", total, stamp(first), failed[dest], dest))
 	} else {
-		f.Summary = fmt.Sprintf("local ports nearly exhausted: %d of %d ephemeral ports held by sockets to %s", peak.used, peak.ranges, peak.dest)
+		f.Summary = fmt.Sprintf("local ports nearly exhausted: %d of %d ephemeral ports held by sockets to %s", peak.Used, peak.Range, dest)
 	}
 	f.Numbers["eaddrnotavail"] = float64(total)
 	if havePeak {
 		f.Evidence = append(f.Evidence,
-			fmt.Sprintf("at %s, %d sockets to %s held local ports of the ephemeral range (%d of them in TIME_WAIT)", stamp(peak.at), peak.used, peak.dest, peak.timeWait),
-			fmt.Sprintf("net.ipv4.ip_local_port_range is %d-%d: %d ports; net.ipv4.tcp_tw_reuse is %d", peak.rangeLo, peak.rangeLo+peak.ranges-1, peak.ranges, peak.twReuse))
-		f.Numbers["peak_used"] = float64(peak.used)
+			fmt.Sprintf("at %s, sockets to %s held %d local ports of the ephemeral range (%d sockets in TIME_WAIT)", stamp(peak.at), peak.Endpoint, peak.Used, peak.timeWait),
+			fmt.Sprintf("net.ipv4.ip_local_port_range is %d-%d: %d ports; net.ipv4.tcp_tw_reuse is %d", peak.portRange[0], peak.portRange[1], peak.Range, peak.twReuse))
+		f.Numbers["peak_used"] = float64(peak.Used)
 		f.Numbers["peak_time_wait"] = float64(peak.timeWait)
-		f.Numbers["range_ports"] = float64(peak.ranges)
+		f.Numbers["range_ports"] = float64(peak.Range)
 		f.Numbers["tw_reuse"] = float64(peak.twReuse)
 	}
 	host, port := splitEndpoint(dest)
@@ -187,15 +171,12 @@ func (v *view) connectionLeak(ns uint32) []Finding {
 	}
 	series := map[string][]int{}
 	for i, sn := range snaps {
-		for _, k := range sn.socks {
-			if k.State != events.StateEstablished || k.Dport == 0 {
-				continue
-			}
-			d := endpoint(k.Daddr, k.Dport)
+		for _, ec := range sn.sum.Established {
+			d := ec.Endpoint.String()
 			if series[d] == nil {
 				series[d] = make([]int, len(snaps))
 			}
-			series[d][i]++
+			series[d][i] = ec.Count
 		}
 	}
 	var out []Finding
@@ -455,12 +436,8 @@ func (v *view) uncleanStop(ns uint32) []Finding {
 				if sn.at.After(c.Stopped) {
 					break
 				}
-				open, snapAt = 0, sn.at
-				for _, k := range sn.socks {
-					if k.State == events.StateEstablished || k.State == events.StateCloseWait {
-						open++
-					}
-				}
+				open = sn.sum.ByState[events.StateEstablished] + sn.sum.ByState[events.StateCloseWait]
+				snapAt = sn.at
 			}
 			// Connections that ended at the stop, each socket once: by FIN or by reset.
 			type conn struct {

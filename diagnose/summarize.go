@@ -34,11 +34,22 @@ type timedEvent struct {
 	e  events.Event
 }
 
+// snapshot is one namespace's sockets at one moment, with the summary `sockets --summary`
+// shows (every endpoint kept): the counts the detectors read.
 type snapshot struct {
-	at        time.Time
-	socks     []events.Socket
-	portRange [2]int
-	twReuse   int
+	at    time.Time
+	socks []events.Socket
+	sum   events.Summary
+}
+
+// count returns an endpoint's count in a summary list (0 when absent).
+func count(list []events.EndpointCount, ep events.Endpoint) int {
+	for _, ec := range list {
+		if ec.Endpoint == ep {
+			return ec.Count
+		}
+	}
+	return 0
 }
 
 func newView(rec *recording.Recording, only map[uint32]bool) (*view, error) {
@@ -64,7 +75,8 @@ func newView(rec *recording.Recording, only map[uint32]bool) (*view, error) {
 		if err != nil {
 			return nil, fmt.Errorf("snapshot of netns %d at %s: %w", s.Netns, s.Time.Format(time.RFC3339), err)
 		}
-		v.sockets[s.Netns] = append(v.sockets[s.Netns], snapshot{s.Time, socks, s.PortRange, s.TWReuse})
+		sum := events.Summarize(socks, s.PortRange, s.TWReuse, len(socks))
+		v.sockets[s.Netns] = append(v.sockets[s.Netns], snapshot{s.Time, socks, sum})
 	}
 	for _, e := range rec.Events {
 		if add(e.Netns) {
@@ -185,15 +197,13 @@ func Summarize(rec *recording.Recording, source string, only map[uint32]bool, to
 			s := step(sn.at)
 			s.HasSnapshot = true
 			s.States = map[string]int{}
-			for _, k := range sn.socks {
-				s.States[k.State.String()]++
+			for st, n := range sn.sum.ByState {
+				s.States[st.String()] = n
 			}
 		}
 		if len(snaps) > 0 {
-			for _, k := range snaps[len(snaps)-1].socks {
-				if k.State == events.StateTimeWait {
-					remote(endpoint(k.Daddr, k.Dport)).TimeWait++
-				}
+			for _, ec := range snaps[len(snaps)-1].sum.TimeWait {
+				remote(ec.Endpoint.String()).TimeWait = ec.Count
 			}
 		}
 		for _, rc := range remotes {
