@@ -20,7 +20,7 @@ type Sink struct {
 	f         *os.File
 	w         *Writer
 	sticky    map[BlockType][]byte // the latest meta, containers, facts and lost: repeated in a new file
-	base      int64                // size of a fresh file: header and the sticky blocks
+	fresh     bool                 // nothing written since the file began (header, meta, sticky replay)
 	Rotations int
 }
 
@@ -74,8 +74,7 @@ func (s *Sink) open(overwrite bool) error {
 		f.Close()
 		return err
 	}
-	s.f, s.w = f, w
-	s.base = w.Size()
+	s.f, s.w, s.fresh = f, w, true
 	return nil
 }
 
@@ -92,7 +91,7 @@ func (s *Sink) Write(t BlockType, at time.Time, payload []byte) error {
 	defer s.mu.Unlock()
 	// The stored size is at most the payload's (compression is used only when it is smaller).
 	if s.path != "" && s.maxSize > 0 && t != BlockMeta &&
-		s.w.Size()+BlockSize(len(payload))+endReserve > s.maxSize && s.w.Size() > s.base {
+		s.w.Size()+BlockSize(len(payload))+endReserve > s.maxSize && !s.fresh {
 		if err := s.rotate(at); err != nil {
 			return err
 		}
@@ -102,10 +101,8 @@ func (s *Sink) Write(t BlockType, at time.Time, payload []byte) error {
 	}
 	if slices.Contains(stickyTypes, t) {
 		s.sticky[t] = slices.Clone(payload)
-		if t == BlockMeta && s.w.Size() <= s.base+BlockSize(len(payload)) {
-			s.base = s.w.Size()
-		}
 	}
+	s.fresh = s.fresh && t == BlockMeta
 	return nil
 }
 
@@ -140,7 +137,6 @@ func (s *Sink) rotate(at time.Time) error {
 			}
 		}
 	}
-	s.base = s.w.Size()
 	return nil
 }
 
