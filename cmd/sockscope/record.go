@@ -339,13 +339,9 @@ func (r *recorder) run(sc *scope) error {
 		}
 	}()
 
+	// The event reader's result: it ends once the ring is flushed, or early on a write error.
 	evErr := make(chan error, 1)
-	var stopping sync.WaitGroup
-	stopping.Add(1)
-	go func() {
-		defer stopping.Done()
-		evErr <- r.readEvents()
-	}()
+	go func() { evErr <- r.readEvents() }()
 
 	if err := r.snapshot(sc); err != nil {
 		return err
@@ -370,7 +366,6 @@ func (r *recorder) run(sc *scope) error {
 	// The last events first, then the final snapshot, so the file ends with the latest state.
 	r.tracer.Detach()
 	r.tracer.Flush()
-	stopping.Wait()
 	if err := <-evErr; err != nil {
 		return err
 	}
