@@ -90,46 +90,49 @@ func WriteText(w io.Writer, r *Report) error {
 		if t.Facts.PortRange[0] > 0 {
 			fmt.Fprintf(&b, "ip_local_port_range %d-%d, tcp_tw_reuse %d, somaxconn %d\n", t.Facts.PortRange[0], t.Facts.PortRange[1], t.Facts.TWReuse, t.Facts.Somaxconn)
 		}
-		tw := tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "TIME\tCONNECTS\tFAILED\tRESETS\tESTABLISHED\tTIME_WAIT")
-		for _, s := range t.Timeline {
-			est, twait := "-", "-"
+		table(&b, "", "TIME\tCONNECTS\tFAILED\tRESETS\tESTABLISHED\tTIME_WAIT", t.Timeline, func(s Step) []any {
+			est, twait := any("-"), any("-")
 			if s.HasSnapshot {
-				est, twait = fmt.Sprint(s.States["ESTABLISHED"]), fmt.Sprint(s.States["TIME_WAIT"])
+				est, twait = s.States["ESTABLISHED"], s.States["TIME_WAIT"]
 			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%s\t%s\n", s.Start.UTC().Format("15:04:05"), s.Connects, failures(s.Failures), s.Resets, est, twait)
-		}
-		tw.Flush()
-		if len(t.TopRemotes) > 0 {
-			b.WriteString("remote endpoints:\n")
-			tw = tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "  ENDPOINT\tCONNECTS\tFAILED\tTIME_WAIT")
-			for _, rc := range t.TopRemotes {
-				fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\n", rc.Endpoint, rc.Connects, rc.Failures, rc.TimeWait)
-			}
-			tw.Flush()
-		}
-		if len(t.Syscalls) > 0 {
-			b.WriteString("syscalls:\n")
-			tw = tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "  COMM\tPID\tSYSCALL\tCOUNT\tERRORS")
-			for _, s := range t.Syscalls {
-				fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\t%d\n", s.Comm, s.Pid, s.Syscall, s.Count, s.Errors)
-			}
-			tw.Flush()
-		}
-		if len(t.Errors) > 0 {
-			b.WriteString("syscall failures:\n")
-			tw = tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
-			fmt.Fprintln(tw, "  COMM\tPID\tSYSCALL\tERRNO\tCOUNT")
-			for _, e := range t.Errors {
-				fmt.Fprintf(tw, "  %s\t%d\t%s\t%s\t%d\n", e.Comm, e.Pid, e.Syscall, e.Errno, e.Count)
-			}
-			tw.Flush()
-		}
+			return []any{s.Start.UTC().Format("15:04:05"), s.Connects, failures(s.Failures), s.Resets, est, twait}
+		})
+		table(&b, "remote endpoints", "ENDPOINT\tCONNECTS\tFAILED\tTIME_WAIT", t.TopRemotes, func(rc RemoteCount) []any {
+			return []any{rc.Endpoint, rc.Connects, rc.Failures, rc.TimeWait}
+		})
+		table(&b, "syscalls", "COMM\tPID\tSYSCALL\tCOUNT\tERRORS", t.Syscalls, func(s SyscallCount) []any {
+			return []any{s.Comm, s.Pid, s.Syscall, s.Count, s.Errors}
+		})
+		table(&b, "syscall failures", "COMM\tPID\tSYSCALL\tERRNO\tCOUNT", t.Errors, func(e SyscallErrors) []any {
+			return []any{e.Comm, e.Pid, e.Syscall, e.Errno, e.Count}
+		})
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// table writes an aligned table of rows under a title ("": no title and no indent); nothing
+// when a titled table has no rows.
+func table[T any](b *strings.Builder, title, header string, rows []T, cells func(T) []any) {
+	indent := ""
+	if title != "" {
+		if len(rows) == 0 {
+			return
+		}
+		b.WriteString(title + ":\n")
+		indent = "  "
+	}
+	tw := tabwriter.NewWriter(b, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, indent+header)
+	for _, r := range rows {
+		c := cells(r)
+		parts := make([]string, len(c))
+		for i, v := range c {
+			parts[i] = fmt.Sprint(v)
+		}
+		fmt.Fprintln(tw, indent+strings.Join(parts, "\t"))
+	}
+	tw.Flush()
 }
 
 // failures is "-" or "EADDRNOTAVAIL 3, ECONNREFUSED 1", most first.
