@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
-	"github.com/spf13/pflag"
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/exporter"
@@ -49,8 +48,7 @@ type exportFlags struct {
 
 func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, error) {
 	f := &exportFlags{}
-	fs := pflag.NewFlagSet("sockscope export", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("sockscope export")
 	fs.StringVar(&f.listen, "web.listen-address", defaultListen, "address to serve metrics on")
 	fs.StringVar(&f.path, "web.telemetry-path", "/metrics", "path of the metrics")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file: TLS and basic auth")
@@ -63,16 +61,8 @@ func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, erro
 	fs.BoolVar(&f.bpfStats, "bpf-stats", false, "make the kernel keep run counts and run time of BPF programs (sockscope_bpf_program_*); costs about 20 ns per program run")
 	fs.Uint32Var(&f.maxNetns, "max-netns", 4096, "network namespaces counted at once")
 	fs.Uint32Var(&f.maxCounters, "max-counters", 65536, "in-kernel counters over all namespaces (about 40 per busy namespace)")
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		return nil, false, usageError{err.Error()}
-	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: sockscope export [flags]\n\nA Prometheus exporter: TCP state transitions, connect outcomes and latency, sockets by state,\nretransmits and resets per container, counted in the kernel. Metrics at http://ADDRESS/metrics.\n\nFlags:\n%s", fs.FlagUsages())
-		return nil, true, nil
-	}
-	if fs.NArg() > 0 {
-		return nil, false, usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	if helped, err := parseFlags(fs, args, stdout, "sockscope export [flags]\n\nA Prometheus exporter: TCP state transitions, connect outcomes and latency, sockets by state,\nretransmits and resets per container, counted in the kernel. Metrics at http://ADDRESS/metrics.", ""); err != nil || helped {
+		return nil, helped, err
 	}
 	if !strings.HasPrefix(f.path, "/") || f.path == "/" {
 		return nil, false, usageError{fmt.Sprintf("--web.telemetry-path must start with / and not be / itself (the landing page), not %q", f.path)}

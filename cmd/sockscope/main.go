@@ -9,6 +9,8 @@ import (
 	"runtime"
 	"slices"
 
+	"github.com/spf13/pflag"
+
 	"github.com/sockscope/sockscope/loader"
 )
 
@@ -30,6 +32,38 @@ Usage:
 
 Run 'sockscope COMMAND --help' for a command's flags.
 `
+
+// newFlagSet is a command's flag set: errors are returned, never printed by pflag.
+func newFlagSet(name string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// anyArgs, as parseFlags' hint, lets a command take positional arguments.
+const anyArgs = "\x00any"
+
+// parseFlags parses a command's flags, adding -h/--help: with it, it prints "Usage: " usage and
+// the flags, and reports helped. A positional argument is a usage error that ends with hint (how
+// the thing is given instead), unless hint is anyArgs.
+func parseFlags(fs *pflag.FlagSet, args []string, stdout io.Writer, usage, hint string) (helped bool, err error) {
+	help := fs.BoolP("help", "h", false, "show this help")
+	if err := fs.Parse(args); err != nil {
+		return false, usageError{err.Error()}
+	}
+	if *help {
+		fmt.Fprintf(stdout, "Usage: %s\n\nFlags:\n%s", usage, fs.FlagUsages())
+		return true, nil
+	}
+	if hint != anyArgs && fs.NArg() > 0 {
+		msg := fmt.Sprintf("unexpected argument %q", fs.Arg(0))
+		if hint != "" {
+			msg += " (" + hint + ")"
+		}
+		return false, usageError{msg}
+	}
+	return false, nil
+}
 
 // usageError is a bad command line: exit status 2, with a hint to --help.
 type usageError struct{ msg string }

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/sockscope/sockscope/containers"
@@ -40,8 +39,7 @@ type recordFlags struct {
 
 func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, error) {
 	f := &recordFlags{}
-	fs := pflag.NewFlagSet("sockscope record", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("sockscope record")
 	fs.StringVarP(&f.file, "write", "w", "", "write the recording to this file (- for standard output)")
 	fs.StringArrayVarP(&f.containers, "container", "c", nil, "record this container (name or ID prefix); repeatable; default: the host and every container")
 	fs.StringVar(&f.netns, "netns", "", "also record this network namespace: a path such as /run/netns/NAME or /proc/PID/ns/net")
@@ -51,16 +49,8 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 	fs.BoolVar(&f.force, "force", false, "overwrite FILE if it exists")
 	fs.BoolVar(&f.syscalls, "syscalls", true, "also count syscalls, their errors and file paths")
 	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		return nil, false, usageError{err.Error()}
-	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: sockscope record -w FILE [flags]\n\nRecord TCP events, socket snapshots, syscall counts, container metadata and the settings that\nexplain incidents into one file, for trace/syscalls/sockets -r, report and diagnose.\n\nFlags:\n%s", fs.FlagUsages())
-		return nil, true, nil
-	}
-	if fs.NArg() > 0 {
-		return nil, false, usageError{fmt.Sprintf("unexpected argument %q (the file is given with -w FILE)", fs.Arg(0))}
+	if helped, err := parseFlags(fs, args, stdout, "sockscope record -w FILE [flags]\n\nRecord TCP events, socket snapshots, syscall counts, container metadata and the settings that\nexplain incidents into one file, for trace/syscalls/sockets -r, report and diagnose.", "the file is given with -w FILE"); err != nil || helped {
+		return nil, helped, err
 	}
 	if f.file == "" {
 		return nil, false, usageError{"-w FILE is required (- writes to standard output)"}

@@ -9,26 +9,18 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/sockscope/sockscope/diagnose"
 )
 
 func runReport(args []string, stdout, stderr io.Writer) error {
-	fs := pflag.NewFlagSet("sockscope report", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("sockscope report")
 	queries := fs.StringArrayP("container", "c", nil, "only this container (name or ID prefix); repeatable")
 	netns := fs.String("netns", "", "only this network namespace (its inode, or host)")
 	htmlFile := fs.String("html", "", "also write the report as a self-contained HTML page with charts to this file")
 	top := fs.Int("top", 10, "rows per list (remote endpoints, syscalls, errors)")
 	output := fs.StringP("output", "o", "text", "output format: text or json")
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
-	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: sockscope report FILE [flags]\n\nAn incident summary of a recording: findings, then per container a timeline of connects,\nfailures by errno, resets and socket states, the top remote endpoints and syscall hotspots.\n\nFlags:\n%s", fs.FlagUsages())
-		return nil
+	if helped, err := parseFlags(fs, args, stdout, "sockscope report FILE [flags]\n\nAn incident summary of a recording: findings, then per container a timeline of connects,\nfailures by errno, resets and socket states, the top remote endpoints and syscall hotspots.", anyArgs); err != nil || helped {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return usageError{"give one recording: sockscope report FILE (made with sockscope record -w FILE)"}
@@ -96,8 +88,7 @@ func writeFileAtomic(path string, data []byte) error {
 }
 
 func runDiagnose(args []string, stdout, stderr io.Writer) error {
-	fs := pflag.NewFlagSet("sockscope diagnose", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("sockscope diagnose")
 	queries := fs.StringArrayP("container", "c", nil, "diagnose this container (name or ID prefix); repeatable; default: the host and every container")
 	netns := fs.String("netns", "", "this network namespace: live, a path such as /run/netns/NAME; with -r, its inode")
 	duration := fs.Duration("duration", 30*time.Second, "live: how long to watch before diagnosing")
@@ -105,16 +96,8 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 	read := fs.StringP("read", "r", "", "diagnose a recording (sockscope record -w FILE) instead of watching live")
 	output := fs.StringP("output", "o", "text", "output format: text or json (one finding per line)")
 	dockerHost := fs.String("docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		return usageError{err.Error()}
-	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: sockscope diagnose [flags]\n\nWatch live (or read a recording) and report what is wrong: local port exhaustion, connection\nleaks, file descriptor limits, refusals, resets, retransmits, containers killed with open\nconnections. Each finding has its evidence, the command that verifies it, and the fix.\n\nFlags:\n%s", fs.FlagUsages())
-		return nil
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Sprintf("unexpected argument %q (a recording is given with -r FILE)", fs.Arg(0))}
+	if helped, err := parseFlags(fs, args, stdout, "sockscope diagnose [flags]\n\nWatch live (or read a recording) and report what is wrong: local port exhaustion, connection\nleaks, file descriptor limits, refusals, resets, retransmits, containers killed with open\nconnections. Each finding has its evidence, the command that verifies it, and the fix.", "a recording is given with -r FILE"); err != nil || helped {
+		return err
 	}
 	if *output != "text" && *output != "json" {
 		return usageError{fmt.Sprintf("--output must be text or json, not %q", *output)}

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
@@ -35,8 +33,7 @@ type socketsFlags struct {
 
 func parseSocketsFlags(args []string, stdout io.Writer) (*socketsFlags, bool, error) {
 	f := &socketsFlags{}
-	fs := pflag.NewFlagSet("sockscope sockets", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("sockscope sockets")
 	fs.StringArrayVarP(&f.containers, "container", "c", nil, "list this container's sockets (name or ID prefix); repeatable")
 	fs.BoolVar(&f.all, "all", false, "the host and every running container")
 	fs.StringVar(&f.netns, "netns", "", "this network namespace: an inode, or a path such as /proc/PID/ns/net or /run/netns/NAME")
@@ -48,16 +45,8 @@ func parseSocketsFlags(args []string, stdout io.Writer) (*socketsFlags, bool, er
 	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
 	fs.StringVarP(&f.read, "read", "r", "", "show a recording's socket snapshots (sockscope record) instead of the live tables")
 	fs.DurationVar(&f.at, "at", -1, "with -r: the last snapshot taken this long after the recording started (default: the last one)")
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		return nil, false, usageError{err.Error()}
-	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: sockscope sockets [flags]\n\nThe TCP sockets of the host or of containers, like ss -tan, read from the kernel's tables with a BPF iterator.\nWithout --container, --netns or --all: the host's network namespace.\n\nFlags:\n%s", fs.FlagUsages())
-		return nil, true, nil
-	}
-	if fs.NArg() > 0 {
-		return nil, false, usageError{fmt.Sprintf("unexpected argument %q (containers are given with --container NAME)", fs.Arg(0))}
+	if helped, err := parseFlags(fs, args, stdout, "sockscope sockets [flags]\n\nThe TCP sockets of the host or of containers, like ss -tan, read from the kernel's tables with a BPF iterator.\nWithout --container, --netns or --all: the host's network namespace.", "containers are given with --container NAME"); err != nil || helped {
+		return nil, helped, err
 	}
 	if f.output != "table" && f.output != "json" {
 		return nil, false, usageError{fmt.Sprintf("--output must be table or json, not %q", f.output)}

@@ -16,8 +16,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
@@ -44,8 +42,7 @@ var byFields = []string{"container", "comm", "pid", "syscall"}
 
 func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, error) {
 	f := &syscallsFlags{}
-	fs := pflag.NewFlagSet("sockscope syscalls", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("sockscope syscalls")
 	fs.StringArrayVarP(&f.containers, "container", "c", nil, "count this container's syscalls (name or ID prefix); repeatable")
 	fs.IntVar(&f.pid, "pid", 0, "only this process (host PID)")
 	fs.StringVar(&f.netns, "netns", "", "only tasks in this network namespace: an inode, or a path such as /proc/PID/ns/net")
@@ -60,16 +57,8 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
 	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
 	fs.StringVarP(&f.read, "read", "r", "", "count from a recording (sockscope record) instead of live")
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		return nil, false, usageError{err.Error()}
-	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: sockscope syscalls [flags]\n\nSyscall hotspots per container, counted in the kernel: DTrace's @[execname, pid, probefunc] = count().\n\nFlags:\n%s", fs.FlagUsages())
-		return nil, true, nil
-	}
-	if fs.NArg() > 0 {
-		return nil, false, usageError{fmt.Sprintf("unexpected argument %q (containers are given with --container NAME)", fs.Arg(0))}
+	if helped, err := parseFlags(fs, args, stdout, "sockscope syscalls [flags]\n\nSyscall hotspots per container, counted in the kernel: DTrace's @[execname, pid, probefunc] = count().", "containers are given with --container NAME"); err != nil || helped {
+		return nil, helped, err
 	}
 	for _, b := range f.by {
 		if !slices.Contains(byFields, b) {

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/spf13/pflag"
 
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
@@ -37,8 +36,7 @@ type traceFlags struct {
 
 func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error) {
 	f := &traceFlags{}
-	fs := pflag.NewFlagSet("sockscope trace", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	fs := newFlagSet("sockscope trace")
 	fs.StringArrayVarP(&f.containers, "container", "c", nil, "trace this container (name or ID prefix); repeatable")
 	fs.IntVar(&f.pid, "pid", 0, "only sockets owned by this process (host PID)")
 	fs.StringVar(&f.netns, "netns", "", "only this network namespace: an inode, or a path such as /proc/PID/ns/net or /run/netns/NAME")
@@ -51,16 +49,8 @@ func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error)
 	fs.IntVar(&f.count, "count", 0, "stop after this many output lines (JSON lines or table rows); 0 = no limit")
 	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
 	fs.StringVarP(&f.read, "read", "r", "", "replay a recording made by sockscope record instead of tracing live")
-	help := fs.BoolP("help", "h", false, "show this help")
-	if err := fs.Parse(args); err != nil {
-		return nil, false, usageError{err.Error()}
-	}
-	if *help {
-		fmt.Fprintf(stdout, "Usage: sockscope trace [flags]\n\nLive TCP state transitions and connect outcomes (errno, latency), named by container.\n\nFlags:\n%s", fs.FlagUsages())
-		return nil, true, nil
-	}
-	if fs.NArg() > 0 {
-		return nil, false, usageError{fmt.Sprintf("unexpected argument %q (containers are given with --container NAME)", fs.Arg(0))}
+	if helped, err := parseFlags(fs, args, stdout, "sockscope trace [flags]\n\nLive TCP state transitions and connect outcomes (errno, latency), named by container.", "containers are given with --container NAME"); err != nil || helped {
+		return nil, helped, err
 	}
 	if f.output != "table" && f.output != "json" {
 		return nil, false, usageError{fmt.Sprintf("--output must be table or json, not %q", f.output)}
