@@ -263,12 +263,7 @@ func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr 
 		if c.Count-pc.Count == 0 {
 			continue
 		}
-		g := p.group(c.SyscallKey)
-		r := counts[g]
-		if r == nil {
-			r = &g
-			counts[g] = r
-		}
+		r := rowOf(counts, p.group(c.SyscallKey))
 		r.count += c.Count - pc.Count
 		r.errors += c.Errors - pc.Errors
 		r.latTotal += c.LatTotal - pc.LatTotal
@@ -282,12 +277,7 @@ func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr 
 			}
 			g := p.group(e.SyscallKey)
 			g.errno = events.ErrnoName(e.Errno)
-			r := errs[g]
-			if r == nil {
-				r = &g
-				errs[g] = r
-			}
-			r.count += e.Count - prevErr[errKey(e)]
+			rowOf(errs, g).count += e.Count - prevErr[errKey(e)]
 		}
 	}
 	paths := map[sysRow]*sysRow{}
@@ -298,12 +288,7 @@ func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr 
 			}
 			g := p.group(pc.SyscallKey)
 			g.path = pc.Path
-			r := paths[g]
-			if r == nil {
-				r = &g
-				paths[g] = r
-			}
-			r.count += pc.Count - prevPath[pathKey(pc)]
+			rowOf(paths, g).count += pc.Count - prevPath[pathKey(pc)]
 		}
 	}
 	var out strings.Builder
@@ -323,6 +308,16 @@ func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr 
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
+}
+
+// rowOf returns the row of group g in m, adding it with zero counts.
+func rowOf(m map[sysRow]*sysRow, g sysRow) *sysRow {
+	r := m[g]
+	if r == nil {
+		r = &g
+		m[g] = r
+	}
+	return r
 }
 
 type errKeyT struct {
