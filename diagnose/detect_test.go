@@ -1,7 +1,6 @@
 package diagnose
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"syscall"
 	"testing"
@@ -31,13 +30,7 @@ func newRecording() *recording.Recording {
 
 // sock encodes one socket record as the kernel's iterator writes it.
 func sock(state events.State, sport uint16, remote netip.AddrPort) []byte {
-	b := make([]byte, events.SocketRecordSize)
-	binary.LittleEndian.PutUint16(b[16:], sport)
-	binary.LittleEndian.PutUint16(b[18:], remote.Port())
-	copy(b[20:24], lo.AsSlice())
-	copy(b[36:40], remote.Addr().AsSlice())
-	b[52], b[53] = syscall.AF_INET, byte(state)
-	return b
+	return events.EncodeSocket(&events.Socket{State: state, Family: syscall.AF_INET, Saddr: lo, Sport: sport, Daddr: remote.Addr(), Dport: remote.Port()})
 }
 
 // addSnapshot adds a snapshot at second sec with n ESTABLISHED connections to dest and tw

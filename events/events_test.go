@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"net/netip"
@@ -67,6 +68,11 @@ func TestDecode(t *testing.T) {
 			}
 			if comm != strings.TrimRight(string(c.in[72:88]), "\x00") {
 				t.Errorf("comm %q", comm)
+			}
+			// The encoder is the decoder's inverse, byte for byte against the kernel's layout.
+			got.Comm = [16]byte(c.in[72:88])
+			if enc := EncodeEvent(&got); !bytes.Equal(enc, c.in) {
+				t.Errorf("EncodeEvent:\n got %x\nwant %x", enc, c.in)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"testing"
@@ -53,6 +54,13 @@ func TestDecodeSocketsNamesOwnersByInode(t *testing.T) {
 		if socks[i] != want[i] {
 			t.Errorf("socket %d:\n got %+v\nwant %+v", i, socks[i], want[i])
 		}
+		// The encoders are the decoders' inverse, byte for byte against the kernel's layout.
+		if enc := EncodeSocket(&socks[i]); !bytes.Equal(enc, raw[i*SocketRecordSize:(i+1)*SocketRecordSize]) {
+			t.Errorf("EncodeSocket %d:\n got %x\nwant %x", i, enc, raw[i*SocketRecordSize:(i+1)*SocketRecordSize])
+		}
+	}
+	if enc, want := EncodeOwner(12, Owner{Pid: 7, Comm: "app"}), ownerRecord(12, 7, "app"); !bytes.Equal(enc, want) {
+		t.Errorf("EncodeOwner:\n got %x\nwant %x", enc, want)
 	}
 	if _, err := DecodeSockets(raw[:SocketRecordSize+1], 1, nil); err == nil {
 		t.Error("a truncated snapshot decoded without error")

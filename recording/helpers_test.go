@@ -34,48 +34,22 @@ var (
 	docAddr = netip.MustParseAddr("2001:db8::1")
 )
 
-// eventRecord builds a raw struct event (bpf/trace.h) the way the kernel lays it out.
-func eventRecord(mono, prev, lat uint64, netns, pid uint32, errno int32, sport, dport uint16, saddr, daddr netip.Addr, comm string, family, oldS, newS, kind uint8) []byte {
-	b := make([]byte, events.RecordSize)
-	le := binary.LittleEndian
-	le.PutUint64(b[0:], mono)
-	le.PutUint64(b[8:], prev)
-	le.PutUint64(b[16:], lat)
-	le.PutUint32(b[24:], netns)
-	le.PutUint32(b[28:], pid)
-	le.PutUint32(b[32:], uint32(errno))
-	le.PutUint16(b[36:], sport)
-	le.PutUint16(b[38:], dport)
-	copy(b[40:56], saddr.AsSlice())
-	copy(b[56:72], daddr.AsSlice())
-	copy(b[72:88], comm)
-	b[88], b[89], b[90], b[91] = family, oldS, newS, kind
-	return b
+// eventRecord builds a raw struct event (bpf/trace.h).
+func eventRecord(mono, prev, lat uint64, netns, pid uint32, errno int32, sport, dport uint16, saddr, daddr netip.Addr, name string, family, oldS, newS, kind uint8) []byte {
+	return events.EncodeEvent(&events.Event{Mono: mono, PrevState: time.Duration(prev), Latency: time.Duration(lat), Netns: netns, Pid: pid,
+		Errno: syscall.Errno(errno), Sport: sport, Dport: dport, Saddr: saddr, Daddr: daddr, Comm: comm(name),
+		Family: family, OldState: events.State(oldS), NewState: events.State(newS), Kind: events.Kind(kind)})
 }
 
 // sockRecord builds a raw struct sock_record (bpf/sockets.h).
 func sockRecord(inode, uid, rx, tx uint32, sport, dport uint16, saddr, daddr netip.Addr, family, state, timer, retrans uint8) []byte {
-	b := make([]byte, events.SocketRecordSize)
-	le := binary.LittleEndian
-	le.PutUint32(b[0:], inode)
-	le.PutUint32(b[4:], uid)
-	le.PutUint32(b[8:], rx)
-	le.PutUint32(b[12:], tx)
-	le.PutUint16(b[16:], sport)
-	le.PutUint16(b[18:], dport)
-	copy(b[20:36], saddr.AsSlice())
-	copy(b[36:52], daddr.AsSlice())
-	b[52], b[53], b[54], b[55] = family, state, timer, retrans
-	return b
+	return events.EncodeSocket(&events.Socket{Inode: inode, UID: uid, RxQueue: rx, TxQueue: tx, Sport: sport, Dport: dport,
+		Saddr: saddr, Daddr: daddr, Family: family, State: events.State(state), Timer: timer, Retransmits: retrans})
 }
 
 // ownerRecord builds a raw struct owner_record.
 func ownerRecord(inode, pid uint32, comm string) []byte {
-	b := make([]byte, events.OwnerRecordSize)
-	binary.LittleEndian.PutUint32(b[0:], inode)
-	binary.LittleEndian.PutUint32(b[4:], pid)
-	copy(b[8:], comm)
-	return b
+	return events.EncodeOwner(inode, events.Owner{Pid: pid, Comm: comm})
 }
 
 func comm(s string) (c [16]byte) {

@@ -14,9 +14,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/recording"
 )
 
@@ -328,8 +330,7 @@ func writeRecording(t *testing.T, version uint16) string {
 	}
 	meta, _ := json.Marshal(recording.Meta{Hostname: "h", Start: time.Unix(1700000000, 0).UTC(), Interval: time.Second})
 	w.WriteBlock(recording.BlockMeta, 1700000000e9, meta)
-	ev := make([]byte, 96)
-	ev[88], ev[89], ev[90], ev[91] = 2, 7, 10, 1 // IPv4, CLOSE -> LISTEN, a state record
+	ev := events.EncodeEvent(&events.Event{Family: syscall.AF_INET, OldState: events.StateClose, NewState: events.StateListen, Kind: events.KindState})
 	w.WriteBlock(recording.BlockEvents, 1700000001e9, ev)
 	data := b.Bytes()
 	if version != recording.Version {

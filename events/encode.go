@@ -1,0 +1,49 @@
+package events
+
+import "encoding/binary"
+
+// EncodeEvent lays e out as the kernel writes struct event (bpf/trace.h): the inverse of Decode,
+// for recordings written and checked without a kernel (tests, fuzz seeds).
+func EncodeEvent(e *Event) []byte {
+	b := make([]byte, RecordSize)
+	le := binary.LittleEndian
+	le.PutUint64(b[0:], e.Mono)
+	le.PutUint64(b[8:], uint64(e.PrevState))
+	le.PutUint64(b[16:], uint64(e.Latency))
+	le.PutUint32(b[24:], e.Netns)
+	le.PutUint32(b[28:], e.Pid)
+	le.PutUint32(b[32:], uint32(int32(e.Errno)))
+	le.PutUint16(b[36:], e.Sport)
+	le.PutUint16(b[38:], e.Dport)
+	copy(b[40:56], e.Saddr.AsSlice())
+	copy(b[56:72], e.Daddr.AsSlice())
+	copy(b[72:88], e.Comm[:])
+	b[88], b[89], b[90], b[91] = e.Family, byte(e.OldState), byte(e.NewState), byte(e.Kind)
+	return b
+}
+
+// EncodeSocket lays s out as the iterator writes struct sock_record (bpf/sockets.h): the
+// inverse of DecodeSockets (the owner goes in an owner record, see EncodeOwner).
+func EncodeSocket(s *Socket) []byte {
+	b := make([]byte, SocketRecordSize)
+	le := binary.LittleEndian
+	le.PutUint32(b[0:], s.Inode)
+	le.PutUint32(b[4:], s.UID)
+	le.PutUint32(b[8:], s.RxQueue)
+	le.PutUint32(b[12:], s.TxQueue)
+	le.PutUint16(b[16:], s.Sport)
+	le.PutUint16(b[18:], s.Dport)
+	copy(b[20:36], s.Saddr.AsSlice())
+	copy(b[36:52], s.Daddr.AsSlice())
+	b[52], b[53], b[54], b[55] = s.Family, byte(s.State), s.Timer, s.Retransmits
+	return b
+}
+
+// EncodeOwner lays out an owner record (bpf/sockets.h): the inverse of DecodeOwners.
+func EncodeOwner(inode uint32, o Owner) []byte {
+	b := make([]byte, OwnerRecordSize)
+	binary.LittleEndian.PutUint32(b[0:], inode)
+	binary.LittleEndian.PutUint32(b[4:], o.Pid)
+	copy(b[8:24], o.Comm)
+	return b
+}
