@@ -319,18 +319,24 @@ func (tr *tracer) stop(t *testing.T) ([]jsonEvent, string) {
 	if !strings.Contains(stderr, " 0 lost") {
 		t.Errorf("sockscope reported lost events:\n%s", stderr)
 	}
-	var evs []jsonEvent
-	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+	return jsonLines[jsonEvent](t, stdout), stderr
+}
+
+// jsonLines decodes output of -o json: one object per line.
+func jsonLines[T any](t *testing.T, out string) []T {
+	t.Helper()
+	var vs []T
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if line == "" {
 			continue
 		}
-		var e jsonEvent
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
+		var v T
+		if err := json.Unmarshal([]byte(line), &v); err != nil {
 			t.Fatalf("bad JSON line %q: %v", line, err)
 		}
-		evs = append(evs, e)
+		vs = append(vs, v)
 	}
-	return evs, stderr
+	return vs
 }
 
 // transitions counts state events as "OLD->NEW".

@@ -22,36 +22,34 @@ import (
 	"github.com/sockscope/sockscope/recording"
 )
 
-// stripTimes removes the timing fields from output lines and sorts them. Times and durations are
-// the measurements of each tracer: a live trace and the recorder run their own BPF programs,
-// which read the clock each on their own (a few µs apart), and convert it with clock offsets read
-// by different processes. Everything else must be equal.
-func stripTimes(t *testing.T, out string, table bool) []string {
+// untimedJSON and untimedTable drop the timing fields of output lines and sort them. Times and
+// durations are the measurements of each tracer: a live trace and the recorder run their own BPF
+// programs, which read the clock each on their own (a few µs apart), and convert it with clock
+// offsets read by different processes. Everything else must be equal.
+func untimedJSON(t *testing.T, out string) []string {
 	t.Helper()
 	var lines []string
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if line == "" {
-			continue
-		}
-		if table {
-			// TIME CONTAINER PID COMM LOCAL REMOTE OLDSTATE NEWSTATE PREV_MS [OUTCOME LATENCY]
-			f := strings.Fields(line)
-			keep := slices.Clone(f[1:min(8, len(f))])
-			if len(f) > 9 {
-				keep = append(keep, f[9])
-			}
-			lines = append(lines, strings.Join(keep, " "))
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("bad JSON line %q: %v", line, err)
-		}
+	for _, m := range jsonLines[map[string]any](t, out) {
 		delete(m, "time")
 		delete(m, "prev_state_us")
 		delete(m, "latency_us")
 		b, _ := json.Marshal(m)
 		lines = append(lines, string(b))
+	}
+	slices.Sort(lines)
+	return lines
+}
+
+func untimedTable(out string) []string {
+	var lines []string
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		// TIME CONTAINER PID COMM LOCAL REMOTE OLDSTATE NEWSTATE PREV_MS [OUTCOME LATENCY]
+		f := strings.Fields(line)
+		keep := slices.Clone(f[1:min(8, len(f))])
+		if len(f) > 9 {
+			keep = append(keep, f[9])
+		}
+		lines = append(lines, strings.Join(keep, " "))
 	}
 	slices.Sort(lines)
 	return lines
@@ -112,20 +110,12 @@ func TestRecordThenReplayGivesTheLiveOutput(t *testing.T) {
 	if replay.code != 0 {
 		t.Fatalf("trace -r: exit %d\n%s", replay.code, replay.stderr)
 	}
-	assertSameLines(t, "trace -o json", stripTimes(t, liveOut, false), stripTimes(t, replay.stdout, false))
+	assertSameLines(t, "trace -o json", untimedJSON(t, liveOut), untimedJSON(t, replay.stdout))
 	replayTable := runSockscope(t, "trace", "-r", file)
-	assertSameLines(t, "trace (table)", stripTimes(t, tableOut, true), stripTimes(t, replayTable.stdout, true))
+	assertSameLines(t, "trace (table)", untimedTable(tableOut), untimedTable(replayTable.stdout))
 
 	// The replay's numbers are the traffic's.
-	var evs []jsonEvent
-	for _, line := range strings.Split(strings.TrimSpace(replay.stdout), "\n") {
-		var e jsonEvent
-		if err := json.Unmarshal([]byte(line), &e); err != nil {
-			t.Fatal(err)
-		}
-		evs = append(evs, e)
-	}
-	assertCounts(t, "replayed connects", connects(evs, nil), map[string]int{"": n, "ECONNREFUSED": refused})
+	assertCounts(t, "replayed connects", connects(jsonLines[jsonEvent](t, replay.stdout), nil), map[string]int{"": n, "ECONNREFUSED": refused})
 	// Filters apply to a replay as they do live.
 	onlyErrors := runSockscope(t, "trace", "-r", file, "-o", "json", "--connect-errors", "--netns", inode)
 	if got := len(strings.Split(strings.TrimSpace(onlyErrors.stdout), "\n")); got != refused {
@@ -136,18 +126,14 @@ func TestRecordThenReplayGivesTheLiveOutput(t *testing.T) {
 	if replaySockets.code != 0 {
 		t.Fatalf("sockets -r: exit %d\n%s", replaySockets.code, replaySockets.stderr)
 	}
-	assertSameLines(t, "sockets -o json", stripTimes(t, liveSockets.stdout, false), stripTimes(t, replaySockets.stdout, false))
+	assertSameLines(t, "sockets -o json", untimedJSON(t, liveSockets.stdout), untimedJSON(t, replaySockets.stdout))
 	if tw := strings.Count(replaySockets.stdout, `"state":"TIME_WAIT"`); tw != n {
 		t.Errorf("sockets -r shows %d TIME_WAIT sockets, want %d", tw, n)
 	}
 
 	sys := runSockscope(t, "syscalls", "-r", file, "--netns", inode, "--by", "comm,syscall", "--syscall", "fsync,unlinkat", "-o", "json")
 	got := map[string]uint64{}
-	for _, line := range strings.Split(strings.TrimSpace(sys.stdout), "\n") {
-		var r sysRowJSON
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("syscalls -r: bad line %q: %v\n%s", line, err, sys.stderr)
-		}
+	for _, r := range jsonLines[sysRowJSON](t, sys.stdout) {
 		got[r.Comm+" "+r.Syscall] += r.Count
 	}
 	if want := map[string]uint64{"sysload fsync": fsyncs, "sysload unlinkat": unlinks}; !maps.Equal(got, want) {
@@ -177,18 +163,7 @@ func diagnoseFile(t *testing.T, file string, args ...string) []findingJSON {
 
 func parseFindings(t *testing.T, out string) []findingJSON {
 	t.Helper()
-	var fs []findingJSON
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if line == "" {
-			continue
-		}
-		var f findingJSON
-		if err := json.Unmarshal([]byte(line), &f); err != nil {
-			t.Fatalf("bad finding %q: %v", line, err)
-		}
-		fs = append(fs, f)
-	}
-	return fs
+	return jsonLines[findingJSON](t, out)
 }
 
 // assertFinding checks that the findings are exactly one of kind, for container, with numbers.

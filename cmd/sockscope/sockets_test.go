@@ -92,18 +92,7 @@ func sockets(t *testing.T, args ...string) []jsonSocket {
 	if err != nil {
 		t.Fatalf("sockscope sockets %v: %v", args, err)
 	}
-	var socks []jsonSocket
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if line == "" {
-			continue
-		}
-		var s jsonSocket
-		if err := json.Unmarshal([]byte(line), &s); err != nil {
-			t.Fatalf("bad JSON line %q: %v", line, err)
-		}
-		socks = append(socks, s)
-	}
-	return socks
+	return jsonLines[jsonSocket](t, string(out))
 }
 
 func tuples(socks []jsonSocket) []string {

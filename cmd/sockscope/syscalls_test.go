@@ -35,18 +35,7 @@ func startSyscalls(t *testing.T, args ...string) *tracer {
 func syscallRows(t *testing.T, c *tracer) []sysRowJSON {
 	t.Helper()
 	stdout, _ := c.interrupt(t)
-	var rows []sysRowJSON
-	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
-		if line == "" {
-			continue
-		}
-		var r sysRowJSON
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
-			t.Fatalf("bad JSON line %q: %v", line, err)
-		}
-		rows = append(rows, r)
-	}
-	return rows
+	return jsonLines[sysRowJSON](t, stdout)
 }
 
 type sysloadResult struct {
