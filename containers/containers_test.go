@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/moby/moby/api/types/container"
 )
 
 func statIno(t *testing.T, path string) uint32 {
@@ -27,7 +25,7 @@ func TestDialUnreachable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	sock := "unix://" + t.TempDir() + "/docker.sock"
-	_, err := Dial(ctx, sock)
+	_, err := DialDocker(ctx, sock)
 	if err == nil {
 		t.Fatal("Dial to a socket that does not exist succeeded")
 	}
@@ -43,41 +41,48 @@ func TestDialUnreachable(t *testing.T) {
 
 	// DOCKER_HOST is honoured when no host is given.
 	t.Setenv("DOCKER_HOST", sock)
-	if _, err := Dial(ctx, ""); err == nil || !strings.Contains(err.Error(), sock) {
-		t.Errorf("Dial with DOCKER_HOST=%s: error %v does not name it", sock, err)
+	if _, err := DialDocker(ctx, ""); err == nil || !strings.Contains(err.Error(), sock) {
+		t.Errorf("DialDocker with DOCKER_HOST=%s: error %v does not name it", sock, err)
 	}
 
-	if _, err := Dial(ctx, "not-a-url"); err == nil || !strings.Contains(err.Error(), "not-a-url") {
-		t.Errorf("Dial(not-a-url): error %v does not name the bad host", err)
+	if _, err := DialDocker(ctx, "not-a-url"); err == nil || !strings.Contains(err.Error(), "not-a-url") {
+		t.Errorf("DialDocker(not-a-url): error %v does not name the bad host", err)
 	}
 
 	// Loopback port 1: nothing listens there.
-	if _, err := Dial(ctx, "tcp://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "cannot reach the Docker daemon at tcp://127.0.0.1:1: connect: connection refused") {
-		t.Errorf("Dial(tcp://127.0.0.1:1): error %v, want one naming the address and the refusal", err)
+	if _, err := DialDocker(ctx, "tcp://127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "cannot reach the Docker daemon at tcp://127.0.0.1:1: connect: connection refused") {
+		t.Errorf("DialDocker(tcp://127.0.0.1:1): error %v, want one naming the address and the refusal", err)
 	}
 	// ssh:// needs the docker CLI; it is refused before any connection is tried.
-	if _, err := Dial(ctx, "ssh://127.0.0.1"); err == nil || !strings.Contains(err.Error(), "ssh -nNT -L") {
-		t.Errorf("Dial(ssh://...): error %v, want the socket-forwarding hint", err)
+	if _, err := DialDocker(ctx, "ssh://127.0.0.1"); err == nil || !strings.Contains(err.Error(), "ssh -nNT -L") {
+		t.Errorf("DialDocker(ssh://...): error %v, want the socket-forwarding hint", err)
 	}
 }
 
 func TestNotFoundMessage(t *testing.T) {
-	sum := func(name string, state container.ContainerState) container.Summary {
-		return container.Summary{ID: strings.Repeat("ab", 32), Names: []string{"/" + name}, State: state}
+	ct := func(name string, up bool) Container {
+		return Container{ID: strings.Repeat("ab", 32), Name: name, Up: up}
 	}
-	err := notFoundError("wbe", []container.Summary{
-		sum("web", container.StateRunning),
-		sum("webhook", container.StateRunning),
-		sum("wbe-old", container.StateExited), // not running: never suggested
-		sum("db", container.StateRunning),
-		sum("cache", container.StatePaused),
+	pod := Container{ID: strings.Repeat("cd", 32), Sandbox: true, Up: true, Pod: Pod{Namespace: "shop", Name: "web-0"}}
+	err := notFoundError("wbe", []Container{
+		ct("web", true),
+		ct("webhook", true),
+		ct("wbe-old", false), // not running: never suggested
+		ct("db", true),
+		ct("cache", true),
+		pod,
 	})
-	want := `no container named or with ID prefix "wbe"; running containers: closest are web, db, cache`
+	want := `no container or pod named or with ID prefix "wbe"; closest running: web, db, cache`
 	if err.Error() != want {
 		t.Errorf("got  %q\nwant %q", err, want)
 	}
-	err = notFoundError("x", []container.Summary{sum("old", container.StateExited)})
-	want = `no container named or with ID prefix "x"; no containers are running`
+	err = notFoundError("x", []Container{ct("old", false)})
+	want = `no container or pod named or with ID prefix "x"; none is running`
+	if err.Error() != want {
+		t.Errorf("got  %q\nwant %q", err, want)
+	}
+	err = notFoundError("shop/web", []Container{ct("old", false), pod})
+	want = `no container or pod named or with ID prefix "shop/web"; closest running: shop/web-0`
 	if err.Error() != want {
 		t.Errorf("got  %q\nwant %q", err, want)
 	}
@@ -91,28 +96,35 @@ func TestFind(t *testing.T) {
 	id := runContainer(t, name)
 
 	for _, q := range []string{name, "/" + name, id, id[:12], id[:20]} {
-		ct, err := c.Find(ctx, q)
+		sel, err := Find(ctx, []Runtime{c}, q)
 		if err != nil {
 			t.Errorf("Find(%q): %v", q, err)
 			continue
 		}
-		if ct.ID != id || ct.Name != name || ct.Image != testImage || ct.Labels["sockscope.test"] != "1" {
-			t.Errorf("Find(%q) = %+v, want ID %s, name %s, image %s, label sockscope.test=1", q, ct, id, name, testImage)
-		}
-		if ct.Pid <= 0 || ct.Netns == 0 {
-			t.Errorf("Find(%q): running container has Pid %d, Netns %d", q, ct.Pid, ct.Netns)
+		if sel.ID != id || sel.Pod != "" || sel.Name != name || sel.Query != q {
+			t.Errorf("Find(%q) = %+v, want ID %s, name %s", q, sel, id, name)
 		}
 	}
+	ct, err := c.Inspect(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct.ID != id || ct.Name != name || ct.Image != testImage || ct.Labels["sockscope.test"] != "1" || ct.Runtime != "docker" {
+		t.Errorf("Inspect(%s) = %+v, want name %s, image %s, label sockscope.test=1, runtime docker", id, ct, name, testImage)
+	}
+	if ct.Pid <= 0 || ct.Netns == 0 || ct.NetnsPath != fmt.Sprintf("/proc/%d/ns/net", ct.Pid) {
+		t.Errorf("Inspect: running container has Pid %d, Netns %d, NetnsPath %q", ct.Pid, ct.Netns, ct.NetnsPath)
+	}
 
-	// A container that is not running is found too, without Pid or Netns.
+	// A container that is not running is found too.
 	stopped := uniqueName(t, "find-created")
 	sid := createContainer(t, stopped)
-	ct, err := c.Find(ctx, stopped)
+	sel, err := Find(ctx, []Runtime{c}, stopped)
 	if err != nil {
 		t.Fatalf("Find(%q) of a created container: %v", stopped, err)
 	}
-	if ct.ID != sid || ct.Pid != 0 || ct.Netns != 0 {
-		t.Errorf("Find(created container) = %+v, want ID %s, Pid 0, Netns 0", ct, sid)
+	if sel.ID != sid {
+		t.Errorf("Find(created container) = %+v, want ID %s", sel, sid)
 	}
 }
 
@@ -124,11 +136,11 @@ func TestFindUnknown(t *testing.T) {
 	// Last character changed (IDs are hex, so "z" makes no ID prefix either): edit distance 1 from
 	// our container, more from any other.
 	typo := name[:len(name)-1] + "z"
-	_, err := c.Find(context.Background(), typo)
+	_, err := Find(context.Background(), []Runtime{c}, typo)
 	if err == nil {
 		t.Fatalf("Find(%q) succeeded", typo)
 	}
-	want := fmt.Sprintf("no container named or with ID prefix %q; running containers: closest are %s", typo, name)
+	want := fmt.Sprintf("no container or pod named or with ID prefix %q; closest running: %s", typo, name)
 	if !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("Find(%q):\n got  %q\n want %q...", typo, err, want)
 	}
@@ -147,7 +159,7 @@ func TestFindAmbiguousIDPrefix(t *testing.T) {
 		}
 		first[id[0]] = id
 	}
-	_, err := c.Find(context.Background(), a[:1])
+	_, err := Find(context.Background(), []Runtime{c}, a[:1])
 	if err == nil {
 		t.Fatalf("Find(%q) succeeded although %s and %s both start with it", a[:1], a[:12], b[:12])
 	}
@@ -275,19 +287,19 @@ func TestSharedNetnsNames(t *testing.T) {
 	if ca.Netns == 0 || ca.Netns != cb.Netns {
 		t.Fatalf("netns of %s = %d, of %s (--network container:%s) = %d; want equal", a, ca.Netns, b, a, cb.Netns)
 	}
-	name, id, ok := w.Names().Lookup(ca.Netns)
-	if wantName, wantID := a+","+b, aid[:12]+","+bid[:12]; !ok || name != wantName || id != wantID {
-		t.Errorf("Lookup(%d) = %q, %q, %v; want %q, %q", ca.Netns, name, id, ok, wantName, wantID)
+	got, ok := w.Names().Lookup(ca.Netns)
+	if wantName, wantID := a+","+b, aid[:12]+","+bid[:12]; !ok || got.Name != wantName || got.ID != wantID || got.Pod != "" {
+		t.Errorf("Lookup(%d) = %+v, %v; want %q, %q", ca.Netns, got, ok, wantName, wantID)
 	}
 	if !ch.lastIs(ca.Netns) {
 		set, _ := ch.last()
 		t.Errorf("onChange got %v, want [%d] once", set, ca.Netns)
 	}
 	host, _ := HostNetns()
-	if name, id, ok := w.Names().Lookup(host); name != "host" || id != "" || !ok {
-		t.Errorf("Lookup(host) = %q, %q, %v", name, id, ok)
+	if got, ok := w.Names().Lookup(host); got != HostName || !ok {
+		t.Errorf("Lookup(host) = %+v, %v", got, ok)
 	}
-	if _, _, ok := w.Names().Lookup(1); ok {
+	if _, ok := w.Names().Lookup(1); ok {
 		t.Error("Lookup(1) is known")
 	}
 }
@@ -311,8 +323,8 @@ func TestWatcherFollowsStartRestartStop(t *testing.T) {
 	pid1 := inspectPid(t, id)
 	ns1 := statIno(t, fmt.Sprintf("/proc/%d/ns/net", pid1))
 	waitFor(t, 10*time.Second, fmt.Sprintf("onChange([%d]) after docker start", ns1), func() bool { return ch.lastIs(ns1) })
-	if got, gotID, ok := w.Names().Lookup(ns1); !ok || got != name || gotID != id[:12] {
-		t.Errorf("Lookup(%d) = %q, %q, %v; want %q, %q", ns1, got, gotID, ok, name, id[:12])
+	if got, ok := w.Names().Lookup(ns1); !ok || got.Name != name || got.ID != id[:12] {
+		t.Errorf("Lookup(%d) = %+v, %v; want %q, %q", ns1, got, ok, name, id[:12])
 	}
 
 	// Restart: a new process in a new netns. The kernel hands out the lowest free namespace inode,
@@ -336,12 +348,12 @@ func TestWatcherFollowsStartRestartStop(t *testing.T) {
 			t.Errorf("after the restart onChange reported the old netns %d: %v", ns1, ch.since(before))
 		}
 	}
-	if got, _, ok := w.Names().Lookup(ns2); !ok || got != name {
-		t.Errorf("Lookup(new netns %d) = %q, %v; want %q", ns2, got, ok, name)
+	if got, ok := w.Names().Lookup(ns2); !ok || got.Name != name {
+		t.Errorf("Lookup(new netns %d) = %+v, %v; want %q", ns2, got, ok, name)
 	}
 	// The old netns keeps its name for late events until another container claims the inode.
-	if got, _, ok := w.Names().Lookup(ns1); !ok || got != name {
-		t.Errorf("Lookup(old netns %d) = %q, %v; want %q kept", ns1, got, ok, name)
+	if got, ok := w.Names().Lookup(ns1); !ok || got.Name != name {
+		t.Errorf("Lookup(old netns %d) = %+v, %v; want %q kept", ns1, got, ok, name)
 	}
 
 	// Stop: it leaves the selected set at once, but its netns stays named. (Hold it open so that no
@@ -353,8 +365,8 @@ func TestWatcherFollowsStartRestartStop(t *testing.T) {
 	defer held.Close()
 	docker(t, "stop", "-t", "0", name)
 	waitFor(t, 10*time.Second, "onChange([]) after docker stop", func() bool { return ch.lastIs() })
-	if got, _, ok := w.Names().Lookup(ns2); !ok || got != name {
-		t.Errorf("Lookup(%d) after stop = %q, %v; want %q kept", ns2, got, ok, name)
+	if got, ok := w.Names().Lookup(ns2); !ok || got.Name != name {
+		t.Errorf("Lookup(%d) after stop = %+v, %v; want %q kept", ns2, got, ok, name)
 	}
 }
 
@@ -394,8 +406,8 @@ func TestWatcherNamesAll(t *testing.T) {
 	id := runContainer(t, name)
 	ns := statIno(t, fmt.Sprintf("/proc/%d/ns/net", inspectPid(t, id)))
 	waitFor(t, 10*time.Second, fmt.Sprintf("Names to name netns %d", ns), func() bool {
-		got, _, ok := w.Names().Lookup(ns)
-		return ok && got == name
+		got, ok := w.Names().Lookup(ns)
+		return ok && got.Name == name
 	})
 	waitFor(t, 10*time.Second, "onChange to include the new netns", func() bool {
 		set, _ := ch.last()

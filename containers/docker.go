@@ -1,15 +1,3 @@
-// Package containers names network namespaces after the Docker containers that live in them.
-//
-// It talks to the Docker Engine API (honouring DOCKER_HOST, default unix:///var/run/docker.sock,
-// with API version negotiation so that daemons from 20.10 to 29 work), resolves the containers a
-// user names on the command line ([Client.Find]), and follows the daemon's event stream
-// ([Watcher.Run]) so that containers that start, restart or stop are picked up live: [Names] maps a
-// netns inode to the containers in it, and the [Watcher]'s callback receives the netns inodes of the
-// containers being traced whenever they change.
-//
-// A container is tied to a netns through the host PID of its init process: the inode of
-// /proc/PID/ns/net. That requires sockscope to run in the host's PID namespace (on the host, or in a
-// container with --pid=host).
 package containers
 
 import (
@@ -18,56 +6,52 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
-	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/events"
 	"github.com/moby/moby/client"
 )
 
-// DefaultHost is the daemon address used when neither the caller nor DOCKER_HOST names one.
-const DefaultHost = client.DefaultDockerHost
+// DefaultDockerHost is the Docker daemon address used when neither the caller nor DOCKER_HOST
+// names one.
+const DefaultDockerHost = client.DefaultDockerHost
 
-// dialTimeout bounds the first contact with the daemon when the caller's context has no deadline.
+// dialTimeout bounds the first contact with a runtime when the caller's context has no deadline.
 const dialTimeout = 10 * time.Second
 
-// Container is what sockscope needs to know about one Docker container.
-type Container struct {
-	ID     string            // full ID
-	Name   string            // without leading "/"
-	Image  string            // the image as the user named it (e.g. "nginx:1.27"), not its digest
-	Labels map[string]string // container labels (compose project/service, k8s pod, ...)
-	Pid    int               // host PID of the init process, 0 if not running
-	Netns  uint32            // inode of its network namespace, 0 if not running
+// Docker is a connection to one Docker-compatible engine: Docker itself or podman's Docker API
+// socket. It is safe for concurrent use.
+type Docker struct {
+	api     *client.Client
+	host    string
+	kind    string // docker or podman
+	version string
+
+	mu    sync.Mutex
+	known map[string]Container // running containers already inspected, by ID
 }
 
-// ShortID returns the 12-character form of the ID that docker ps shows.
-func (c Container) ShortID() string { return shortID(c.ID) }
-
-// Running reports whether the container has a process (and so a network namespace).
-func (c Container) Running() bool { return c.Pid > 0 }
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
-// Client is a connection to one Docker daemon. It is safe for concurrent use.
-type Client struct {
-	api  *client.Client
-	host string
-}
-
-// Dial connects to the daemon (host "" means DOCKER_HOST or the default socket) and negotiates the
-// API version. When the daemon does not answer it returns an error whose message names the socket or
-// URL and suggests the fix in one line.
-func Dial(ctx context.Context, host string) (*Client, error) {
-	opts := []client.Opt{client.FromEnv} // DOCKER_HOST, DOCKER_API_VERSION, DOCKER_CERT_PATH, DOCKER_TLS_VERIFY
+// DialDocker connects to a Docker-compatible engine (host "" means DOCKER_HOST or the default
+// socket) and negotiates the API version. When the engine does not answer it returns an error
+// whose message names the socket or URL and suggests the fix in one line.
+func DialDocker(ctx context.Context, host string) (*Docker, error) {
+	// The engine says what it is in every answer's Server header ("Docker/20.10.24 (linux)",
+	// "Libpod/4.3.1 (linux)"): read it from the ping, because podman's /version takes 400 ms.
+	var server atomic.Pointer[string]
+	opts := []client.Opt{client.FromEnv, // DOCKER_HOST, DOCKER_API_VERSION, DOCKER_CERT_PATH, DOCKER_TLS_VERIFY
+		client.WithHTTPResponseHook(func(r *http.Response) {
+			if v := r.Header.Get("Server"); v != "" && server.Load() == nil {
+				server.Store(&v)
+			}
+		})}
 	if host != "" {
 		opts = append(opts, client.WithHost(host))
 	}
@@ -77,7 +61,7 @@ func Dial(ctx context.Context, host string) (*Client, error) {
 		if shown == "" {
 			shown = os.Getenv(client.EnvOverrideHost)
 		}
-		return nil, fmt.Errorf("docker host %q: %w (set --docker-host or DOCKER_HOST to e.g. %s or tcp://HOST:2375)", shown, err, DefaultHost)
+		return nil, fmt.Errorf("docker host %q: %w (set --docker-host or DOCKER_HOST to e.g. %s or tcp://HOST:2375)", shown, err, DefaultDockerHost)
 	}
 	if u, err := client.ParseHostURL(api.DaemonHost()); err == nil && !supportedScheme(u.Scheme) {
 		api.Close()
@@ -86,7 +70,7 @@ func Dial(ctx context.Context, host string) (*Client, error) {
 		}
 		return nil, fmt.Errorf("docker host %s: scheme %s:// is not supported (use unix:///PATH or tcp://HOST:PORT)", api.DaemonHost(), u.Scheme)
 	}
-	c := &Client{api: api, host: api.DaemonHost()}
+	d := &Docker{api: api, host: api.DaemonHost(), kind: "docker", known: map[string]Container{}}
 
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -95,9 +79,19 @@ func Dial(ctx context.Context, host string) (*Client, error) {
 	}
 	if _, err := api.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		api.Close()
-		return nil, c.unreachable(ctx, err)
+		return nil, d.unreachable(ctx, err)
 	}
-	return c, nil
+	d.version = "API " + api.ClientVersion()
+	if p := server.Load(); p != nil {
+		product, rest, _ := strings.Cut(*p, "/")
+		if strings.EqualFold(product, "Libpod") {
+			d.kind = "podman"
+		}
+		if v, _, _ := strings.Cut(rest, " "); v != "" {
+			d.version = v + " (API " + api.ClientVersion() + ")"
+		}
+	}
+	return d, nil
 }
 
 func supportedScheme(s string) bool {
@@ -111,177 +105,71 @@ func supportedScheme(s string) bool {
 // unreachable turns a failed ping into a one-line error naming the daemon address, the real cause
 // (the client library's message repeats the address and, for "connection refused", drops the
 // cause) and the fix.
-func (c *Client) unreachable(ctx context.Context, err error) error {
+func (d *Docker) unreachable(ctx context.Context, err error) error {
 	if errors.Is(ctx.Err(), context.Canceled) {
-		return fmt.Errorf("connecting to the Docker daemon at %s: %w", c.host, ctx.Err())
+		return fmt.Errorf("connecting to the Docker daemon at %s: %w", d.host, ctx.Err())
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("cannot reach the Docker daemon at %s: no answer in time (is dockerd running and healthy? set --docker-host or DOCKER_HOST)", c.host)
+		return fmt.Errorf("cannot reach the Docker daemon at %s: no answer in time (is dockerd running and healthy? set --docker-host or DOCKER_HOST)", d.host)
 	}
 	if !client.IsErrConnectionFailed(err) {
 		// The daemon answered, but not as expected (too old an API, a proxy, ...).
-		return fmt.Errorf("the Docker daemon at %s: %w", c.host, err)
+		return fmt.Errorf("the Docker daemon at %s: %w", d.host, err)
 	}
 	cause := err.Error()
-	if u, perr := client.ParseHostURL(c.host); perr == nil && (u.Scheme == "unix" || u.Scheme == "tcp") {
+	if u, perr := client.ParseHostURL(d.host); perr == nil && (u.Scheme == "unix" || u.Scheme == "tcp") {
 		// Dial again ourselves to learn why: the library's message repeats the address and
 		// drops the cause for some errors ("connection refused", timeouts).
-		var d net.Dialer
-		conn, derr := d.DialContext(ctx, u.Scheme, u.Host)
+		var dl net.Dialer
+		conn, derr := dl.DialContext(ctx, u.Scheme, u.Host)
 		if derr == nil {
 			conn.Close()
 		} else {
-			cause = derr.Error()
-			var op *net.OpError
-			if errors.As(derr, &op) && op.Err != nil {
-				cause = op.Err.Error() // "connect: no such file or directory"
-			}
+			cause = dialCause(derr)
 			if errors.Is(derr, fs.ErrPermission) {
-				return fmt.Errorf("cannot reach the Docker daemon at %s: %s (run as root or as a member of the docker group, or set --docker-host or DOCKER_HOST)", c.host, cause)
+				return fmt.Errorf("cannot reach the Docker daemon at %s: %s (run as root or as a member of the docker group, or set --docker-host or DOCKER_HOST)", d.host, cause)
 			}
 		}
 	}
-	return fmt.Errorf("cannot reach the Docker daemon at %s: %s (is dockerd running? set --docker-host or DOCKER_HOST)", c.host, cause)
+	return fmt.Errorf("cannot reach the Docker daemon at %s: %s (is dockerd running? set --docker-host or DOCKER_HOST)", d.host, cause)
+}
+
+// dialCause is the reason a dial failed without the address the caller names already:
+// "connect: no such file or directory".
+func dialCause(err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err.Error()
+	}
+	return err.Error()
 }
 
 // Close releases the connections to the daemon.
-func (c *Client) Close() error { return c.api.Close() }
+func (d *Docker) Close() error { return d.api.Close() }
 
 // Host returns the daemon's address, e.g. unix:///var/run/docker.sock.
-func (c *Client) Host() string { return c.host }
+func (d *Docker) Host() string { return d.host }
 
-// APIVersion returns the API version negotiated with the daemon, e.g. "1.41".
-func (c *Client) APIVersion() string { return c.api.ClientVersion() }
-
-// Find resolves a name (with or without leading "/"), a full ID or an ID prefix among all containers,
-// running or not, the way docker does: full ID first, then exact name, then unique ID prefix.
-func (c *Client) Find(ctx context.Context, query string) (Container, error) {
-	q := strings.TrimPrefix(strings.TrimSpace(query), "/")
-	if q == "" {
-		return Container{}, errors.New("empty container name or ID")
-	}
-	list, err := c.api.ContainerList(ctx, client.ContainerListOptions{All: true})
-	if err != nil {
-		return Container{}, fmt.Errorf("listing containers at %s: %w", c.host, err)
-	}
-	all := list.Items
-
-	for _, s := range all {
-		if s.ID == q {
-			return c.Inspect(ctx, s.ID)
-		}
-	}
-	for _, s := range all {
-		for _, n := range s.Names {
-			if strings.TrimPrefix(n, "/") == q {
-				return c.Inspect(ctx, s.ID)
-			}
-		}
-	}
-	var matches []container.Summary
-	for _, s := range all {
-		if strings.HasPrefix(s.ID, q) {
-			matches = append(matches, s)
-		}
-	}
-	switch len(matches) {
-	case 1:
-		return c.Inspect(ctx, matches[0].ID)
-	case 0:
-		return Container{}, notFoundError(q, all)
-	}
-	desc := make([]string, len(matches))
-	for i, s := range matches {
-		desc[i] = shortID(s.ID) + " (" + summaryName(s) + ")"
-	}
-	slices.Sort(desc)
-	return Container{}, fmt.Errorf("ID prefix %q matches %d containers: %s; give more of the ID or the name", q, len(matches), strings.Join(desc, ", "))
-}
-
-// notFoundError suggests the running containers whose names are closest to q.
-func notFoundError(q string, all []container.Summary) error {
-	var running []string
-	for _, s := range all {
-		if s.State == container.StateRunning || s.State == container.StatePaused {
-			running = append(running, summaryName(s))
-		}
-	}
-	if len(running) == 0 {
-		return fmt.Errorf("no container named or with ID prefix %q; no containers are running", q)
-	}
-	return fmt.Errorf("no container named or with ID prefix %q; running containers: closest are %s", q, strings.Join(Closest(q, running, 3), ", "))
-}
-
-// Closest returns up to n of candidates, nearest to q by edit distance first; ties go to names
-// that start with or contain q, then alphabetical order.
-func Closest(q string, candidates []string, n int) []string {
-	type scored struct {
-		name string
-		d    int
-		rel  int // among equal distances: 0 has q as a prefix, 1 contains it, 2 neither
-	}
-	s := make([]scored, 0, len(candidates))
-	for _, c := range candidates {
-		rel := 2
-		if strings.HasPrefix(c, q) {
-			rel = 0
-		} else if strings.Contains(c, q) {
-			rel = 1
-		}
-		s = append(s, scored{c, editDistance(q, c), rel})
-	}
-	slices.SortFunc(s, func(a, b scored) int {
-		if a.d != b.d {
-			return a.d - b.d
-		}
-		if a.rel != b.rel {
-			return a.rel - b.rel
-		}
-		return strings.Compare(a.name, b.name)
-	})
-	out := make([]string, 0, n)
-	for _, x := range s {
-		if len(out) == n {
-			break
-		}
-		if len(out) > 0 && out[len(out)-1] == x.name {
-			continue
-		}
-		out = append(out, x.name)
-	}
-	return out
-}
-
-func summaryName(s container.Summary) string {
-	if len(s.Names) == 0 {
-		return shortID(s.ID)
-	}
-	// Legacy links add names such as "/other/alias"; the container's own name has one slash.
-	for _, n := range s.Names {
-		if strings.Count(n, "/") == 1 {
-			return strings.TrimPrefix(n, "/")
-		}
-	}
-	return strings.TrimPrefix(s.Names[0], "/")
-}
+// Info says which engine this is.
+func (d *Docker) Info() Info { return Info{Kind: d.kind, Endpoint: d.host, Version: d.version} }
 
 // Inspect returns one container by ID or name; Pid and Netns are filled when it is running.
-func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
+func (d *Docker) Inspect(ctx context.Context, id string) (Container, error) {
 	for attempt := 0; ; attempt++ {
-		res, err := c.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		res, err := d.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 		if err != nil {
 			if cerrdefs.IsNotFound(err) {
 				return Container{}, fmt.Errorf("no container %q: %w", id, ErrNotFound)
 			}
-			return Container{}, fmt.Errorf("inspecting container %q at %s: %w", id, c.host, err)
+			return Container{}, fmt.Errorf("inspecting container %q at %s: %w", id, d.host, err)
 		}
-		ct := fromInspect(res.Container)
+		ct := d.fromInspect(res.Container)
 		if ct.Pid == 0 {
 			return ct, nil
 		}
 		ns, err := NetnsInode(ct.Pid)
 		if err == nil {
-			ct.Netns = ns
+			ct.Netns, ct.NetnsPath = ns, procNetns(ct.Pid)
 			return ct, nil
 		}
 		// The process may have exited since the daemon answered: ask again once. If the daemon
@@ -296,15 +184,8 @@ func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
 	}
 }
 
-// ErrNotFound is wrapped by errors about containers that the daemon does not know (any more).
-var ErrNotFound = errors.New("container not found")
-
-// ErrNoProcess means the daemon names a PID for a running container that /proc does not show:
-// the container is exiting or restarting, or sockscope does not see the host's PID namespace.
-var ErrNoProcess = errors.New("that process is not visible")
-
-func fromInspect(r container.InspectResponse) Container {
-	ct := Container{ID: r.ID, Name: strings.TrimPrefix(r.Name, "/"), Image: r.Image}
+func (d *Docker) fromInspect(r container.InspectResponse) Container {
+	ct := Container{Runtime: d.kind, ID: r.ID, Name: strings.TrimPrefix(r.Name, "/"), Image: r.Image}
 	if r.Config != nil {
 		if r.Config.Image != "" {
 			ct.Image = r.Config.Image
@@ -313,21 +194,29 @@ func fromInspect(r container.InspectResponse) Container {
 	}
 	if r.State != nil && r.State.Running && r.State.Pid > 0 {
 		ct.Pid = r.State.Pid
+		ct.Up = true
 	}
+	ct.podFromLabels()
 	return ct
 }
 
-// Running returns the running (and paused) containers, each with its Pid and Netns.
-// A container that stops while the list is being made is left out.
-func (c *Client) Running(ctx context.Context) ([]Container, error) {
-	list, err := c.api.ContainerList(ctx, client.ContainerListOptions{})
+// Running returns the running (and paused) containers, each with its Pid and Netns. A container
+// already inspected is inspected again only when it was renamed or restarted.
+func (d *Docker) Running(ctx context.Context) ([]Container, error) {
+	list, err := d.api.ContainerList(ctx, client.ContainerListOptions{})
 	if err != nil {
-		return nil, fmt.Errorf("listing containers at %s: %w", c.host, err)
+		return nil, fmt.Errorf("listing containers at %s: %w", d.host, err)
 	}
 	out := make([]Container, 0, len(list.Items))
+	seen := make(map[string]bool, len(list.Items))
 	var noProcess error
 	for _, s := range list.Items {
-		ct, err := c.Inspect(ctx, s.ID)
+		seen[s.ID] = true
+		if ct, ok := d.cached(s); ok {
+			out = append(out, ct)
+			continue
+		}
+		ct, err := d.Inspect(ctx, s.ID)
 		if errors.Is(err, ErrNotFound) {
 			continue // removed meanwhile
 		}
@@ -343,10 +232,152 @@ func (c *Client) Running(ctx context.Context) ([]Container, error) {
 		if ct.Pid == 0 {
 			continue // stopped meanwhile
 		}
+		d.mu.Lock()
+		d.known[ct.ID] = ct
+		d.mu.Unlock()
 		out = append(out, ct)
 	}
+	d.mu.Lock()
+	for id := range d.known {
+		if !seen[id] {
+			delete(d.known, id)
+		}
+	}
+	d.mu.Unlock()
 	if len(out) == 0 && noProcess != nil {
 		return nil, noProcess
 	}
 	return out, nil
+}
+
+// cached returns the container as last inspected, if it still runs as then: same name, and its
+// process still in the same namespace (a restart missed while the event stream was down changes
+// both the process and the namespace).
+func (d *Docker) cached(s container.Summary) (Container, bool) {
+	d.mu.Lock()
+	ct, ok := d.known[s.ID]
+	d.mu.Unlock()
+	if !ok || !slicesContainsName(s.Names, ct.Name) && ct.Pod.IsZero() {
+		return Container{}, false
+	}
+	if ns, err := NetnsInodeOfPath(ct.NetnsPath); err != nil || ns != ct.Netns {
+		return Container{}, false
+	}
+	return ct, true
+}
+
+func slicesContainsName(names []string, name string) bool {
+	for _, n := range names {
+		if strings.TrimPrefix(n, "/") == name {
+			return true
+		}
+	}
+	return false
+}
+
+// All returns every container, running or not, from one list call.
+func (d *Docker) All(ctx context.Context) ([]Container, error) {
+	list, err := d.api.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers at %s: %w", d.host, err)
+	}
+	out := make([]Container, 0, len(list.Items))
+	for _, s := range list.Items {
+		ct := Container{Runtime: d.kind, ID: s.ID, Name: summaryName(s), Image: s.Image, Labels: s.Labels,
+			Up: s.State == container.StateRunning || s.State == container.StatePaused}
+		ct.podFromLabels()
+		out = append(out, ct)
+	}
+	return out, nil
+}
+
+func summaryName(s container.Summary) string {
+	if len(s.Names) == 0 {
+		return shortID(s.ID)
+	}
+	// Legacy links add names such as "/other/alias"; the container's own name has one slash.
+	for _, n := range s.Names {
+		if strings.Count(n, "/") == 1 {
+			return strings.TrimPrefix(n, "/")
+		}
+	}
+	return strings.TrimPrefix(s.Names[0], "/")
+}
+
+// Watch follows the engine's container events. podman differs from Docker: it sends "died"
+// instead of "die" and "containerExitCode" instead of "exitCode", and older versions ignore the
+// filters, so every message is checked here whatever was asked for.
+func (d *Docker) Watch(ctx context.Context, notify func(Event)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the client's reader goroutine
+
+	f := client.Filters{}.
+		Add("type", string(events.ContainerEventType)).
+		Add("event",
+			string(events.ActionStart), string(events.ActionRestart), string(events.ActionRename),
+			string(events.ActionDie), string(events.ActionStop), string(events.ActionDestroy),
+			// podman 4.3 matches its die and remove events only by these names.
+			"died", "remove")
+	ev := d.api.Events(ctx, client.EventsListOptions{Filters: f})
+	// Subscribed (or failed, which the first receive shows): let the owner list now so that nothing
+	// between its last list and the subscription is missed. Events that arrive meanwhile wait.
+	select {
+	case err := <-ev.Err:
+		return streamErr(err)
+	default:
+	}
+	notify(Event{})
+	for {
+		select {
+		case m := <-ev.Messages:
+			if e, ok := d.event(m); ok {
+				notify(e)
+			}
+		case err := <-ev.Err:
+			return streamErr(err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (d *Docker) event(m events.Message) (Event, bool) {
+	if m.Type != events.ContainerEventType || m.Actor.ID == "" {
+		return Event{}, false
+	}
+	id := m.Actor.ID
+	switch m.Action {
+	case events.ActionStart, events.ActionRestart, events.ActionRename:
+		d.forget(id)
+		return Event{Changed: id}, true
+	case events.ActionDie, "died":
+		d.forget(id)
+		code := m.Actor.Attributes["exitCode"]
+		if code == "" {
+			code = m.Actor.Attributes["containerExitCode"]
+		}
+		n, _ := strconv.Atoi(code)
+		var at time.Time
+		if m.TimeNano != 0 {
+			at = time.Unix(0, m.TimeNano)
+		}
+		return Event{Stopped: id, ExitCode: n, At: at}, true
+	case events.ActionStop, events.ActionDestroy, "remove":
+		d.forget(id)
+		return Event{}, true
+	}
+	return Event{}, false
+}
+
+func (d *Docker) forget(id string) {
+	d.mu.Lock()
+	delete(d.known, id)
+	d.mu.Unlock()
+}
+
+func streamErr(err error) error {
+	if err == nil {
+		return errors.New("event stream closed")
+	}
+	return err
 }

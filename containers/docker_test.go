@@ -20,7 +20,7 @@ const testImage = "sockscope-test/busybox"
 
 // needDocker requires root, the docker CLI, a daemon that answers and the offline test image, and
 // returns a client for that daemon.
-func needDocker(t *testing.T) *Client {
+func needDocker(t *testing.T) *Docker {
 	t.Helper()
 	testenv.Root(t)
 	testenv.Command(t, "docker")
@@ -34,7 +34,7 @@ func needDocker(t *testing.T) *Client {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, "")
+	c, err := DialDocker(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,19 +134,23 @@ func (c *changes) lastIs(want ...uint32) bool {
 }
 
 // startWatcher syncs a watcher and runs it until the test ends.
-func startWatcher(t *testing.T, c *Client, selected []string) (*Watcher, *changes) {
+func startWatcher(t *testing.T, c Runtime, selected []string) (*Watcher, *changes) {
 	t.Helper()
 	host, err := HostNetns()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ch := &changes{}
-	w := NewWatcher(c, host, selected, ch.record)
+	var sels []Selector
+	for _, id := range selected {
+		sels = append(sels, Selector{ID: id})
+	}
+	w := NewWatcher([]Runtime{c}, host, sels, ch.record)
 	var (
 		errMu sync.Mutex
 		errs  []error
 	)
-	w.OnError = func(err error) {
+	w.OnError = func(_ Info, err error) {
 		errMu.Lock()
 		errs = append(errs, err)
 		errMu.Unlock()

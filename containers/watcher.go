@@ -6,13 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/moby/moby/api/types/events"
-	"github.com/moby/moby/client"
 )
 
 const (
@@ -22,110 +18,180 @@ const (
 	healthyStream = time.Minute
 	// At most this many netns of stopped containers keep their names; the oldest go first.
 	maxFormer = 4096
+	// An unnamed namespace asks the runtimes again at most this often (see Resolve).
+	resolveEvery = 2 * time.Second
+	// Resolve asks the runtimes at most this many times a second over all namespaces.
+	resolveBurst = 5
 )
 
-// Watcher keeps a Names table current and tells its owner which netns inodes belong to the
-// selected containers. Create it with NewWatcher, call Sync once, then Run in a goroutine.
+// Watcher keeps a Names table current from any number of runtimes and tells its owner which netns
+// inodes belong to the selected containers. Create it with NewWatcher, call Sync once, then Run in
+// a goroutine.
 type Watcher struct {
-	// OnError, when set before Run, receives each failure of the event stream or of a
-	// re-inspection; Run keeps going (reconnecting with backoff) after each.
-	OnError func(error)
-	// OnUpdate, when set before Sync, receives the running containers (with their Pid and Netns)
-	// after every sync and every event that was applied, from the goroutine of Sync or Run,
-	// after the Names table is current. It must not call Sync.
+	// OnError, when set before Run, receives each failure of a runtime's event stream or of a
+	// lookup; Run keeps going (reconnecting with backoff) after each.
+	OnError func(rt Info, err error)
+	// OnRuntime, when set before Sync, receives each runtime's state: up after every answer,
+	// down after every failure.
+	OnRuntime func(rt Info, up bool)
+	// OnUpdate, when set before Sync, receives the running containers and pod sandboxes (with
+	// their Pid and Netns) after every sync and every change that was applied, from the goroutine
+	// of Sync, Run or Resolve, after the Names table is current. It must not call Sync.
 	OnUpdate func(running []Container)
-	// OnDie, when set before Run, receives each container's exit: its ID, exit code and when
-	// the daemon saw it, before the OnUpdate that leaves it out. It must not call Sync.
+	// OnDie, when set before Run, receives each container's exit: its ID, exit code and when the
+	// runtime saw it, before the OnUpdate that leaves it out. It must not call Sync.
 	OnDie func(id string, exitCode int, at time.Time)
 
-	c        *Client
+	rts      []Runtime
 	host     uint32
-	selected map[string]bool // full IDs; empty = all containers
+	selected []Selector // empty = all containers
 	onChange func(netns []uint32)
 	names    *Names
 
-	mu       sync.Mutex // serialises state changes and onChange calls
-	running  map[string]Container
+	mu       sync.Mutex             // serialises state changes and onChange calls
+	running  []map[string]Container // per runtime, by ID
+	synced   []bool                 // per runtime: its running set is known
+	listing  []sync.Mutex           // per runtime: one list at a time, applied in order
 	former   map[uint32]formerName
 	seq      uint64
 	last     []uint32
 	reported bool
+
+	resolveMu sync.Mutex // one Resolve at a time
+	tried     map[uint32]time.Time
+	window    time.Time
+	inWindow  int
 }
 
 type formerName struct {
-	nsName
+	Name
 	seq uint64 // age, for eviction
 }
 
-// NewWatcher returns a watcher for the daemon behind c. host is the host's netns inode (see
-// HostNetns), named "host" by Names. selected holds the full IDs of the containers to follow; empty
-// means all containers, which is meant for naming only. onChange (may be nil) is called from the
-// goroutine that calls Sync or Run, with the complete, sorted set of netns inodes of the selected
-// running containers, whenever that set changes. In follow-all mode containers that share the host's
-// netns (--network host) are left out of that set; an explicitly selected one is reported with the
-// host's inode. onChange must not call Sync.
+// NewWatcher returns a watcher over the runtimes rts. host is the host's netns inode (see
+// HostNetns), named "host" by Names. selected picks the containers and pods to follow; empty means
+// all containers, which is meant for naming only. onChange (may be nil) is called from the
+// goroutine that calls Sync, Run or Resolve, with the complete, sorted set of netns inodes of the
+// selected running containers, whenever that set changes. In follow-all mode containers that
+// share the host's netns (--network host, hostNetwork pods) are left out of that set; an
+// explicitly selected one is reported with the host's inode. onChange must not call Sync.
 //
 // The kernel gives a new netns the lowest free inode number, so a restarted container often gets
 // the number its old netns had. A restart seen as events still makes two calls (the set without it
 // on die, then with it on start), which tells the owner to re-attach per-netns state; a restart
 // that happened while the event stream was down and is only found by the re-sync does not, when
 // the number is the same.
-func NewWatcher(c *Client, host uint32, selected []string, onChange func(netns []uint32)) *Watcher {
-	sel := make(map[string]bool, len(selected))
-	for _, id := range selected {
-		sel[id] = true
-	}
-	return &Watcher{
-		c:        c,
+func NewWatcher(rts []Runtime, host uint32, selected []Selector, onChange func(netns []uint32)) *Watcher {
+	w := &Watcher{
+		rts:      rts,
 		host:     host,
-		selected: sel,
+		selected: selected,
 		onChange: onChange,
-		names:    newNames(host),
-		running:  map[string]Container{},
+		names:    NewNames(host),
+		running:  make([]map[string]Container, len(rts)),
+		synced:   make([]bool, len(rts)),
+		listing:  make([]sync.Mutex, len(rts)),
 		former:   map[uint32]formerName{},
+		tried:    map[uint32]time.Time{},
 	}
+	for i := range w.running {
+		w.running[i] = map[string]Container{}
+	}
+	return w
 }
 
 // Names returns the live table; it stays valid and current for the watcher's whole life.
 func (w *Watcher) Names() *Names { return w.names }
 
-// Sync lists the running containers, rebuilds the table and calls onChange with the current set
-// (even when unchanged). It returns an error if Docker fails, leaving the table as it was.
-func (w *Watcher) Sync(ctx context.Context) error { return w.sync(ctx, true) }
+// Runtimes returns the runtimes the watcher follows.
+func (w *Watcher) Runtimes() []Runtime { return w.rts }
 
-func (w *Watcher) sync(ctx context.Context, force bool) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	cs, err := w.c.Running(ctx)
-	if err != nil {
-		return err
-	}
-	w.running = make(map[string]Container, len(cs))
-	for _, c := range cs {
-		if c.Netns != 0 {
-			w.running[c.ID] = c
+// Sync lists the running containers of every runtime, rebuilds the table and calls onChange with
+// the current set (even when unchanged). A runtime that fails keeps what it had (nothing, at the
+// first sync); the error names each runtime that failed.
+func (w *Watcher) Sync(ctx context.Context) error {
+	var errs []error
+	for i := range w.rts {
+		if err := w.refresh(ctx, i, false); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	w.publishLocked(force)
+	w.mu.Lock()
+	w.publishLocked(true)
+	w.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// refresh lists one runtime's running containers and replaces its part of the state.
+func (w *Watcher) refresh(ctx context.Context, i int, publish bool) error {
+	rt := w.rts[i]
+	w.listing[i].Lock()
+	defer w.listing[i].Unlock()
+	cs, err := rt.Running(ctx)
+	if err != nil {
+		if w.OnRuntime != nil && ctx.Err() == nil {
+			w.OnRuntime(rt.Info(), false)
+		}
+		return err
+	}
+	if w.OnRuntime != nil {
+		w.OnRuntime(rt.Info(), true)
+	}
+	m := make(map[string]Container, len(cs))
+	for _, c := range cs {
+		if c.Netns != 0 {
+			m[c.ID] = c
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.running[i], w.synced[i] = m, true
+	if publish {
+		w.publishLocked(false)
+	}
 	return nil
 }
 
-// Run follows the daemon's container events (start, restart, rename, die, stop, destroy) until ctx
-// is done, re-inspecting containers as needed. When the stream breaks it reports the failure through
-// OnError, waits (backing off from 250 ms to 30 s), reconnects and re-syncs, so nothing that happened
-// meanwhile is missed.
+// Run follows every runtime until ctx is done. When a runtime's stream breaks it reports the
+// failure through OnError, waits (backing off from 250 ms to 30 s), reconnects and re-syncs, so
+// nothing that happened meanwhile is missed.
 func (w *Watcher) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for i := range w.rts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.follow(ctx, i)
+		}()
+	}
+	wg.Wait()
+}
+
+func (w *Watcher) follow(ctx context.Context, i int) {
+	rt := w.rts[i]
 	backoff := minBackoff
 	for {
 		start := time.Now()
-		err := w.follow(ctx)
+		var lookupErr error
+		err := rt.Watch(ctx, func(e Event) {
+			if err := w.apply(ctx, i, e); err != nil && ctx.Err() == nil {
+				lookupErr = err
+				w.report(rt.Info(), err)
+			}
+		})
 		if ctx.Err() != nil {
 			return
 		}
 		if time.Since(start) > healthyStream {
 			backoff = minBackoff
 		}
-		w.report(fmt.Errorf("following Docker events at %s: %w (retrying in %v)", w.c.Host(), err, backoff))
+		if w.OnRuntime != nil {
+			w.OnRuntime(rt.Info(), false)
+		}
+		if err == nil {
+			err = lookupErr
+		}
+		w.report(rt.Info(), fmt.Errorf("following %s at %s: %w (retrying in %v)", rt.Info().Kind, rt.Info().Endpoint, err, backoff))
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -137,84 +203,63 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
-func (w *Watcher) follow(ctx context.Context) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the client's reader goroutine
-
-	f := client.Filters{}.
-		Add("type", string(events.ContainerEventType)).
-		Add("event",
-			string(events.ActionStart), string(events.ActionRestart), string(events.ActionRename),
-			string(events.ActionDie), string(events.ActionStop), string(events.ActionDestroy))
-	ev := w.c.api.Events(ctx, client.EventsListOptions{Filters: f})
-	// Subscribed (or failed, which the first receive shows): sync now so that nothing between the
-	// last sync and the subscription is missed. Events that arrive meanwhile are applied after it.
-	select {
-	case err := <-ev.Err:
-		return streamErr(err)
-	default:
-	}
-	if err := w.sync(ctx, false); err != nil {
-		return err
-	}
-	for {
-		select {
-		case m := <-ev.Messages:
-			w.handle(ctx, m)
-		case err := <-ev.Err:
-			return streamErr(err)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-func streamErr(err error) error {
-	if err == nil {
-		return errors.New("event stream closed")
-	}
-	return err
-}
-
-func (w *Watcher) handle(ctx context.Context, m events.Message) {
-	if m.Type != events.ContainerEventType || m.Actor.ID == "" {
-		return
-	}
-	id := m.Actor.ID
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	switch m.Action {
-	case events.ActionStart, events.ActionRestart, events.ActionRename:
-		c, err := w.c.Inspect(ctx, id)
-		switch {
-		case errors.Is(err, ErrNotFound):
-			delete(w.running, id)
-		case err != nil:
-			if ctx.Err() == nil {
-				w.report(fmt.Errorf("after %s of container %s: %w", m.Action, shortID(id), err))
+// apply handles one event: an exit is applied at once (so that a restart shows as a stop, then
+// a start), then the runtime's running set is listed again.
+func (w *Watcher) apply(ctx context.Context, i int, e Event) error {
+	if e.Stopped != "" {
+		w.mu.Lock()
+		if _, ok := w.running[i][e.Stopped]; ok {
+			if w.OnDie != nil {
+				w.OnDie(e.Stopped, e.ExitCode, e.At)
 			}
-			return
-		case c.Netns == 0:
-			delete(w.running, id) // already gone again
-		default:
-			w.running[id] = c
+			delete(w.running[i], e.Stopped)
+			w.publishLocked(false)
 		}
-	case events.ActionDie, events.ActionStop, events.ActionDestroy:
-		if m.Action == events.ActionDie && w.OnDie != nil {
-			code, _ := strconv.Atoi(m.Actor.Attributes["exitCode"])
-			w.OnDie(id, code, time.Unix(0, m.TimeNano))
-		}
-		delete(w.running, id)
-	default:
-		return
+		w.mu.Unlock()
 	}
-	w.publishLocked(false)
+	return w.refresh(ctx, i, true)
 }
 
-func (w *Watcher) report(err error) {
+func (w *Watcher) report(rt Info, err error) {
 	if w.OnError != nil {
-		w.OnError(err)
+		w.OnError(rt, err)
 	}
+}
+
+// Resolve names a namespace the kernel side reported before any runtime did: a pod or container
+// that started a moment ago. When inode is unknown it asks every runtime again, at most once per
+// namespace every 2 s and 5 times a second in all, so a namespace nobody will ever name (one made
+// with ip netns) costs little.
+func (w *Watcher) Resolve(ctx context.Context, inode uint32) (Name, bool) {
+	if n, ok := w.names.Lookup(inode); ok || inode == 0 {
+		return n, ok
+	}
+	w.resolveMu.Lock()
+	defer w.resolveMu.Unlock()
+	if n, ok := w.names.Lookup(inode); ok {
+		return n, ok
+	}
+	now := time.Now()
+	if t, ok := w.tried[inode]; ok && now.Sub(t) < resolveEvery {
+		return Name{}, false
+	}
+	if now.Sub(w.window) >= time.Second {
+		w.window, w.inWindow = now, 0
+	}
+	if w.inWindow >= resolveBurst {
+		return Name{}, false
+	}
+	w.inWindow++
+	if len(w.tried) > 4096 {
+		clear(w.tried)
+	}
+	w.tried[inode] = now
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for i := range w.rts {
+		_ = w.refresh(ctx, i, true) // a failure is the stream's to report
+	}
+	return w.names.Lookup(inode)
 }
 
 // publishLocked builds a new immutable table from the running containers plus the names of
@@ -227,9 +272,9 @@ func (w *Watcher) publishLocked(force bool) {
 			groups[c.Netns] = append(groups[c.Netns], c)
 		}
 	}
-	m := make(map[uint32]nsName, len(groups)+len(w.former))
+	m := make(map[uint32]Name, len(groups)+len(w.former))
 	for ns, cs := range groups {
-		m[ns] = nameOf(cs)
+		m[ns] = DisplayName(cs)
 		delete(w.former, ns) // claimed again (the kernel reuses inode numbers)
 	}
 	// A namespace whose last container stopped keeps its last name, so that late events from it
@@ -241,7 +286,7 @@ func (w *Watcher) publishLocked(force bool) {
 			}
 			if _, kept := w.former[ns]; !kept {
 				w.seq++
-				w.former[ns] = formerName{nsName: e, seq: w.seq}
+				w.former[ns] = formerName{Name: e, seq: w.seq}
 			}
 		}
 	}
@@ -260,7 +305,7 @@ func (w *Watcher) publishLocked(force bool) {
 		}
 	}
 	for ns, f := range w.former {
-		m[ns] = f.nsName
+		m[ns] = f.Name
 	}
 	w.names.t.Store(&nameTable{host: w.host, m: m})
 	if w.OnUpdate != nil {
@@ -276,15 +321,26 @@ func (w *Watcher) publishLocked(force bool) {
 	}
 }
 
-// liveLocked returns the running containers sorted by ID, leaving out any whose process has left
-// its namespace. The kernel gives a freed namespace inode to the next namespace, and Docker may
-// report a new container's start before the old one's die: until then the old container would
-// claim the new one's inode (joined names, a trace filter on the wrong namespace).
+// liveLocked returns the running containers of all runtimes sorted by ID, one entry per ID (a
+// container that two runtimes report, such as Docker and cri-dockerd, counts once, with its pod
+// where one runtime knows it), leaving out any whose process has left its namespace. The kernel
+// gives a freed namespace inode to the next namespace, and a runtime may report a new container's
+// start before the old one's stop: until then the old container would claim the new one's inode
+// (joined names, a trace filter on the wrong namespace).
 func (w *Watcher) liveLocked() []Container {
-	live := make([]Container, 0, len(w.running))
-	for _, c := range w.running {
+	byID := map[string]Container{}
+	for _, m := range w.running {
+		for id, c := range m {
+			if old, dup := byID[id]; dup && !old.Pod.IsZero() {
+				continue
+			}
+			byID[id] = c
+		}
+	}
+	live := make([]Container, 0, len(byID))
+	for _, c := range byID {
 		if c.Netns != 0 {
-			if ino, err := NetnsInode(c.Pid); err != nil || ino != c.Netns {
+			if ino, err := NetnsInodeOfPath(c.NetnsPath); err != nil || ino != c.Netns {
 				continue
 			}
 		}
@@ -304,7 +360,7 @@ func (w *Watcher) selectedLocked(live []Container) []uint32 {
 			if c.Netns == w.host {
 				continue
 			}
-		} else if !w.selected[c.ID] {
+		} else if !slices.ContainsFunc(w.selected, func(s Selector) bool { return s.Matches(c) }) {
 			continue
 		}
 		set = append(set, c.Netns)

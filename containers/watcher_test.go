@@ -85,7 +85,7 @@ func TestWatcherReconnects(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c, err := Dial(ctx, "unix://"+p.path)
+	c, err := DialDocker(ctx, "unix://"+p.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,9 +101,9 @@ func TestWatcherReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	ch := &changes{}
-	w := NewWatcher(c, host, []string{id}, ch.record)
+	w := NewWatcher([]Runtime{c}, host, []Selector{{ID: id}}, ch.record)
 	var failures atomic.Int32
-	w.OnError = func(err error) {
+	w.OnError = func(_ Info, err error) {
 		failures.Add(1)
 		t.Logf("OnError: %v", err)
 	}
@@ -124,14 +124,14 @@ func TestWatcherReconnects(t *testing.T) {
 	ns := statIno(t, fmt.Sprintf("/proc/%d/ns/net", inspectPid(t, id)))
 	// (The inode may still carry the name of another test's stopped container: the kernel reuses
 	// namespace inodes, and a stopped container's netns stays named until one claims it.)
-	if got, _, ok := w.Names().Lookup(ns); ok && got == name {
+	if got, ok := w.Names().Lookup(ns); ok && got.Name == name {
 		t.Fatal("the watcher named the container while it could not reach the daemon")
 	}
 
 	p.listen(t)
 	waitFor(t, 20*time.Second, fmt.Sprintf("onChange([%d]) after reconnecting", ns), func() bool { return ch.lastIs(ns) })
-	if got, _, ok := w.Names().Lookup(ns); !ok || got != name {
-		t.Errorf("Lookup(%d) = %q, %v; want %q", ns, got, ok, name)
+	if got, ok := w.Names().Lookup(ns); !ok || got.Name != name {
+		t.Errorf("Lookup(%d) = %+v, %v; want %q", ns, got, ok, name)
 	}
 
 	// And the new stream works: a stop arrives as an event.

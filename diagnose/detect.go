@@ -56,8 +56,8 @@ func (v *view) detect() []Finding {
 }
 
 func (v *view) finding(kind string, sev Severity, ns uint32) Finding {
-	name, _ := v.name(ns)
-	return Finding{Kind: kind, Severity: sev, Container: name, Netns: ns, Numbers: map[string]float64{}}
+	n := v.name(ns)
+	return Finding{Kind: kind, Severity: sev, Container: n.Name, K8sNamespace: n.Namespace, K8sPod: n.Pod, Netns: ns, Numbers: map[string]float64{}}
 }
 
 // inNetns is how a person runs cmd in the namespace: through the container's PID, by the
@@ -67,12 +67,31 @@ func (v *view) inNetns(ns uint32, cmd string) string {
 		return cmd
 	}
 	if c, ok := v.container(ns); ok {
-		return fmt.Sprintf("nsenter -t $(docker inspect -f '{{.State.Pid}}' %s) -n %s", c.Name, cmd)
+		switch {
+		case c.K8sPod != "":
+			// crictl, on the node: the pod's sandbox PID from its verbose status.
+			return fmt.Sprintf("nsenter -t $(crictl inspectp -o go-template --template '{{.info.pid}}' $(crictl pods -q --namespace %s --name %s)) -n %s",
+				shellQuote(c.K8sNamespace), shellQuote(c.K8sPod), cmd)
+		case c.Runtime == "podman":
+			return fmt.Sprintf("nsenter -t $(podman inspect -f '{{.State.Pid}}' %s) -n %s", shellQuote(c.Name), cmd)
+		}
+		return fmt.Sprintf("nsenter -t $(docker inspect -f '{{.State.Pid}}' %s) -n %s", shellQuote(c.Name), cmd)
 	}
 	if name := v.rec.Meta.NetnsNames[ns]; name != "" {
 		return fmt.Sprintf("ip netns exec %s %s", name, cmd)
 	}
 	return fmt.Sprintf("nsenter --net=/proc/PID/ns/net %s  # PID: any process in netns %d", cmd, ns)
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but plain name characters, so a
+// name pasted into a verify command stays one word and runs nothing.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:/@%+=,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func stamp(t time.Time) string { return t.UTC().Format("15:04:05") }
@@ -467,7 +486,9 @@ func (v *view) uncleanStop(ns uint32) []Finding {
 				continue
 			}
 			f := v.finding("unclean_stop", Warning, ns)
-			f.Container = c.Name
+			if c.K8sPod == "" {
+				f.Container = c.Name // a pod's finding stays the pod's; its summary names the container
+			}
 			f.Summary = fmt.Sprintf("%s was killed at %s with %d connections open: it did not shut down on SIGTERM", c.Name, stamp(c.Stopped), open)
 			f.Evidence = []string{
 				fmt.Sprintf("it stopped at %s with exit code %d: SIGKILL, sent when the stop timeout passed without the container exiting on SIGTERM", stamp(c.Stopped), c.ExitCode),

@@ -19,14 +19,17 @@ type Report struct {
 
 // Target is one network namespace: a container (or several sharing it), the host, or a --netns.
 type Target struct {
-	Name     string
-	ID       string // short container ID, "" for the host and plain namespaces
-	Image    string
-	Netns    uint32
-	Started  time.Time // zero when it ran before the recording began
-	Stopped  time.Time // zero when it still ran at the end
-	ExitCode int       // when Stopped is set
-	Facts    NetnsFacts
+	Name string
+	ID   string // short container ID, "" for the host and plain namespaces
+	// The Kubernetes pod, empty outside Kubernetes.
+	K8sNamespace string `json:"k8s_namespace"`
+	K8sPod       string `json:"k8s_pod"`
+	Image        string
+	Netns        uint32
+	Started      time.Time // zero when it ran before the recording began
+	Stopped      time.Time // zero when it still ran at the end
+	ExitCode     int       // when Stopped is set
+	Facts        NetnsFacts
 
 	Timeline   []Step          // one per Interval, from Start, same length for every target
 	TopRemotes []RemoteCount   // by connects, most first
@@ -103,10 +106,12 @@ type Finding struct {
 	Kind      string // port_exhaustion, connection_leak, fd_limit, connect_refused, reset_storm, retransmits, unclean_stop
 	Severity  Severity
 	Container string // the namespace's display name ("host" for the host)
-	Netns     uint32
-	Summary   string             // one line
-	Evidence  []string           // the numbers, one fact per line
-	Numbers   map[string]float64 // the same numbers, by name, for JSON and tests
-	Verify    string             // the command that shows it by hand
-	Fix       string
+	// The Kubernetes pod, empty outside Kubernetes.
+	K8sNamespace, K8sPod string
+	Netns                uint32
+	Summary              string             // one line
+	Evidence             []string           // the numbers, one fact per line
+	Numbers              map[string]float64 // the same numbers, by name, for JSON and tests
+	Verify               string             // the command that shows it by hand
+	Fix                  string
 }

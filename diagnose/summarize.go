@@ -87,23 +87,27 @@ func newView(rec *recording.Recording, only map[uint32]bool) (*view, error) {
 }
 
 // name is a namespace's display name over the whole recording (its last name).
-func (v *view) name(ns uint32) (name, id string) {
-	name, id, ok := v.names.Lookup(ns, v.rec.Last)
+func (v *view) name(ns uint32) events.Name {
+	n, ok := v.names.Lookup(ns, v.rec.Last)
 	if !ok {
-		if name = v.rec.Meta.NetnsNames[ns]; name == "" {
-			name = fmt.Sprintf("netns %d", ns)
+		if n.Name = v.rec.Meta.NetnsNames[ns]; n.Name == "" {
+			n.Name = fmt.Sprintf("netns %d", ns)
 		}
 	}
-	return name, id
+	return n
 }
 
-// container returns the recorded container that last had ns, if any.
+// container returns the recorded container that last had ns, if any: an app container rather
+// than its pod's sandbox, which only holds the namespace.
 func (v *view) container(ns uint32) (recording.Container, bool) {
 	var best recording.Container
 	found := false
 	for _, s := range v.rec.Containers {
 		for _, c := range s.Value.List {
-			if c.Netns == ns && (!found || !c.Started.Before(best.Started)) {
+			if c.Netns != ns {
+				continue
+			}
+			if !found || best.Sandbox && !c.Sandbox || best.Sandbox == c.Sandbox && !c.Started.Before(best.Started) {
 				best, found = c, true
 			}
 		}
@@ -147,7 +151,8 @@ func Summarize(rec *recording.Recording, source string, only map[uint32]bool, to
 	steps := int(r.End.Sub(r.Start)/r.Interval) + 1
 	for _, ns := range v.netns {
 		t := Target{Netns: ns}
-		t.Name, t.ID = v.name(ns)
+		n := v.name(ns)
+		t.Name, t.ID, t.K8sNamespace, t.K8sPod = n.Name, n.ID, n.Namespace, n.Pod
 		if c, ok := v.container(ns); ok {
 			t.Image = c.Image
 			if c.Started.After(rec.Meta.Start.Add(time.Second)) {

@@ -34,6 +34,8 @@ type findingJSON struct {
 	Kind      string             `json:"kind"`
 	Severity  string             `json:"severity"`
 	Container string             `json:"container"`
+	K8sNs     string             `json:"k8s_namespace"`
+	K8sPod    string             `json:"k8s_pod"`
 	Netns     uint32             `json:"netns"`
 	Summary   string             `json:"summary"`
 	Evidence  []string           `json:"evidence"`
@@ -46,7 +48,7 @@ type findingJSON struct {
 func WriteFindingsJSON(w io.Writer, findings []Finding) error {
 	var b []byte
 	for _, f := range findings {
-		j, err := json.Marshal(findingJSON{f.Kind, f.Severity.String(), f.Container, f.Netns, f.Summary, f.Evidence, f.Numbers, f.Verify, f.Fix})
+		j, err := json.Marshal(findingJSON{f.Kind, f.Severity.String(), f.Container, f.K8sNamespace, f.K8sPod, f.Netns, f.Summary, f.Evidence, f.Numbers, f.Verify, f.Fix})
 		if err != nil {
 			return err
 		}

@@ -80,6 +80,15 @@ func Decode(b []byte, e *Event) error {
 	return nil
 }
 
+// RecordNetns reads only the netns inode of a record (0 for a short one), for callers that
+// pass records on undecoded.
+func RecordNetns(b []byte) uint32 {
+	if len(b) < RecordSize {
+		return 0
+	}
+	return binary.LittleEndian.Uint32(b[24:])
+}
+
 // CommString returns the owner's command name ("" when the owner is unknown).
 func (e *Event) CommString() string {
 	n := 0

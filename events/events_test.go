@@ -127,9 +127,9 @@ func TestAppendJSON(t *testing.T) {
 	}
 	wall := time.Date(2026, 11, 21, 22, 53, 1, 123456789, time.UTC)
 	f := NewFormatter(Clock{offset: wall.UnixNano()})
-	got := string(f.AppendJSON(nil, &e, "web", "0123456789ab"))
-	want := `{"time":"2026-11-21T22:53:01.123456789Z","type":"state","container":"web","container_id":"0123456789ab","netns":4026532000,"pid":31337,"comm":"node","family":"ipv4","saddr":"127.0.0.1","sport":40000,"daddr":"127.0.0.2","dport":8080,"old_state":"SYN_SENT","new_state":"ESTABLISHED","prev_state_us":1,"errno":"","latency_us":0}
-{"time":"2026-11-21T22:53:01.123456789Z","type":"connect","container":"web","container_id":"0123456789ab","netns":4026532000,"pid":31337,"comm":"node","family":"ipv4","saddr":"127.0.0.1","sport":40000,"daddr":"127.0.0.2","dport":8080,"old_state":"SYN_SENT","new_state":"ESTABLISHED","prev_state_us":0,"errno":"","latency_us":2}
+	got := string(f.AppendJSON(nil, &e, Name{Name: "web", ID: "0123456789ab"}))
+	want := `{"time":"2026-11-21T22:53:01.123456789Z","type":"state","container":"web","container_id":"0123456789ab","k8s_namespace":"","k8s_pod":"","netns":4026532000,"pid":31337,"comm":"node","family":"ipv4","saddr":"127.0.0.1","sport":40000,"daddr":"127.0.0.2","dport":8080,"old_state":"SYN_SENT","new_state":"ESTABLISHED","prev_state_us":1,"errno":"","latency_us":0}
+{"time":"2026-11-21T22:53:01.123456789Z","type":"connect","container":"web","container_id":"0123456789ab","k8s_namespace":"","k8s_pod":"","netns":4026532000,"pid":31337,"comm":"node","family":"ipv4","saddr":"127.0.0.1","sport":40000,"daddr":"127.0.0.2","dport":8080,"old_state":"SYN_SENT","new_state":"ESTABLISHED","prev_state_us":0,"errno":"","latency_us":2}
 `
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
@@ -139,7 +139,7 @@ func TestAppendJSON(t *testing.T) {
 	if err := Decode(record(0, 0, 0, 1, 1, 111, 1, 2, v6, v6, "a\"b\\c\n\x01\xff", 10, 2, 7, 3), &e); err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(f.AppendJSON(nil, &e, "", ""))), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(string(f.AppendJSON(nil, &e, Name{}))), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("invalid JSON %q: %v", line, err)
@@ -177,7 +177,7 @@ func TestFormattingDoesNotAllocate(t *testing.T) {
 	f := NewFormatter(NewClock())
 	allocs := testing.AllocsPerRun(1000, func() {
 		Decode(rec, &e)
-		buf = f.AppendJSON(buf[:0], &e, "web", "0123456789ab")
+		buf = f.AppendJSON(buf[:0], &e, Name{Name: "web", ID: "0123456789ab"})
 	})
 	if allocs != 0 {
 		t.Errorf("decode + JSON allocates %v times per event, want 0", allocs)
@@ -193,6 +193,6 @@ func BenchmarkDecodeAndAppendJSON(b *testing.B) {
 	for b.Loop() {
 		e.Mono += 1000 // a new time each event, a new second every millionth
 		Decode(rec, &e)
-		buf = f.AppendJSON(buf[:0], &e, "web", "0123456789ab")
+		buf = f.AppendJSON(buf[:0], &e, Name{Name: "web", ID: "0123456789ab"})
 	}
 }

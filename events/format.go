@@ -57,31 +57,29 @@ func appendFraction(b []byte, n int, digits int) []byte {
 
 // AppendJSON appends one JSON line per type the event carries ("state", then "connect").
 // Every line has every key, so consumers see one schema; keys that do not apply hold zero values.
-// container and id name the event's network namespace ("" when nobody can name it).
+// n names the event's network namespace (zero when nobody can name it).
 // The time is RFC 3339 in UTC with nanoseconds.
-func (f *Formatter) AppendJSON(b []byte, e *Event, container, id string) []byte {
+func (f *Formatter) AppendJSON(b []byte, e *Event, n Name) []byte {
 	wall := f.clock.Wall(e.Mono)
 	f.second(wall)
 	f.stamp = appendFraction(append(f.stamp[:0], f.jsonSec...), wall.Nanosecond(), 9)
 	f.stamp = append(f.stamp, 'Z')
 	if e.Kind&KindState != 0 {
-		b = appendJSONLine(b, "state", e, f.stamp, container, id)
+		b = appendJSONLine(b, "state", e, f.stamp, n)
 	}
 	if e.Kind&KindConnect != 0 {
-		b = appendJSONLine(b, "connect", e, f.stamp, container, id)
+		b = appendJSONLine(b, "connect", e, f.stamp, n)
 	}
 	return b
 }
 
-func appendJSONLine(b []byte, typ string, e *Event, stamp []byte, container, id string) []byte {
+func appendJSONLine(b []byte, typ string, e *Event, stamp []byte, n Name) []byte {
 	b = append(b, `{"time":"`...)
 	b = append(b, stamp...)
 	b = append(b, `","type":"`...)
 	b = append(b, typ...)
-	b = append(b, `","container":`...)
-	b = appendJSONString(b, container)
-	b = append(b, `,"container_id":`...)
-	b = appendJSONString(b, id)
+	b = append(b, `",`...)
+	b = appendNameJSON(b, n)
 	b = append(b, `,"netns":`...)
 	b = strconv.AppendUint(b, uint64(e.Netns), 10)
 	b = append(b, `,"pid":`...)

@@ -207,11 +207,9 @@ const (
 )
 
 // AppendSocketJSON appends one JSON line for a socket.
-func AppendSocketJSON(b []byte, k *Socket, container, id string) []byte {
-	b = append(b, `{"container":`...)
-	b = appendJSONString(b, container)
-	b = append(b, `,"container_id":`...)
-	b = appendJSONString(b, id)
+func AppendSocketJSON(b []byte, k *Socket, n Name) []byte {
+	b = append(b, '{')
+	b = appendNameJSON(b, n)
 	b = append(b, `,"netns":`...)
 	b = strconv.AppendUint(b, uint64(k.Netns), 10)
 	b = append(b, `,"state":"`...)

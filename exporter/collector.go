@@ -24,10 +24,25 @@ import (
 // Namespace is one network namespace the exporter counts.
 type Namespace struct {
 	Inode uint32
-	Name  string // the container label: container names joined by ",", "host", or a --netns name
-	Path  string // its namespace file, for the socket walk: /proc/PID/ns/net or /run/netns/NAME
-	// The containers in it (none for the host and --netns namespaces).
+	// Name gives the container label (container names joined by ",", a pod's NAMESPACE/POD,
+	// "host", or a --netns name) and the namespace and pod labels.
+	Name containers.Name
+	Path string // its namespace file, for the socket walk: /proc/PID/ns/net or /run/netns/NAME
+	// The containers in it, sandboxes included (none for --netns namespaces). The host's are
+	// those on the host's network: --network host, hostNetwork pods.
 	Containers []containers.Container
+}
+
+// nsLabels are the label values every per-namespace series starts with: container, namespace,
+// pod.
+func (n Namespace) labels(extra ...string) []string {
+	return append([]string{n.Name.Name, n.Name.Namespace, n.Name.Pod}, extra...)
+}
+
+// nsLabelNames are the per-namespace series' first labels. namespace and pod are Kubernetes's
+// (empty elsewhere), so PromQL joins with kube-state-metrics and cAdvisor on(namespace, pod).
+func nsLabelNames(extra ...string) []string {
+	return append([]string{"container", "namespace", "pod"}, extra...)
 }
 
 // Kernel is what the collector reads: the exporter's counters and the socket iterator.
@@ -51,14 +66,13 @@ type Collector struct {
 	buf     []loader.Counter
 	statsOn bool
 
-	dockerErrors uint64
-	dockerUp     int // -1: no Docker; 0 down; 1 up
+	runtimes     map[containers.Info]*runtimeState // by kind and endpoint (Version cleared)
 	scrapeErrors uint64
 }
 
 // New returns a collector counting nothing until SetNamespaces.
 func New(k Kernel, version string, bpfStats bool) *Collector {
-	return &Collector{k: k, version: version, ns: map[uint32]Namespace{}, statsOn: bpfStats, dockerUp: -1}
+	return &Collector{k: k, version: version, ns: map[uint32]Namespace{}, statsOn: bpfStats, runtimes: map[containers.Info]*runtimeState{}}
 }
 
 // SetNamespaces replaces the set of counted namespaces and makes the kernel count exactly those;
@@ -130,30 +144,41 @@ func (c *Collector) reusedLocked(next map[uint32]Namespace) map[uint32]bool {
 	return reused
 }
 
-// DockerError counts a failed Docker API call (or a broken event stream).
-func (c *Collector) DockerError() {
-	c.mu.Lock()
-	c.dockerErrors++
-	c.dockerUp = 0
-	c.mu.Unlock()
+// runtimeState is what the exporter says about one container runtime.
+type runtimeState struct {
+	up     bool
+	errors uint64
+	syncs  uint64
 }
 
-// DockerOK records that Docker answered.
-func (c *Collector) DockerOK() {
+// RuntimeUp records whether a runtime answered a list of its containers: each answer counts as
+// a sync, each failure as an error.
+func (c *Collector) RuntimeUp(rt containers.Info, up bool) {
+	rt.Version = ""
 	c.mu.Lock()
-	c.dockerUp = 1
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	st := c.runtimes[rt]
+	if st == nil {
+		st = &runtimeState{}
+		c.runtimes[rt] = st
+	}
+	st.up = up
+	if up {
+		st.syncs++
+	} else {
+		st.errors++
+	}
 }
 
 var (
-	lblContainer = []string{"container"}
+	lblContainer = nsLabelNames()
 
 	descTransitions = prometheus.NewDesc("sockscope_tcp_state_transitions_total",
-		"TCP state transitions in the container's network namespace.", []string{"container", "from", "to"}, nil)
+		"TCP state transitions in the container's network namespace.", nsLabelNames("from", "to"), nil)
 	descSockets = prometheus.NewDesc("sockscope_tcp_sockets",
-		"TCP sockets by state at scrape time, as `ss -tan` in the namespace shows them (TIME_WAIT and SYN_RECV request sockets included).", []string{"container", "state"}, nil)
+		"TCP sockets by state at scrape time, as `ss -tan` in the namespace shows them (TIME_WAIT and SYN_RECV request sockets included).", nsLabelNames("state"), nil)
 	descConnects = prometheus.NewDesc("sockscope_tcp_connects_total",
-		"Outcomes of TCP connects that reached SYN_SENT: success, or the errno the connect failed with.", []string{"container", "result"}, nil)
+		"Outcomes of TCP connects that reached SYN_SENT: success, or the errno the connect failed with.", nsLabelNames("result"), nil)
 	descDuration = prometheus.NewDesc("sockscope_tcp_connect_duration_seconds",
 		"Time from SYN_SENT to ESTABLISHED of successful connects.", lblContainer, nil)
 	descRetransmits = prometheus.NewDesc("sockscope_tcp_retransmits_total",
@@ -167,8 +192,8 @@ var (
 	descTWReuse = prometheus.NewDesc("sockscope_tcp_tw_reuse",
 		"The namespace's net.ipv4.tcp_tw_reuse (0 off, 1 on, 2 loopback only).", lblContainer, nil)
 	descInfo = prometheus.NewDesc("sockscope_container_info",
-		"Always 1: what a container label stands for, to join in PromQL. The host's namespace is container=\"host\".",
-		[]string{"container", "container_id", "image", "compose_project", "compose_service", "k8s_namespace", "k8s_pod"}, nil)
+		"Always 1, one row per container (a pod's sandbox is not one): what a container label stands for, to join in PromQL. The host's namespace is container=\"host\"; containers on the host's network (hostNetwork pods, --network host) are listed under it with host_network=\"true\".",
+		nsLabelNames("container_name", "container_id", "image", "runtime", "compose_project", "compose_service", "host_network"), nil)
 
 	descRuns = prometheus.NewDesc("sockscope_bpf_program_runs_total",
 		"Runs of each of sockscope's BPF programs (counted only while BPF statistics are enabled, see sockscope_bpf_stats_enabled).", []string{"program"}, nil)
@@ -186,12 +211,14 @@ var (
 		"Time this scrape took to read the kernel.", nil, nil)
 	descScrapeErrors = prometheus.NewDesc("sockscope_scrape_errors_total",
 		"Namespaces whose sockets could not be counted at a scrape (a namespace that vanished meanwhile, such as an exited container's, is not counted).", nil, nil)
-	descDockerErrors = prometheus.NewDesc("sockscope_docker_api_errors_total",
-		"Failed Docker API calls and broken event streams; sockscope reconnects with backoff.", nil, nil)
-	descDockerUp = prometheus.NewDesc("sockscope_docker_up",
-		"1 when the Docker daemon answers, 0 while it does not (names are kept from the last answer).", nil, nil)
+	descRuntimeErrors = prometheus.NewDesc("sockscope_runtime_errors_total",
+		"Failed calls to a container runtime and broken event streams; sockscope reconnects with backoff.", []string{"runtime", "endpoint"}, nil)
+	descRuntimeSyncs = prometheus.NewDesc("sockscope_runtime_syncs_total",
+		"Times the running containers and pods were listed from the container runtime: at start, after each change it reported, and when the kernel side met a namespace nobody had named.", []string{"runtime", "endpoint"}, nil)
+	descRuntimeUp = prometheus.NewDesc("sockscope_runtime_up",
+		"1 when the container runtime answers, 0 while it does not (names are kept from the last answer).", []string{"runtime", "endpoint"}, nil)
 	descNamespaces = prometheus.NewDesc("sockscope_namespaces",
-		"Network namespaces counted: the host, --netns ones and those of running containers.", nil, nil)
+		"Network namespaces counted: the host, --netns ones and those of running containers and pods.", nil, nil)
 	descBuild = prometheus.NewDesc("sockscope_build_info",
 		"Always 1: the sockscope version and the Go version it was built with.", []string{"version", "goversion"}, nil)
 )
@@ -227,13 +254,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			continue
 		}
 		for st := events.State(1); st <= 11; st++ {
-			ch <- prometheus.MustNewConstMetric(descSockets, prometheus.GaugeValue, float64(counts.States[st]), n.Name, st.String())
+			ch <- prometheus.MustNewConstMetric(descSockets, prometheus.GaugeValue, float64(counts.States[st]), n.labels(st.String())...)
 		}
 		if counts.PortRange[0] > 0 && counts.PortRange[1] >= counts.PortRange[0] {
-			ch <- prometheus.MustNewConstMetric(descEphemeral, prometheus.GaugeValue, float64(counts.PortRange[1]-counts.PortRange[0]+1), n.Name)
+			ch <- prometheus.MustNewConstMetric(descEphemeral, prometheus.GaugeValue, float64(counts.PortRange[1]-counts.PortRange[0]+1), n.labels()...)
 		}
 		if counts.TWReuse >= 0 {
-			ch <- prometheus.MustNewConstMetric(descTWReuse, prometheus.GaugeValue, float64(counts.TWReuse), n.Name)
+			ch <- prometheus.MustNewConstMetric(descTWReuse, prometheus.GaugeValue, float64(counts.TWReuse), n.labels()...)
 		}
 	}
 	if c.k.Syscalls != nil {
@@ -258,7 +285,7 @@ func (c *Collector) countSockets(ch chan<- prometheus.Metric, n Namespace) (load
 	if err != nil {
 		return loader.NetnsCounts{}, err
 	}
-	topRemotes(ch, n.Name, byRemote, c.k.TopRemotes)
+	topRemotes(ch, n, byRemote, c.k.TopRemotes)
 	return loader.NetnsCounts{States: states, PortRange: snap.PortRange, TWReuse: snap.TWReuse}, nil
 }
 
@@ -267,7 +294,7 @@ func (c *Collector) sortedNamespaces() []Namespace {
 	for _, n := range c.ns {
 		out = append(out, n)
 	}
-	slices.SortFunc(out, func(a, b Namespace) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b Namespace) int { return strings.Compare(a.Name.Name, b.Name.Name) })
 	return out
 }
 
@@ -295,10 +322,10 @@ func (c *Collector) collectCounters(ch chan<- prometheus.Metric) {
 		switch k.Kind {
 		case loader.KindTransition:
 			from, to := events.State(k.Arg>>8), events.State(k.Arg&0xff)
-			ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(k.Value), n.Name, from.String(), to.String())
+			ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(k.Value), n.labels(from.String(), to.String())...)
 		case loader.KindConnect:
 			p.seen[k.Arg] = true
-			ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, float64(k.Value), n.Name, connectResult(k.Arg))
+			ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, float64(k.Value), n.labels(connectResult(k.Arg))...)
 		case loader.KindDuration:
 			if int(k.Arg) < len(p.buckets) {
 				p.buckets[k.Arg] += k.Value
@@ -314,12 +341,12 @@ func (c *Collector) collectCounters(ch chan<- prometheus.Metric) {
 		}
 	}
 	for ino, p := range per {
-		name := c.ns[ino].Name
+		n := c.ns[ino]
 		// Present at 0 from the start, so that increase() and rate() see a container's first
 		// connects and first failures (a series born at 40 shows no increase).
 		for _, r := range initialResults {
 			if !p.seen[r] {
-				ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, 0, name, connectResult(r))
+				ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, 0, n.labels(connectResult(r))...)
 			}
 		}
 		cum := make(map[float64]uint64, len(loader.DurationBuckets))
@@ -329,10 +356,10 @@ func (c *Collector) collectCounters(ch chan<- prometheus.Metric) {
 			cum[le.Seconds()] = total
 		}
 		total += p.buckets[len(loader.DurationBuckets)]
-		ch <- prometheus.MustNewConstHistogram(descDuration, total, float64(p.sumNs)/1e9, cum, name)
-		ch <- prometheus.MustNewConstMetric(descRetransmits, prometheus.CounterValue, float64(p.retrans), name)
-		ch <- prometheus.MustNewConstMetric(descResetsSent, prometheus.CounterValue, float64(p.rstSent), name)
-		ch <- prometheus.MustNewConstMetric(descResetsReceived, prometheus.CounterValue, float64(p.rstRecvd), name)
+		ch <- prometheus.MustNewConstHistogram(descDuration, total, float64(p.sumNs)/1e9, cum, n.labels()...)
+		ch <- prometheus.MustNewConstMetric(descRetransmits, prometheus.CounterValue, float64(p.retrans), n.labels()...)
+		ch <- prometheus.MustNewConstMetric(descResetsSent, prometheus.CounterValue, float64(p.rstSent), n.labels()...)
+		ch <- prometheus.MustNewConstMetric(descResetsReceived, prometheus.CounterValue, float64(p.rstRecvd), n.labels()...)
 	}
 }
 
@@ -349,28 +376,27 @@ func connectResult(errno uint16) string {
 }
 
 func (c *Collector) collectInfo(ch chan<- prometheus.Metric, n Namespace) {
-	var ids, images []string
-	var project, service, k8sNs, pod string
+	rows := 0
 	for _, ct := range n.Containers {
-		ids = append(ids, ct.ShortID())
-		if !slices.Contains(images, ct.Image) {
-			images = append(images, ct.Image)
+		if ct.Sandbox {
+			continue
+		}
+		hostNet := "false"
+		if n.Name == containers.HostName {
+			hostNet = "true"
 		}
 		l := ct.Labels
-		project = first(project, l["com.docker.compose.project"])
-		service = first(service, l["com.docker.compose.service"])
-		k8sNs = first(k8sNs, l["io.kubernetes.pod.namespace"])
-		pod = first(pod, l["io.kubernetes.pod.name"])
+		// namespace and pod are the container's own pod: the namespace's for a pod, and for a
+		// hostNetwork pod's container listed under the host, that pod's.
+		ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, n.Name.Name, ct.Pod.Namespace, ct.Pod.Name,
+			ct.Name, ct.ShortID(), ct.Image, ct.Runtime, l["com.docker.compose.project"], l["com.docker.compose.service"], hostNet)
+		rows++
 	}
-	ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, n.Name,
-		strings.Join(ids, ","), strings.Join(images, ","), project, service, k8sNs, pod)
-}
-
-func first(a, b string) string {
-	if a != "" {
-		return a
+	if rows == 0 {
+		// The host, a --netns namespace, or a pod whose containers have not started: one row,
+		// so that every container label has its info.
+		ch <- prometheus.MustNewConstMetric(descInfo, prometheus.GaugeValue, 1, n.labels("", "", "", "", "", "", "false")...)
 	}
-	return b
 }
 
 func (c *Collector) collectSelf(ch chan<- prometheus.Metric) {
@@ -404,9 +430,14 @@ func (c *Collector) collectSelf(ch chan<- prometheus.Metric) {
 	} else {
 		ch <- prometheus.NewInvalidMetric(descMapEntries, err)
 	}
-	if c.dockerUp >= 0 {
-		ch <- prometheus.MustNewConstMetric(descDockerErrors, prometheus.CounterValue, float64(c.dockerErrors))
-		ch <- prometheus.MustNewConstMetric(descDockerUp, prometheus.GaugeValue, float64(c.dockerUp))
+	for rt, st := range c.runtimes {
+		up := 0.0
+		if st.up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descRuntimeErrors, prometheus.CounterValue, float64(st.errors), rt.Kind, rt.Endpoint)
+		ch <- prometheus.MustNewConstMetric(descRuntimeSyncs, prometheus.CounterValue, float64(st.syncs), rt.Kind, rt.Endpoint)
+		ch <- prometheus.MustNewConstMetric(descRuntimeUp, prometheus.GaugeValue, up, rt.Kind, rt.Endpoint)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 
 var descRemotes = prometheus.NewDesc("sockscope_tcp_remote_sockets",
 	"With --top-remotes K: TCP sockets by remote endpoint (address:port) and state, for the K endpoints with the most sockets per container; the rest add up in remote=\"other\". Listening sockets are left out.",
-	[]string{"container", "remote", "state"}, nil)
+	nsLabelNames("remote", "state"), nil)
 
 // remoteCounts walks the namespace's sockets record by record (instead of counting in the
 // kernel) and returns the per-state counts and the sockets per remote endpoint and state.
@@ -41,7 +41,7 @@ func remoteCounts(snap loader.NetnsSnapshot) (states [16]uint32, byRemote map[ne
 
 // topRemotes sends the K endpoints with the most sockets (ties by address) and "other". These
 // are gauges, so the set may change from one scrape to the next.
-func topRemotes(ch chan<- prometheus.Metric, name string, byRemote map[netip.AddrPort]*[16]uint32, k int) {
+func topRemotes(ch chan<- prometheus.Metric, ns Namespace, byRemote map[netip.AddrPort]*[16]uint32, k int) {
 	type ranked struct {
 		ap    netip.AddrPort
 		total uint32
@@ -71,13 +71,13 @@ func topRemotes(ch chan<- prometheus.Metric, name string, byRemote map[netip.Add
 		}
 		for st, n := range c {
 			if n > 0 {
-				ch <- prometheus.MustNewConstMetric(descRemotes, prometheus.GaugeValue, float64(n), name, r.ap.String(), events.State(st).String())
+				ch <- prometheus.MustNewConstMetric(descRemotes, prometheus.GaugeValue, float64(n), ns.labels(r.ap.String(), events.State(st).String())...)
 			}
 		}
 	}
 	for st, n := range other {
 		if n > 0 {
-			ch <- prometheus.MustNewConstMetric(descRemotes, prometheus.GaugeValue, float64(n), name, "other", events.State(st).String())
+			ch <- prometheus.MustNewConstMetric(descRemotes, prometheus.GaugeValue, float64(n), ns.labels("other", events.State(st).String())...)
 		}
 	}
 }

@@ -15,9 +15,9 @@ import (
 
 var (
 	descSyscalls = prometheus.NewDesc("sockscope_syscalls_total",
-		"System calls made by the processes of a container, by name; beyond the top K per container they add up in syscall=\"other\".", []string{"container", "syscall"}, nil)
+		"System calls made by the processes of a container, by name; beyond the top K per container they add up in syscall=\"other\".", nsLabelNames("syscall"), nil)
 	descSyscallErrors = prometheus.NewDesc("sockscope_syscall_errors_total",
-		"Failed system calls by name and errno; beyond the top K per container they add up in syscall=\"other\", errno=\"other\".", []string{"container", "syscall", "errno"}, nil)
+		"Failed system calls by name and errno; beyond the top K per container they add up in syscall=\"other\", errno=\"other\".", nsLabelNames("syscall", "errno"), nil)
 )
 
 // Syscalls adds the syscall metrics of `export --syscalls`. Cardinality is bounded per container:
@@ -101,18 +101,18 @@ func (s *Syscalls) collect(ch chan<- prometheus.Metric, nss map[uint32]Namespace
 		}
 		calls, other := bound(ser.calls, a.calls, s.K)
 		for _, key := range sortedKeys(calls) {
-			ch <- prometheus.MustNewConstMetric(descSyscalls, prometheus.CounterValue, float64(calls[key]), n.Name, events.SyscallName(runtime.GOARCH, key.nr))
+			ch <- prometheus.MustNewConstMetric(descSyscalls, prometheus.CounterValue, float64(calls[key]), n.labels(events.SyscallName(runtime.GOARCH, key.nr))...)
 		}
 		if other > 0 {
-			ch <- prometheus.MustNewConstMetric(descSyscalls, prometheus.CounterValue, float64(other), n.Name, "other")
+			ch <- prometheus.MustNewConstMetric(descSyscalls, prometheus.CounterValue, float64(other), n.labels("other")...)
 		}
 		errs, other := bound(ser.errors, a.errors, s.K)
 		for _, key := range sortedKeys(errs) {
-			ch <- prometheus.MustNewConstMetric(descSyscallErrors, prometheus.CounterValue, float64(errs[key]), n.Name,
-				events.SyscallName(runtime.GOARCH, key.nr), events.ErrnoName(syscall.Errno(key.errno)))
+			ch <- prometheus.MustNewConstMetric(descSyscallErrors, prometheus.CounterValue, float64(errs[key]),
+				n.labels(events.SyscallName(runtime.GOARCH, key.nr), events.ErrnoName(syscall.Errno(key.errno)))...)
 		}
 		if other > 0 {
-			ch <- prometheus.MustNewConstMetric(descSyscallErrors, prometheus.CounterValue, float64(other), n.Name, "other", "other")
+			ch <- prometheus.MustNewConstMetric(descSyscallErrors, prometheus.CounterValue, float64(other), n.labels("other", "other")...)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
 )
@@ -29,22 +30,43 @@ type Meta struct {
 	Paths       bool              `json:"paths"`                 // syscall paths were counted
 }
 
-// Container is one container seen during the recording.
+// Container is one container (or pod sandbox) seen during the recording.
 type Container struct {
-	ID       string            `json:"id"`
-	Name     string            `json:"name"`
-	Image    string            `json:"image"`
-	Labels   map[string]string `json:"labels,omitempty"`
-	Pid      int               `json:"pid"`
-	Netns    uint32            `json:"netns"`
-	Started  time.Time         `json:"started"`          // when the recording first saw it run
-	Stopped  time.Time         `json:"stopped,omitzero"` // when it stopped, zero while it runs
-	ExitCode int               `json:"exit_code,omitempty"`
-	Selected bool              `json:"selected,omitempty"` // named with --container
+	ID      string            `json:"id"`
+	Name    string            `json:"name"`
+	Image   string            `json:"image"`
+	Labels  map[string]string `json:"labels,omitempty"`
+	Pid     int               `json:"pid"`
+	Netns   uint32            `json:"netns"`
+	Runtime string            `json:"runtime,omitempty"` // docker, podman, containerd, cri-o, ...
+	// The Kubernetes pod it belongs to (absent in recordings made before pods were named).
+	K8sNamespace string    `json:"k8s_namespace,omitempty"`
+	K8sPod       string    `json:"k8s_pod,omitempty"`
+	PodUID       string    `json:"pod_uid,omitempty"`
+	HostNetwork  bool      `json:"host_network,omitempty"`
+	Sandbox      bool      `json:"sandbox,omitempty"` // the pod's sandbox: names the netns, not a container
+	Started      time.Time `json:"started"`           // when the recording first saw it run
+	Stopped      time.Time `json:"stopped,omitzero"`  // when it stopped, zero while it runs
+	ExitCode     int       `json:"exit_code,omitempty"`
+	Selected     bool      `json:"selected,omitempty"` // named with --container
 }
 
 // ShortID is the 12-character ID docker ps shows.
 func (c Container) ShortID() string { return c.ID[:min(12, len(c.ID))] }
+
+// FromContainer is how a running container is recorded.
+func FromContainer(c containers.Container) Container {
+	return Container{ID: c.ID, Name: c.Name, Image: c.Image, Labels: c.Labels, Pid: c.Pid, Netns: c.Netns,
+		Runtime: c.Runtime, K8sNamespace: c.Pod.Namespace, K8sPod: c.Pod.Name, PodUID: c.Pod.UID,
+		HostNetwork: c.Pod.HostNetwork, Sandbox: c.Sandbox}
+}
+
+// Live is the recorded container as the containers package describes it.
+func (c Container) Live() containers.Container {
+	return containers.Container{Runtime: c.Runtime, ID: c.ID, Name: c.Name, Image: c.Image, Labels: c.Labels,
+		Pid: c.Pid, Netns: c.Netns, Sandbox: c.Sandbox, Up: c.Stopped.IsZero(),
+		Pod: containers.Pod{Namespace: c.K8sNamespace, Name: c.K8sPod, UID: c.PodUID, HostNetwork: c.HostNetwork}}
+}
 
 // Containers is every container seen so far, running or stopped.
 type Containers struct {

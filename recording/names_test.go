@@ -2,7 +2,6 @@ package recording
 
 import (
 	"slices"
-	"strings"
 	"testing"
 	"time"
 )
@@ -17,6 +16,10 @@ var (
 	dbNew   = Container{ID: "db34f0e1d2c3b4a5968778695", Name: "db-new", Netns: 200, Started: at(26)}
 	job     = Container{ID: "5555eeee6666ffff7777aaaa", Name: "job", Netns: 300, Started: at(11)}
 	old     = Container{ID: "9999dddd8888cccc7777bbbb", Name: "old", Netns: 400, Started: at(0)}
+	// A pod: its sandbox names the namespace, its app container starts later.
+	webPod  = Container{ID: "77770000aaaa1111bbbb2222", Netns: 500, Started: at(0), Runtime: "containerd", K8sNamespace: "shop", K8sPod: "web-0", PodUID: "u1", Sandbox: true}
+	webApp  = Container{ID: "abcdef0123456789abcdef01", Name: "web", Image: "nginx", Netns: 500, Started: at(15), Runtime: "containerd", K8sNamespace: "shop", K8sPod: "web-0", PodUID: "u1"}
+	hostPod = Container{ID: "8888000099991111aaaa2222", Name: "agent", Netns: hostNetns, Started: at(0), Runtime: "containerd", K8sNamespace: "kube-system", K8sPod: "agent-x", HostNetwork: true}
 )
 
 func stopped(c Container, when time.Time, code int) Container {
@@ -29,9 +32,9 @@ func history() *Recording {
 	return &Recording{
 		Meta: Meta{HostNetns: hostNetns, Scope: "all containers"},
 		Containers: []Timed[Containers]{
-			{at(10), Containers{List: []Container{web, sidecar, db, stopped(migrate, at(8), 0), stopped(old, at(5), 0)}}},
+			{at(10), Containers{List: []Container{web, sidecar, db, stopped(migrate, at(8), 0), stopped(old, at(5), 0), webPod, hostPod}}},
 			// old is missing from this block, job appears, db stops after migrate did.
-			{at(20), Containers{List: []Container{web, sidecar, stopped(db, at(15), 1), stopped(migrate, at(8), 0), job}}},
+			{at(20), Containers{List: []Container{web, sidecar, stopped(db, at(15), 1), stopped(migrate, at(8), 0), job, webPod, webApp, hostPod}}},
 			{at(30), Containers{List: []Container{web, sidecar, stopped(db, at(15), 1), stopped(migrate, at(8), 0), dbNew, stopped(job, at(28), 0)}}},
 		},
 	}
@@ -46,27 +49,32 @@ func TestNamerLookup(t *testing.T) {
 		wantName string
 		wantID   string
 		wantOK   bool
+
+		wantPodNs, wantPod string
 	}{
-		{"shared namespace: names sorted, IDs in the same order", 100, at(12), "sidecar,web", "ffff0000eeee,1111aaaa2222", true},
-		{"before the first containers block", 100, at(0), "sidecar,web", "ffff0000eeee,1111aaaa2222", true},
-		{"running container before the first block", 200, at(1), "db", "3f4e8a1b2c9d", true},
-		{"stopped container keeps naming its namespace", 200, at(25), "db", "3f4e8a1b2c9d", true},
-		{"the last container to stop names it, not the last listed", 200, at(20), "db", "3f4e8a1b2c9d", true},
-		{"until another container runs in it", 200, at(35), "db-new", "db34f0e1d2c3", true},
-		{"at the time of a block, that block", 200, at(30), "db-new", "db34f0e1d2c3", true},
-		{"a container whose block trails its events", 300, at(12), "job", "5555eeee6666", true},
-		{"a stopped container in the last block", 300, at(99), "job", "5555eeee6666", true},
-		{"a container only an earlier block lists", 400, at(25), "old", "9999dddd8888", true},
-		{"host namespace", hostNetns, at(20), "host", "", true},
-		{"host namespace before any block", hostNetns, at(0), "host", "", true},
-		{"unknown namespace", 999, at(20), "", "", false},
-		{"namespace 0", 0, at(20), "", "", false},
+		{"shared namespace: names sorted, IDs in the same order", 100, at(12), "sidecar,web", "ffff0000eeee,1111aaaa2222", true, "", ""},
+		{"before the first containers block", 100, at(0), "sidecar,web", "ffff0000eeee,1111aaaa2222", true, "", ""},
+		{"running container before the first block", 200, at(1), "db", "3f4e8a1b2c9d", true, "", ""},
+		{"stopped container keeps naming its namespace", 200, at(25), "db", "3f4e8a1b2c9d", true, "", ""},
+		{"the last container to stop names it, not the last listed", 200, at(20), "db", "3f4e8a1b2c9d", true, "", ""},
+		{"until another container runs in it", 200, at(35), "db-new", "db34f0e1d2c3", true, "", ""},
+		{"at the time of a block, that block", 200, at(30), "db-new", "db34f0e1d2c3", true, "", ""},
+		{"a container whose block trails its events", 300, at(12), "job", "5555eeee6666", true, "", ""},
+		{"a stopped container in the last block", 300, at(99), "job", "5555eeee6666", true, "", ""},
+		{"a container only an earlier block lists", 400, at(25), "old", "9999dddd8888", true, "", ""},
+		{"host namespace", hostNetns, at(20), "host", "", true, "", ""},
+		{"host namespace before any block", hostNetns, at(0), "host", "", true, "", ""},
+		{"a pod: NAMESPACE/POD, its app containers' IDs, never the sandbox's", 500, at(20), "shop/web-0", "abcdef012345", true, "shop", "web-0"},
+		{"a pod whose app container has not started yet", 500, at(10), "shop/web-0", "", true, "shop", "web-0"},
+		{"a hostNetwork pod never names the host", hostNetns, at(20), "host", "", true, "", ""},
+		{"unknown namespace", 999, at(20), "", "", false, "", ""},
+		{"namespace 0", 0, at(20), "", "", false, "", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			name, id, ok := n.Lookup(c.netns, c.at)
-			if name != c.wantName || id != c.wantID || ok != c.wantOK {
-				t.Errorf("Lookup(%d, %v) = %q, %q, %v; want %q, %q, %v", c.netns, c.at, name, id, ok, c.wantName, c.wantID, c.wantOK)
+			got, ok := n.Lookup(c.netns, c.at)
+			if got.Name != c.wantName || got.ID != c.wantID || ok != c.wantOK || got.Namespace != c.wantPodNs || got.Pod != c.wantPod {
+				t.Errorf("Lookup(%d, %v) = %+v, %v; want %q, %q (pod %q/%q), %v", c.netns, c.at, got, ok, c.wantName, c.wantID, c.wantPodNs, c.wantPod, c.wantOK)
 			}
 		})
 	}
@@ -74,64 +82,61 @@ func TestNamerLookup(t *testing.T) {
 
 func TestNamerWithoutContainers(t *testing.T) {
 	n := (&Recording{Meta: Meta{HostNetns: hostNetns}}).Namer()
-	if name, id, ok := n.Lookup(hostNetns, at(0)); name != "host" || id != "" || !ok {
-		t.Errorf("host: %q, %q, %v", name, id, ok)
+	if got, ok := n.Lookup(hostNetns, at(0)); got.Name != "host" || got.ID != "" || !ok {
+		t.Errorf("host: %+v, %v", got, ok)
 	}
-	if name, id, ok := n.Lookup(100, at(0)); name != "" || id != "" || ok {
-		t.Errorf("netns 100: %q, %q, %v", name, id, ok)
+	if got, ok := n.Lookup(100, at(0)); got.Name != "" || ok {
+		t.Errorf("netns 100: %+v, %v", got, ok)
 	}
 	// With no host namespace recorded, namespace 0 is not the host.
 	n = (&Recording{}).Namer()
-	if name, _, ok := n.Lookup(0, at(0)); ok {
-		t.Errorf("netns 0 named %q without a host namespace", name)
+	if got, ok := n.Lookup(0, at(0)); ok {
+		t.Errorf("netns 0 named %+v without a host namespace", got)
 	}
 }
 
-func TestFindContainers(t *testing.T) {
+func TestFindNetns(t *testing.T) {
 	rec := history()
 	cases := []struct {
 		query string
-		want  []Container // sorted by ID
+		want  []uint32
 	}{
-		{"web", []Container{web}},
-		{"db", []Container{stopped(db, at(15), 1)}}, // the name, not the IDs starting with "db"; as last seen
-		{"job", []Container{stopped(job, at(28), 0)}},
-		{"old", []Container{stopped(old, at(5), 0)}},
-		{"ffff", []Container{sidecar}},
-		{"ffff0000eeee1111dddd2222", []Container{sidecar}},
-		{"db3", []Container{dbNew}},
-		{"d", []Container{stopped(migrate, at(8), 0), dbNew}}, // every ID with the prefix
+		{"web", []uint32{100}},
+		{"db", []uint32{200}}, // the name, not the IDs starting with "db"
+		{"job", []uint32{300}},
+		{"old", []uint32{400}},
+		{"ffff", []uint32{100}},
+		{"ffff0000eeee1111dddd2222", []uint32{100}},
+		{"db3", []uint32{200}},
+		{"shop/web-0", []uint32{500}},
+		{"web-0", []uint32{500}},  // a pod name found in one namespace
+		{"abcdef", []uint32{500}}, // an app container's ID selects its pod
+		{"7777", []uint32{500}},   // so does the sandbox's
 	}
 	for _, c := range cases {
 		t.Run(c.query, func(t *testing.T) {
-			got, err := rec.FindContainers(c.query)
+			got, err := rec.FindNetns(c.query)
 			if err != nil {
 				t.Fatal(err)
 			}
-			slices.SortFunc(got, func(a, b Container) int { return strings.Compare(a.ID, b.ID) })
-			if len(got) != len(c.want) {
-				t.Fatalf("got %d containers %+v, want %d", len(got), got, len(c.want))
-			}
-			for i := range got {
-				if got[i].ID != c.want[i].ID || got[i].Name != c.want[i].Name || !got[i].Stopped.Equal(c.want[i].Stopped) ||
-					got[i].ExitCode != c.want[i].ExitCode || got[i].Netns != c.want[i].Netns {
-					t.Errorf("container %d: got %+v, want %+v", i, got[i], c.want[i])
-				}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("got %v, want %v", got, c.want)
 			}
 		})
 	}
 }
 
-func TestFindContainersUnknown(t *testing.T) {
-	_, err := history().FindContainers("wbe")
-	if err == nil {
-		t.Fatal("found a container named wbe")
+func TestFindNetnsRefuses(t *testing.T) {
+	for _, c := range []struct{ query, want string }{
+		{"wbe", `in this recording: no container or pod named or with ID prefix "wbe"; closest running: web, db, job`},
+		{"d", `in this recording: ID prefix "d" matches 2 containers: db12a9b8c7d6 (migrate), db34f0e1d2c3 (db-new); give more of the ID or the name`},
+	} {
+		_, err := history().FindNetns(c.query)
+		if err == nil || err.Error() != c.want {
+			t.Errorf("FindNetns(%q):\n got  %v\n want %q", c.query, err, c.want)
+		}
 	}
-	if want := `no container "wbe" in this recording; closest: web, db, job`; err.Error() != want {
-		t.Errorf("got %q\nwant %q", err, want)
-	}
-
-	_, err = (&Recording{Meta: Meta{Scope: "the host only"}}).FindContainers("web")
+	_, err := (&Recording{Meta: Meta{Scope: "the host only"}}).FindNetns("web")
 	if want := `no container "web" in this recording: it has no containers (recorded the host only)`; err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %q", err, want)
 	}

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,17 +224,46 @@ func TestUnknownContainerSuggestsTheClosestRunningNames(t *testing.T) {
 	assertFailure(t, r, strconv.Quote(typo), "closest", web.name)
 }
 
-func TestUnreachableDockerFailsWhenContainersAreNamed(t *testing.T) {
+// A runtime the user named must answer, in every command: one line naming the socket, exit 1.
+func TestANamedRuntimeThatDoesNotAnswerFails(t *testing.T) {
 	requireTracing(t)
-	r := runSockscope(t, "trace", "--container", "x", "--docker-host", "unix:///nonexistent/docker.sock")
-	assertFailure(t, r, "/nonexistent/docker.sock")
+	for _, args := range [][]string{
+		{"trace", "--container", "x", "--docker-host", "unix:///nonexistent/docker.sock"},
+		{"trace", "--docker-host", "unix:///nonexistent/docker.sock"},
+		{"sockets", "--runtime-endpoint", "unix:///nonexistent/containerd.sock"},
+		{"syscalls", "--runtime-endpoint", "/nonexistent/crio.sock"},
+		{"record", "-w", t.TempDir() + "/r", "--runtime-endpoint", "unix:///nonexistent/containerd.sock"},
+		{"export", "--runtime-endpoint", "unix:///nonexistent/containerd.sock", "--web.listen-address", "127.0.0.1:0"},
+	} {
+		r := runSockscope(t, args...)
+		assertFailure(t, r, "/nonexistent/")
+	}
+	// crictl's convention: CONTAINER_RUNTIME_ENDPOINT names the runtime when no flag does.
+	cmd := exec.Command(sockscopeBin, "sockets")
+	cmd.Env = append(os.Environ(), "CONTAINER_RUNTIME_ENDPOINT=unix:///nonexistent/cri.sock")
+	assertFailure(t, runCmd(t, 30*time.Second, cmd), "CRI endpoint unix:///nonexistent/cri.sock: no such file or directory")
+	// Without runtimes, --container cannot be resolved.
+	assertFailure(t, runSockscope(t, "trace", "--container", "x", "--runtime-endpoint", "none"), "--container needs a container runtime")
 }
 
-func TestUnreachableDockerOnlyWarnsWithoutContainers(t *testing.T) {
+// A runtime found by probing that does not answer (a socket a crashed daemon left) is a warning;
+// the command goes on with namespace inodes.
+func TestAProbedRuntimeThatDoesNotAnswerOnlyWarns(t *testing.T) {
 	requireTracing(t)
 	const n = 5
 	ns := newNetns(t)
-	tr := startTrace(t, "--netns", ns.path, "--docker-host", "unix:///nonexistent/docker.sock")
+	root := t.TempDir()
+	stale := root + "/run/docker.sock"
+	if err := os.MkdirAll(root+"/run", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", stale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close()
+	tr := startTrace(t, "--netns", ns.path, "--host-root", root)
 	srv := ns.serve(t, "-addr", "127.0.0.1:8080")
 	client := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8080", "-n", strconv.Itoa(n))
 	srv.stop(t)
@@ -241,10 +271,11 @@ func TestUnreachableDockerOnlyWarnsWithoutContainers(t *testing.T) {
 	assertNoPanic(t, stderr)
 
 	ls := lines(stderr)
-	if len(ls) == 0 || !strings.HasPrefix(ls[0], "sockscope: warning: ") || !strings.Contains(ls[0], "/nonexistent/docker.sock") {
-		t.Errorf("want a first line warning about /nonexistent/docker.sock, got:\n%s", stderr)
+	if len(ls) < 2 || !strings.HasPrefix(ls[0], "sockscope: warning: cannot reach the Docker daemon at unix://"+stale) ||
+		!strings.HasPrefix(ls[1], "sockscope: warning: no container runtime answers") {
+		t.Errorf("want a warning about %s, then one that no runtime answers, got:\n%s", stale, stderr)
 	}
-	// Without Docker, nothing is named after a container.
+	// Without a runtime, nothing is named after a container.
 	for _, e := range evs {
 		if e.Container != "" || e.ContainerID != "" || e.Netns != ns.inode {
 			t.Errorf("want only unnamed events from netns %d: %+v", ns.inode, e)

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,7 +34,7 @@ type exportFlags struct {
 	listen      string
 	path        string
 	webConfig   string
-	dockerHost  string
+	runtimes    runtimeFlags
 	netns       []string
 	syscalls    bool
 	syscallsTop int
@@ -52,9 +51,9 @@ func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, erro
 	fs.StringVar(&f.listen, "web.listen-address", defaultListen, "address to serve metrics on")
 	fs.StringVar(&f.path, "web.telemetry-path", "/metrics", "path of the metrics")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file: TLS and basic auth")
-	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock); without Docker only the host and --netns namespaces are counted")
+	f.runtimes.add(fs)
 	fs.BoolVar(&f.host, "host", true, "count the host's network namespace (container=\"host\"); --host=false for containers only")
-	fs.StringArrayVar(&f.netns, "netns", nil, "also count this network namespace under a name: NAME=PATH (e.g. blue=/run/netns/blue); repeatable")
+	fs.StringArrayVar(&f.netns, "netns", nil, "also count this network namespace under a name: NAME=PATH or NAME=INODE (e.g. blue=/run/netns/blue); repeatable")
 	fs.BoolVar(&f.syscalls, "syscalls", false, "also count syscalls per container (sockscope_syscalls_total); costs every syscall on the machine a few hundred ns")
 	fs.IntVar(&f.syscallsTop, "syscalls.top", 20, "syscall series per container (and syscall/errno pairs); the rest add up in \"other\"")
 	fs.IntVar(&f.topRemotes, "top-remotes", 0, "also break sockets down by remote endpoint (address:port), the top K per container plus \"other\" (sockscope_tcp_remote_sockets); 0 = off")
@@ -82,7 +81,7 @@ func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, erro
 	for _, n := range f.netns {
 		name, path, ok := strings.Cut(n, "=")
 		if !ok || name == "" || path == "" {
-			return nil, false, usageError{fmt.Sprintf("--netns %q: want NAME=PATH, e.g. blue=/run/netns/blue", n)}
+			return nil, false, usageError{fmt.Sprintf("--netns %q: want NAME=PATH or NAME=INODE, e.g. blue=/run/netns/blue", n)}
 		}
 		if name == "host" {
 			return nil, false, usageError{"--netns: the name \"host\" is the host's namespace; choose another"}
@@ -110,17 +109,21 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("find the host's network namespace: %w", err)
 	}
+	host := containers.Target{Name: containers.HostName, Inode: hostIno, Path: hostPath}
 	var fixed []exporter.Namespace
 	if f.host {
-		fixed = append(fixed, exporter.Namespace{Inode: hostIno, Name: "host", Path: hostPath})
+		fixed = append(fixed, exporter.Namespace{Inode: hostIno, Name: containers.HostName, Path: hostPath})
 	}
 	for _, n := range f.netns {
-		name, path, _ := strings.Cut(n, "=")
-		ino, err := containers.NetnsInodeOfPath(path)
+		name, arg, _ := strings.Cut(n, "=")
+		t, err := containers.ParseNetns(arg, host)
 		if err != nil {
-			return fmt.Errorf("--netns %s: %w", n, err)
+			return err
 		}
-		fixed = append(fixed, exporter.Namespace{Inode: ino, Name: name, Path: path})
+		if t.Path == "" {
+			return fmt.Errorf("--netns %s: no process lives in network namespace %d, so its sockets cannot be counted; give its path instead (e.g. %s=/run/netns/NAME)", n, t.Inode, name)
+		}
+		fixed = append(fixed, exporter.Namespace{Inode: t.Inode, Name: containers.Name{Name: name}, Path: t.Path})
 	}
 	// Listen before loading anything: a port in use is the commonest failure.
 	ln, err := net.Listen("tcp", f.listen)
@@ -156,18 +159,22 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		k.Syscalls = exporter.NewSyscalls(sc, f.syscallsTop)
 	}
 	coll := exporter.New(k, version, f.bpfStats)
-	src := &nsSources{coll: coll, fixed: fixed, host: hostIno, stderr: stderr}
+	src := &nsSources{coll: coll, fixed: fixed, host: hostIno, hostOn: f.host, stderr: stderr}
 	if err := src.publish(); err != nil {
 		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	rts, err := src.discover(ctx, f.runtimes.options())
+	if err != nil {
+		return err
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		src.followDocker(ctx, f.dockerHost)
+		src.follow(ctx, rts, f.runtimes.options())
 	}()
 
 	reg := prometheus.NewRegistry()
@@ -215,20 +222,19 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-// nsSources combines the fixed namespaces (host, --netns) with the running containers' and hands
-// the whole set to the collector whenever it changes.
+// nsSources combines the fixed namespaces (host, --netns) with the running containers' and pods'
+// and hands the whole set to the collector whenever it changes.
 type nsSources struct {
 	coll   *exporter.Collector
 	fixed  []exporter.Namespace
-	host   uint32 // containers in it (--network host) are the host's
+	host   uint32 // containers in it (--network host, hostNetwork pods) are the host's
+	hostOn bool   // the host is counted (--host)
 	stderr io.Writer
 
-	mu      sync.Mutex
-	running []containers.Container
-	names   interface {
-		Lookup(uint32) (string, string, bool)
-	}
-	lastError string
+	mu       sync.Mutex
+	running  []containers.Container
+	names    *containers.Names
+	lastWarn map[string]string // per runtime endpoint
 }
 
 func (s *nsSources) publish() error {
@@ -236,81 +242,101 @@ func (s *nsSources) publish() error {
 	defer s.mu.Unlock()
 	all := append([]exporter.Namespace(nil), s.fixed...)
 	byNs := map[uint32]int{}
+	for i, n := range all {
+		byNs[n.Inode] = i
+	}
 	for _, c := range s.running {
-		if c.Netns == 0 || c.Netns == s.host {
-			continue // --network host: counted as the host
+		if c.Netns == 0 {
+			continue
 		}
 		if i, ok := byNs[c.Netns]; ok {
 			all[i].Containers = append(all[i].Containers, c)
 			continue
 		}
-		name := c.Name
+		if c.Netns == s.host {
+			continue // --host=false: not counted, and neither are the containers on its network
+		}
+		name := containers.DisplayName([]containers.Container{c})
 		if s.names != nil {
-			if n, _, ok := s.names.Lookup(c.Netns); ok {
+			if n, ok := s.names.Lookup(c.Netns); ok {
 				name = n
 			}
 		}
 		byNs[c.Netns] = len(all)
-		all = append(all, exporter.Namespace{Inode: c.Netns, Name: name, Path: "/proc/" + strconv.Itoa(c.Pid) + "/ns/net", Containers: []containers.Container{c}})
+		all = append(all, exporter.Namespace{Inode: c.Netns, Name: name, Path: c.NetnsPath, Containers: []containers.Container{c}})
 	}
 	return s.coll.SetNamespaces(all)
 }
 
-// followDocker keeps the container set current. Docker may be absent, down at start, or
-// restarted later: sockscope keeps serving what it knows and reconnects with backoff.
-func (s *nsSources) followDocker(ctx context.Context, dockerHost string) {
-	backoff := 250 * time.Millisecond
-	for {
-		dc, err := containers.Dial(ctx, dockerHost)
-		if err == nil {
-			s.coll.DockerOK()
-			s.watch(ctx, dc)
-			dc.Close()
+// discover finds the runtimes at start. A runtime the user named must answer (one line and
+// exit 1 otherwise); a probed one that fails is a warning.
+func (s *nsSources) discover(ctx context.Context, opts containers.Options) ([]containers.Runtime, error) {
+	rts, probes, err := containers.Discover(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range containers.ProbeWarnings(probes, rts, opts) {
+		if len(rts) == 0 {
+			w += "; counting the host and --netns namespaces, probing again every 30s"
+		}
+		fmt.Fprintf(s.stderr, "sockscope: warning: %s\n", w)
+	}
+	return rts, nil
+}
+
+// follow keeps the container set current. A runtime may be down at start or restart later:
+// sockscope keeps serving what it knows and reconnects with backoff. With no runtime at all it
+// probes again every 30 s, so a node whose runtime starts after sockscope is named once it does.
+func (s *nsSources) follow(ctx context.Context, rts []containers.Runtime, opts containers.Options) {
+	for len(rts) == 0 {
+		if len(opts.Endpoints) == 1 && opts.Endpoints[0] == containers.NoRuntimes {
 			return
 		}
-		if ctx.Err() != nil {
-			return
-		}
-		s.coll.DockerError()
-		s.warn(fmt.Sprintf("%v; counting the host and --netns namespaces, retrying", err))
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
+		case <-time.After(30 * time.Second):
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		found, _, err := containers.Discover(ctx, opts)
+		if err == nil {
+			rts = found
+		}
 	}
-}
-
-func (s *nsSources) watch(ctx context.Context, dc *containers.Client) {
-	w := containers.NewWatcher(dc, s.host, nil, nil)
-	w.OnError = func(err error) {
-		s.coll.DockerError()
-		s.warn(err.Error())
+	defer func() {
+		for _, rt := range rts {
+			rt.Close()
+		}
+	}()
+	for _, rt := range rts {
+		fmt.Fprintf(s.stderr, "sockscope: naming containers through %s %s at %s\n", rt.Info().Kind, rt.Info().Version, rt.Info().Endpoint)
 	}
+	w := containers.NewWatcher(rts, s.host, nil, nil)
+	w.OnRuntime = s.coll.RuntimeUp
+	w.OnError = func(rt containers.Info, err error) { s.warn(rt, err.Error()) }
 	w.OnUpdate = func(running []containers.Container) {
-		s.coll.DockerOK()
 		s.mu.Lock()
-		s.running, s.names, s.lastError = running, w.Names(), ""
+		s.running, s.names = running, w.Names()
 		s.mu.Unlock()
 		if err := s.publish(); err != nil {
 			fmt.Fprintf(s.stderr, "sockscope: %v\n", err)
 		}
 	}
 	if err := w.Sync(ctx); err != nil {
-		s.coll.DockerError()
-		s.warn(err.Error())
+		s.warn(containers.Info{Kind: "runtime"}, err.Error())
 	}
 	w.Run(ctx)
 }
 
-// warn prints a Docker problem once, not at every retry.
-func (s *nsSources) warn(msg string) {
+// warn prints a runtime's problem once, not at every retry.
+func (s *nsSources) warn(rt containers.Info, msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if msg == s.lastError {
+	if s.lastWarn == nil {
+		s.lastWarn = map[string]string{}
+	}
+	if s.lastWarn[rt.Endpoint] == msg {
 		return
 	}
-	s.lastError = msg
-	fmt.Fprintf(s.stderr, "sockscope: warning: Docker: %s\n", msg)
+	s.lastWarn[rt.Endpoint] = msg
+	fmt.Fprintf(s.stderr, "sockscope: warning: %s: %s\n", rt.Kind, msg)
 }

@@ -116,7 +116,7 @@ func TestExportChurnLeavesMapsAndSeriesWhereTheyStarted(t *testing.T) {
 	exp.stop(t)
 }
 
-// A Docker daemon restart: metrics keep flowing while it is down (docker_up 0, errors counted);
+// A Docker daemon restart: metrics keep flowing while it is down (runtime_up 0, errors counted);
 // sockscope reconnects by itself and names a container started after the restart. This stops the
 // machine's real dockerd, so it runs only in CI or when SOCKSCOPE_TEST_DOCKER_RESTART=1.
 func TestExportSurvivesADockerDaemonRestart(t *testing.T) {
@@ -134,10 +134,12 @@ func TestExportSurvivesADockerDaemonRestart(t *testing.T) {
 		t.Fatalf("dockerd's command line: %v", err)
 	}
 	args := strings.Split(strings.TrimRight(string(rawArgs), "\x00"), "\x00")
-	exp := startExport(t, "--host=false")
+	exp := startExport(t, "--host=false", "--docker-host", "unix:///var/run/docker.sock")
 	time.Sleep(time.Second)
-	if v := value(exp.metrics(t), "sockscope_docker_up"); v != 1 {
-		t.Fatalf("sockscope_docker_up = %v before the restart", v)
+	const up = `sockscope_runtime_up{endpoint="unix:///var/run/docker.sock",runtime="docker"}`
+	const errs = `sockscope_runtime_errors_total{endpoint="unix:///var/run/docker.sock",runtime="docker"}`
+	if v := value(exp.metrics(t), up); v != 1 {
+		t.Fatalf("%s = %v before the restart", up, v)
 	}
 
 	restarted := false
@@ -175,11 +177,11 @@ func TestExportSurvivesADockerDaemonRestart(t *testing.T) {
 	deadline = time.Now().Add(10 * time.Second)
 	for {
 		m := exp.metrics(t)
-		if value(m, "sockscope_docker_up") == 0 && value(m, "sockscope_docker_api_errors_total") > 0 {
+		if value(m, up) == 0 && value(m, errs) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("with dockerd down: docker_up %v, errors %v", value(m, "sockscope_docker_up"), value(m, "sockscope_docker_api_errors_total"))
+			t.Fatalf("with dockerd down: runtime_up %v, errors %v", value(m, up), value(m, errs))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -188,11 +190,11 @@ func TestExportSurvivesADockerDaemonRestart(t *testing.T) {
 	deadline = time.Now().Add(40 * time.Second) // the backoff may have reached 16 s
 	for {
 		m := exp.metrics(t)
-		if value(m, "sockscope_docker_up") == 1 && strings.Contains(m, fmt.Sprintf("sockscope_container_info{compose_project=\"\",compose_service=\"\",container=%q", c.name)) {
+		if value(m, up) == 1 && strings.Contains(m, fmt.Sprintf("sockscope_container_info{compose_project=\"\",compose_service=\"\",container=%q", c.name)) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("40 s after dockerd came back: docker_up %v, %s not named; stderr:\n%s", value(m, "sockscope_docker_up"), c.name, exp.stderr.String())
+			t.Fatalf("40 s after dockerd came back: runtime_up %v, %s not named; stderr:\n%s", value(m, up), c.name, exp.stderr.String())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -209,19 +211,19 @@ func TestExportSyscallsCountExactlyWhatANetnsDid(t *testing.T) {
 	dir := t.TempDir()
 	sh(t, "ip", "netns", "exec", ns.name, sysloadBin, "-dir", dir, "-fsync", "1000", "-unlink", "300", "-emfile", "7")
 	m := all.metrics(t)
-	if v := value(m, `sockscope_syscalls_total{container="t",syscall="fsync"}`); v != 1000 {
+	if v := value(m, `sockscope_syscalls_total{container="t",namespace="",pod="",syscall="fsync"}`); v != 1000 {
 		t.Errorf("fsync = %v, want 1000", v)
 	}
-	if v := value(m, `sockscope_syscalls_total{container="t",syscall="unlinkat"}`); v != 300 {
+	if v := value(m, `sockscope_syscalls_total{container="t",namespace="",pod="",syscall="unlinkat"}`); v != 300 {
 		t.Errorf("unlinkat = %v, want 300", v)
 	}
-	if v := value(m, `sockscope_syscall_errors_total{container="t",errno="EMFILE",syscall="openat"}`); v != 7 {
+	if v := value(m, `sockscope_syscall_errors_total{container="t",errno="EMFILE",namespace="",pod="",syscall="openat"}`); v != 7 {
 		t.Errorf("openat EMFILE = %v, want 7", v)
 	}
 	series := func(m string) map[string]float64 {
 		out := map[string]float64{}
 		for _, line := range strings.Split(m, "\n") {
-			if rest, ok := strings.CutPrefix(line, `sockscope_syscalls_total{container="t",syscall="`); ok {
+			if rest, ok := strings.CutPrefix(line, `sockscope_syscalls_total{container="t",namespace="",pod="",syscall="`); ok {
 				name, v, _ := strings.Cut(rest, `"} `)
 				out[name], _ = strconv.ParseFloat(v, 64)
 			}

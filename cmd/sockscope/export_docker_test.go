@@ -11,8 +11,9 @@ import (
 )
 
 // A container started after the exporter is counted under its name, with its image and its
-// compose and Kubernetes labels in sockscope_container_info; the TIME_WAIT gauge equals ss in its
-// netns; when it is removed its series go away and the kernel map shrinks back.
+// compose labels in sockscope_container_info; the TIME_WAIT gauge equals ss in its netns; when it
+// is removed its series go away and the kernel map shrinks back. A Docker container with the labels
+// kubelet puts on the containers it makes through Docker (dockershim, cri-dockerd) is its pod's.
 func TestExportNamesContainersAndFollowsThem(t *testing.T) {
 	requireDocker(t)
 	requirePrometheus(t)
@@ -23,16 +24,25 @@ func TestExportNamesContainersAndFollowsThem(t *testing.T) {
 	tracked := value(before, `sockscope_bpf_map_entries{map="tracked"}`)
 
 	c := newContainer(t, []string{"run", "-d",
-		"--label", "com.docker.compose.project=shop", "--label", "com.docker.compose.service=web",
-		"--label", "io.kubernetes.pod.namespace=prod", "--label", "io.kubernetes.pod.name=web-0"},
+		"--label", "com.docker.compose.project=shop", "--label", "com.docker.compose.service=web"},
 		containerName("export"), httpdCmd...)
 	c.waitListening(t, 8080)
 	info := prom.waitFor(t, fmt.Sprintf(`sockscope_container_info{container=%q}`, c.name), 30*time.Second,
 		func(s []sample) bool { return len(s) == 1 })[0].Metric
-	for k, v := range map[string]string{"container_id": c.shortID(), "image": testImage, "compose_project": "shop",
-		"compose_service": "web", "k8s_namespace": "prod", "k8s_pod": "web-0"} {
+	for k, v := range map[string]string{"container_name": c.name, "container_id": c.shortID(), "image": testImage, "compose_project": "shop",
+		"compose_service": "web", "namespace": "", "pod": "", "runtime": "docker", "host_network": "false"} {
 		if info[k] != v {
 			t.Errorf("sockscope_container_info %s=%q, want %q (%v)", k, info[k], v, info)
+		}
+	}
+	kube := newContainer(t, []string{"run", "-d", "--label", "io.kubernetes.pod.namespace=prod", "--label", "io.kubernetes.pod.name=web-0",
+		"--label", "io.kubernetes.container.name=web", "--label", "io.kubernetes.docker.type=container"},
+		containerName("export-kube"), httpdCmd...)
+	kinfo := prom.waitFor(t, `sockscope_container_info{container="prod/web-0"}`, 30*time.Second,
+		func(s []sample) bool { return len(s) == 1 })[0].Metric
+	for k, v := range map[string]string{"container_name": "web", "container_id": kube.shortID(), "namespace": "prod", "pod": "web-0"} {
+		if kinfo[k] != v {
+			t.Errorf("sockscope_container_info of a kubelet-made Docker container: %s=%q, want %q (%v)", k, kinfo[k], v, kinfo)
 		}
 	}
 	success := fmt.Sprintf(`sockscope_tcp_connects_total{container=%q,result="success"}`, c.name)
@@ -47,7 +57,7 @@ func TestExportNamesContainersAndFollowsThem(t *testing.T) {
 	pid := strconv.Itoa(c.pid(t))
 	assertGaugesEqualSs(t, prom, c.name, "nsenter", "-t", pid, "-n", "ss", "-tanH")
 
-	sh(t, "docker", "rm", "-f", c.name)
+	sh(t, "docker", "rm", "-f", c.name, kube.name)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		m := exp.metrics(t)
@@ -72,7 +82,7 @@ func TestExportNamesContainersAndFollowsThem(t *testing.T) {
 // a client that closes first until EADDRNOTAVAIL, then connects to a closed port. Against a real
 // Prometheus scraping sockscope, every expression of deploy/ runs without error; every dashboard
 // query returns data; the three alerts the incident should fire do, and the others
-// (lost events, full maps, Docker down) return nothing.
+// (lost events, full maps, a runtime down) return nothing.
 func TestDeployExpressionsRunAgainstPrometheus(t *testing.T) {
 	requireDocker(t)
 	requirePrometheus(t)

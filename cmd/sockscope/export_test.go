@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// noDocker points the exporter at a socket that does not exist: the tests that do not need Docker
+// noDocker turns naming off: the tests that do not need a container runtime
 // do not depend on it (the exporter warns once and counts the host and --netns namespaces).
-const noDocker = "--docker-host=unix:///nonexistent/docker.sock"
+const noDocker = "--runtime-endpoint=none"
 
 // The incidents of a client netns, reproduced with exact counts: connects that succeed, that are
 // refused (no listener), that fail with EADDRNOTAVAIL (four local ports, all in TIME_WAIT) and
@@ -222,7 +222,7 @@ func assertRemotesEqualSs(t *testing.T, e *exportProc, ns netns) {
 		}
 		got := map[string]int{}
 		for _, line := range strings.Split(m, "\n") {
-			rest, ok := strings.CutPrefix(line, `sockscope_tcp_remote_sockets{container="t",remote="`)
+			rest, ok := strings.CutPrefix(line, `sockscope_tcp_remote_sockets{container="t",namespace="",pod="",remote="`)
 			if !ok {
 				continue
 			}

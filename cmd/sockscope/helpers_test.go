@@ -56,23 +56,25 @@ func TestMain(m *testing.M) {
 
 // jsonEvent is one line of `sockscope trace -o json`.
 type jsonEvent struct {
-	Time        string `json:"time"`
-	Type        string `json:"type"`
-	Container   string `json:"container"`
-	ContainerID string `json:"container_id"`
-	Netns       uint32 `json:"netns"`
-	Pid         int    `json:"pid"`
-	Comm        string `json:"comm"`
-	Family      string `json:"family"`
-	Saddr       string `json:"saddr"`
-	Sport       int    `json:"sport"`
-	Daddr       string `json:"daddr"`
-	Dport       int    `json:"dport"`
-	OldState    string `json:"old_state"`
-	NewState    string `json:"new_state"`
-	PrevStateUs int64  `json:"prev_state_us"`
-	Errno       string `json:"errno"`
-	LatencyUs   int64  `json:"latency_us"`
+	Time         string `json:"time"`
+	Type         string `json:"type"`
+	Container    string `json:"container"`
+	ContainerID  string `json:"container_id"`
+	K8sNamespace string `json:"k8s_namespace"`
+	K8sPod       string `json:"k8s_pod"`
+	Netns        uint32 `json:"netns"`
+	Pid          int    `json:"pid"`
+	Comm         string `json:"comm"`
+	Family       string `json:"family"`
+	Saddr        string `json:"saddr"`
+	Sport        int    `json:"sport"`
+	Daddr        string `json:"daddr"`
+	Dport        int    `json:"dport"`
+	OldState     string `json:"old_state"`
+	NewState     string `json:"new_state"`
+	PrevStateUs  int64  `json:"prev_state_us"`
+	Errno        string `json:"errno"`
+	LatencyUs    int64  `json:"latency_us"`
 }
 
 func requireTracing(t *testing.T) {

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/loader"
 )
 
@@ -96,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "diagnose":
 		err = runDiagnose(args[1:], stdout, stderr)
 	case "version", "--version":
-		err = runVersion(stdout)
+		err = runVersion(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -109,7 +111,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.As(err, &ue):
 		cmd := "sockscope"
-		if slices.Contains([]string{"trace", "sockets", "syscalls", "export", "record", "report", "diagnose"}, args[0]) {
+		if slices.Contains([]string{"trace", "sockets", "syscalls", "export", "record", "report", "diagnose", "version"}, args[0]) {
 			cmd = "sockscope " + args[0]
 		}
 		fmt.Fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", cmd, ue.msg, cmd)
@@ -120,7 +122,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func runVersion(stdout io.Writer) error {
+func runVersion(args []string, stdout io.Writer) error {
+	var rf runtimeFlags
+	fs := newFlagSet("sockscope version")
+	rf.add(fs)
+	if helped, err := parseFlags(fs, args, stdout, "sockscope version [flags]\n\nThe version, the kernel features sockscope found, and the container runtimes that name namespaces.", ""); err != nil || helped {
+		return err
+	}
 	fmt.Fprintf(stdout, "sockscope %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintln(stdout, "kernel features:")
 	for _, f := range loader.Features() {
@@ -130,5 +138,40 @@ func runVersion(stdout io.Writer) error {
 			fmt.Fprintf(stdout, "  %-30s no (%v)\n", f.Name, f.Err)
 		}
 	}
+	fmt.Fprintln(stdout, "container runtimes:")
+	opts := rf.options()
+	rts, probes, err := containers.Discover(context.Background(), opts)
+	for _, rt := range rts {
+		rt.Close()
+	}
+	for _, p := range probes {
+		how := "probed"
+		if p.Explicit {
+			how = "given"
+		}
+		if p.Err != nil {
+			fmt.Fprintf(stdout, "  %-12s %s (%s): not used: %v\n", orUnknown(p.Kind), p.Endpoint, how, p.Err)
+			continue
+		}
+		i := p.Runtime.Info()
+		fmt.Fprintf(stdout, "  %-12s %s (%s): %s\n", i.Kind, i.Endpoint, how, i.Version)
+	}
+	if len(probes) == 0 {
+		if len(opts.Endpoints) == 1 && opts.Endpoints[0] == containers.NoRuntimes {
+			fmt.Fprintln(stdout, "  none (--runtime-endpoint none): namespaces show their inodes")
+		} else {
+			fmt.Fprintln(stdout, "  none found at the well-known sockets: namespaces show their inodes (name one with --runtime-endpoint)")
+		}
+	}
+	if err != nil {
+		return err
+	}
 	return nil
+}
+
+func orUnknown(kind string) string {
+	if kind == "" {
+		return "runtime"
+	}
+	return kind
 }

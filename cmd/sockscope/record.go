@@ -28,27 +28,27 @@ import (
 type recordFlags struct {
 	file       string
 	containers []string
-	netns      string
+	netns      []string
 	duration   time.Duration
 	interval   time.Duration
 	maxSize    int64
 	force      bool
 	syscalls   bool
-	dockerHost string
+	runtimes   runtimeFlags
 }
 
 func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, error) {
 	f := &recordFlags{}
 	fs := newFlagSet("sockscope record")
 	fs.StringVarP(&f.file, "write", "w", "", "write the recording to this file (- for standard output)")
-	fs.StringArrayVarP(&f.containers, "container", "c", nil, "record this container (name or ID prefix); repeatable; default: the host and every container")
-	fs.StringVar(&f.netns, "netns", "", "also record this network namespace: a path such as /run/netns/NAME or /proc/PID/ns/net")
+	fs.StringArrayVarP(&f.containers, "container", "c", nil, "record this container or pod (a name, an ID prefix, NAMESPACE/POD, or a pod name); repeatable; default: the host and every container")
+	fs.StringArrayVar(&f.netns, "netns", nil, "record this network namespace: an inode, or a path such as /run/netns/NAME or /proc/PID/ns/net; repeatable")
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 10m); 0 = until Ctrl-C")
 	fs.DurationVar(&f.interval, "interval", 5*time.Second, "how often socket snapshots, syscall counts and facts are taken")
 	size := fs.String("max-size", "", "rotate the file at this size (e.g. 100M, 2G): FILE becomes FILE.1 and a new FILE starts")
 	fs.BoolVar(&f.force, "force", false, "overwrite FILE if it exists")
 	fs.BoolVar(&f.syscalls, "syscalls", true, "also count syscalls, their errors and file paths")
-	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	f.runtimes.add(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope record -w FILE [flags]\n\nRecord TCP events, socket snapshots, syscall counts, container metadata and the settings that\nexplain incidents into one file, for trace/syscalls/sockets -r, report and diagnose.", "the file is given with -w FILE"); err != nil || helped {
 		return nil, helped, err
 	}
@@ -105,24 +105,19 @@ type recorder struct {
 	sink   *recording.Sink
 	clock  events.Clock
 	stderr io.Writer
-	host   recording.NetnsFacts
-	fixed  []nsTarget // --netns
+	scope  *containers.Scope
+
+	resolver resolver
 
 	tracer  *loader.Tracer
 	counter *loader.Syscalls
 	socks   *loader.Sockets
 
-	mu       sync.Mutex
-	history  map[string]*recording.Container // by full ID
-	selected map[string]bool
-	running  []containers.Container
-	nEvents  uint64
-	nSnaps   uint64
-}
-
-type nsTarget struct {
-	inode uint32
-	path  string
+	mu      sync.Mutex
+	history map[string]*recording.Container // by full ID
+	running []containers.Container
+	nEvents uint64
+	nSnaps  uint64
 }
 
 func runRecord(args []string, stdout, stderr io.Writer) error {
@@ -138,34 +133,29 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	if err := prepare(); err != nil {
 		return err
 	}
-	r := &recorder{f: f, stderr: stderr, history: map[string]*recording.Container{}, selected: map[string]bool{}}
-	var fixed []uint32
-	if f.netns != "" {
-		ino, err := containers.NetnsInodeOfPath(f.netns)
-		if err != nil {
-			return fmt.Errorf("--netns %s: %w", f.netns, err)
-		}
-		fixed = append(fixed, ino)
-		r.fixed = append(r.fixed, nsTarget{ino, f.netns})
-	}
+	r := &recorder{f: f, stderr: stderr, history: map[string]*recording.Container{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sc, err := newScope(ctx, f.dockerHost, f.containers, fixed, stderr)
+	sc, err := newScope(ctx, &f.runtimes, f.containers, f.netns, stderr)
 	if err != nil {
 		return err
 	}
 	defer sc.Close()
-	for _, id := range sc.selected {
-		r.selected[id] = true
+	r.scope = sc
+	for _, t := range sc.Fixed {
+		if t.Path == "" {
+			return fmt.Errorf("--netns %d: no process lives in that network namespace, so its sockets cannot be listed; give its path instead (e.g. /run/netns/NAME)", t.Inode)
+		}
 	}
+	fixed := sc.FixedInodes()
 
 	// Everything that can fail on bad input is checked before the file is created.
-	if r.tracer, err = loader.OpenTrace(loader.TraceConfig{FilterNetns: sc.filtered(), Netns: fixed}); err != nil {
+	if r.tracer, err = loader.OpenTrace(loader.TraceConfig{FilterNetns: sc.Filtered(), Netns: fixed}); err != nil {
 		return err
 	}
 	defer r.tracer.Close()
 	if f.syscalls {
-		cfg := loader.SyscallConfig{FilterNetns: sc.filtered(), Netns: fixed, Paths: true}
+		cfg := loader.SyscallConfig{FilterNetns: sc.Filtered(), Netns: fixed, Paths: true}
 		for _, p := range pathSyscalls {
 			if nr, ok := events.SyscallNumber(runtime.GOARCH, p.name); ok {
 				cfg.PathSyscalls = append(cfg.PathSyscalls, loader.PathSyscall{Nr: nr, Arg: p.arg})
@@ -190,16 +180,18 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	var uts unix.Utsname
 	_ = unix.Uname(&uts)
 	what := "the host and every container"
-	if sc.filtered() {
-		what = strings.Join(append(slices.Clone(f.containers), strings.Fields(f.netns)...), ", ")
+	if sc.Filtered() {
+		what = sc.Describe()
 	}
 	meta := recording.Meta{
 		Sockscope: version, Hostname: hostname, Kernel: unix.ByteSliceToString(uts.Release[:]), Arch: runtime.GOARCH,
-		Start: start.UTC(), ClockOffset: r.clock.Offset(), Interval: f.interval, HostNetns: sc.host,
-		Scope: what, Filtered: sc.filtered(), Paths: f.syscalls, NetnsNames: map[uint32]string{},
+		Start: start.UTC(), ClockOffset: r.clock.Offset(), Interval: f.interval, HostNetns: sc.Host.Inode,
+		Scope: what, Filtered: sc.Filtered(), Paths: f.syscalls, NetnsNames: map[uint32]string{},
 	}
-	for _, t := range r.fixed {
-		meta.NetnsNames[t.inode] = strings.TrimPrefix(t.path, "/run/netns/")
+	for _, t := range sc.Fixed {
+		if t.Name.Name != "" && t.Inode != sc.Host.Inode {
+			meta.NetnsNames[t.Inode] = t.Name.Name
+		}
 	}
 	if err := r.sink.WriteJSON(recording.BlockMeta, start, meta); err != nil {
 		return fmt.Errorf("write %s: %w", f.file, err)
@@ -213,17 +205,19 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 		}
 		return errors.Join(errs...)
 	}
-	if _, err := sc.follow(ctx, setNetns, stderr, func(w *containers.Watcher) {
+	w, err := follow(ctx, sc, setNetns, stderr, func(w *containers.Watcher) {
 		w.OnUpdate = r.update
 		w.OnDie = r.died
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	if sc.docker == nil {
+	if len(sc.Runtimes) == 0 {
 		r.writeContainers(time.Now()) // an empty list: no container names in this recording
 	}
+	r.resolver = w
 	fmt.Fprintf(stderr, "sockscope: attached, recording %s to %s (Ctrl-C to stop)\n", what, f.file)
-	return r.run(sc)
+	return r.run(ctx)
 }
 
 // update follows the running containers: new ones are added to the history, gone ones stopped.
@@ -238,8 +232,11 @@ func (r *recorder) update(running []containers.Container) {
 		if ok && h.Stopped.IsZero() && h.Netns == c.Netns {
 			continue
 		}
-		r.history[c.ID] = &recording.Container{ID: c.ID, Name: c.Name, Image: c.Image, Labels: c.Labels,
-			Pid: c.Pid, Netns: c.Netns, Started: now.UTC(), Selected: r.selected[c.ID]}
+		rc := recording.FromContainer(c)
+		h = &rc
+		h.Started = now.UTC()
+		h.Selected = slices.ContainsFunc(r.scope.Selected, func(s containers.Selector) bool { return s.Matches(c) })
+		r.history[c.ID] = h
 		changed = true
 	}
 	for id, h := range r.history {
@@ -282,34 +279,16 @@ func (r *recorder) writeContainers(now time.Time) {
 	}
 }
 
-// targets are the namespaces to snapshot: the selected containers (and --netns), or the host
-// and every running container.
-func (r *recorder) targets(sc *scope) []nsTarget {
+// targets are the namespaces to snapshot: the selected containers and pods (and --netns), or the
+// host and every running container.
+func (r *recorder) targets() []containers.Target {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := slices.Clone(r.fixed)
-	seen := map[uint32]bool{}
-	for _, t := range out {
-		seen[t.inode] = true
-	}
-	if !sc.filtered() {
-		if path, ino, err := containers.HostNetnsPath(); err == nil && !seen[ino] {
-			out = append(out, nsTarget{ino, path})
-			seen[ino] = true
-		}
-	}
-	for _, c := range r.running {
-		if c.Netns == 0 || seen[c.Netns] || (sc.filtered() && !r.selected[c.ID]) {
-			continue
-		}
-		seen[c.Netns] = true
-		out = append(out, nsTarget{c.Netns, fmt.Sprintf("/proc/%d/ns/net", c.Pid)})
-	}
-	return out
+	return r.scope.Targets(r.running, false)
 }
 
 // run reads events until the end, taking snapshots every interval.
-func (r *recorder) run(sc *scope) error {
+func (r *recorder) run(ctx context.Context) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -331,9 +310,9 @@ func (r *recorder) run(sc *scope) error {
 
 	// The event reader's result: it ends once the ring is flushed, or early on a write error.
 	evErr := make(chan error, 1)
-	go func() { evErr <- r.readEvents() }()
+	go func() { evErr <- r.readEvents(ctx) }()
 
-	if err := r.snapshot(sc); err != nil {
+	if err := r.snapshot(); err != nil {
 		return err
 	}
 	tick := time.NewTicker(r.f.interval)
@@ -348,7 +327,7 @@ func (r *recorder) run(sc *scope) error {
 			r.sink.Close(time.Now(), "error: "+err.Error())
 			return err
 		case <-tick.C:
-			if err := r.snapshot(sc); err != nil {
+			if err := r.snapshot(); err != nil {
 				return err
 			}
 		}
@@ -359,7 +338,7 @@ func (r *recorder) run(sc *scope) error {
 	if err := <-evErr; err != nil {
 		return err
 	}
-	if err := r.snapshot(sc); err != nil {
+	if err := r.snapshot(); err != nil {
 		return err
 	}
 	if err := r.sink.Close(time.Now(), reason); err != nil {
@@ -372,7 +351,7 @@ func (r *recorder) run(sc *scope) error {
 
 // readEvents copies ring buffer records into events blocks: one block every poll that found
 // records, or sooner when a block reaches eventBlock bytes.
-func (r *recorder) readEvents() error {
+func (r *recorder) readEvents(ctx context.Context) error {
 	const eventBlock = 1 << 20
 	buf := make([]byte, 0, eventBlock+events.RecordSize)
 	flush := func() error {
@@ -406,6 +385,9 @@ func (r *recorder) readEvents() error {
 		if len(rec.RawSample) < events.RecordSize {
 			continue
 		}
+		// A namespace no runtime has named yet: a pod or container that just started. Asking now
+		// puts it in the container history before its first snapshot (rate-limited).
+		r.resolver.Resolve(ctx, events.RecordNetns(rec.RawSample))
 		buf = append(buf, rec.RawSample[:events.RecordSize]...)
 		if len(buf) >= eventBlock {
 			if err := flush(); err != nil {
@@ -417,7 +399,7 @@ func (r *recorder) readEvents() error {
 
 // snapshot writes the sockets of every target namespace, the syscall counts, the lost counts and
 // the facts.
-func (r *recorder) snapshot(sc *scope) error {
+func (r *recorder) snapshot() error {
 	now := time.Now()
 	write := func(t recording.BlockType, v any) error {
 		if err := r.sink.WriteJSON(t, now, v); err != nil {
@@ -431,23 +413,23 @@ func (r *recorder) snapshot(sc *scope) error {
 	}
 	var facts recording.Facts
 	inodes := map[uint32]bool{}
-	for _, t := range r.targets(sc) {
-		snap, err := r.socks.Snapshot(t.path)
+	for _, t := range r.targets() {
+		snap, err := r.socks.Snapshot(t.Path)
 		if errors.Is(err, loader.ErrNetnsGone) {
 			continue // its container just stopped
 		}
 		if err != nil {
-			fmt.Fprintf(r.stderr, "sockscope: warning: snapshot of netns %d: %v\n", t.inode, err)
+			fmt.Fprintf(r.stderr, "sockscope: warning: snapshot of netns %d: %v\n", t.Inode, err)
 			continue
 		}
-		inodes[t.inode] = true
-		s := recording.SocketSnapshot{Netns: t.inode, PortRange: snap.PortRange, TWReuse: snap.TWReuse, Records: snap.Records}
+		inodes[t.Inode] = true
+		s := recording.SocketSnapshot{Netns: t.Inode, PortRange: snap.PortRange, TWReuse: snap.TWReuse, Records: snap.Records}
 		s.Owners = ownersOf(snap.Records, rawOwners)
 		if err := r.sink.Write(recording.BlockSockets, now, recording.EncodeSockets(&s)); err != nil {
 			return fmt.Errorf("write %s: %w", r.f.file, err)
 		}
 		r.nSnaps++
-		facts.Netns = append(facts.Netns, recording.NetnsFacts{Netns: t.inode, PortRange: snap.PortRange, TWReuse: snap.TWReuse, Somaxconn: snap.Somaxconn})
+		facts.Netns = append(facts.Netns, recording.NetnsFacts{Netns: t.Inode, PortRange: snap.PortRange, TWReuse: snap.TWReuse, Somaxconn: snap.Somaxconn})
 	}
 	facts.Processes = processesIn(inodes)
 	if err := write(recording.BlockFacts, facts); err != nil {

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
 	"github.com/sockscope/sockscope/recording"
@@ -34,30 +35,30 @@ func loadRecording(path string) (*recording.Recording, error) {
 
 // recordedNetns resolves --container and --netns against a recording: the namespaces the
 // named containers had, and --netns as an inode. nil means every namespace.
-func recordedNetns(rec *recording.Recording, queries []string, netns string) (map[uint32]bool, error) {
-	if len(queries) == 0 && netns == "" {
+func recordedNetns(rec *recording.Recording, queries []string, netns []string) (map[uint32]bool, error) {
+	if len(queries) == 0 && len(netns) == 0 {
 		return nil, nil
 	}
 	set := map[uint32]bool{}
 	for _, q := range queries {
-		cs, err := rec.FindContainers(q)
+		inodes, err := rec.FindNetns(q)
 		if err != nil {
 			return nil, err
 		}
-		for _, c := range cs {
-			set[c.Netns] = true
+		for _, ino := range inodes {
+			set[ino] = true
 		}
 	}
-	if netns != "" {
-		if netns == "host" {
+	for _, a := range netns {
+		if a == "host" {
 			set[rec.Meta.HostNetns] = true
-		} else {
-			n, err := strconv.ParseUint(netns, 10, 32)
-			if err != nil {
-				return nil, usageError{fmt.Sprintf("--netns %q: with -r, give the namespace's inode (a path names a namespace of this machine, not of the recording)", netns)}
-			}
-			set[uint32(n)] = true
+			continue
 		}
+		n, err := strconv.ParseUint(a, 10, 32)
+		if err != nil {
+			return nil, usageError{fmt.Sprintf("--netns %q: with -r, give the namespace's inode (a path names a namespace of this machine, not of the recording)", a)}
+		}
+		set[uint32(n)] = true
 	}
 	return set, nil
 }
@@ -96,8 +97,8 @@ func replayTrace(f *traceFlags, stdout, stderr io.Writer) error {
 		if !filter.Keep(&ev) {
 			continue
 		}
-		name, id, ok := names.Lookup(ev.Netns, clock.Wall(ev.Mono))
-		full := eo.add(&ev, name, id, ok)
+		name, ok := names.Lookup(ev.Netns, clock.Wall(ev.Mono))
+		full := eo.add(&ev, name, ok)
 		if len(out.buf) >= writeChunk || full {
 			if err := out.Flush(); err != nil {
 				if isEPIPE(err) {
@@ -156,13 +157,11 @@ func replaySockets(f *socketsFlags, stdout io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%s: snapshot of netns %d: %w", f.read, ns, err)
 		}
-		tg := target{inode: ns}
+		tg := containers.Target{Inode: ns}
 		var ok bool
-		if tg.name, tg.id, ok = names.Lookup(ns, s.Time); !ok {
-			// Live, sockets names a --netns namespace after its path.
-			if tg.name = rec.Meta.NetnsNames[ns]; tg.name == "" {
-				tg.name = strconv.FormatUint(uint64(ns), 10)
-			}
+		if tg.Name, ok = names.Lookup(ns, s.Time); !ok {
+			// Live, sockets names a /run/netns namespace after its file.
+			tg.Name.Name = rec.Meta.NetnsNames[ns]
 		}
 		if err := p.print(tg, socks, s.PortRange, s.TWReuse); err != nil {
 			return err
@@ -220,4 +219,4 @@ type namerAt struct {
 	at time.Time
 }
 
-func (n *namerAt) Lookup(inode uint32) (string, string, bool) { return n.n.Lookup(inode, n.at) }
+func (n *namerAt) Lookup(inode uint32) (containers.Name, bool) { return n.n.Lookup(inode, n.at) }

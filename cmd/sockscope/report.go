@@ -14,8 +14,8 @@ import (
 
 func runReport(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("sockscope report")
-	queries := fs.StringArrayP("container", "c", nil, "only this container (name or ID prefix); repeatable")
-	netns := fs.String("netns", "", "only this network namespace (its inode, or host)")
+	queries := fs.StringArrayP("container", "c", nil, "only this container or pod (a name, an ID prefix, NAMESPACE/POD, or a pod name); repeatable")
+	netns := fs.StringArray("netns", nil, "only this network namespace (its inode, or host); repeatable")
 	htmlFile := fs.String("html", "", "also write the report as a self-contained HTML page with charts to this file")
 	top := fs.Int("top", 10, "rows per list (remote endpoints, syscalls, errors)")
 	output := fs.StringP("output", "o", "text", "output format: text or json")
@@ -89,13 +89,14 @@ func writeFileAtomic(path string, data []byte) error {
 
 func runDiagnose(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("sockscope diagnose")
-	queries := fs.StringArrayP("container", "c", nil, "diagnose this container (name or ID prefix); repeatable; default: the host and every container")
-	netns := fs.String("netns", "", "this network namespace: live, a path such as /run/netns/NAME; with -r, its inode")
+	queries := fs.StringArrayP("container", "c", nil, "diagnose this container or pod (a name, an ID prefix, NAMESPACE/POD, or a pod name); repeatable; default: the host and every container")
+	netns := fs.StringArray("netns", nil, "this network namespace: an inode, or live a path such as /run/netns/NAME; repeatable")
 	duration := fs.Duration("duration", 30*time.Second, "live: how long to watch before diagnosing")
 	interval := fs.Duration("interval", 2*time.Second, "live: how often sockets, syscalls and facts are sampled")
 	read := fs.StringP("read", "r", "", "diagnose a recording (sockscope record -w FILE) instead of watching live")
 	output := fs.StringP("output", "o", "text", "output format: text or json (one finding per line)")
-	dockerHost := fs.String("docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	var rf runtimeFlags
+	rf.add(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope diagnose [flags]\n\nWatch live (or read a recording) and report what is wrong: local port exhaustion, connection\nleaks, file descriptor limits, refusals, resets, retransmits, containers killed with open\nconnections. Each finding has its evidence, the command that verifies it, and the fix.", "a recording is given with -r FILE"); err != nil || helped {
 		return err
 	}
@@ -116,7 +117,7 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 		tmp.Close()
 		defer os.Remove(tmp.Name())
 		rf := &recordFlags{file: tmp.Name(), containers: *queries, netns: *netns, duration: *duration,
-			interval: *interval, force: true, syscalls: true, dockerHost: *dockerHost}
+			interval: *interval, force: true, syscalls: true, runtimes: rf}
 		if rf.interval < 100*time.Millisecond {
 			return usageError{fmt.Sprintf("--interval must be at least 100ms, not %s", rf.interval)}
 		}
@@ -125,7 +126,7 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		source = tmp.Name()
-		*queries, *netns = nil, "" // the recording holds only what was asked for
+		*queries, *netns = nil, nil // the recording holds only what was asked for
 	}
 	rec, err := loadRecording(source)
 	if err != nil {

@@ -6,8 +6,10 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strconv"
+	"strings"
 	"sync"
+
+	"github.com/spf13/pflag"
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/loader"
@@ -31,108 +33,75 @@ func prepare() error {
 	return nil
 }
 
-// namer names network namespaces; containers.Names, or just the host without Docker.
+// runtimeFlags say where the container runtimes are; every command that names namespaces
+// declares them through add.
+type runtimeFlags struct {
+	endpoints  []string
+	dockerHost string
+	hostRoot   string
+}
+
+func (r *runtimeFlags) add(fs *pflag.FlagSet) {
+	fs.StringArrayVar(&r.endpoints, "runtime-endpoint", nil, "a container runtime to name namespaces with, instead of probing the well-known sockets: unix:///PATH of a CRI runtime (containerd, CRI-O, cri-dockerd) or of a Docker/podman socket, or tcp://HOST:PORT of a Docker engine; repeatable; \"none\" turns naming off (default $CONTAINER_RUNTIME_ENDPOINT)")
+	fs.StringVar(&r.dockerHost, "docker-host", "", "a Docker engine to name namespaces with, instead of probing (e.g. unix:///var/run/docker.sock, tcp://HOST:2375)")
+	fs.StringVar(&r.hostRoot, "host-root", "", "where the host's / is mounted, when sockscope runs in a container: the runtime sockets are probed under it")
+}
+
+func (r *runtimeFlags) options() containers.Options {
+	o := containers.Options{Endpoints: r.endpoints, DockerHost: r.dockerHost, HostRoot: r.hostRoot}
+	if len(o.Endpoints) == 0 && o.DockerHost == "" {
+		if e := strings.TrimSpace(os.Getenv("CONTAINER_RUNTIME_ENDPOINT")); e != "" {
+			o.Endpoints = []string{e}
+		}
+	}
+	return o
+}
+
+// newScope resolves the runtimes, --container and --netns; warnings go to stderr.
+func newScope(ctx context.Context, rf *runtimeFlags, queries, netns []string, stderr io.Writer) (*containers.Scope, error) {
+	sc, warnings, err := containers.NewScope(ctx, containers.Spec{Runtime: rf.options(), Containers: queries, Netns: netns})
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "sockscope: warning: %s\n", w)
+	}
+	return sc, nil
+}
+
+// namer names network namespaces: the watcher's table, or the host alone without runtimes.
 type namer interface {
-	Lookup(inode uint32) (name, id string, ok bool)
+	Lookup(inode uint32) (containers.Name, bool)
 }
-
-type hostOnly uint32
-
-func (h hostOnly) Lookup(inode uint32) (string, string, bool) {
-	if inode == uint32(h) {
-		return "host", "", true
-	}
-	return "", "", false
-}
-
-// scope is what `trace` and `syscalls` watch: the containers named with --container (resolved
-// before anything is loaded, so a typo costs nothing) plus --netns, or every namespace.
-type scope struct {
-	docker   *containers.Client
-	selected []string // container IDs
-	fixed    []uint32 // from --netns
-	host     uint32
-}
-
-// newScope resolves --container queries. Docker is required for them and optional otherwise:
-// without it namespaces show their inodes, with a warning.
-func newScope(ctx context.Context, dockerHost string, queries []string, fixed []uint32, stderr io.Writer) (*scope, error) {
-	host, err := containers.HostNetns()
-	if err != nil {
-		return nil, fmt.Errorf("find the host's network namespace: %w", err)
-	}
-	s := &scope{fixed: fixed, host: host}
-	docker, err := containers.Dial(ctx, dockerHost)
-	if err != nil {
-		if len(queries) > 0 {
-			return nil, err
-		}
-		fmt.Fprintf(stderr, "sockscope: warning: %v; showing network namespace inodes instead of container names\n", err)
-		return s, nil
-	}
-	s.docker = docker
-	for _, q := range queries {
-		c, err := docker.Find(ctx, q)
-		if err != nil {
-			docker.Close()
-			return nil, err
-		}
-		s.selected = append(s.selected, c.ID)
-	}
-	return s, nil
-}
-
-// filtered reports whether the kernel side must keep to a set of namespaces.
-func (s *scope) filtered() bool { return len(s.selected) > 0 || len(s.fixed) > 0 }
 
 // follow names namespaces from now on and, with --container, keeps the kernel's netns filter
-// equal to the selected containers' namespaces (plus --netns) as they start, restart and stop.
-// setup, when not nil, configures the watcher's hooks before its first sync.
-func (s *scope) follow(ctx context.Context, setNetns func([]uint32) error, stderr io.Writer, setup ...func(*containers.Watcher)) (namer, error) {
-	if s.docker == nil {
-		return hostOnly(s.host), nil
-	}
+// (setNetns) equal to the selected containers' namespaces plus --netns as they start, restart and
+// stop. setup, when not nil, configures the watcher's hooks before its first sync.
+func follow(ctx context.Context, sc *containers.Scope, setNetns func([]uint32) error, stderr io.Writer, setup ...func(*containers.Watcher)) (*containers.Watcher, error) {
 	var mu sync.Mutex
-	w := containers.NewWatcher(s.docker, s.host, s.selected, func(netns []uint32) {
-		if len(s.selected) == 0 {
-			return
+	var onChange func([]uint32)
+	if len(sc.Selected) > 0 {
+		onChange = func(netns []uint32) {
+			mu.Lock()
+			defer mu.Unlock()
+			if err := setNetns(netns); err != nil {
+				fmt.Fprintf(stderr, "sockscope: %v\n", err)
+			}
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if err := setNetns(append(append([]uint32(nil), s.fixed...), netns...)); err != nil {
-			fmt.Fprintf(stderr, "sockscope: %v\n", err)
-		}
-	})
-	w.OnError = func(err error) {
-		fmt.Fprintf(stderr, "sockscope: warning: Docker: %v (retrying)\n", err)
+	}
+	w := sc.NewWatcher(onChange)
+	w.OnError = func(rt containers.Info, err error) {
+		fmt.Fprintf(stderr, "sockscope: warning: %s: %v\n", rt.Kind, err)
 	}
 	for _, f := range setup {
 		f(w)
 	}
 	if err := w.Sync(ctx); err != nil {
-		if len(s.selected) > 0 {
+		if len(sc.Selected) > 0 {
 			return nil, err
 		}
 		fmt.Fprintf(stderr, "sockscope: warning: %v\n", err)
 	}
 	go w.Run(ctx)
-	return w.Names(), nil
-}
-
-func (s *scope) Close() {
-	if s.docker != nil {
-		s.docker.Close()
-	}
-}
-
-// parseNetns reads --netns: an inode, or a namespace file's path.
-func parseNetns(s string) (uint32, error) {
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		return uint32(n), nil
-	}
-	ino, err := containers.NetnsInodeOfPath(s)
-	if err != nil {
-		return 0, fmt.Errorf("--netns %s: %w", s, err)
-	}
-	return ino, nil
+	return w, nil
 }

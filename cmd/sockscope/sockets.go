@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,13 +18,13 @@ import (
 type socketsFlags struct {
 	containers []string
 	all        bool
-	netns      string
+	netns      []string
 	state      string
 	ports      []int
 	output     string
 	summary    bool
 	top        int
-	dockerHost string
+	runtimes   runtimeFlags
 	read       string
 	at         time.Duration
 }
@@ -34,15 +32,15 @@ type socketsFlags struct {
 func parseSocketsFlags(args []string, stdout io.Writer) (*socketsFlags, bool, error) {
 	f := &socketsFlags{}
 	fs := newFlagSet("sockscope sockets")
-	fs.StringArrayVarP(&f.containers, "container", "c", nil, "list this container's sockets (name or ID prefix); repeatable")
-	fs.BoolVar(&f.all, "all", false, "the host and every running container")
-	fs.StringVar(&f.netns, "netns", "", "this network namespace: an inode, or a path such as /proc/PID/ns/net or /run/netns/NAME")
+	fs.StringArrayVarP(&f.containers, "container", "c", nil, "list the sockets of this container or pod: a name, an ID prefix, NAMESPACE/POD, or a pod name; repeatable")
+	fs.BoolVar(&f.all, "all", false, "the host and every running container and pod")
+	fs.StringArrayVar(&f.netns, "netns", nil, "this network namespace: an inode, or a path such as /proc/PID/ns/net or /run/netns/NAME; repeatable")
 	fs.StringVar(&f.state, "state", "", "only sockets in this TCP state (e.g. TIME_WAIT)")
 	fs.IntSliceVarP(&f.ports, "port", "p", nil, "only sockets with this local or remote port; repeatable")
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
 	fs.BoolVar(&f.summary, "summary", false, "per namespace: counts by state, top remote endpoints, ephemeral port use")
 	fs.IntVar(&f.top, "top", 10, "remote endpoints to list in --summary")
-	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	f.runtimes.add(fs)
 	fs.StringVarP(&f.read, "read", "r", "", "show a recording's socket snapshots (sockscope record) instead of the live tables")
 	fs.DurationVar(&f.at, "at", -1, "with -r: the last snapshot taken this long after the recording started (default: the last one)")
 	if helped, err := parseFlags(fs, args, stdout, "sockscope sockets [flags]\n\nThe TCP sockets of the host or of containers, like ss -tan, read from the kernel's tables with a BPF iterator.\nWithout --container, --netns or --all: the host's network namespace.", "containers are given with --container NAME"); err != nil || helped {
@@ -67,17 +65,10 @@ func parseSocketsFlags(args []string, stdout io.Writer) (*socketsFlags, bool, er
 	if f.at >= 0 && f.read == "" {
 		return nil, false, usageError{"--at picks a snapshot of a recording: use it with -r FILE"}
 	}
-	if f.all && (len(f.containers) > 0 || f.netns != "") {
+	if f.all && (len(f.containers) > 0 || len(f.netns) > 0) {
 		return nil, false, usageError{"--all already means the host and every container; drop --container and --netns"}
 	}
 	return f, false, nil
-}
-
-// target is one network namespace to list, and the path that enters it.
-type target struct {
-	name, id string
-	inode    uint32
-	path     string
 }
 
 func runSockets(args []string, stdout, stderr io.Writer) error {
@@ -112,15 +103,15 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 
 	p := newSocketPrinter(f, stdout)
 	for _, tg := range targets {
-		snap, err := it.Snapshot(tg.path)
+		snap, err := it.Snapshot(tg.Path)
 		if errors.Is(err, loader.ErrNetnsGone) {
-			fmt.Fprintf(stderr, "sockscope: warning: %s exited while being listed; skipped\n", tg.name)
+			fmt.Fprintf(stderr, "sockscope: warning: %s exited while being listed; skipped\n", tg.Display())
 			continue
 		}
 		if err != nil {
 			return err
 		}
-		socks, err := events.DecodeSockets(snap.Records, tg.inode, owners)
+		socks, err := events.DecodeSockets(snap.Records, tg.Inode, owners)
 		if err != nil {
 			return err
 		}
@@ -150,7 +141,7 @@ func newSocketPrinter(f *socketsFlags, w io.Writer) *socketPrinter {
 	return p
 }
 
-func (p *socketPrinter) print(tg target, socks []events.Socket, portRange [2]int, twReuse int) error {
+func (p *socketPrinter) print(tg containers.Target, socks []events.Socket, portRange [2]int, twReuse int) error {
 	f := p.f
 	socks = slices.DeleteFunc(socks, func(k events.Socket) bool {
 		if p.keepState != 0 && k.State != p.keepState {
@@ -163,15 +154,15 @@ func (p *socketPrinter) print(tg target, socks []events.Socket, portRange [2]int
 		if f.output == "json" {
 			p.out = appendSummaryJSON(p.out, &s, tg)
 		} else {
-			p.out = events.AppendSummary(p.out, &s, tg.name, tg.inode)
+			p.out = events.AppendSummary(p.out, &s, tg.Display(), tg.Inode)
 		}
 		return nil
 	}
 	for i := range socks {
 		if f.output == "json" {
-			p.out = events.AppendSocketJSON(p.out, &socks[i], tg.name, tg.id)
+			p.out = events.AppendSocketJSON(p.out, &socks[i], tg.Name)
 		} else {
-			p.out = events.AppendSocketRow(p.out, &socks[i], tg.name)
+			p.out = events.AppendSocketRow(p.out, &socks[i], tg.Display())
 		}
 		if len(p.out) >= 256<<10 {
 			if err := writeAll(p.w, p.out); err != nil {
@@ -197,7 +188,7 @@ func writeAll(w io.Writer, b []byte) error {
 	return nil
 }
 
-func appendSummaryJSON(b []byte, s *events.Summary, tg target) []byte {
+func appendSummaryJSON(b []byte, s *events.Summary, tg containers.Target) []byte {
 	type ep struct {
 		Endpoint string `json:"endpoint"`
 		Count    int    `json:"count"`
@@ -225,6 +216,8 @@ func appendSummaryJSON(b []byte, s *events.Summary, tg target) []byte {
 	v := struct {
 		Container   string         `json:"container"`
 		ContainerID string         `json:"container_id"`
+		K8sNs       string         `json:"k8s_namespace"`
+		K8sPod      string         `json:"k8s_pod"`
 		Netns       uint32         `json:"netns"`
 		Total       int            `json:"total"`
 		States      map[string]int `json:"states"`
@@ -233,118 +226,35 @@ func appendSummaryJSON(b []byte, s *events.Summary, tg target) []byte {
 		TimeWait    []ep           `json:"time_wait_by_remote"`
 		Established []ep           `json:"established_by_remote"`
 		PortUse     []use          `json:"ephemeral_ports_by_remote"`
-	}{tg.name, tg.id, tg.inode, s.Total, states, s.PortRange, s.TWReuse, eps(s.TimeWait), eps(s.Established), uses}
+	}{tg.Name.Name, tg.Name.ID, tg.Name.Namespace, tg.Name.Pod, tg.Inode, s.Total, states, s.PortRange, s.TWReuse, eps(s.TimeWait), eps(s.Established), uses}
 	j, _ := json.Marshal(v)
 	return append(append(b, j...), '\n')
 }
 
 // socketTargets resolves the flags into network namespaces, one entry per namespace.
-func socketTargets(ctx context.Context, f *socketsFlags, stderr io.Writer) ([]target, error) {
-	hostPath, hostIno, err := containers.HostNetnsPath()
+func socketTargets(ctx context.Context, f *socketsFlags, stderr io.Writer) ([]containers.Target, error) {
+	sc, err := newScope(ctx, &f.runtimes, f.containers, f.netns, stderr)
 	if err != nil {
-		return nil, fmt.Errorf("find the host's network namespace: %w", err)
+		return nil, err
 	}
-	host := target{name: "host", inode: hostIno, path: hostPath}
-
-	var docker *containers.Client
-	if len(f.containers) > 0 || f.all {
-		if docker, err = containers.Dial(ctx, f.dockerHost); err != nil {
+	defer sc.Close()
+	var running []containers.Container
+	if f.all || len(f.containers) > 0 {
+		if running, err = sc.Running(ctx); err != nil {
 			if len(f.containers) > 0 {
 				return nil, err
 			}
 			fmt.Fprintf(stderr, "sockscope: warning: %v; listing the host only\n", err)
-			docker = nil
-		} else {
-			defer docker.Close()
 		}
 	}
-
-	var out []target
-	seen := map[uint32]int{}
-	add := func(t target) {
-		if i, ok := seen[t.inode]; ok {
-			if t.name != "" && !slices.Contains(strings.Split(out[i].name, ","), t.name) {
-				out[i].name += "," + t.name
-				out[i].id += "," + t.id
-			}
-			return
-		}
-		seen[t.inode] = len(out)
-		out = append(out, t)
+	if missing := sc.Missing(running); len(missing) > 0 {
+		return nil, fmt.Errorf("container %s is not running: it has no network namespace to list", missing[0].Name)
 	}
-	addContainer := func(c containers.Container) {
-		if c.Netns == hostIno {
-			add(host)
-			return
+	targets := sc.Targets(running, f.all)
+	for _, t := range targets {
+		if t.Path == "" {
+			return nil, fmt.Errorf("--netns %d: no process lives in that network namespace; give its path instead (e.g. /run/netns/NAME)", t.Inode)
 		}
-		add(target{name: c.Name, id: c.ShortID(), inode: c.Netns, path: fmt.Sprintf("/proc/%d/ns/net", c.Pid)})
 	}
-
-	switch {
-	case f.all:
-		add(host)
-		if docker != nil {
-			running, err := docker.Running(ctx)
-			if err != nil {
-				return nil, err
-			}
-			slices.SortFunc(running, func(a, b containers.Container) int { return strings.Compare(a.Name, b.Name) })
-			for _, c := range running {
-				if c.Netns != 0 {
-					addContainer(c)
-				}
-			}
-		}
-	case len(f.containers) > 0 || f.netns != "":
-		for _, q := range f.containers {
-			c, err := docker.Find(ctx, q)
-			if err != nil {
-				return nil, err
-			}
-			if c.Netns == 0 {
-				return nil, fmt.Errorf("container %s is not running: it has no network namespace to list", c.Name)
-			}
-			addContainer(c)
-		}
-		if f.netns != "" {
-			t, err := netnsTarget(f.netns, host)
-			if err != nil {
-				return nil, err
-			}
-			add(t)
-		}
-	default:
-		add(host)
-	}
-	return out, nil
-}
-
-// netnsTarget turns --netns (a path, or an inode some process is in) into a target.
-func netnsTarget(s string, host target) (target, error) {
-	if n, err := strconv.ParseUint(s, 10, 32); err == nil {
-		ino := uint32(n)
-		if ino == host.inode {
-			return host, nil
-		}
-		// An inode cannot be entered: find a process that lives in it.
-		paths, _ := filepath.Glob("/proc/[0-9]*/ns/net")
-		for _, p := range paths {
-			if i, err := containers.NetnsInodeOfPath(p); err == nil && i == ino {
-				return target{name: strconv.FormatUint(n, 10), inode: ino, path: p}, nil
-			}
-		}
-		return target{}, fmt.Errorf("--netns %d: no process lives in that network namespace; give its path instead (e.g. /run/netns/NAME)", ino)
-	}
-	ino, err := containers.NetnsInodeOfPath(s)
-	if err != nil {
-		return target{}, fmt.Errorf("--netns %s: %w", s, err)
-	}
-	if ino == host.inode {
-		return host, nil
-	}
-	name := s
-	if strings.HasPrefix(s, "/run/netns/") {
-		name = strings.TrimPrefix(s, "/run/netns/")
-	}
-	return target{name: name, inode: ino, path: s}, nil
+	return targets, nil
 }

@@ -72,17 +72,19 @@ func ssTuplesOf(t *testing.T, cmd ...string) []string {
 }
 
 type jsonSocket struct {
-	Container string `json:"container"`
-	Netns     uint32 `json:"netns"`
-	State     string `json:"state"`
-	Family    string `json:"family"`
-	Saddr     string `json:"saddr"`
-	Sport     uint16 `json:"sport"`
-	Daddr     string `json:"daddr"`
-	Dport     uint16 `json:"dport"`
-	Pid       int    `json:"pid"`
-	Comm      string `json:"comm"`
-	Inode     uint32 `json:"inode"`
+	Container    string `json:"container"`
+	K8sNamespace string `json:"k8s_namespace"`
+	K8sPod       string `json:"k8s_pod"`
+	Netns        uint32 `json:"netns"`
+	State        string `json:"state"`
+	Family       string `json:"family"`
+	Saddr        string `json:"saddr"`
+	Sport        uint16 `json:"sport"`
+	Daddr        string `json:"daddr"`
+	Dport        uint16 `json:"dport"`
+	Pid          int    `json:"pid"`
+	Comm         string `json:"comm"`
+	Inode        uint32 `json:"inode"`
 }
 
 func sockets(t *testing.T, args ...string) []jsonSocket {

@@ -24,7 +24,7 @@ import (
 type syscallsFlags struct {
 	containers []string
 	pid        int
-	netns      string
+	netns      []string
 	by         []string
 	syscalls   []string
 	errors     bool
@@ -34,7 +34,7 @@ type syscallsFlags struct {
 	duration   time.Duration
 	top        int
 	output     string
-	dockerHost string
+	runtimes   runtimeFlags
 	read       string
 }
 
@@ -43,9 +43,9 @@ var byFields = []string{"container", "comm", "pid", "syscall"}
 func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, error) {
 	f := &syscallsFlags{}
 	fs := newFlagSet("sockscope syscalls")
-	fs.StringArrayVarP(&f.containers, "container", "c", nil, "count this container's syscalls (name or ID prefix); repeatable")
+	fs.StringArrayVarP(&f.containers, "container", "c", nil, "count the syscalls of this container or pod: a name, an ID prefix, NAMESPACE/POD, or a pod name; repeatable")
 	fs.IntVar(&f.pid, "pid", 0, "only this process (host PID)")
-	fs.StringVar(&f.netns, "netns", "", "only tasks in this network namespace: an inode, or a path such as /proc/PID/ns/net")
+	fs.StringArrayVar(&f.netns, "netns", nil, "only tasks in this network namespace: an inode, or a path such as /proc/PID/ns/net or /run/netns/NAME; repeatable")
 	fs.StringSliceVar(&f.by, "by", byFields, "aggregate by these fields: container, comm, pid, syscall")
 	fs.StringSliceVar(&f.syscalls, "syscall", nil, "only these syscalls, by name (e.g. openat,fsync)")
 	fs.BoolVar(&f.errors, "errors", false, "also list failures by syscall and errno")
@@ -55,7 +55,7 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long; 0 = until Ctrl-C")
 	fs.IntVar(&f.top, "top", 20, "rows per table")
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
-	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	f.runtimes.add(fs)
 	fs.StringVarP(&f.read, "read", "r", "", "count from a recording (sockscope record) instead of live")
 	if helped, err := parseFlags(fs, args, stdout, "sockscope syscalls [flags]\n\nSyscall hotspots per container, counted in the kernel: DTrace's @[execname, pid, probefunc] = count().", "containers are given with --container NAME"); err != nil || helped {
 		return nil, helped, err
@@ -109,14 +109,6 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	if err := prepare(); err != nil {
 		return err
 	}
-	var fixed []uint32
-	if f.netns != "" {
-		ino, err := parseNetns(f.netns)
-		if err != nil {
-			return err
-		}
-		fixed = append(fixed, ino)
-	}
 	if f.pid != 0 {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", f.pid)); err != nil {
 			return fmt.Errorf("--pid %d: no such process", f.pid)
@@ -124,13 +116,13 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sc, err := newScope(ctx, f.dockerHost, f.containers, fixed, stderr)
+	sc, err := newScope(ctx, &f.runtimes, f.containers, f.netns, stderr)
 	if err != nil {
 		return err
 	}
 	defer sc.Close()
 
-	cfg := loader.SyscallConfig{FilterNetns: sc.filtered(), Netns: fixed, Pid: uint32(f.pid), Latency: f.latency, Paths: f.paths}
+	cfg := loader.SyscallConfig{FilterNetns: sc.Filtered(), Netns: sc.FixedInodes(), Pid: uint32(f.pid), Latency: f.latency, Paths: f.paths}
 	for _, p := range pathSyscalls {
 		if nr, ok := events.SyscallNumber(runtime.GOARCH, p.name); ok {
 			cfg.PathSyscalls = append(cfg.PathSyscalls, loader.PathSyscall{Nr: nr, Arg: p.arg})
@@ -141,10 +133,11 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer counter.Close()
-	names, err := sc.follow(ctx, counter.SetNetns, stderr)
+	w, err := follow(ctx, sc, counter.SetNetns, stderr)
 	if err != nil {
 		return err
 	}
+	names := w.Names()
 	fmt.Fprintf(stderr, "sockscope: attached, counting syscalls (Ctrl-C to print and stop)\n")
 
 	sigs := make(chan os.Signal, 1)
@@ -187,6 +180,7 @@ type syscallPrinter struct {
 
 type sysRow struct {
 	container, id, comm, syscall, errno, path string
+	k8sNamespace, k8sPod                      string
 	netns, pid                                uint32
 	count, errors                             uint64
 	latTotal, latMax                          time.Duration
@@ -196,11 +190,11 @@ func (p *syscallPrinter) group(k loader.SyscallKey) sysRow {
 	r := sysRow{}
 	by := p.f.by
 	if slices.Contains(by, "container") {
-		name, id, ok := p.names.Lookup(k.Netns)
+		n, ok := p.names.Lookup(k.Netns)
 		if !ok {
-			name = strconv.FormatUint(uint64(k.Netns), 10)
+			n.Name = strconv.FormatUint(uint64(k.Netns), 10)
 		}
-		r.container, r.id, r.netns = name, id, k.Netns
+		r.container, r.id, r.netns, r.k8sNamespace, r.k8sPod = n.Name, n.ID, k.Netns, n.Namespace, n.Pod
 	}
 	if slices.Contains(by, "comm") {
 		r.comm = k.Comm
@@ -353,6 +347,7 @@ func (p *syscallPrinter) appendJSON(out *strings.Builder, typ string, r *sysRow)
 	v := map[string]any{"type": typ, "count": r.count}
 	if slices.Contains(p.f.by, "container") {
 		v["container"], v["container_id"], v["netns"] = r.container, r.id, r.netns
+		v["k8s_namespace"], v["k8s_pod"] = r.k8sNamespace, r.k8sPod
 	}
 	if slices.Contains(p.f.by, "comm") {
 		v["comm"] = r.comm

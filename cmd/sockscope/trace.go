@@ -15,6 +15,7 @@ import (
 
 	"github.com/cilium/ebpf/ringbuf"
 
+	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
 )
@@ -22,7 +23,7 @@ import (
 type traceFlags struct {
 	containers    []string
 	pid           int
-	netns         string
+	netns         []string
 	ports         []int
 	family        int
 	state         string
@@ -30,16 +31,16 @@ type traceFlags struct {
 	output        string
 	duration      time.Duration
 	count         int
-	dockerHost    string
+	runtimes      runtimeFlags
 	read          string
 }
 
 func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error) {
 	f := &traceFlags{}
 	fs := newFlagSet("sockscope trace")
-	fs.StringArrayVarP(&f.containers, "container", "c", nil, "trace this container (name or ID prefix); repeatable")
+	fs.StringArrayVarP(&f.containers, "container", "c", nil, "trace this container or pod: a name, an ID prefix, NAMESPACE/POD, or a pod name; repeatable")
 	fs.IntVar(&f.pid, "pid", 0, "only sockets owned by this process (host PID)")
-	fs.StringVar(&f.netns, "netns", "", "only this network namespace: an inode, or a path such as /proc/PID/ns/net or /run/netns/NAME")
+	fs.StringArrayVar(&f.netns, "netns", nil, "only this network namespace: an inode, or a path such as /proc/PID/ns/net or /run/netns/NAME; repeatable")
 	fs.IntSliceVarP(&f.ports, "port", "p", nil, "only sockets with this local or remote port; repeatable")
 	fs.IntVar(&f.family, "family", 0, "only IPv4 (4) or IPv6 (6)")
 	fs.StringVar(&f.state, "state", "", "only transitions from or to this TCP state (e.g. ESTABLISHED, TIME_WAIT)")
@@ -47,7 +48,7 @@ func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error)
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (e.g. 30s); 0 = until Ctrl-C")
 	fs.IntVar(&f.count, "count", 0, "stop after this many output lines (JSON lines or table rows); 0 = no limit")
-	fs.StringVar(&f.dockerHost, "docker-host", "", "Docker daemon address (default $DOCKER_HOST or unix:///var/run/docker.sock)")
+	f.runtimes.add(fs)
 	fs.StringVarP(&f.read, "read", "r", "", "replay a recording made by sockscope record instead of tracing live")
 	if helped, err := parseFlags(fs, args, stdout, "sockscope trace [flags]\n\nLive TCP state transitions and connect outcomes (errno, latency), named by container.", "containers are given with --container NAME"); err != nil || helped {
 		return nil, helped, err
@@ -113,48 +114,27 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--pid %d: no such process", f.pid)
 		}
 	}
-	var fixedNetns []uint32
-	if f.netns != "" {
-		ino, err := parseNetns(f.netns)
-		if err != nil {
-			return err
-		}
-		fixedNetns = append(fixedNetns, ino)
-	}
-	cfg.FilterNetns = len(fixedNetns) > 0 || len(f.containers) > 0
-	cfg.Netns = fixedNetns
-
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sc, err := newScope(ctx, f.dockerHost, f.containers, fixedNetns, stderr)
+	sc, err := newScope(ctx, &f.runtimes, f.containers, f.netns, stderr)
 	if err != nil {
 		return err
 	}
 	defer sc.Close()
+	cfg.FilterNetns = sc.Filtered()
+	cfg.Netns = sc.FixedInodes()
 
 	tracer, err := loader.OpenTrace(cfg)
 	if err != nil {
 		return err
 	}
 	defer tracer.Close()
-	names, err := sc.follow(ctx, tracer.SetNetns, stderr)
+	w, err := follow(ctx, sc, tracer.SetNetns, stderr)
 	if err != nil {
 		return err
 	}
-
-	what := "all network namespaces"
-	switch {
-	case len(f.containers) > 0:
-		what = "container " + strings.Join(f.containers, ", ")
-		if f.netns != "" {
-			what += " and netns " + f.netns
-		}
-	case f.netns != "":
-		what = "netns " + f.netns
-	}
-	fmt.Fprintf(stderr, "sockscope: attached, tracing %s (Ctrl-C to stop)\n", what)
-
-	return traceLoop(tracer, names, f, stdout, stderr)
+	fmt.Fprintf(stderr, "sockscope: attached, tracing %s (Ctrl-C to stop)\n", sc.Describe())
+	return traceLoop(ctx, tracer, w, f, stdout, stderr)
 }
 
 // pollInterval is how often the reader looks at the ring buffer: the kernel side never wakes
@@ -166,7 +146,12 @@ const pollInterval = 10 * time.Millisecond
 // the output buffer, so each byte is copied once before the kernel takes it.
 const writeChunk = 128 << 10
 
-func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr io.Writer) error {
+// resolver names a namespace, asking the runtimes again when it is new (see Watcher.Resolve).
+type resolver interface {
+	Resolve(ctx context.Context, inode uint32) (containers.Name, bool)
+}
+
+func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *traceFlags, stdout, stderr io.Writer) error {
 	out := &chunkWriter{w: stdout, buf: make([]byte, 0, writeChunk+4096)}
 	var stopping atomic.Bool
 	stop := func() {
@@ -247,8 +232,8 @@ func traceLoop(tracer *loader.Tracer, names namer, f *traceFlags, stdout, stderr
 		if events.Decode(rec.RawSample, &ev) != nil {
 			continue
 		}
-		name, id, ok := names.Lookup(ev.Netns)
-		full := eo.add(&ev, name, id, ok)
+		name, ok := names.Resolve(ctx, ev.Netns)
+		full := eo.add(&ev, name, ok)
 		if len(out.buf) >= writeChunk {
 			if err := out.Flush(); err != nil {
 				if pipeClosed = isEPIPE(err); pipeClosed {
@@ -288,7 +273,7 @@ type eventOut struct {
 
 // add appends one event, named as given (named=false: the namespace has no name, the table shows
 // its inode). It reports true once --count lines are out.
-func (o *eventOut) add(ev *events.Event, name, id string, named bool) bool {
+func (o *eventOut) add(ev *events.Event, name containers.Name, named bool) bool {
 	f := o.f
 	// --count counts output lines. A record that concludes a connect makes two JSON lines
 	// (state, then connect): when only one more is allowed, print only the first.
@@ -296,15 +281,16 @@ func (o *eventOut) add(ev *events.Event, name, id string, named bool) bool {
 		ev.Kind = events.KindState
 	}
 	if !named {
-		name, id = "", ""
+		name = containers.Name{}
 	}
 	if f.output == "json" {
-		o.out.buf = o.fmtr.AppendJSON(o.out.buf, ev, name, id)
+		o.out.buf = o.fmtr.AppendJSON(o.out.buf, ev, name)
 	} else {
+		shown := name.Name
 		if !named {
-			name = strconv.FormatUint(uint64(ev.Netns), 10)
+			shown = strconv.FormatUint(uint64(ev.Netns), 10)
 		}
-		o.out.buf = o.fmtr.AppendTableRow(o.out.buf, ev, name)
+		o.out.buf = o.fmtr.AppendTableRow(o.out.buf, ev, shown)
 	}
 	if ev.Kind&events.KindState != 0 {
 		o.nState++

@@ -20,6 +20,9 @@
 //   - churn: an hour of scrapes (3,600, back to back) while containers are started and removed
 //     a few at a time, then the exporter's RSS, threads, fds and BPF map entries against their
 //     values at the start.
+//   - naming: on the CRI containerd of .ci/cri.sh, the time from a pod's start to its name in the
+//     exposition, and the exporter's CPU per resync and RSS under a churn of 100 pods, against an
+//     exporter that names nothing running through the same phases.
 //
 // Progress goes to stderr, the markdown report to stdout and -out. It needs root, Docker and the
 // image sockscope-test/busybox (bash .ci/docker.sh). Containers, the namespace, child processes
@@ -36,6 +39,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockscope/sockscope/internal/critest"
 	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
@@ -68,6 +72,12 @@ type config struct {
 	churnScrapes int
 	churnCycles  int
 	churnHold    time.Duration
+
+	// naming
+	criEndpoint   string
+	namingLatency int
+	namingPods    int
+	namingIdle    time.Duration
 }
 
 type bench struct {
@@ -78,6 +88,7 @@ type bench struct {
 	storm   *stormPhase
 	scale   *scalePhase
 	churn   *churnPhase
+	naming  *namingPhase
 	notes   []string
 }
 
@@ -89,7 +100,7 @@ func main() {
 	fs.StringVar(&c.tcpload, "tcpload", "bin/tcpload", "tcpload binary (make bin/tcpload)")
 	fs.StringVar(&c.out, "out", "", "also write the markdown report to this file")
 	fs.StringVar(&c.image, "image", "sockscope-test/busybox", "container image with sh, sleep, httpd and wget (bash .ci/docker.sh builds it)")
-	fs.StringVar(&c.phases, "phases", "storm,scale,churn", "phases to run, comma-separated")
+	fs.StringVar(&c.phases, "phases", "storm,scale,churn,naming", "phases to run, comma-separated")
 	fs.BoolVar(&c.quick, "quick", false, "a short smoke run: 2 rounds of 3 s, 10 containers, 3,000 sockets, 10 timed scrapes, 200 churn scrapes, 30 churn cycles (explicit flags win)")
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 when a target is missed")
 	fs.StringVar(&c.cpu, "cpu", "0", `CPU list for the storm's taskset, or "none"`)
@@ -107,6 +118,10 @@ func main() {
 	fs.IntVar(&c.churnScrapes, "churn-scrapes", 3600, "scrapes in the churn phase (an hour at one a second)")
 	fs.IntVar(&c.churnCycles, "churn-cycles", 600, "container start/remove cycles in the churn phase")
 	fs.DurationVar(&c.churnHold, "churn-hold", time.Second, "how long each churn container lives")
+	fs.StringVar(&c.criEndpoint, "cri", critest.DefaultEndpoint, "CRI socket for the naming phase (bash .ci/cri.sh starts one)")
+	fs.IntVar(&c.namingLatency, "naming-latency", 20, "pods whose time to a name is measured, one at a time")
+	fs.IntVar(&c.namingPods, "naming-pods", 100, "pods created and removed in the naming phase's churn")
+	fs.DurationVar(&c.namingIdle, "naming-idle", 10*time.Second, "idle window of the naming phase")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -129,6 +144,7 @@ func main() {
 			"ss-runs":       func() { c.ssRuns = 3 },
 			"churn-scrapes": func() { c.churnScrapes = 200 },
 			"churn-cycles":  func() { c.churnCycles = 30 },
+			"naming-pods":   func() { c.namingPods = 20 },
 		}
 		for name, f := range quick {
 			if !set[name] {
@@ -172,11 +188,11 @@ func (b *bench) run() (string, bool, error) {
 	phases := map[string]bool{}
 	for _, p := range strings.Split(c.phases, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "storm", "scale", "churn":
+		case "storm", "scale", "churn", "naming":
 			phases[p] = true
 		case "":
 		default:
-			return "", false, fmt.Errorf("-phases: unknown phase %q (want storm, scale, churn)", p)
+			return "", false, fmt.Errorf("-phases: unknown phase %q (want storm, scale, churn, naming)", p)
 		}
 	}
 	if c.rounds < 1 || c.duration <= 0 || c.warmup < 0 || c.interval <= 0 {
@@ -231,6 +247,11 @@ func (b *bench) run() (string, bool, error) {
 	if phases["churn"] {
 		if b.churn, err = b.runChurn(); err != nil {
 			return "", false, fmt.Errorf("churn: %w", err)
+		}
+	}
+	if phases["naming"] {
+		if b.naming, err = b.runNaming(); err != nil {
+			return "", false, fmt.Errorf("naming: %w", err)
 		}
 	}
 	report, missed := b.report()

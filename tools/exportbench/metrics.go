@@ -278,7 +278,7 @@ func startExporter(bin string, extra ...string) (*exporter, error) {
 				case ready <- time.Now():
 				default:
 				}
-			case line == "sockscope: exporter stopped":
+			case line == "sockscope: exporter stopped", strings.HasPrefix(line, "sockscope: naming containers through "):
 			default:
 				if len(e.warn) < 100 {
 					e.warn = append(e.warn, line)

@@ -39,9 +39,16 @@ func (b *bench) report() (string, bool) {
 	if s := b.churn; s != nil {
 		missed = b.reportChurn(p, s) || missed
 	}
+	if s := b.naming; s != nil {
+		b.reportNaming(p, s)
+	}
 	var notes []string
 	notes = append(notes, b.notes...)
-	for _, ws := range [][]string{b.stormWarnings(), b.scaleWarnings(), b.churnWarnings()} {
+	var namingWarnings []string
+	if b.naming != nil {
+		namingWarnings = b.naming.warnings
+	}
+	for _, ws := range [][]string{b.stormWarnings(), b.scaleWarnings(), b.churnWarnings(), namingWarnings} {
 		if len(ws) > 0 {
 			notes = append(notes, fmt.Sprintf("The exporter printed %d warning lines, e.g. `%s`.", len(ws), ws[0]))
 		}
