@@ -39,10 +39,12 @@ fuzz:
 	$(GO) test ./recording -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 
 # The benchmarks (root): a pinned loopback storm with and without `sockscope trace`, and
-# `sockscope sockets` against ss and netstat with 30,000 and 80,000 TIME_WAIT sockets.
+# `sockscope sockets` against ss and netstat with 30,000 and 80,000 TIME_WAIT sockets; naming pods
+# needs the CRI runtime of .ci/cri.sh.
 bench: build bin/tcpload
 	$(GO) run ./tools/bench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-trace.md
 	$(GO) run ./tools/exportbench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-export.md
+	$(GO) run ./tools/exportbench -sockscope bin/sockscope -phases naming -out docs/performance-naming.md
 	$(GO) run ./tools/sockbench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-sockets.md
 	$(GO) build -o bin/sysload ./tools/sysload
 	$(GO) run ./tools/sysbench -sockscope bin/sockscope -sysload bin/sysload -out docs/performance-syscalls.md

@@ -1,6 +1,6 @@
 // Package deploy holds the files that run `sockscope export` in production: a systemd unit, a
-// Kubernetes DaemonSet, a Prometheus scrape configuration, alerting rules with their promtool
-// unit tests, and a Grafana dashboard. The files are embedded, so tests can check them and run
+// Kubernetes DaemonSet and a Prometheus Operator PodMonitor, a Prometheus scrape configuration,
+// alerting rules with their promtool unit tests, and a Grafana dashboard. The files are embedded, so tests can check them and run
 // every query they contain against a real Prometheus (Expressions).
 package deploy
 
@@ -18,13 +18,14 @@ import (
 const (
 	SystemdUnit  = "systemd/sockscope.service"
 	DaemonSet    = "kubernetes/daemonset.yaml"
+	PodMonitor   = "kubernetes/podmonitor.yaml"
 	ScrapeConfig = "prometheus/scrape.yml"
 	Rules        = "prometheus/rules.yml"
 	RulesTest    = "prometheus/rules_test.yml"
 	Dashboard    = "grafana/dashboard.json"
 )
 
-//go:embed systemd/sockscope.service kubernetes/daemonset.yaml
+//go:embed systemd/sockscope.service kubernetes/daemonset.yaml kubernetes/podmonitor.yaml
 //go:embed prometheus/scrape.yml prometheus/rules.yml prometheus/rules_test.yml
 //go:embed grafana/dashboard.json
 var files embed.FS
@@ -41,12 +42,15 @@ type Expr struct {
 
 // grafanaVars replaces the dashboard's variables with values a plain Prometheus accepts: the
 // intervals become one minute (four 15-second scrapes), and the variables, always used with =~,
-// match everything.
+// take their "All" values: everything, and for namespace also the empty value of the series
+// outside Kubernetes.
 var grafanaVars = strings.NewReplacer(
 	"${__rate_interval}", "1m",
 	"$__rate_interval", "1m",
 	"${__interval}", "1m",
 	"$__interval", "1m",
+	"${namespace}", ".*",
+	"$namespace", ".*",
 	"${container}", ".+",
 	"$container", ".+",
 	"${instance}", ".+",

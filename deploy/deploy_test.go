@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -31,7 +32,7 @@ func read(t *testing.T, name string) []byte {
 
 // The files on disk are the ones embedded (the test runs in the package directory).
 func TestEmbeddedMatchDisk(t *testing.T) {
-	for _, name := range []string{SystemdUnit, DaemonSet, ScrapeConfig, Rules, RulesTest, Dashboard} {
+	for _, name := range []string{SystemdUnit, DaemonSet, PodMonitor, ScrapeConfig, Rules, RulesTest, Dashboard} {
 		disk, err := os.ReadFile(filepath.FromSlash(name))
 		if err != nil {
 			t.Fatal(err)
@@ -47,16 +48,23 @@ func TestEmbeddedMatchDisk(t *testing.T) {
 
 func loadDaemonSet(t *testing.T) *appsv1.DaemonSet {
 	t.Helper()
-	b := read(t, DaemonSet)
+	var ds appsv1.DaemonSet
+	decodeStrict(t, DaemonSet, &ds)
+	return &ds
+}
+
+// decodeStrict decodes the single YAML document name into v, which must hold every key of it.
+func decodeStrict(t *testing.T, name string, v any) {
+	t.Helper()
+	b := read(t, name)
 	for _, line := range strings.Split(string(b), "\n") {
 		if strings.HasPrefix(line, "---") {
-			t.Fatalf("%s must be a single YAML document, found a %q separator", DaemonSet, line)
+			t.Fatalf("%s must be a single YAML document, found a %q separator", name, line)
 		}
 	}
-	var ds appsv1.DaemonSet
 	// Strict: a misspelt or misplaced field is an error instead of being dropped.
-	if err := yaml.UnmarshalStrict(b, &ds); err != nil {
-		t.Fatalf("%s: %v", DaemonSet, err)
+	if err := yaml.UnmarshalStrict(b, v); err != nil {
+		t.Fatalf("%s: %v", name, err)
 	}
 	// encoding/json matches field names regardless of case, so "readOnlyRootFileSystem" would
 	// pass the strict decoding; the API server would reject it. Every key of the file must come
@@ -69,7 +77,7 @@ func loadDaemonSet(t *testing.T) *appsv1.DaemonSet {
 	if err := json.Unmarshal(j, &src); err != nil {
 		t.Fatal(err)
 	}
-	j, err = json.Marshal(&ds)
+	j, err = json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,9 +85,8 @@ func loadDaemonSet(t *testing.T) *appsv1.DaemonSet {
 		t.Fatal(err)
 	}
 	for _, k := range missingKeys(src, back, "") {
-		t.Errorf("%s: %s is not a field of the Kubernetes type as spelt (case matters)", DaemonSet, k)
+		t.Errorf("%s: %s is not a field of the type as spelt (case matters)", name, k)
 	}
-	return &ds
 }
 
 // missingKeys lists the object keys of a that b lacks at the same place.
@@ -211,7 +218,22 @@ func TestDaemonSet(t *testing.T) {
 		}
 	}
 
-	// Volumes: kernel BTF read-only, the Docker socket as a socket; nothing else from the host.
+	// Volumes: kernel BTF, and the host's /run as a directory (a socket file mounted alone goes
+	// stale when its runtime recreates it), both read-only; nothing else from the host. /run is
+	// where --host-root says the host's / is, and mounts made on the host later (namespaces
+	// CRI-O pins) must show through it.
+	hostRoot := ""
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--host-root="); ok {
+			hostRoot = v
+		}
+		if strings.HasPrefix(a, "--docker-host") || strings.HasPrefix(a, "--runtime-endpoint") {
+			t.Errorf("args %q: %s turns the probing of every runtime off", c.Args, a)
+		}
+	}
+	if hostRoot == "" {
+		t.Fatalf("args %q: want --host-root=DIR, where the host's /run is mounted as DIR/run", c.Args)
+	}
 	vols := map[string]corev1.Volume{}
 	for _, v := range pod.Volumes {
 		vols[v.Name] = v
@@ -224,23 +246,36 @@ func TestDaemonSet(t *testing.T) {
 		}
 	}
 	if len(mounts) != 2 || len(vols) != 2 {
-		t.Errorf("want exactly the btf and docker-sock volumes, got mounts %v, volumes %v", c.VolumeMounts, pod.Volumes)
+		t.Errorf("want exactly the btf and host-run volumes, got mounts %v, volumes %v", c.VolumeMounts, pod.Volumes)
 	}
 	for _, want := range []struct {
-		path string
-		typ  corev1.HostPathType
-	}{{"/sys/kernel/btf", corev1.HostPathDirectory}, {"/var/run/docker.sock", corev1.HostPathSocket}} {
-		m, ok := mounts[want.path]
+		hostPath, mountPath string
+		propagation         corev1.MountPropagationMode
+	}{
+		{"/sys/kernel/btf", "/sys/kernel/btf", ""},
+		{"/run", path.Join(hostRoot, "run"), corev1.MountPropagationHostToContainer},
+	} {
+		m, ok := mounts[want.mountPath]
 		if !ok {
-			t.Errorf("no mount at %s", want.path)
+			t.Errorf("no mount at %s (of the host's %s)", want.mountPath, want.hostPath)
 			continue
 		}
 		if !m.ReadOnly {
-			t.Errorf("%s should be mounted read-only", want.path)
+			t.Errorf("%s should be mounted read-only", want.mountPath)
+		}
+		if m.SubPath != "" || m.SubPathExpr != "" {
+			t.Errorf("%s: a subPath is bound once, like a file, and goes stale the same way", want.mountPath)
+		}
+		var got corev1.MountPropagationMode
+		if m.MountPropagation != nil {
+			got = *m.MountPropagation
+		}
+		if got != want.propagation {
+			t.Errorf("%s: mountPropagation %q, want %q", want.mountPath, got, want.propagation)
 		}
 		hp := vols[m.Name].HostPath
-		if hp == nil || hp.Path != want.path || hp.Type == nil || *hp.Type != want.typ {
-			t.Errorf("volume %s: want hostPath %s of type %s, got %+v", m.Name, want.path, want.typ, hp)
+		if hp == nil || hp.Path != want.hostPath || hp.Type == nil || *hp.Type != corev1.HostPathDirectory {
+			t.Errorf("volume %s: want hostPath %s of type Directory, got %+v", m.Name, want.hostPath, hp)
 		}
 	}
 }
@@ -272,7 +307,7 @@ type scrapeFile struct {
 }
 
 // The scrape configuration is valid, every job scrapes every 15 s, and the Kubernetes job finds
-// the DaemonSet's pods.
+// the DaemonSet's pods and keeps the namespace, pod and container labels they export.
 func TestScrapeConfig(t *testing.T) {
 	var sf scrapeFile
 	if err := yaml.Unmarshal(read(t, ScrapeConfig), &sf); err != nil {
@@ -293,14 +328,16 @@ func TestScrapeConfig(t *testing.T) {
 	if k8sJob == nil {
 		t.Fatal("no kubernetes_sd_configs job")
 	}
+	// Pod discovery jobs usually turn the exporter pod's namespace and name into target labels,
+	// which would rename the exported ones exported_*. This job adds none (see
+	// TestKubernetesScrapeKeepsTheExportersLabels); honor_labels keeps the exporter's labels
+	// when it is merged into a job that does.
+	if k8sJob["honor_labels"] != true {
+		t.Errorf("job %v: honor_labels %v, want true", k8sJob["job_name"], k8sJob["honor_labels"])
+	}
 
 	// The keep rule selects the DaemonSet's pods by its annotation and port name.
-	ds := loadDaemonSet(t)
-	pod := ds.Spec.Template
-	meta := map[string]string{
-		"__meta_kubernetes_pod_annotation_prometheus_io_scrape": pod.Annotations["prometheus.io/scrape"],
-		"__meta_kubernetes_pod_container_port_name":             pod.Spec.Containers[0].Ports[0].Name,
-	}
+	meta := podDiscoveryLabels(t, loadDaemonSet(t))
 	b, _ := json.Marshal(k8sJob["relabel_configs"])
 	var relabels []struct {
 		SourceLabels []string `json:"source_labels"`
@@ -390,7 +427,9 @@ func TestAlertRules(t *testing.T) {
 		"SockscopeTimeWaitPileUp":      "warning",
 		"SockscopeConnectErrors":       "warning",
 		"SockscopeLostEvents":          "warning",
+		"SockscopeRuntimeDown":         "warning",
 	}
+	metrics := exportedMetrics(t)
 	seen := map[string]bool{}
 	for _, a := range alerts {
 		if seen[a.Alert] {
@@ -414,6 +453,15 @@ func TestAlertRules(t *testing.T) {
 		if !strings.Contains(a.Annotations["summary"]+a.Annotations["description"], "$labels.") {
 			t.Errorf("%s: summary and description name no label", a.Alert)
 		}
+		// An alert about a network namespace names the pod when there is one: on a
+		// Kubernetes node that is what the reader looks for.
+		if perNamespace(metrics, a.Expr) {
+			for _, k := range []string{"summary", "description"} {
+				if !strings.Contains(a.Annotations[k], "{{ if $labels.pod }}") {
+					t.Errorf("%s: the %s does not name the pod ({{ if $labels.pod }}...)", a.Alert, k)
+				}
+			}
+		}
 	}
 	for name := range want {
 		if !seen[name] {
@@ -434,8 +482,14 @@ func TestAlertRules(t *testing.T) {
 			t.Errorf("%s: expression %q does not contain %q", name, byName[name], part)
 		}
 	}
-	if e := byName["SockscopeConnectErrors"]; strings.Count(e, "sum by (instance, container)") != 3 {
-		t.Errorf("SockscopeConnectErrors: want ratio and minimum rate each summed by (instance, container): %s", e)
+	// Grouped by namespace and pod, which join with kube-state-metrics, and by container, which
+	// alone tells apart a Docker host's series.
+	if e := byName["SockscopeConnectErrors"]; strings.Count(e, "sum by (instance, namespace, pod, container)") != 3 {
+		t.Errorf("SockscopeConnectErrors: want ratio and minimum rate each summed by (instance, namespace, pod, container): %s", e)
+	}
+	// A runtime that never answered, or has been gone a day, does not fire.
+	if e, want := byName["SockscopeRuntimeDown"], "sockscope_runtime_up == 0 and max_over_time(sockscope_runtime_up[1d]) == 1"; e != want {
+		t.Errorf("SockscopeRuntimeDown: expression %q, want %q", e, want)
 	}
 
 	// Coverage by rules_test.yml.
@@ -443,8 +497,10 @@ func TestAlertRules(t *testing.T) {
 		RuleFiles []string `json:"rule_files"`
 		Tests     []struct {
 			AlertRuleTest []struct {
-				Alertname string           `json:"alertname"`
-				ExpAlerts []map[string]any `json:"exp_alerts"`
+				Alertname string `json:"alertname"`
+				ExpAlerts []struct {
+					ExpLabels map[string]string `json:"exp_labels"`
+				} `json:"exp_alerts"`
 			} `json:"alert_rule_test"`
 		} `json:"tests"`
 	}
@@ -455,6 +511,9 @@ func TestAlertRules(t *testing.T) {
 		t.Errorf("rules_test.yml tests %v, want [rules.yml]", tf.RuleFiles)
 	}
 	fires, quiet := map[string]bool{}, map[string]bool{}
+	// Per alert, the kinds of series it fired for: "pod" (a Kubernetes node's pod), "container"
+	// (a Docker host's container), and each runtime.
+	firedFor := map[string]map[string]bool{}
 	for _, tc := range tf.Tests {
 		for _, art := range tc.AlertRuleTest {
 			if !seen[art.Alertname] {
@@ -465,6 +524,20 @@ func TestAlertRules(t *testing.T) {
 			} else {
 				quiet[art.Alertname] = true
 			}
+			for _, ea := range art.ExpAlerts {
+				if firedFor[art.Alertname] == nil {
+					firedFor[art.Alertname] = map[string]bool{}
+				}
+				switch l := ea.ExpLabels; {
+				case l["pod"] != "":
+					firedFor[art.Alertname]["pod"] = true
+				case l["container"] != "":
+					firedFor[art.Alertname]["container"] = true
+				}
+				if rt := ea.ExpLabels["runtime"]; rt != "" {
+					firedFor[art.Alertname][rt] = true
+				}
+			}
 		}
 	}
 	for name := range seen {
@@ -473,6 +546,22 @@ func TestAlertRules(t *testing.T) {
 		}
 		if !quiet[name] {
 			t.Errorf("rules_test.yml: no case where %s stays quiet", name)
+		}
+	}
+	// The per-namespace alerts are tested on both kinds of node, and the runtime alert with
+	// Docker and with a CRI runtime.
+	for _, a := range alerts {
+		var kinds []string
+		switch {
+		case perNamespace(metrics, a.Expr):
+			kinds = []string{"pod", "container"}
+		case strings.Contains(a.Expr, "sockscope_runtime_up"):
+			kinds = []string{"docker", "containerd"}
+		}
+		for _, k := range kinds {
+			if !firedFor[a.Alert][k] {
+				t.Errorf("rules_test.yml: no case where %s fires for a %s", a.Alert, k)
+			}
 		}
 	}
 }
@@ -495,28 +584,48 @@ func TestDashboard(t *testing.T) {
 	if i, ok := vars["datasource"]; !ok || d.Templating.List[i].Type != "datasource" || string(d.Templating.List[i].Query) != `"prometheus"` {
 		t.Error(`want a variable "datasource" of type datasource for prometheus`)
 	}
-	for _, name := range []string{"instance", "container"} {
-		i, ok := vars[name]
+	// Each variable narrows the next one's choices (instance, then namespace, then container).
+	// "All" matches everything; for namespace that includes the empty value, which is every
+	// series outside Kubernetes: Docker containers, host, --netns namespaces.
+	for i, want := range []struct{ name, allValue, after string }{
+		{"instance", ".+", ""},
+		{"namespace", ".*", "instance"},
+		{"container", ".+", "namespace"},
+	} {
+		j, ok := vars[want.name]
 		if !ok {
-			t.Errorf("no variable %s", name)
+			t.Errorf("no variable %s", want.name)
 			continue
 		}
-		v := d.Templating.List[i]
+		if j != i+1 {
+			t.Errorf("variable %s is number %d, want %d (datasource, instance, namespace, container)", want.name, j, i+1)
+		}
+		v := d.Templating.List[j]
 		var q struct {
 			Query string `json:"query"`
 		}
 		if err := json.Unmarshal(v.Query, &q); err != nil {
-			t.Errorf("variable %s: query %s: %v", name, v.Query, err)
+			t.Errorf("variable %s: query %s: %v", want.name, v.Query, err)
 		}
 		if v.Type != "query" || !strings.HasPrefix(q.Query, "label_values(sockscope_container_info") ||
-			!strings.HasSuffix(q.Query, ", "+name+")") || v.Definition != q.Query {
-			t.Errorf("variable %s: want label_values(sockscope_container_info..., %s), got %q / %q", name, name, v.Definition, q.Query)
+			!strings.HasSuffix(q.Query, ", "+want.name+")") || v.Definition != q.Query {
+			t.Errorf("variable %s: want label_values(sockscope_container_info..., %s), got %q / %q", want.name, want.name, v.Definition, q.Query)
+		}
+		if want.after != "" && !strings.Contains(q.Query, fmt.Sprintf(`%s=~"$%[1]s"`, want.after)) {
+			t.Errorf("variable %s: its values do not follow $%s: %s", want.name, want.after, q.Query)
 		}
 		// Multi-value and "All" become regexes, which is why queries use =~.
-		if !v.Multi || v.AllValue != ".+" {
-			t.Errorf("variable %s: want multi-value with allValue .+", name)
+		if !v.Multi || v.AllValue != want.allValue {
+			t.Errorf("variable %s: want multi-value with allValue %s, got %v and %q", want.name, want.allValue, v.Multi, v.AllValue)
+		}
+		// The queries Expressions returns are the dashboard's with "All" chosen.
+		for _, ref := range []string{"$" + want.name, "${" + want.name + "}"} {
+			if got := SubstituteGrafanaVars(ref); got != v.AllValue {
+				t.Errorf("SubstituteGrafanaVars(%s) = %q, want the variable's allValue %q", ref, got, v.AllValue)
+			}
 		}
 	}
+	metrics := exportedMetrics(t)
 
 	panels, err := dashboardPanels()
 	if err != nil {
@@ -536,7 +645,7 @@ func TestDashboard(t *testing.T) {
 	walkIDs(d.Panels)
 
 	varUse := regexp.MustCompile(`\$\{?(\w+)\}?`)
-	goodUse := regexp.MustCompile(`\b(instance|container)=~"\$(instance|container)"`)
+	goodUse := regexp.MustCompile(`\b(instance|namespace|container)=~"\$(instance|namespace|container)"`)
 	for _, p := range panels {
 		if p.Title == "" {
 			t.Errorf("panel %d has no title", p.ID)
@@ -552,10 +661,24 @@ func TestDashboard(t *testing.T) {
 				t.Errorf("panel %q [%s]: empty expr", p.Title, tg.RefID)
 				continue
 			}
-			if !strings.Contains(tg.Expr, `instance=~"$instance"`) {
-				t.Errorf("panel %q [%s]: every selector should follow $instance: %s", p.Title, tg.RefID, tg.Expr)
+			// Every selector follows $instance, and those of per-namespace metrics follow
+			// $namespace and $container too; the exporter's own metrics have neither label.
+			for _, sel := range selectors(tg.Expr) {
+				want := []string{"instance"}
+				if slices.Contains(labelsOf(metrics, sel.metric), "namespace") {
+					want = []string{"instance", "namespace", "container"}
+				}
+				for _, l := range []string{"instance", "namespace", "container"} {
+					m, ok := sel.matchers[l]
+					switch {
+					case slices.Contains(want, l) && m != `=~"$`+l+`"`:
+						t.Errorf("panel %q [%s]: %s should select %s=~\"$%[4]s\": %[5]s", p.Title, tg.RefID, sel.metric, l, tg.Expr)
+					case !slices.Contains(want, l) && ok:
+						t.Errorf("panel %q [%s]: %s has no label %s: %s", p.Title, tg.RefID, sel.metric, l, tg.Expr)
+					}
+				}
 			}
-			// $instance and $container appear only as label=~"$var" (they hold regexes);
+			// $instance, $namespace and $container appear only as label=~"$var" (they hold regexes);
 			// ranges are only $__rate_interval.
 			rest := goodUse.ReplaceAllStringFunc(tg.Expr, func(m string) string {
 				if sub := goodUse.FindStringSubmatch(m); sub[1] != sub[2] {
@@ -712,8 +835,8 @@ func TestExpressionsParse(t *testing.T) {
 }
 
 func TestSubstituteGrafanaVars(t *testing.T) {
-	in := `sum by (container) (rate(m{instance=~"$instance", container=~"${container}"}[$__rate_interval])) + rate(m[${__interval}])`
-	want := `sum by (container) (rate(m{instance=~".+", container=~".+"}[1m])) + rate(m[1m])`
+	in := `sum by (container) (rate(m{instance=~"$instance", namespace=~"$namespace", container=~"${container}"}[$__rate_interval])) + rate(m{namespace=~"${namespace}"}[${__interval}])`
+	want := `sum by (container) (rate(m{instance=~".+", namespace=~".*", container=~".+"}[1m])) + rate(m{namespace=~".*"}[1m])`
 	if got := SubstituteGrafanaVars(in); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}

@@ -100,7 +100,7 @@ func main() {
 	fs.StringVar(&c.tcpload, "tcpload", "bin/tcpload", "tcpload binary (make bin/tcpload)")
 	fs.StringVar(&c.out, "out", "", "also write the markdown report to this file")
 	fs.StringVar(&c.image, "image", "sockscope-test/busybox", "container image with sh, sleep, httpd and wget (bash .ci/docker.sh builds it)")
-	fs.StringVar(&c.phases, "phases", "storm,scale,churn,naming", "phases to run, comma-separated")
+	fs.StringVar(&c.phases, "phases", "storm,scale,churn", "phases to run, comma-separated: storm, scale, churn, naming (make bench runs naming on its own, into docs/performance-naming.md)")
 	fs.BoolVar(&c.quick, "quick", false, "a short smoke run: 2 rounds of 3 s, 10 containers, 3,000 sockets, 10 timed scrapes, 200 churn scrapes, 30 churn cycles (explicit flags win)")
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 when a target is missed")
 	fs.StringVar(&c.cpu, "cpu", "0", `CPU list for the storm's taskset, or "none"`)
