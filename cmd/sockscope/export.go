@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -284,47 +285,89 @@ func (s *nsSources) discover(ctx context.Context, opts containers.Options) ([]co
 	return rts, nil
 }
 
+// reprobe is how often an exporter that probes for runtimes looks for one that started after it
+// (a node's runtime that comes up late, a second runtime installed later).
+const reprobe = 30 * time.Second
+
 // follow keeps the container set current. A runtime may be down at start or restart later:
-// sockscope keeps serving what it knows and reconnects with backoff. With no runtime at all it
-// probes again every 30 s, so a node whose runtime starts after sockscope is named once it does.
+// sockscope keeps serving what it knows and reconnects with backoff. Unless the runtimes were
+// named, it probes the well-known sockets again every 30 s and follows any runtime that has
+// appeared since, so a node whose runtime starts after sockscope is named once it does.
 func (s *nsSources) follow(ctx context.Context, rts []containers.Runtime, opts containers.Options) {
-	for len(rts) == 0 {
-		if len(opts.Endpoints) == 1 && opts.Endpoints[0] == containers.NoRuntimes {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(30 * time.Second):
-		}
-		found, _, err := containers.Discover(ctx, opts)
-		if err == nil {
-			rts = found
-		}
+	named := len(opts.Endpoints) > 0 || opts.DockerHost != ""
+	if named && len(rts) == 0 {
+		return // --runtime-endpoint none
 	}
 	defer func() {
 		for _, rt := range rts {
 			rt.Close()
 		}
 	}()
-	for _, rt := range rts {
-		fmt.Fprintf(s.stderr, "sockscope: naming containers through %s %s at %s\n", rt.Info().Kind, rt.Info().Version, rt.Info().Endpoint)
+	for {
+		for _, rt := range rts {
+			fmt.Fprintf(s.stderr, "sockscope: naming containers through %s %s at %s\n", rt.Info().Kind, rt.Info().Version, rt.Info().Endpoint)
+		}
+		wctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		if len(rts) > 0 {
+			w := containers.NewWatcher(rts, s.host, nil, nil)
+			w.OnRuntime = s.coll.RuntimeUp
+			w.OnError = func(rt containers.Info, err error) { s.warn(rt, err.Error()) }
+			w.OnUpdate = func(running []containers.Container) {
+				s.mu.Lock()
+				s.running, s.names = running, w.Names()
+				s.mu.Unlock()
+				if err := s.publish(); err != nil {
+					fmt.Fprintf(s.stderr, "sockscope: %v\n", err)
+				}
+			}
+			if err := w.Sync(wctx); err != nil {
+				s.warn(containers.Info{Kind: "runtime"}, err.Error())
+			}
+			go func() { defer close(done); w.Run(wctx) }()
+		} else {
+			close(done)
+		}
+		added := s.awaitNewRuntimes(ctx, rts, opts, named)
+		stop()
+		<-done
+		if added == nil {
+			return // ctx is done
+		}
+		rts = append(rts, added...)
 	}
-	w := containers.NewWatcher(rts, s.host, nil, nil)
-	w.OnRuntime = s.coll.RuntimeUp
-	w.OnError = func(rt containers.Info, err error) { s.warn(rt, err.Error()) }
-	w.OnUpdate = func(running []containers.Container) {
-		s.mu.Lock()
-		s.running, s.names = running, w.Names()
-		s.mu.Unlock()
-		if err := s.publish(); err != nil {
-			fmt.Fprintf(s.stderr, "sockscope: %v\n", err)
+}
+
+// awaitNewRuntimes probes every reprobe until it finds runtimes that rts does not have, and
+// returns them; nil when ctx ends first. With named runtimes it only waits for ctx.
+func (s *nsSources) awaitNewRuntimes(ctx context.Context, rts []containers.Runtime, opts containers.Options, named bool) []containers.Runtime {
+	t := time.NewTicker(reprobe)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if named {
+			continue
+		}
+		found, _, err := containers.Discover(ctx, opts)
+		if err != nil {
+			continue
+		}
+		var added []containers.Runtime
+		for _, f := range found {
+			if slices.ContainsFunc(rts, func(r containers.Runtime) bool { return r.Info().Endpoint == f.Info().Endpoint }) {
+				f.Close()
+				continue
+			}
+			added = append(added, f)
+		}
+		if len(added) > 0 {
+			return added
 		}
 	}
-	if err := w.Sync(ctx); err != nil {
-		s.warn(containers.Info{Kind: "runtime"}, err.Error())
-	}
-	w.Run(ctx)
 }
 
 // warn prints a runtime's problem once, not at every retry.

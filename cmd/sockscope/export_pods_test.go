@@ -164,3 +164,27 @@ func waitMetrics(t *testing.T, exp *exportProc, timeout time.Duration, what stri
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A runtime that starts after the exporter (a node's containerd coming up late) is found by the
+// exporter's next probe and names its containers from then on.
+func TestExportFindsARuntimeThatStartsLater(t *testing.T) {
+	requireDocker(t)
+	root := t.TempDir()
+	exp := startExport(t, "--host=false", "--host-root", root)
+	if strings.Contains(exp.metrics(t), "sockscope_runtime_up") {
+		t.Fatal("a runtime is named before there is one under the host root")
+	}
+	// The runtime "starts": its socket appears where the probe looks.
+	if err := os.MkdirAll(root+"/run", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(testenv.DockerSocket(t), root+"/run/docker.sock"); err != nil {
+		t.Fatal(err)
+	}
+	c := runHTTPD(t, "late-runtime")
+	waitMetrics(t, exp, 45*time.Second, "the next probe to find Docker and name "+c.name, func(m string) bool {
+		return value(m, fmt.Sprintf(`sockscope_runtime_up{endpoint="unix://%s/run/docker.sock",runtime="docker"}`, root)) == 1 &&
+			strings.Contains(m, fmt.Sprintf(`container=%q`, c.name))
+	})
+	exp.stop(t)
+}

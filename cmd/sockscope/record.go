@@ -216,8 +216,13 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 		r.writeContainers(time.Now()) // an empty list: no container names in this recording
 	}
 	r.resolver = w
+	// Signals are caught before "attached" is said, so a stop right after it still ends the file.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	signal.Ignore(syscall.SIGPIPE)
 	fmt.Fprintf(stderr, "sockscope: attached, recording %s to %s (Ctrl-C to stop)\n", what, f.file)
-	return r.run(ctx)
+	return r.run(ctx, sigs)
 }
 
 // update follows the running containers: new ones are added to the history, gone ones stopped.
@@ -288,12 +293,7 @@ func (r *recorder) targets() []containers.Target {
 }
 
 // run reads events until the end, taking snapshots every interval.
-func (r *recorder) run(ctx context.Context) error {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	signal.Ignore(syscall.SIGPIPE)
-
+func (r *recorder) run(ctx context.Context, sigs <-chan os.Signal) error {
 	stop := make(chan string, 1)
 	go func() {
 		var end <-chan time.Time

@@ -138,12 +138,11 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	names := w.Names()
-	fmt.Fprintf(stderr, "sockscope: attached, counting syscalls (Ctrl-C to print and stop)\n")
-
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	signal.Ignore(syscall.SIGPIPE)
+	fmt.Fprintf(stderr, "sockscope: attached, counting syscalls (Ctrl-C to print and stop)\n")
 	var end <-chan time.Time
 	if f.duration > 0 {
 		end = time.After(f.duration)

@@ -133,8 +133,14 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Signals are caught before "attached" is said: a script may stop the trace the moment it
+	// reads that line, and must still get the flush and the summary.
+	signal.Ignore(syscall.SIGPIPE) // a closed pipe becomes EPIPE, which ends the trace quietly
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	fmt.Fprintf(stderr, "sockscope: attached, tracing %s (Ctrl-C to stop)\n", sc.Describe())
-	return traceLoop(ctx, tracer, w, f, stdout, stderr)
+	return traceLoop(ctx, tracer, w, f, sigs, stdout, stderr)
 }
 
 // pollInterval is how often the reader looks at the ring buffer: the kernel side never wakes
@@ -151,7 +157,7 @@ type resolver interface {
 	Resolve(ctx context.Context, inode uint32) (containers.Name, bool)
 }
 
-func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *traceFlags, stdout, stderr io.Writer) error {
+func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *traceFlags, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
 	out := &chunkWriter{w: stdout, buf: make([]byte, 0, writeChunk+4096)}
 	var stopping atomic.Bool
 	stop := func() {
@@ -161,10 +167,6 @@ func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *tr
 		}
 	}
 
-	signal.Ignore(syscall.SIGPIPE) // a closed pipe becomes EPIPE, which ends the trace quietly
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	go func() {
 		if _, ok := <-sigs; ok {
 			stop()
