@@ -23,8 +23,17 @@ import (
 
 // CRIPollInterval is how often a CRI runtime is asked for its pods when it has no event stream
 // (containerd 1.6 answers GetContainerEvents with Unimplemented), and the safety resync when it
-// has one: two cheap list calls, with a lookup of each new pod and container only.
+// has one: two cheap list calls, with a lookup of each new pod and container only. The
+// environment variable SOCKSCOPE_CRI_POLL_INTERVAL (a Go duration) changes it: longer on a node
+// whose runtime streams events, or to show in a test that events alone name a pod.
 const CRIPollInterval = time.Second
+
+func pollInterval() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("SOCKSCOPE_CRI_POLL_INTERVAL")); err == nil && d > 0 {
+		return d
+	}
+	return CRIPollInterval
+}
 
 // CRI is a connection to a Kubernetes Container Runtime Interface endpoint: containerd, CRI-O or
 // cri-dockerd. It names network namespaces after pods (NAMESPACE/POD) from what CRI gives without
@@ -521,7 +530,7 @@ func (c *CRI) Watch(ctx context.Context, notify func(Event)) error {
 	if err := poll(); err != nil {
 		return err
 	}
-	t := time.NewTicker(CRIPollInterval)
+	t := time.NewTicker(pollInterval())
 	defer t.Stop()
 	for {
 		select {

@@ -4,7 +4,9 @@
 // the test on an error and registers the cleanup of what it creates.
 //
 // The runtime is the standalone containerd that .ci/cri.sh starts; set SOCKSCOPE_TEST_CRI_ENDPOINT to
-// use another one (a path or unix:// URL). Tests get a client with
+// use another one (a path or unix:// URL). Tests of what only containerd 2 has (CRI's event stream)
+// use Containerd2Endpoint instead: the containerd 2.x of .ci/cri2.sh, or
+// SOCKSCOPE_TEST_CRI2_ENDPOINT. Tests get a client with
 //
 //	c := critest.Dial(t, critest.Endpoint(t))
 //	pod := c.RunPod(t, "shop", "web-0", critest.PodOptions{})
@@ -41,9 +43,14 @@ const (
 	EndpointEnv = "SOCKSCOPE_TEST_CRI_ENDPOINT"
 	// DefaultEndpoint is the socket of the containerd that .ci/cri.sh starts.
 	DefaultEndpoint = "/run/sockscope-cri/containerd.sock"
-	// Image is the offline busybox image that .ci/cri.sh imports (sh, httpd, wget, nc, sleep, ...;
-	// /www/index.html holds "ok"). Its default command sleeps, so a container started without a
-	// command stays up.
+	// Containerd2EndpointEnv names the environment variable that points the tests at a containerd
+	// 2.x CRI socket.
+	Containerd2EndpointEnv = "SOCKSCOPE_TEST_CRI2_ENDPOINT"
+	// DefaultContainerd2Endpoint is the socket of the containerd 2.x that .ci/cri2.sh starts.
+	DefaultContainerd2Endpoint = "/run/sockscope-cri2/containerd.sock"
+	// Image is the offline busybox image that .ci/cri.sh and .ci/cri2.sh import (sh, httpd, wget,
+	// nc, sleep, ...; /www/index.html holds "ok"). Its default command sleeps, so a container
+	// started without a command stays up.
 	Image = "docker.io/sockscope-test/busybox:latest"
 	// PauseImage is the sandbox image named in .ci/cri.sh's config: the same layer as Image, but an
 	// image (and ID) of its own, as a pause image is in a cluster.
@@ -83,17 +90,52 @@ func socketPath(endpoint string) string {
 // gRPC without CRI (Docker's own containerd) counts as missing, too.
 func Endpoint(t testing.TB) string {
 	t.Helper()
-	sock := DefaultEndpoint
-	if e := os.Getenv(EndpointEnv); e != "" {
+	return endpoint(t, EndpointEnv, DefaultEndpoint, "bash .ci/cri.sh", nil)
+}
+
+// Containerd2Endpoint is Endpoint for the tests that need containerd 2 or later
+// ($SOCKSCOPE_TEST_CRI2_ENDPOINT, else DefaultContainerd2Endpoint): the first containerd whose CRI
+// event stream (GetContainerEvents) reaches every subscriber (1.6 does not implement it, 1.7 hands
+// each event to one subscriber only). Another runtime there counts as missing.
+func Containerd2Endpoint(t testing.TB) string {
+	t.Helper()
+	return endpoint(t, Containerd2EndpointEnv, DefaultContainerd2Endpoint, "bash .ci/cri2.sh", func(v *runtimeapi.VersionResponse) error {
+		if v.RuntimeName != "containerd" || majorVersion(v.RuntimeVersion) < 2 {
+			return fmt.Errorf("it is %s %s, not containerd 2 or later", v.RuntimeName, v.RuntimeVersion)
+		}
+		return nil
+	})
+}
+
+// majorVersion reads a runtime version as CRI reports it ("v2.4.2", "1.6.20~ds1",
+// "2.4.2+unknown"): its major number, or 0.
+func majorVersion(v string) int {
+	major, _, _ := strings.Cut(strings.TrimPrefix(v, "v"), ".")
+	n, err := strconv.Atoi(major)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// endpoint finds the socket in $env or at def and requires a CRI runtime there that want (when not
+// nil) accepts; start names the script that starts the default one.
+func endpoint(t testing.TB, env, def, start string, want func(*runtimeapi.VersionResponse) error) string {
+	t.Helper()
+	sock := def
+	if e := os.Getenv(env); e != "" {
 		sock = socketPath(e)
 	}
 	if _, err := os.Stat(sock); err != nil {
-		missing(t, "needs a CRI runtime at %s (start one with: bash .ci/cri.sh, or set %s): %v", sock, EndpointEnv, err)
+		missing(t, "needs a CRI runtime at %s (start one with: %s, or set %s): %v", sock, start, env, err)
 		return sock
 	}
 	v, err := version(sock)
+	if err == nil && want != nil {
+		err = want(v)
+	}
 	if err != nil {
-		missing(t, "needs a CRI runtime at %s (start one with: bash .ci/cri.sh, or set %s): %v", sock, EndpointEnv, err)
+		missing(t, "needs a CRI runtime at %s (start one with: %s, or set %s): %v", sock, start, env, err)
 		return sock
 	}
 	t.Logf("CRI runtime at %s: %s %s (CRI %s)", sock, v.RuntimeName, v.RuntimeVersion, v.RuntimeApiVersion)

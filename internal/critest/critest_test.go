@@ -1,6 +1,8 @@
 package critest
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -39,7 +41,18 @@ func TestSmoke(t *testing.T) {
 // lives in the host's, and removal leaves nothing behind.
 func TestPod(t *testing.T) {
 	testenv.Root(t)
-	c := Dial(t, Endpoint(t))
+	testPod(t, Endpoint(t))
+}
+
+// TestPodContainerd2 is TestPod on the containerd 2 of .ci/cri2.sh, whose tests use the same
+// helpers.
+func TestPodContainerd2(t *testing.T) {
+	testenv.Root(t)
+	testPod(t, Containerd2Endpoint(t))
+}
+
+func testPod(t *testing.T, endpoint string) {
+	c := Dial(t, endpoint)
 	host := HostNetNS(t)
 
 	pod := c.RunPod(t, "shop", "web-0", PodOptions{Labels: map[string]string{"app": "web"}})
@@ -126,5 +139,65 @@ func TestPod(t *testing.T) {
 	}
 	if _, err := NetNSOfPath(path); err == nil {
 		t.Errorf("the pod's netns %s is still pinned after Remove", path)
+	}
+}
+
+// TestContainerd2Events shows, on the containerd 2 of .ci/cri2.sh, what sockscope's event path
+// (containers/cri.go, followEvents) relies on: GetContainerEvents streams each step of a pod's life,
+// the sandbox's with the sandbox ID as container_id, every event carrying the pod's status.
+func TestContainerd2Events(t *testing.T) {
+	testenv.Root(t)
+	c := Dial(t, Containerd2Endpoint(t))
+	cx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := c.Runtime.GetContainerEvents(cx, &runtimeapi.GetEventsRequest{})
+	if err != nil {
+		t.Fatalf("GetContainerEvents: %v", err)
+	}
+	evs := make(chan *runtimeapi.ContainerEventResponse, 100)
+	go func() {
+		defer close(evs)
+		for {
+			e, err := stream.Recv()
+			if err != nil {
+				return
+			}
+			evs <- e
+		}
+	}()
+	pod := c.RunPod(t, "sockscope-ci", "events", PodOptions{})
+	app := pod.Start(t, "app", Image)
+	pod.Remove(t)
+
+	want := []runtimeapi.ContainerEventType{
+		runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT,
+		runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT,
+	}
+	got := map[string][]runtimeapi.ContainerEventType{}
+	deadline := time.After(10 * time.Second)
+	for len(got[pod.ID]) < len(want) || len(got[app.ID]) < len(want) {
+		select {
+		case e, ok := <-evs:
+			if !ok {
+				t.Fatalf("the event stream ended; so far %v", got)
+			}
+			// The runtime holds events while nobody subscribes, for the next subscriber: those
+			// of earlier tests may come first.
+			if e.ContainerId != pod.ID && e.ContainerId != app.ID {
+				continue
+			}
+			got[e.ContainerId] = append(got[e.ContainerId], e.ContainerEventType)
+			st := e.GetPodSandboxStatus()
+			if st.GetId() != pod.ID || st.GetMetadata().GetName() != "events" || st.GetMetadata().GetNamespace() != "sockscope-ci" {
+				t.Errorf("%s of %s: pod status %v, want sockscope-ci/events (%s)", e.ContainerEventType, e.ContainerId, st, pod.ID)
+			}
+		case <-deadline:
+			t.Fatalf("10 s after the pod was removed: events of the sandbox %v, of the container %v; want %v each", got[pod.ID], got[app.ID], want)
+		}
+	}
+	for id, what := range map[string]string{pod.ID: "sandbox", app.ID: "container"} {
+		if !slices.Equal(got[id], want) {
+			t.Errorf("events of the %s: %v, want %v", what, got[id], want)
+		}
 	}
 }
