@@ -28,6 +28,9 @@ import (
 // whose runtime streams events, or to show in a test that events alone name a pod.
 const CRIPollInterval = time.Second
 
+// eventBurst is how long a CRI event waits for the events that follow it before the poll.
+const eventBurst = 20 * time.Millisecond
+
 func pollInterval() time.Duration {
 	if d, err := time.ParseDuration(os.Getenv("SOCKSCOPE_CRI_POLL_INTERVAL")); err == nil && d > 0 {
 		return d
@@ -538,6 +541,13 @@ func (c *CRI) Watch(ctx context.Context, notify func(Event)) error {
 			return ctx.Err()
 		case <-t.C:
 		case <-kick:
+			// A pod's start is a burst of events (sandbox and each container created, then
+			// started): gather them into one poll.
+			time.Sleep(eventBurst)
+			select {
+			case <-kick:
+			default:
+			}
 		}
 		if err := poll(); err != nil {
 			return err

@@ -230,24 +230,27 @@ func (w *Watcher) report(rt Info, err error) {
 // that started a moment ago. When inode is unknown it asks every runtime again, at most once per
 // namespace every 2 s and 5 times a second in all, so a namespace nobody will ever name (one made
 // with ip netns) costs little.
+//
+// A pod named before any of its containers ran (the sandbox alone) is asked about again the same
+// way, so that its first events carry its containers' IDs.
 func (w *Watcher) Resolve(ctx context.Context, inode uint32) (Name, bool) {
-	if n, ok := w.names.Lookup(inode); ok || inode == 0 {
+	if n, ok := w.names.Lookup(inode); ok && !podWithoutContainers(n) || inode == 0 {
 		return n, ok
 	}
 	w.resolveMu.Lock()
 	defer w.resolveMu.Unlock()
-	if n, ok := w.names.Lookup(inode); ok {
+	if n, ok := w.names.Lookup(inode); ok && !podWithoutContainers(n) {
 		return n, ok
 	}
 	now := time.Now()
 	if t, ok := w.tried[inode]; ok && now.Sub(t) < resolveEvery {
-		return Name{}, false
+		return w.names.Lookup(inode)
 	}
 	if now.Sub(w.window) >= time.Second {
 		w.window, w.inWindow = now, 0
 	}
 	if w.inWindow >= resolveBurst {
-		return Name{}, false
+		return w.names.Lookup(inode)
 	}
 	w.inWindow++
 	if len(w.tried) > 4096 {
@@ -261,6 +264,8 @@ func (w *Watcher) Resolve(ctx context.Context, inode uint32) (Name, bool) {
 	}
 	return w.names.Lookup(inode)
 }
+
+func podWithoutContainers(n Name) bool { return n.Pod != "" && n.ID == "" }
 
 // publishLocked builds a new immutable table from the running containers plus the names of
 // namespaces whose containers stopped, and reports the selected set if it changed (or if force).

@@ -118,7 +118,7 @@ func main() {
 	fs.IntVar(&c.churnScrapes, "churn-scrapes", 3600, "scrapes in the churn phase (an hour at one a second)")
 	fs.IntVar(&c.churnCycles, "churn-cycles", 600, "container start/remove cycles in the churn phase")
 	fs.DurationVar(&c.churnHold, "churn-hold", time.Second, "how long each churn container lives")
-	fs.StringVar(&c.criEndpoint, "cri", critest.DefaultEndpoint, "CRI socket for the naming phase (bash .ci/cri.sh starts one)")
+	fs.StringVar(&c.criEndpoint, "cri", critest.DefaultEndpoint, "CRI socket for the naming phase: .ci/cri.sh starts containerd 1.6 there (polled); .ci/cri2.sh starts containerd 2 at /run/sockscope-cri2/containerd.sock (events)")
 	fs.IntVar(&c.namingLatency, "naming-latency", 20, "pods whose time to a name is measured, one at a time")
 	fs.IntVar(&c.namingPods, "naming-pods", 100, "pods created and removed in the naming phase's churn")
 	fs.DurationVar(&c.namingIdle, "naming-idle", 10*time.Second, "idle window of the naming phase")
