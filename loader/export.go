@@ -93,6 +93,13 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	if err := buckets.Set(bounds); err != nil {
 		return nil, fmt.Errorf("set bucket_le_ns: %w", err)
 	}
+	nargs, err := tracepointArgs("tcp_retransmit_skb")
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Variables["retransmit_has_err"].Set(nargs >= 3); err != nil {
+		return nil, fmt.Errorf("set retransmit_has_err: %w", err)
+	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, err

@@ -104,3 +104,26 @@ func probeTracing(at ebpf.AttachType, target string) error {
 	}
 	return prog.Close()
 }
+
+// tracepointArgs returns how many arguments the kernel passes to programs on the BTF tracepoint
+// name (its btf_trace_ typedef, less the context pointer): tracepoints gain arguments between
+// kernel versions, and a program may read only those that exist.
+func tracepointArgs(name string) (int, error) {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return 0, fmt.Errorf("kernel BTF: %w", err)
+	}
+	var td *btf.Typedef
+	if err := spec.TypeByName("btf_trace_"+name, &td); err != nil {
+		return 0, fmt.Errorf("tracepoint %s in the kernel's BTF: %w", name, err)
+	}
+	ptr, ok := td.Type.(*btf.Pointer)
+	if !ok {
+		return 0, fmt.Errorf("btf_trace_%s is not a function pointer", name)
+	}
+	proto, ok := ptr.Target.(*btf.FuncProto)
+	if !ok || len(proto.Params) == 0 {
+		return 0, fmt.Errorf("btf_trace_%s is not a function pointer", name)
+	}
+	return len(proto.Params) - 1, nil
+}
