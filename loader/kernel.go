@@ -6,10 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 )
 
@@ -63,46 +60,6 @@ func CheckBTF() error {
 		return errors.New("sockscope needs kernel BTF, and /sys/kernel/btf/vmlinux is missing: run Linux 5.11 or newer built with CONFIG_DEBUG_INFO_BTF=y")
 	}
 	return nil
-}
-
-// Feature is one kernel capability sockscope relies on, and whether this kernel has it.
-type Feature struct {
-	Name string
-	Err  error // nil when present
-}
-
-// Features probes the kernel for what sockscope's programs use.
-func Features() []Feature {
-	var fs []Feature
-	_, kerr := btf.LoadKernelSpec()
-	fs = append(fs, Feature{"BTF (/sys/kernel/btf/vmlinux)", kerr})
-	fs = append(fs,
-		Feature{"ring buffer", features.HaveMapType(ebpf.RingBuf)},
-		Feature{"socket storage", features.HaveMapType(ebpf.SkStorage)},
-		Feature{"tp_btf (BTF tracepoints)", probeTracing(ebpf.AttachTraceRawTp, "inet_sock_set_state")},
-		Feature{"socket iterators (iter/tcp)", probeTracing(ebpf.AttachTraceIter, "tcp")},
-	)
-	return fs
-}
-
-// probeTracing loads a do-nothing tracing program of one attach type. The generic probe in
-// cilium/ebpf loads an fentry program, which kernels without fentry refuse even where tp_btf
-// and iterators work, so each attach type is probed on its own.
-func probeTracing(at ebpf.AttachType, target string) error {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:       ebpf.Tracing,
-		AttachType: at,
-		AttachTo:   target,
-		License:    "GPL",
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
-	})
-	if err != nil {
-		return err
-	}
-	return prog.Close()
 }
 
 // tracepointArgs returns how many arguments the kernel passes to programs on the BTF tracepoint

@@ -62,11 +62,7 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 	}
 	s := &Syscalls{}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("the kernel's verifier rejected sockscope's syscall programs: %+v", ve)
-		}
-		return nil, fmt.Errorf("load BPF programs: %w", err)
+		return nil, missing("load the syscall programs", err, featBTF, featTpBTF)
 	}
 	if err := s.SetNetns(cfg.Netns); err != nil {
 		s.Close()
@@ -82,7 +78,7 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("attach raw tracepoint (tp_btf) for syscalls: %w", err)
+			return nil, missing("attach raw tracepoint (tp_btf) for syscalls", err, featTpBTF)
 		}
 		s.links = append(s.links, l)
 	}
