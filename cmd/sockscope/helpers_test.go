@@ -233,6 +233,15 @@ func (ns netns) serve(t *testing.T, args ...string) *server {
 	return s
 }
 
+// waitAccepted waits for the summary of a server started with -n n: it has accepted all n and
+// closed them. Stopped before that, it would reset the connections still in its accept queue.
+func (s *server) waitAccepted(t *testing.T, n int) {
+	t.Helper()
+	if line, err := s.out.ReadString('\n'); err != nil || !strings.Contains(line, fmt.Sprintf(`"accepted":%d`, n)) {
+		t.Fatalf("tcpload serve -n %d: %q, %v", n, line, err)
+	}
+}
+
 // stop ends the server with SIGTERM, waits for it, and for its netns to settle.
 func (s *server) stop(t *testing.T) {
 	t.Helper()
