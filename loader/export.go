@@ -75,6 +75,9 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	if cfg.MaxHandshakes == 0 {
 		cfg.MaxHandshakes = 16384
 	}
+	if err := memlock(); err != nil {
+		return nil, err
+	}
 	spec, err := loadExport()
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/rlimit"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,6 +31,7 @@ const (
 	featRingBuf
 	featTpBTF
 	featSkStorage
+	featTaskStorage
 	featIterTCP
 	featIterTaskFile
 	featSyscallTracepoints
@@ -60,6 +62,9 @@ var featureDefs = map[featureID]featureDef{
 	featSkStorage: {"socket storage (tracing)", "5.11",
 		"trace and record cannot run: they keep each socket's owner in socket storage",
 		probeSkStorage},
+	featTaskStorage: {"task storage", "5.11",
+		"trace, syscalls and record cannot run: they keep each thread's syscall in progress in task storage",
+		func() error { return features.HaveMapType(ebpf.TaskStorage) }},
 	featIterTCP: {"socket iterators (iter/tcp)", "5.9",
 		"sockets, export and record cannot run: they read the socket tables with it",
 		func() error { return probeTracing(ebpf.AttachTraceIter, "tcp") }},
@@ -75,10 +80,11 @@ var featureDefs = map[featureID]featureDef{
 }
 
 // featureOrder is how sockscope version lists them.
-var featureOrder = []featureID{featBTF, featRingBuf, featTpBTF, featSkStorage, featIterTCP, featIterTaskFile, featSyscallTracepoints, featEveryReset}
+var featureOrder = []featureID{featBTF, featRingBuf, featTpBTF, featSkStorage, featTaskStorage, featIterTCP, featIterTaskFile, featSyscallTracepoints, featEveryReset}
 
 // probed runs each probe once per process: a failed load says which were missing.
 var probed = sync.OnceValue(func() map[featureID]error {
+	memlock() // where the kernel is older than 5.11, the probes' maps count against it too
 	m := map[featureID]error{}
 	for _, id := range featureOrder {
 		if err := featureDefs[id].probe(); err != nil {
@@ -226,3 +232,12 @@ func probeEveryReset() error {
 	}
 	return nil
 }
+
+// memlock lifts RLIMIT_MEMLOCK where the kernel charges BPF maps to it (before 5.11, whose
+// cgroup accounting made that a no-op here); without it the first map fails with EPERM.
+var memlock = sync.OnceValue(func() error {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("this kernel (before 5.11) charges BPF maps to RLIMIT_MEMLOCK, and raising it failed (%v): run sockscope as root or give it CAP_SYS_RESOURCE", err)
+	}
+	return nil
+})

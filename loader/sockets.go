@@ -28,6 +28,9 @@ type Sockets struct {
 
 // OpenSockets loads and attaches the iterators; they are opened once per snapshot.
 func OpenSockets() (*Sockets, error) {
+	if err := memlock(); err != nil {
+		return nil, err
+	}
 	s := &Sockets{}
 	if err := loadSocketsObjects(&s.objs, nil); err != nil {
 		return nil, missing("load the socket iterators", err, featBTF, featIterTCP, featIterTaskFile)

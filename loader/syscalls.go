@@ -40,6 +40,9 @@ type Syscalls struct {
 
 // OpenSyscalls loads and attaches the syscall counters. Call Close to detach.
 func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
+	if err := memlock(); err != nil {
+		return nil, err
+	}
 	spec, err := loadSyscalls()
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
@@ -62,7 +65,7 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 	}
 	s := &Syscalls{}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
-		return nil, missing("load the syscall programs", err, featBTF, featTpBTF)
+		return nil, missing("load the syscall programs", err, featBTF, featTpBTF, featTaskStorage)
 	}
 	if err := s.SetNetns(cfg.Netns); err != nil {
 		s.Close()

@@ -52,6 +52,9 @@ type Tracer struct {
 
 // OpenTrace loads and attaches the programs behind `sockscope trace`. Call Close to detach.
 func OpenTrace(cfg TraceConfig) (*Tracer, error) {
+	if err := memlock(); err != nil {
+		return nil, err
+	}
 	if err := mountTracefs(); err != nil {
 		return nil, err
 	}
@@ -83,7 +86,7 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 
 	t := &Tracer{}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
-		return nil, missing("load the trace programs", err, featBTF, featRingBuf, featTpBTF, featSkStorage, featIterTaskFile)
+		return nil, missing("load the trace programs", err, featBTF, featRingBuf, featTpBTF, featSkStorage, featTaskStorage, featIterTaskFile)
 	}
 	ok := false
 	defer func() {
