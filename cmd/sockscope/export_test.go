@@ -249,16 +249,3 @@ func assertRemotesEqualSs(t *testing.T, e *exportProc, ns netns) {
 		return
 	}
 }
-
-// kernelHas reports whether sockscope version finds the kernel feature name.
-func kernelHas(t *testing.T, name string) bool {
-	t.Helper()
-	out := sh(t, sockscopeBin, "version")
-	for _, line := range strings.Split(out, "\n") {
-		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
-			return strings.TrimSpace(rest) == "yes"
-		}
-	}
-	t.Fatalf("sockscope version lists no feature %q:\n%s", name, out)
-	return false
-}
