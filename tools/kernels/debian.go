@@ -18,6 +18,16 @@ type kernel struct {
 	Version string // its exact version
 	Suite   string // the archive suite that has it
 	About   string // who runs it
+	// Tests are the tests this kernel runs: matrixTests, or belowMinimumTests for a kernel
+	// older than sockscope needs, kept to prove that it says so clearly.
+	Tests []string
+}
+
+func (k kernel) tests() []string {
+	if k.Tests != nil {
+		return k.Tests
+	}
+	return matrixTests
 }
 
 // kernels is the matrix; the one place its versions are pinned. A pin that has left the archive
@@ -25,6 +35,8 @@ type kernel struct {
 // package's name until it is cached or bumped: `apt-cache policy 'linux-image-6.1.0-*-amd64'`
 // after an `apt-get update` with the suite below lists what there is.
 var kernels = []kernel{
+	{Name: "5.10", Package: "linux-image-5.10.0-32-amd64", Version: "5.10.223-1", Suite: "bullseye",
+		About: "Debian 11's kernel, older than sockscope needs: it must say what is missing", Tests: belowMinimumTests},
 	{Name: "6.1", Package: "linux-image-6.1.0-50-amd64", Version: "6.1.176-1", Suite: "bookworm",
 		About: "Debian 12's kernel (generic flavour), as of the 12.x point release"},
 	{Name: "6.12-cloud", Package: "linux-image-6.12.117+deb12-cloud-amd64", Version: "6.12.117-1~deb12u1", Suite: "bookworm-security",

@@ -33,7 +33,7 @@ func TestMatrixTestsAreTestsOfCmdSockscope(t *testing.T) {
 			defined[string(m[1])] = true
 		}
 	}
-	for _, name := range matrixTests {
+	for _, name := range allTests() {
 		if !defined[name] {
 			t.Errorf("matrixTests has %s, which cmd/sockscope does not define", name)
 		}
@@ -235,8 +235,9 @@ done
 	}
 	t.Setenv("PATH", bin+":"+os.Getenv("PATH"))
 	d := &debian{cache: t.TempDir(), mirror: "http://deb.example", log: t.Logf}
-	_, err := d.fetch(kernels[0], kernels)
-	want := "kernel package " + kernels[0].Package + "=" + kernels[0].Version + " cannot be downloaded: Version '6.1.176-1' for 'linux-image-6.1.0-50-amd64' was not found"
+	k := kernel{Name: "6.1", Package: "linux-image-6.1.0-50-amd64", Version: "6.1.176-1", Suite: "bookworm"}
+	_, err := d.fetch(k, []kernel{k})
+	want := "kernel package linux-image-6.1.0-50-amd64=6.1.176-1 cannot be downloaded: Version '6.1.176-1' for 'linux-image-6.1.0-50-amd64' was not found"
 	if err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %s", err, want)
 	}
@@ -247,7 +248,7 @@ done
 
 func TestMissingQemuFailsUnderCIAndSkipsOtherwise(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	cfg := config{kernels: []string{kernels[0].Name}, repoRoot: "../.."}
+	cfg := config{kernels: []string{kernels[0].Name}, tests: matrixTests, repoRoot: "../.."}
 	t.Setenv("CI", "true")
 	if err := run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "qemu-system-x86_64 is not installed") || !strings.Contains(err.Error(), "CI=true") {
 		t.Errorf("CI=true: %v", err)

@@ -79,7 +79,7 @@ func parseFlags(args []string) (config, error) {
 	}
 	fs.StringVar(&names, "kernels", strings.Join(all, ","), "the Debian kernels to boot, by name (empty: none)")
 	var tests string
-	fs.StringVar(&tests, "tests", strings.Join(matrixTests, ","), "run only these of the matrix's tests (to debug one)")
+	fs.StringVar(&tests, "tests", strings.Join(allTests(), ","), "run only these of the matrix's tests (to debug one)")
 	fs.BoolVar(&cfg.host, "host", true, "also run the tests natively on this machine's kernel")
 	fs.StringVar(&cfg.accel, "accel", "auto", "qemu accelerator: auto (KVM if it works, else TCG), kvm or tcg")
 	fs.DurationVar(&cfg.timeout, "timeout", 5*time.Minute, "per kernel: boot, tests and power-off")
@@ -113,7 +113,7 @@ func parseFlags(args []string) (config, error) {
 		if n = strings.TrimSpace(n); n == "" {
 			continue
 		}
-		if !slices.Contains(matrixTests, n) {
+		if !slices.Contains(allTests(), n) {
 			return cfg, fmt.Errorf("-tests: %q is not one of the matrix's tests (tools/kernels/subset.go)", n)
 		}
 		cfg.tests = append(cfg.tests, n)
@@ -169,6 +169,7 @@ type row struct {
 	Boot    time.Duration
 	Took    time.Duration
 	Skipped string
+	Tests   []string // what it ran
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -268,15 +269,17 @@ func runHost(ctx context.Context, cfg config, binDir string) row {
 		return r
 	}
 	abs, _ := filepath.Abs(binDir)
-	logf("host %s: running %d tests natively", release, len(cfg.tests))
+	tests := selected(matrixTests, cfg.tests)
+	r.Tests = tests
+	logf("host %s: running %d tests natively", release, len(tests))
 	var out strings.Builder
 	fmt.Fprintf(&out, "%skernel %s\n%sversion\n", marker, release, marker)
 	v, _ := exec.Command(filepath.Join(abs, "sockscope"), "version").CombinedOutput()
 	out.Write(v)
-	fmt.Fprintf(&out, "%stests %s\n", marker, runPattern(cfg.tests))
+	fmt.Fprintf(&out, "%stests %s\n", marker, runPattern(tests))
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, filepath.Join(abs, "sockscope.test"), "-test.v", "-test.count=1",
-		"-test.timeout", (cfg.timeout - time.Minute).String(), "-test.run", runPattern(cfg.tests))
+		"-test.timeout", (cfg.timeout - time.Minute).String(), "-test.run", runPattern(tests))
 	cmd.Dir = filepath.Join(cfg.repoRootOrDot(), "cmd", "sockscope")
 	cmd.Env = append(os.Environ(), "SOCKSCOPE_TEST_BIN_DIR="+abs)
 	testOut, err := cmd.CombinedOutput()
@@ -292,7 +295,7 @@ func runHost(ctx context.Context, cfg config, binDir string) row {
 	r.Took = time.Since(start)
 	os.WriteFile(filepath.Join(cfg.work, "host-results.log"), []byte(out.String()), 0o644)
 	r.Run = parseRun(out.String())
-	r.OK, r.Summary = r.Run.verdict(cfg.tests)
+	r.OK, r.Summary = r.Run.verdict(tests)
 	logf("host %s: %s (%v)", release, r.Summary, r.Took.Round(time.Second))
 	if !r.OK {
 		printFailure(r, "", "")
@@ -316,9 +319,8 @@ func runGuests(ctx context.Context, cfg config, qemu, binDir string) ([]row, err
 	} else {
 		logf("guest tools: built %s", toolsFile)
 	}
-	runFile := filepath.Join(cfg.work, "run.cpio")
-	testTimeout := (cfg.timeout - time.Minute).String()
-	if err := runArchive(binDir, binNames(), runPattern(cfg.tests), testTimeout).write(runFile); err != nil {
+	binFile := filepath.Join(cfg.work, "bin.cpio")
+	if err := binArchive(binDir, binNames()).write(binFile); err != nil {
 		return nil, err
 	}
 
@@ -338,7 +340,12 @@ func runGuests(ctx context.Context, cfg config, qemu, binDir string) ([]row, err
 	var errs []string
 	for _, name := range cfg.kernels {
 		k := kernelByName(name)
-		r := row{Name: k.Name, Package: k.Package + " " + k.Version}
+		r := row{Name: k.Name, Package: k.Package + " " + k.Version, Tests: selected(k.tests(), cfg.tests)}
+		if len(r.Tests) == 0 {
+			r.Skipped = "none of -tests is in its set"
+			rows = append(rows, r)
+			continue
+		}
 		u, err := deb.fetch(k, kernels)
 		if err != nil {
 			r.Summary = err.Error()
@@ -351,8 +358,12 @@ func runGuests(ctx context.Context, cfg config, qemu, binDir string) ([]row, err
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return rows, err
 		}
+		testsFile := filepath.Join(dir, "tests.cpio")
+		if err := testsArchive(runPattern(r.Tests), (cfg.timeout - time.Minute).String()).write(testsFile); err != nil {
+			return rows, err
+		}
 		initrd := filepath.Join(dir, "initrd.cpio")
-		if err := concat(initrd, toolsFile, runFile, u.Modules); err != nil {
+		if err := concat(initrd, toolsFile, binFile, testsFile, u.Modules); err != nil {
 			return rows, err
 		}
 		g := guest{qemu: qemu, vmlinuz: u.Vmlinuz, initrd: initrd, dir: dir, cpus: cfg.cpus, memMB: cfg.memMB,
@@ -360,7 +371,7 @@ func runGuests(ctx context.Context, cfg config, qemu, binDir string) ([]row, err
 		var b bootResult
 		if useKVM {
 			g.accel = accelKVM
-			g.bootTimeout = min(cfg.boot, 30*time.Second)
+			g.bootTimeout = min(cfg.boot, 20*time.Second) // a KVM guest's init runs within 2 s
 			logf("%s: booting %s under qemu (KVM)", k.Name, u.Release)
 			b = g.run(ctx)
 			if b.booted == 0 && cfg.accel == "auto" && ctx.Err() == nil {
@@ -379,7 +390,7 @@ func runGuests(ctx context.Context, cfg config, qemu, binDir string) ([]row, err
 		if r.Run.Release == "" {
 			r.Run.Release = u.Release
 		}
-		r.OK, r.Summary = r.Run.verdict(cfg.tests)
+		r.OK, r.Summary = r.Run.verdict(r.Tests)
 		if b.failure != "" {
 			r.OK = false
 			r.Summary = b.failure + "; " + r.Summary
@@ -397,6 +408,17 @@ func runGuests(ctx context.Context, cfg config, qemu, binDir string) ([]row, err
 		return rows, errors.New(strings.Join(errs, "; "))
 	}
 	return rows, nil
+}
+
+// selected keeps the tests of set that are in only, in set's order.
+func selected(set, only []string) []string {
+	var out []string
+	for _, t := range set {
+		if slices.Contains(only, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func kernelByName(name string) kernel {

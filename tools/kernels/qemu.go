@@ -127,6 +127,7 @@ func (g guest) run(ctx context.Context) bootResult {
 	r.results = readText(results)
 	r.console = readText(console)
 	r.qemuErr = strings.TrimSpace(stderr.String())
+	os.WriteFile(filepath.Join(g.dir, "qemu-"+strings.ToLower(string(g.accel))+".log"), []byte(stderr.String()), 0o644)
 	if r.failure == "" {
 		switch {
 		case waitErr != nil:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -35,13 +36,18 @@ func report(cfg config, rows []row, took time.Duration) error {
 		fmt.Fprintf(&b, " %s |", release(r))
 	}
 	b.WriteString("\n| --- |" + strings.Repeat(" --- |", len(rows)) + "\n")
-	for _, name := range cfg.tests {
+	for _, name := range allTests() {
+		if !slices.ContainsFunc(rows, func(r row) bool { return slices.Contains(r.Tests, name) }) {
+			continue
+		}
 		fmt.Fprintf(&b, "| %s |", name)
 		for _, r := range rows {
 			t, ok := r.Run.Tests[name]
 			switch {
 			case r.Skipped != "":
 				b.WriteString(" skipped |")
+			case !slices.Contains(r.Tests, name):
+				b.WriteString(" not in its set |")
 			case !ok:
 				b.WriteString(" did not run |")
 			default:

@@ -223,14 +223,19 @@ func parseLdd(out []byte) []string {
 //go:embed init.sh
 var guestInit []byte
 
-// runArchive is this run's part of the root: /init, the sockscope binaries in binDir, and what
-// the init runs.
-func runArchive(binDir string, bins []string, pattern string, testTimeout string) archive {
+// binArchive is this run's part of the root: /init and the sockscope binaries in binDir.
+func binArchive(binDir string, bins []string) archive {
 	var a archive
 	a.bytes("/init", 0o755, guestInit)
 	for _, b := range bins {
 		a.file("/opt/sockscope/"+b, 0o755, filepath.Join(binDir, b))
 	}
+	return a
+}
+
+// testsArchive is one kernel's part: the tests its init runs, and their timeout.
+func testsArchive(pattern, testTimeout string) archive {
+	var a archive
 	a.bytes("/opt/sockscope/run", 0o644, []byte(pattern+"\n"))
 	a.bytes("/opt/sockscope/timeout", 0o644, []byte(testTimeout+"\n"))
 	return a

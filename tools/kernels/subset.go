@@ -1,6 +1,9 @@
 package main
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // matrixTests are the privileged end-to-end tests of cmd/sockscope that every kernel runs: the
 // same functions `make test` runs here, with their exact assertions, on the kernels users run.
@@ -21,6 +24,25 @@ var matrixTests = []string{
 	"TestExportCountsExactlyWhatANetnsDid",
 	"TestExportSyscallsCountExactlyWhatANetnsDid",
 	"TestRecordThenReplayGivesTheLiveOutput",
+	"TestMissingKernelFeaturesAreNamedInOneLine",
+}
+
+// belowMinimumTests are what a kernel older than sockscope's minimum runs: version probes it,
+// and each command names in one line what it lacks there.
+var belowMinimumTests = []string{
+	"TestVersionListsTheKernelFeatures",
+	"TestMissingKernelFeaturesAreNamedInOneLine",
+}
+
+// allTests are the tests of both sets, each once.
+func allTests() []string {
+	out := slices.Clone(matrixTests)
+	for _, t := range belowMinimumTests {
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // runPattern is the -test.run pattern that selects exactly tests.
