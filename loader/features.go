@@ -69,7 +69,7 @@ var featureDefs = map[featureID]featureDef{
 		"sockets, export and record cannot run: they read the socket tables with it",
 		func() error { return probeTracing(ebpf.AttachTraceIter, "tcp") }},
 	featIterTaskFile: {"owner walk (iter/task_file)", "5.11",
-		"sockets, trace and record cannot run: they find sockets' owners, and those of sockets opened before they started, with it",
+		"sockets, export, trace and record cannot run: they find sockets' owners, and those of sockets opened before they started, with it",
 		probeSockFromFile},
 	featSyscallTracepoints: {"syscall tracepoints", "any, with CONFIG_FTRACE_SYSCALLS=y",
 		"trace and record cannot run: connect() failures are taken at the syscall's return",
