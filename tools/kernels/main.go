@@ -2,7 +2,7 @@
 // tests of matrixTests on this machine's kernel natively, and on each pinned Debian kernel in a
 // qemu guest, then reports per kernel and per test.
 //
-//	kernels [-kernels 6.1,6.12-cloud] [-host=true] [-accel auto|kvm|tcg] [-timeout 5m]
+//	kernels [-kernels 5.10,6.1,6.12-cloud] [-tests T1,T2] [-host=true] [-accel auto|kvm|tcg] [-timeout 5m]
 //	        [-cache DIR] [-work bin/kernels] [-out bin/kernels/report.md] [-mirror URL]
 //
 // Each guest boots the kernel of a Debian package (downloaded once with apt-get, pinned by
