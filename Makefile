@@ -1,10 +1,10 @@
-# sockscope: make build | make test (as root) | make fuzz | make generate | make bench
+# sockscope: make build | make test (as root) | make fuzz | make generate | make bench | make kernels
 GO      ?= go
 CLANG   ?= clang-14
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build generate check-generate lint test fuzz bench clean
+.PHONY: build generate check-generate lint test fuzz bench kernels clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/sockscope ./cmd/sockscope
@@ -48,6 +48,12 @@ bench: build bin/tcpload
 	$(GO) run ./tools/sockbench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-sockets.md
 	$(GO) build -o bin/sysload ./tools/sysload
 	$(GO) run ./tools/sysbench -sockscope bin/sockscope -sysload bin/sysload -out docs/performance-syscalls.md
+
+# The kernel matrix: the privileged tests of tools/kernels/subset.go natively and on Debian's
+# kernels under qemu (packages pinned in tools/kernels/debian.go, cached in ~/.cache/sockscope).
+# Needs qemu-system-x86, busybox-static, xz-utils; the report goes to bin/kernels/report.md.
+kernels:
+	$(GO) run ./tools/kernels
 
 clean:
 	rm -rf bin

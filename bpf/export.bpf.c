@@ -144,10 +144,16 @@ int BPF_PROG(count_state, const struct sock *sk, const int oldstate, const int n
 	return 0;
 }
 
+/* Newer kernels (6.18 has it, 6.12 not) pass a third argument, err, and fire for retransmits
+ * that were not sent too; older ones fire only for those sent. Set from Go, from the kernel's BTF:
+ * where it is false the branch below is dead, so the verifier never sees the read of ctx[2] that
+ * it would refuse on a kernel whose tracepoint has two arguments. */
+const volatile bool retransmit_has_err = false;
+
 SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(count_retransmit, const struct sock *sk, const struct sk_buff *skb, int err)
+int BPF_PROG(count_retransmit, const struct sock *sk, const struct sk_buff *skb)
 {
-	if (err)
+	if (retransmit_has_err && ctx[2])
 		return 0; /* not sent (the device queue was busy); TCP tries again later */
 	add(sk->__sk_common.skc_net.net->ns.inum, KIND_RETRANSMIT, 0, 1);
 	return 0;

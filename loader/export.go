@@ -75,6 +75,9 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	if cfg.MaxHandshakes == 0 {
 		cfg.MaxHandshakes = 16384
 	}
+	if err := memlock(); err != nil {
+		return nil, err
+	}
 	spec, err := loadExport()
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
@@ -93,17 +96,20 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	if err := buckets.Set(bounds); err != nil {
 		return nil, fmt.Errorf("set bucket_le_ns: %w", err)
 	}
+	nargs, err := tracepointArgs("tcp_retransmit_skb")
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Variables["retransmit_has_err"].Set(nargs >= 3); err != nil {
+		return nil, fmt.Errorf("set retransmit_has_err: %w", err)
+	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, err
 	}
 	e := &Exporter{cfg: cfg, ncpu: ncpu}
 	if err := spec.LoadAndAssign(&e.objs, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("the kernel's verifier rejected sockscope's exporter programs: %+v", ve)
-		}
-		return nil, fmt.Errorf("load BPF programs: %w", err)
+		return nil, missing("load the exporter's programs", err, featBTF, featTpBTF)
 	}
 	e.progs = []namedProgram{
 		{"count_state", e.objs.CountState}, {"count_retransmit", e.objs.CountRetransmit},
@@ -113,12 +119,21 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog})
 		if err != nil {
 			e.Close()
-			return nil, fmt.Errorf("attach %s: %w", p.name, err)
+			return nil, missing("attach "+p.name, err, featTpBTF)
 		}
 		e.links = append(e.links, l)
 	}
 	debug.FreeOSMemory() // the kernel BTF parsed for CO-RE is garbage now
 	return e, nil
+}
+
+// Warnings are what this kernel makes the exporter's numbers lack, one line each: they are
+// right for what they count, but count less than their names say.
+func (e *Exporter) Warnings() []error {
+	if err := probed()[featEveryReset]; err != nil {
+		return []error{fmt.Errorf("this kernel lacks %s (%v)", featureDefs[featEveryReset].name, err)}
+	}
+	return nil
 }
 
 // Close detaches the programs and frees the maps.

@@ -33,6 +33,7 @@ const (
 	exportProgCountRetransmit    = "count_retransmit"
 	exportProgCountState         = "count_state"
 	exportVarBucketLeNs          = "bucket_le_ns"
+	exportVarRetransmitHasErr    = "retransmit_has_err"
 	exportVarUnusedCounterKey    = "unused_counter_key"
 )
 
@@ -99,6 +100,7 @@ type exportMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type exportVariableSpecs struct {
 	BucketLeNs       *ebpf.VariableSpec `ebpf:"bucket_le_ns"`
+	RetransmitHasErr *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
 	UnusedCounterKey *ebpf.VariableSpec `ebpf:"unused_counter_key"`
 }
 
@@ -142,6 +144,7 @@ func (m *exportMaps) Close() error {
 // It can be passed to loadExportObjects or ebpf.CollectionSpec.LoadAndAssign.
 type exportVariables struct {
 	BucketLeNs       *ebpf.Variable `ebpf:"bucket_le_ns"`
+	RetransmitHasErr *ebpf.Variable `ebpf:"retransmit_has_err"`
 	UnusedCounterKey *ebpf.Variable `ebpf:"unused_counter_key"`
 }
 

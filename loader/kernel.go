@@ -6,10 +6,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/features"
 	"golang.org/x/sys/unix"
 )
 
@@ -65,42 +62,25 @@ func CheckBTF() error {
 	return nil
 }
 
-// Feature is one kernel capability sockscope relies on, and whether this kernel has it.
-type Feature struct {
-	Name string
-	Err  error // nil when present
-}
-
-// Features probes the kernel for what sockscope's programs use.
-func Features() []Feature {
-	var fs []Feature
-	_, kerr := btf.LoadKernelSpec()
-	fs = append(fs, Feature{"BTF (/sys/kernel/btf/vmlinux)", kerr})
-	fs = append(fs,
-		Feature{"ring buffer", features.HaveMapType(ebpf.RingBuf)},
-		Feature{"socket storage", features.HaveMapType(ebpf.SkStorage)},
-		Feature{"tp_btf (BTF tracepoints)", probeTracing(ebpf.AttachTraceRawTp, "inet_sock_set_state")},
-		Feature{"socket iterators (iter/tcp)", probeTracing(ebpf.AttachTraceIter, "tcp")},
-	)
-	return fs
-}
-
-// probeTracing loads a do-nothing tracing program of one attach type. The generic probe in
-// cilium/ebpf loads an fentry program, which kernels without fentry refuse even where tp_btf
-// and iterators work, so each attach type is probed on its own.
-func probeTracing(at ebpf.AttachType, target string) error {
-	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
-		Type:       ebpf.Tracing,
-		AttachType: at,
-		AttachTo:   target,
-		License:    "GPL",
-		Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
-	})
+// tracepointArgs returns how many arguments the kernel passes to programs on the BTF tracepoint
+// name (its btf_trace_ typedef, less the context pointer): tracepoints gain arguments between
+// kernel versions, and a program may read only those that exist.
+func tracepointArgs(name string) (int, error) {
+	spec, err := btf.LoadKernelSpec()
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("kernel BTF: %w", err)
 	}
-	return prog.Close()
+	var td *btf.Typedef
+	if err := spec.TypeByName("btf_trace_"+name, &td); err != nil {
+		return 0, fmt.Errorf("tracepoint %s in the kernel's BTF: %w", name, err)
+	}
+	ptr, ok := td.Type.(*btf.Pointer)
+	if !ok {
+		return 0, fmt.Errorf("btf_trace_%s is not a function pointer", name)
+	}
+	proto, ok := ptr.Target.(*btf.FuncProto)
+	if !ok || len(proto.Params) == 0 {
+		return 0, fmt.Errorf("btf_trace_%s is not a function pointer", name)
+	}
+	return len(proto.Params) - 1, nil
 }

@@ -28,18 +28,21 @@ type Sockets struct {
 
 // OpenSockets loads and attaches the iterators; they are opened once per snapshot.
 func OpenSockets() (*Sockets, error) {
+	if err := memlock(); err != nil {
+		return nil, err
+	}
 	s := &Sockets{}
 	if err := loadSocketsObjects(&s.objs, nil); err != nil {
-		return nil, fmt.Errorf("load BPF socket iterators: %w", err)
+		return nil, missing("load the socket iterators", err, featBTF, featIterTCP, featIterTaskFile)
 	}
 	var err error
 	if s.tcp, err = link.AttachIter(link.IterOptions{Program: s.objs.DumpTcp}); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("attach iter/tcp: %w", err)
+		return nil, missing("attach iter/tcp", err, featIterTCP)
 	}
 	if s.owners, err = link.AttachIter(link.IterOptions{Program: s.objs.DumpOwners}); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("attach iter/task_file: %w", err)
+		return nil, missing("attach iter/task_file", err, featIterTaskFile)
 	}
 	if s.count, err = link.AttachIter(link.IterOptions{Program: s.objs.CountTcp}); err != nil {
 		s.Close()

@@ -40,6 +40,9 @@ type Syscalls struct {
 
 // OpenSyscalls loads and attaches the syscall counters. Call Close to detach.
 func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
+	if err := memlock(); err != nil {
+		return nil, err
+	}
 	spec, err := loadSyscalls()
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
@@ -62,11 +65,7 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 	}
 	s := &Syscalls{}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("the kernel's verifier rejected sockscope's syscall programs: %+v", ve)
-		}
-		return nil, fmt.Errorf("load BPF programs: %w", err)
+		return nil, missing("load the syscall programs", err, featBTF, featTpBTF, featTaskStorage)
 	}
 	if err := s.SetNetns(cfg.Netns); err != nil {
 		s.Close()
@@ -82,7 +81,7 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
 			s.Close()
-			return nil, fmt.Errorf("attach raw tracepoint (tp_btf) for syscalls: %w", err)
+			return nil, missing("attach raw tracepoint (tp_btf) for syscalls", err, featTpBTF)
 		}
 		s.links = append(s.links, l)
 	}

@@ -4,7 +4,6 @@
 package loader
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -53,6 +52,9 @@ type Tracer struct {
 
 // OpenTrace loads and attaches the programs behind `sockscope trace`. Call Close to detach.
 func OpenTrace(cfg TraceConfig) (*Tracer, error) {
+	if err := memlock(); err != nil {
+		return nil, err
+	}
 	if err := mountTracefs(); err != nil {
 		return nil, err
 	}
@@ -84,11 +86,7 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 
 	t := &Tracer{}
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
-		var ve *ebpf.VerifierError
-		if errors.As(err, &ve) {
-			return nil, fmt.Errorf("the kernel's verifier rejected sockscope's programs (kernel too old?): %+v", ve)
-		}
-		return nil, fmt.Errorf("load BPF programs: %w", err)
+		return nil, missing("load the trace programs", err, featBTF, featRingBuf, featTpBTF, featSkStorage, featTaskStorage, featIterTaskFile)
 	}
 	ok := false
 	defer func() {
@@ -108,16 +106,16 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 	// Syscall hooks first: a connect() that starts between the two attachments must find its call.
 	l, err := link.Tracepoint("syscalls", "sys_enter_connect", t.objs.OnConnectEnter, nil)
 	if err != nil {
-		return nil, fmt.Errorf("attach tracepoint syscalls/sys_enter_connect: %w", err)
+		return nil, missing("attach tracepoint syscalls/sys_enter_connect", err, featSyscallTracepoints)
 	}
 	t.links = append(t.links, l)
 	if l, err = link.Tracepoint("syscalls", "sys_exit_connect", t.objs.OnConnectExit, nil); err != nil {
-		return nil, fmt.Errorf("attach tracepoint syscalls/sys_exit_connect: %w", err)
+		return nil, missing("attach tracepoint syscalls/sys_exit_connect", err, featSyscallTracepoints)
 	}
 	t.links = append(t.links, l)
 	for _, p := range []*ebpf.Program{t.objs.OnState, t.objs.OnStateNested} {
 		if l, err = link.AttachTracing(link.TracingOptions{Program: p}); err != nil {
-			return nil, fmt.Errorf("attach tp_btf/inet_sock_set_state: %w", err)
+			return nil, missing("attach tp_btf/inet_sock_set_state", err, featTpBTF)
 		}
 		t.links = append(t.links, l)
 	}
@@ -140,7 +138,7 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 func (t *Tracer) seedOwners() error {
 	it, err := link.AttachIter(link.IterOptions{Program: t.objs.SeedOwners})
 	if err != nil {
-		return fmt.Errorf("attach iter/task_file: %w", err)
+		return missing("attach iter/task_file", err, featIterTaskFile)
 	}
 	defer it.Close()
 	rd, err := it.Open()

@@ -145,6 +145,9 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer counters.Close()
+	for _, w := range counters.Warnings() {
+		fmt.Fprintf(stderr, "sockscope: warning: %v\n", w)
+	}
 	socks, err := loader.OpenSockets()
 	if err != nil {
 		return err

@@ -30,7 +30,7 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 
 	// Port exhaustion: four ports above the default range, tcp_tw_reuse off. (An even number: the
 	// kernel's port search steps by two and may skip the last port of an odd-sized range.)
-	srv := ns.serve(t, "-addr", "127.0.0.1:8000")
+	srv := ns.serve(t, "-addr", "127.0.0.1:8000", "-n", "54")
 	ns.sysctl(t, "net.ipv4.ip_local_port_range=61000 61003")
 	r := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8000", "-n", "7")
 	if r.OK != 4 || r.Errors["EADDRNOTAVAIL"] != 3 {
@@ -40,6 +40,7 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 	if r := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8000", "-n", "50"); r.OK != 50 {
 		t.Fatalf("50 connects: %+v", r)
 	}
+	srv.waitAccepted(t, 4+50) // no reset from its accept queue
 	if r := ns.tcpload(t, "connect", "-addr", "127.0.0.1:9", "-n", "7"); r.Errors["ECONNREFUSED"] != 7 {
 		t.Fatalf("7 refused connects: %+v", r)
 	}
@@ -69,8 +70,16 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 	if n := ns.nstat(t, "TcpRetransSegs"); n < 3 {
 		t.Fatalf("TcpRetransSegs = %v: the SYNs to the full listener were not retransmitted", n)
 	}
-	if n := ns.nstat(t, "TcpOutRsts"); n != 7 {
-		t.Fatalf("TcpOutRsts = %v, want 7 (one per refused connect)", n)
+	// One per refused connect, and more where a late duplicate found its connection closed (a
+	// slow guest's retransmitted FIN): each answers a segment that no socket wanted.
+	if n := ns.nstat(t, "TcpOutRsts"); n < 7 {
+		t.Fatalf("TcpOutRsts = %v, want at least 7 (one per refused connect)", n)
+	}
+	// Kernels before 6.10 trace only the resets that full sockets send (sockscope version and
+	// the exporter say so), and this test's are all answers to segments no socket wanted.
+	resetsSent := ns.nstat(t, "TcpOutRsts")
+	if !kernelHas(t, "tcp_send_reset, every reset") {
+		resetsSent = 0
 	}
 
 	const success = 4 + 50 + 1
@@ -95,7 +104,7 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 		// The kernel's own MIB counters of the netns are the ground truth: the SYN of a
 		// TCP_SYNCNT=1 connect is sent again twice (at 1 s and 3 s) before ETIMEDOUT.
 		`sockscope_tcp_retransmits_total{container="t"}`:                                        ns.nstat(t, "TcpRetransSegs"),
-		`sockscope_tcp_resets_sent_total{container="t"}`:                                        ns.nstat(t, "TcpOutRsts"),
+		`sockscope_tcp_resets_sent_total{container="t"}`:                                        resetsSent,
 		`sockscope_tcp_resets_received_total{container="t"}`:                                    7,
 		`sockscope_tcp_state_transitions_total{container="t",from="CLOSE",to="SYN_SENT"}`:       success + 3 + 7 + 3,
 		`sockscope_tcp_state_transitions_total{container="t",from="SYN_SENT",to="ESTABLISHED"}`: success,

@@ -28,6 +28,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(prebuiltEnv); dir != "" {
+		os.Exit(runPrebuilt(m, dir))
+	}
 	dir, err := os.MkdirTemp("", "sockscope-test-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -52,6 +55,27 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// prebuiltEnv names a directory holding sockscope, tcpload and the extra tools, already built:
+// a kernel-matrix guest (tools/kernels) has the test binary but no Go to build them with.
+const prebuiltEnv = "SOCKSCOPE_TEST_BIN_DIR"
+
+func runPrebuilt(m *testing.M, dir string) int {
+	sockscopeBin = filepath.Join(dir, "sockscope")
+	tcploadBin = filepath.Join(dir, "tcpload")
+	bins := []string{sockscopeBin, tcploadBin}
+	for name, p := range extraBins {
+		*p = filepath.Join(dir, name)
+		bins = append(bins, *p)
+	}
+	for _, bin := range bins {
+		if _, err := os.Stat(bin); err != nil {
+			fmt.Fprintf(os.Stderr, "%s=%s: %v\n", prebuiltEnv, dir, err)
+			return 1
+		}
+	}
+	return m.Run()
 }
 
 // jsonEvent is one line of `sockscope trace -o json`.
@@ -209,6 +233,15 @@ func (ns netns) serve(t *testing.T, args ...string) *server {
 	}
 	s.pid = ready.Pid
 	return s
+}
+
+// waitAccepted waits for the summary of a server started with -n n: it has accepted all n and
+// closed them. Stopped before that, it would reset the connections still in its accept queue.
+func (s *server) waitAccepted(t *testing.T, n int) {
+	t.Helper()
+	if line, err := s.out.ReadString('\n'); err != nil || !strings.Contains(line, fmt.Sprintf(`"accepted":%d`, n)) {
+		t.Fatalf("tcpload serve -n %d: %q, %v", n, line, err)
+	}
 }
 
 // stop ends the server with SIGTERM, waits for it, and for its netns to settle.

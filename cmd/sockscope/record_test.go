@@ -81,6 +81,14 @@ func TestRecordThenReplayGivesTheLiveOutput(t *testing.T) {
 	requireTracing(t)
 	const n, refused, fsyncs, unlinks = 50, 5, 100, 40
 	ns := newNetns(t)
+	// Every client socket must stay in TIME_WAIT for the count below. tcp_tw_reuse=2 (the
+	// default) lets a later connect on loopback take over a time-wait port once its timestamp is
+	// a second old, which a slow machine (a kernel-matrix guest under TCG) reaches within the 50
+	// connects. And a few runs in a hundred see a stray RST (TcpOutRsts) after the teardown,
+	// which kills a time-wait socket unless tcp_rfc1337=1 (4 of 40 runs lost one or more
+	// without it, none of 60 with it).
+	ns.sysctl(t, "net.ipv4.tcp_tw_reuse=0")
+	ns.sysctl(t, "net.ipv4.tcp_rfc1337=1")
 	file := filepath.Join(t.TempDir(), "incident.rec")
 	liveJSON := startTrace(t, "--netns", ns.path)
 	liveTable := startAttached(t, nil, "trace", "--netns", ns.path)
@@ -90,6 +98,7 @@ func TestRecordThenReplayGivesTheLiveOutput(t *testing.T) {
 	if c := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8080", "-n", strconv.Itoa(n)); c.OK != n {
 		t.Fatalf("tcpload: %+v", c)
 	}
+	srv.waitAccepted(t, n) // a reset connection never reaches TIME_WAIT
 	srv.stop(t)
 	if c := ns.tcpload(t, "connect", "-addr", "127.0.0.1:9", "-n", strconv.Itoa(refused)); c.Errors["ECONNREFUSED"] != refused {
 		t.Fatalf("tcpload: %+v", c)

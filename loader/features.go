@@ -1,0 +1,243 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// Feature is one kernel capability sockscope relies on, and whether this kernel has it.
+type Feature struct {
+	Name string
+	// Err is nil when the kernel has the feature. Otherwise it says why the probe failed, the
+	// first Linux version that has it, and what sockscope cannot do here: one line.
+	Err error
+}
+
+// featureID names a probe; each program set lists those it needs (see missing).
+type featureID int
+
+const (
+	featBTF featureID = iota
+	featRingBuf
+	featTpBTF
+	featSkStorage
+	featTaskStorage
+	featIterTCP
+	featIterTaskFile
+	featSyscallTracepoints
+	featEveryReset
+)
+
+// featureDef is a probe, what it finds (a name of at most 29 characters, for sockscope version's
+// column), since when Linux has it, and what sockscope loses
+// without it. The probes load tiny programs of the kinds sockscope's own are, so they fail the
+// way sockscope would, not by a version number (distributions backport, and configure out).
+type featureDef struct {
+	name  string
+	since string
+	lost  string
+	probe func() error
+}
+
+var featureDefs = map[featureID]featureDef{
+	featBTF: {"BTF (/sys/kernel/btf/vmlinux)", "5.4 with CONFIG_DEBUG_INFO_BTF=y",
+		"nothing runs: every program is CO-RE, fitted to this kernel by its BTF",
+		func() error { _, err := btf.LoadKernelSpec(); return err }},
+	featRingBuf: {"ring buffer", "5.8",
+		"trace and record cannot run: their events come through it",
+		func() error { return features.HaveMapType(ebpf.RingBuf) }},
+	featTpBTF: {"tp_btf (BTF tracepoints)", "5.5",
+		"trace, syscalls, export and record cannot run: their hooks are BTF tracepoints",
+		func() error { return probeTracing(ebpf.AttachTraceRawTp, "inet_sock_set_state") }},
+	featSkStorage: {"socket storage (tracing)", "5.11",
+		"trace and record cannot run: they keep each socket's owner in socket storage",
+		probeSkStorage},
+	featTaskStorage: {"task storage", "5.11",
+		"trace, syscalls and record cannot run: they keep each thread's syscall in progress in task storage",
+		func() error { return features.HaveMapType(ebpf.TaskStorage) }},
+	featIterTCP: {"socket iterators (iter/tcp)", "5.9",
+		"sockets, export and record cannot run: they read the socket tables with it",
+		func() error { return probeTracing(ebpf.AttachTraceIter, "tcp") }},
+	featIterTaskFile: {"owner walk (iter/task_file)", "5.11",
+		"sockets, export, trace and record cannot run: they find sockets' owners, and those of sockets opened before they started, with it",
+		probeSockFromFile},
+	featSyscallTracepoints: {"syscall tracepoints", "any, with CONFIG_FTRACE_SYSCALLS=y",
+		"trace and record cannot run: connect() failures are taken at the syscall's return",
+		probeSyscallTracepoints},
+	featEveryReset: {"tcp_send_reset, every reset", "6.10",
+		"export's sockscope_tcp_resets_sent_total counts only resets sent by established sockets, not those answering connects to closed ports or segments of connections already closed",
+		probeEveryReset},
+}
+
+// featureOrder is how sockscope version lists them.
+var featureOrder = []featureID{featBTF, featRingBuf, featTpBTF, featSkStorage, featTaskStorage, featIterTCP, featIterTaskFile, featSyscallTracepoints, featEveryReset}
+
+// probed runs each probe once per process: a failed load says which were missing.
+var probed = sync.OnceValue(func() map[featureID]error {
+	memlock() // where the kernel is older than 5.11, the probes' maps count against it too
+	m := map[featureID]error{}
+	for _, id := range featureOrder {
+		if err := featureDefs[id].probe(); err != nil {
+			m[id] = missingError(id, err)
+		}
+	}
+	return m
+})
+
+func missingError(id featureID, err error) error {
+	d := featureDefs[id]
+	return fmt.Errorf("%v; Linux %s has it; without it %s", oneLine(err), d.since, d.lost)
+}
+
+// Features probes the kernel for what sockscope's programs use.
+func Features() []Feature {
+	m := probed()
+	fs := make([]Feature, 0, len(featureOrder))
+	for _, id := range featureOrder {
+		fs = append(fs, Feature{Name: featureDefs[id].name, Err: m[id]})
+	}
+	return fs
+}
+
+// missing turns a failure to load or attach a program set into the one line that names the
+// kernel features it lacks, when the probes find any of those it needs; otherwise err itself,
+// on one line.
+func missing(what string, err error, needs ...featureID) error {
+	m := probed()
+	var lacks []string
+	for _, id := range needs {
+		if perr, ok := m[id]; ok {
+			lacks = append(lacks, featureDefs[id].name+" ("+perr.Error()+")")
+		}
+	}
+	if len(lacks) > 0 {
+		return fmt.Errorf("%s: this kernel lacks %s", what, strings.Join(lacks, "; and "))
+	}
+	return fmt.Errorf("%s: %s", what, oneLine(err))
+}
+
+// oneLine keeps the first line of a multi-line error (a verifier log), which says what failed.
+func oneLine(err error) string {
+	var ve *ebpf.VerifierError
+	if errors.As(err, &ve) {
+		return ve.Error() // the cause and the log's last line, without the log
+	}
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
+// probeTracing loads a do-nothing tracing program of one attach type. The generic probe in
+// cilium/ebpf loads an fentry program, which kernels without fentry refuse even where tp_btf
+// and iterators work, so each attach type is probed on its own.
+func probeTracing(at ebpf.AttachType, target string) error {
+	return loadProbe(&ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: at,
+		AttachTo:   target,
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	})
+}
+
+func loadProbe(spec *ebpf.ProgramSpec) error {
+	prog, err := ebpf.NewProgram(spec)
+	if err != nil {
+		return err
+	}
+	return prog.Close()
+}
+
+// probeSkStorage calls bpf_sk_storage_get on the socket of inet_sock_set_state from a tp_btf
+// program, as trace does; before 5.11 the verifier does not know the helper there.
+func probeSkStorage() error {
+	i32 := &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}
+	m, err := ebpf.NewMap(&ebpf.MapSpec{
+		Type: ebpf.SkStorage, KeySize: 4, ValueSize: 4, Flags: unix.BPF_F_NO_PREALLOC, Key: i32, Value: i32,
+	})
+	if err != nil {
+		return fmt.Errorf("socket storage map: %w", err)
+	}
+	defer m.Close()
+	return loadProbe(&ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: ebpf.AttachTraceRawTp,
+		AttachTo:   "inet_sock_set_state",
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, 0, asm.DWord), // the tracepoint's sk
+			asm.LoadMapPtr(asm.R1, m.FD()),
+			asm.Mov.Imm(asm.R3, 0),
+			asm.Mov.Imm(asm.R4, 0),
+			asm.FnSkStorageGet.Call(),
+			asm.Mov.Imm(asm.R0, 0),
+			asm.Return(),
+		},
+	})
+}
+
+// probeSockFromFile calls bpf_sock_from_file from an iter/task_file program, as the owner walks
+// do (struct bpf_iter__task_file: meta, task, fd, file at offset 24).
+func probeSockFromFile() error {
+	return loadProbe(&ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: ebpf.AttachTraceIter,
+		AttachTo:   "task_file",
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R1, asm.R1, 24, asm.DWord),
+			asm.JEq.Imm(asm.R1, 0, "out"),
+			asm.FnSockFromFile.Call(),
+			asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
+			asm.Return(),
+		},
+	})
+}
+
+// probeSyscallTracepoints looks for the connect() syscall tracepoints in tracefs (mounting it
+// where it is not, as trace does).
+func probeSyscallTracepoints() error {
+	if err := mountTracefs(); err != nil {
+		return err
+	}
+	for _, dir := range []string{tracefsDir, "/sys/kernel/debug/tracing"} {
+		if _, err := os.Stat(dir + "/events/syscalls/sys_enter_connect/id"); err == nil {
+			return nil
+		}
+	}
+	return errors.New("no syscalls:sys_enter_connect in tracefs")
+}
+
+// probeEveryReset: until 6.10, tcp_send_reset fired only for resets that full sockets sent. The
+// same release gave it a third argument, the reason, which is how this kernel's BTF tells.
+func probeEveryReset() error {
+	n, err := tracepointArgs("tcp_send_reset")
+	if err != nil {
+		return err
+	}
+	if n < 3 {
+		return fmt.Errorf("tcp_send_reset has %d arguments, so it fires only for resets from full sockets", n)
+	}
+	return nil
+}
+
+// memlock lifts RLIMIT_MEMLOCK where the kernel charges BPF maps to it (before 5.11, whose
+// cgroup accounting made that a no-op here); without it the first map fails with EPERM.
+var memlock = sync.OnceValue(func() error {
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("this kernel (before 5.11) charges BPF maps to RLIMIT_MEMLOCK, and raising it failed (%v): run sockscope as root or give it CAP_SYS_RESOURCE", err)
+	}
+	return nil
+})
