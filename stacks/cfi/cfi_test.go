@@ -446,7 +446,7 @@ func TestEval(t *testing.T) {
 		{name: "dup over swap rot drop", expr: []byte{opLit0 + 1, opLit0 + 2, opOver, opSwap, opRot, opDrop, opDrop}, want: 2},
 		{name: "pick", expr: []byte{opLit0 + 5, opLit0 + 6, opLit0 + 7, opPick, 2}, want: 5},
 		{name: "div mod neg abs", expr: []byte{opLit0 + 7, opNeg, opLit0 + 2, opDiv, opAbs, opLit0 + 2, opMod}, want: 1},
-		{name: "shr shra xor or not", expr: []byte{opLit0 + 16, opLit0 + 2, opShr, opLit0 + 1, opXor, opLit0 + 8, opOr, opNot, opLit0 + 1, opShra}, want: ^uint64(13) >> 1 | 1<<63},
+		{name: "shr shra xor or not", expr: []byte{opLit0 + 16, opLit0 + 2, opShr, opLit0 + 1, opXor, opLit0 + 8, opOr, opNot, opLit0 + 1, opShra}, want: ^uint64(13)>>1 | 1<<63},
 		{name: "plus_uconst", expr: cat([]byte{opLit0 + 1, opPlusUconst}, uleb(1000)), want: 1001},
 		{name: "comparisons", expr: []byte{opLit0 + 1, opLit0 + 2, opLt, opLit0 + 3, opLit0 + 3, opLe, opPlus, opLit0 + 4, opLit0 + 3, opGt, opPlus, opLit0 + 1, opLit0 + 1, opEq, opPlus, opLit0 + 1, opLit0 + 2, opNe, opPlus}, want: 5},
 		{name: "skip", expr: []byte{opLit0 + 1, opSkip, 1, 0, opLit0 + 2}, want: 1},

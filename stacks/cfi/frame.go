@@ -39,19 +39,19 @@ type Section struct {
 
 // CIE is a common information entry, the part several FDEs share.
 type CIE struct {
-	Version       uint8
-	Augmentation  string
-	CodeAlign     uint64
-	DataAlign     int64
-	RAReg         uint64
-	FDEEncoding   byte
-	LSDAEncoding  byte
-	SignalFrame   bool // 'S': the frame is a signal trampoline's, whose PC is not a return address
-	Initial       []byte
-	hasAugData    bool // 'z'
-	addrSize      int
-	segmentSize   int
-	order         binary.ByteOrder
+	Version      uint8
+	Augmentation string
+	CodeAlign    uint64
+	DataAlign    int64
+	RAReg        uint64
+	FDEEncoding  byte
+	LSDAEncoding byte
+	SignalFrame  bool // 'S': the frame is a signal trampoline's, whose PC is not a return address
+	Initial      []byte
+	hasAugData   bool // 'z'
+	addrSize     int
+	segmentSize  int
+	order        binary.ByteOrder
 }
 
 // FDE is a frame description entry: the call frame information of one function (or of one range
