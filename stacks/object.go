@@ -23,6 +23,7 @@ const maxSection = 512 << 20
 // it. Objects are shared by every process and mapping with the same build ID.
 type object struct {
 	buildID string
+	origin  string // the path it was read from (/proc/PID/root/..., /proc/PID/map_files/...)
 	arch    Arch
 	loads   []load
 

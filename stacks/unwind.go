@@ -516,6 +516,7 @@ func (u *Unwinder) loadObject(p *process, m *Mapping) (*object, error) {
 			f.Close()
 			return nil, fmt.Errorf("%s: %w", m.Path, err)
 		}
+		o.origin = path
 		if o.buildID != "" {
 			if shared, ok := u.byBuildID[o.buildID]; ok {
 				o.close()
