@@ -1,6 +1,7 @@
 package stacks
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,8 +14,13 @@ func nodeRun(t *testing.T, flags ...string) []*Stack {
 	testenv.Root(t)
 	node := testenv.Command(t, "node")
 	dir := t.TempDir()
-	args := append(append([]string{}, flags...), "testdata/opener.js", dir)
-	p := startTraced(t, node, args...)
+	script, err := filepath.Abs("testdata/opener.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append(append([]string{}, flags...), script, dir)
+	// In dir: with these flags V8 also writes an isolate-*-v8.log into its working directory.
+	p := startTracedIn(t, dir, node, args...)
 	samples, done := capture(t, p.pid, p.stdin, p.out)
 	if done != "done 300" {
 		t.Fatalf("node said %q, want \"done 300\"", done)

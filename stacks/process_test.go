@@ -44,7 +44,14 @@ type traced struct {
 
 func startTraced(t testing.TB, name string, args ...string) *traced {
 	t.Helper()
+	return startTracedIn(t, "", name, args...)
+}
+
+// startTracedIn starts the program in directory dir ("": this one).
+func startTracedIn(t testing.TB, dir, name string, args ...string) *traced {
+	t.Helper()
 	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -287,5 +294,51 @@ func TestOpenerCXX(t *testing.T) {
 	}
 	if good != 100 {
 		t.Errorf("%d of 100 C++ stacks demangled and complete", good)
+	}
+}
+
+// TestNoreturnCall: check_file's return address is past its end; its frame must still be
+// check_file, found with check_file's CFI.
+func TestNoreturnCall(t *testing.T) {
+	testenv.Root(t)
+	dir := t.TempDir()
+	bin := build(t, "gcc", "noreturn.c", dir, "noreturn", "-O2", "-fomit-frame-pointer", "-fno-reorder-functions")
+	p := startTraced(t, bin, dir)
+	samples, done := capture(t, p.pid, p.stdin, p.out)
+	if done != "done 100" || len(samples) != 100 {
+		t.Fatalf("%q, %d samples; want done 100 and 100 samples", done, len(samples))
+	}
+	u := New(Options{})
+	defer u.Close()
+	good := 0
+	for i, c := range samples {
+		st, err := u.Resolve(toSample(t, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := names(st)
+		if !st.Truncated && inOrder(n, "open_and_leave", "check_file", "main", "_start") {
+			good++
+		} else if i == 0 {
+			t.Errorf("sample 0:%s", describe(st))
+		}
+		if i == 0 {
+			// The precondition that makes this test mean something: the return address into
+			// check_file is the end of check_file.
+			for _, f := range st.Frames {
+				if f.Symbol == "check_file" {
+					var ok bool
+					if j, found := f.obj.syms.lookup(f.Offset); !found || f.obj.syms.name(j) != "check_file" {
+						ok = true
+					}
+					if !ok {
+						t.Errorf("check_file's return address 0x%x is inside check_file: GCC did not end it with the call", f.Offset)
+					}
+				}
+			}
+		}
+	}
+	if good != 100 {
+		t.Errorf("%d of 100 stacks through a noreturn call are complete", good)
 	}
 }
