@@ -1,11 +1,3 @@
-// Package stacks turns a user-stack sample taken at a syscall into a symbolized stack, the way
-// `perf record --call-graph dwarf` does in user space: the kernel side copies the user registers
-// and the top of the user stack; this package finds each frame's caller from the mapped object's
-// call frame information (.eh_frame, .debug_frame), falls back to the frame-pointer chain where
-// a frame has none (JIT code), and names the frames from the objects' symbol tables (read
-// through /proc/PID/root, so binaries that exist only inside a container work) and from perf
-// maps for JIT code. A stack that cannot be followed to its end is marked truncated; no frame is
-// ever guessed.
 package stacks
 
 import (
