@@ -2,6 +2,7 @@ package stacks
 
 import (
 	"bytes"
+	"cmp"
 	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -326,23 +328,24 @@ func parseSymtab(data, strs []byte, order binary.ByteOrder) *symtab {
 	// Aliases share an address (open, open64, __open64, __libc_open64 in glibc): keep one,
 	// the global one, then the one with the fewest leading underscores, then the shortest, so
 	// that the choice does not depend on the table's order.
-	sort.Slice(t.syms, func(i, j int) bool {
-		a, b := t.syms[i], t.syms[j]
+	slices.SortFunc(t.syms, func(a, b sym) int {
 		if a.addr != b.addr {
-			return a.addr < b.addr
+			return cmp.Compare(a.addr, b.addr)
 		}
 		if a.rank != b.rank {
-			return a.rank < b.rank
+			return cmp.Compare(a.rank, b.rank)
 		}
-		na, nb := t.str(a.name), t.str(b.name)
-		ua, ub := len(na)-len(strings.TrimLeft(na, "_")), len(nb)-len(strings.TrimLeft(nb, "_"))
+		// Only aliases get here (a few in a thousand symbols): the names are compared without
+		// allocating.
+		na, nb := t.bytes(a.name), t.bytes(b.name)
+		ua, ub := len(na)-len(bytes.TrimLeft(na, "_")), len(nb)-len(bytes.TrimLeft(nb, "_"))
 		if ua != ub {
-			return ua < ub
+			return cmp.Compare(ua, ub)
 		}
 		if len(na) != len(nb) {
-			return len(na) < len(nb)
+			return cmp.Compare(len(na), len(nb))
 		}
-		return na < nb
+		return bytes.Compare(na, nb)
 	})
 	out := t.syms[:0]
 	for i, s := range t.syms {
@@ -355,15 +358,18 @@ func parseSymtab(data, strs []byte, order binary.ByteOrder) *symtab {
 	return t
 }
 
-func (t *symtab) str(off uint32) string {
+func (t *symtab) str(off uint32) string { return string(t.bytes(off)) }
+
+// bytes returns the NUL-terminated name at off, without copying.
+func (t *symtab) bytes(off uint32) []byte {
 	if int(off) >= len(t.strs) {
-		return ""
+		return nil
 	}
 	b := t.strs[off:]
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		b = b[:i]
 	}
-	return string(b)
+	return b
 }
 
 // lookup returns the symbol containing addr: the nearest one at or below it whose size reaches

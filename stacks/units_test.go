@@ -327,3 +327,43 @@ func TestStepCFI(t *testing.T) {
 		})
 	}
 }
+
+// TestVDSO reads this process's vDSO out of its memory: an ELF image with CFI and symbols.
+func TestVDSO(t *testing.T) {
+	u := New(Options{})
+	defer u.Close()
+	p, err := u.process(uint32(os.Getpid()), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m *Mapping
+	for _, mm := range p.maps {
+		if mm.Path == "[vdso]" {
+			m = mm
+		}
+	}
+	if m == nil {
+		t.Skip("no [vdso] mapping")
+	}
+	o, err := u.objectFor(p, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.buildID == "" || o.eh == nil || o.eh.Len() == 0 {
+		t.Fatalf("vDSO: build ID %q, CFI %v", o.buildID, o.eh)
+	}
+	o.loadSymbols()
+	found := false
+	for i := range o.syms.syms {
+		if o.syms.name(i) == "__vdso_clock_gettime" {
+			found = true
+			va := o.syms.syms[i].addr
+			if _, err := o.row(va); err != nil {
+				t.Errorf("no CFI row at __vdso_clock_gettime: %v", err)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("__vdso_clock_gettime not among the vDSO's %d symbols", len(o.syms.syms))
+	}
+}
