@@ -59,7 +59,11 @@ func addEvent(r *recording.Recording, sec int, e events.Event) {
 
 func findings(t *testing.T, r *recording.Recording) []Finding {
 	t.Helper()
-	rep, err := Summarize(r, "test", nil, 10)
+	f, err := r.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Summarize(f, "test", nil, 10)
 	if err != nil {
 		t.Fatal(err)
 	}

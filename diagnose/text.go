@@ -68,6 +68,9 @@ func WriteText(w io.Writer, r *Report) error {
 	if r.Lost > 0 {
 		fmt.Fprintf(&b, "WARNING: %d events were lost; the counts below miss them\n", r.Lost)
 	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
 	b.WriteString("\nFindings:\n")
 	var fb strings.Builder
 	WriteFindings(&fb, r.Findings)

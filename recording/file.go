@@ -21,6 +21,7 @@ type Sink struct {
 	w         *Writer
 	sticky    map[BlockType][]byte // the latest meta, containers, facts and lost: repeated in a new file
 	fresh     bool                 // nothing written since the file began (header, meta, sticky replay)
+	start     time.Time            // with its monotonic clock reading
 	Rotations int
 }
 
@@ -38,7 +39,7 @@ const (
 // pass it, the file is closed with an end block, renamed to path.1 (replacing an older one) and
 // a new file is started with the latest meta, containers and facts.
 func Create(path string, maxSize int64, overwrite bool, stdout io.Writer) (*Sink, error) {
-	s := &Sink{maxSize: maxSize, sticky: map[BlockType][]byte{}}
+	s := &Sink{maxSize: maxSize, sticky: map[BlockType][]byte{}, start: time.Now()}
 	if path == "-" {
 		if maxSize > 0 {
 			return nil, errors.New("--max-size needs a file to rotate, not -w - (standard output)")
@@ -89,6 +90,7 @@ func (s *Sink) Size() int64 {
 func (s *Sink) Write(t BlockType, at time.Time, payload []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	at = s.steady(at)
 	// The stored size is at most the payload's (compression is used only when it is smaller).
 	if s.path != "" && s.maxSize > 0 && t != BlockMeta &&
 		s.w.Size()+BlockSize(len(payload))+endReserve > s.maxSize && !s.fresh {
@@ -140,10 +142,16 @@ func (s *Sink) rotate(at time.Time) error {
 	return nil
 }
 
+// steady returns the time of a block as the sink's start plus the time elapsed since, on the
+// monotonic clock: a wall clock that NTP steps back does not make the file's times go back. (A
+// time without a monotonic reading, as tests build them, stays as it is.)
+func (s *Sink) steady(at time.Time) time.Time { return s.start.Add(at.Sub(s.start)) }
+
 // Close writes the end block and closes the file.
 func (s *Sink) Close(at time.Time, reason string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	at = s.steady(at)
 	if len(reason) > maxReason {
 		reason = reason[:maxReason]
 	}

@@ -373,7 +373,7 @@ func TestSinkRotationByAStickyBlockWritesItOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Unix(1_800_000_000, 0)
-	if err := s.WriteJSON(BlockMeta, at, Meta{Hostname: "h"}); err != nil {
+	if err := s.WriteJSON(BlockMeta, at, Meta{Hostname: "h", Start: at, Interval: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	noise := make([]byte, 1000)

@@ -79,6 +79,10 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 
 // parseSize reads a byte count with an optional K, M or G suffix (powers of 1024).
 func parseSize(s string) (int64, error) {
+	bad := errors.New("want a positive number of bytes, optionally with K, M or G (e.g. 500M)")
+	if s == "" {
+		return 0, bad
+	}
 	mult := int64(1)
 	switch strings.ToUpper(s[len(s)-1:]) {
 	case "K":
@@ -93,7 +97,7 @@ func parseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, errors.New("want a positive number of bytes, optionally with K, M or G (e.g. 500M)")
+		return 0, bad
 	}
 	return n * mult, nil
 }

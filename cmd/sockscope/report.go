@@ -19,6 +19,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	htmlFile := fs.String("html", "", "also write the report as a self-contained HTML page with charts to this file")
 	top := fs.Int("top", 10, "rows per list (remote endpoints, syscalls, errors)")
 	output := fs.StringP("output", "o", "text", "output format: text or json")
+	maxInflate := maxInflateFlag(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope report FILE [flags]\n\nAn incident summary of a recording: findings, then per container a timeline of connects,\nfailures by errno, resets and socket states, the top remote endpoints and syscall hotspots.", anyArgs); err != nil || helped {
 		return err
 	}
@@ -31,11 +32,17 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if *top < 1 {
 		return usageError{fmt.Sprintf("--top must be at least 1, not %d", *top)}
 	}
-	file := fs.Arg(0)
-	rec, err := loadRecording(file)
+	budget, err := parseMaxInflate(*maxInflate)
 	if err != nil {
 		return err
 	}
+	file := fs.Arg(0)
+	rec, closer, err := openRecording(file, budget)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	clockWarning(stderr, file, rec)
 	only, err := recordedNetns(rec, *queries, *netns)
 	if err != nil {
 		return err
@@ -95,6 +102,7 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 	interval := fs.Duration("interval", 2*time.Second, "live: how often sockets, syscalls and facts are sampled")
 	read := fs.StringP("read", "r", "", "diagnose a recording (sockscope record -w FILE) instead of watching live")
 	output := fs.StringP("output", "o", "text", "output format: text or json (one finding per line)")
+	maxInflate := maxInflateFlag(fs)
 	var rf runtimeFlags
 	rf.add(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope diagnose [flags]\n\nWatch live (or read a recording) and report what is wrong: local port exhaustion, connection\nleaks, file descriptor limits, refusals, resets, retransmits, containers killed with open\nconnections. Each finding has its evidence, the command that verifies it, and the fix.", "a recording is given with -r FILE"); err != nil || helped {
@@ -105,6 +113,10 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 	}
 	if *duration <= 0 {
 		return usageError{fmt.Sprintf("--duration must be positive, not %s", *duration)}
+	}
+	budget, err := parseMaxInflate(*maxInflate)
+	if err != nil {
+		return err
 	}
 	source := *read
 	if source == "" {
@@ -128,9 +140,13 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 		source = tmp.Name()
 		*queries, *netns = nil, nil // the recording holds only what was asked for
 	}
-	rec, err := loadRecording(source)
+	rec, closer, err := openRecording(source, budget)
 	if err != nil {
 		return err
+	}
+	defer closer.Close()
+	if *read != "" {
+		clockWarning(stderr, source, rec)
 	}
 	only, err := recordedNetns(rec, *queries, *netns)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/recording"
 )
 
 type syscallsFlags struct {
@@ -36,6 +37,7 @@ type syscallsFlags struct {
 	output     string
 	runtimes   runtimeFlags
 	read       string
+	budget     recording.Budget
 }
 
 var byFields = []string{"container", "comm", "pid", "syscall"}
@@ -57,6 +59,7 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
 	f.runtimes.add(fs)
 	fs.StringVarP(&f.read, "read", "r", "", "count from a recording (sockscope record) instead of live")
+	maxInflate := maxInflateFlag(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope syscalls [flags]\n\nSyscall hotspots per container, counted in the kernel: DTrace's @[execname, pid, probefunc] = count().", "containers are given with --container NAME"); err != nil || helped {
 		return nil, helped, err
 	}
@@ -86,6 +89,11 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	if f.read != "" && f.duration > 0 {
 		return nil, false, usageError{"--duration applies to live counting; a replay (-r) covers the whole recording"}
 	}
+	budget, err := parseMaxInflate(*maxInflate)
+	if err != nil {
+		return nil, false, err
+	}
+	f.budget = budget
 	return f, false, nil
 }
 
