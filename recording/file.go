@@ -20,8 +20,9 @@ type Sink struct {
 	f         *os.File
 	w         *Writer
 	sticky    map[BlockType][]byte // the latest meta, containers, facts and lost: repeated in a new file
-	fresh     bool                 // nothing written since the file began (header, meta, sticky replay)
-	start     time.Time            // with its monotonic clock reading
+	base      map[BlockType]func() ([]byte, error)
+	fresh     bool      // nothing written since the file began (header, meta, sticky replay)
+	start     time.Time // with its monotonic clock reading
 	Rotations int
 }
 
@@ -133,13 +134,33 @@ func (s *Sink) rotate(at time.Time) error {
 	}
 	s.Rotations++
 	for _, t := range stickyTypes {
-		if p, ok := s.sticky[t]; ok {
+		p, ok := s.sticky[t]
+		if f := s.base[t]; f != nil {
+			var err error
+			if p, err = f(); err != nil {
+				return err
+			}
+			ok = true
+		}
+		if ok {
 			if err := s.w.WriteBlock(t, at.UnixNano(), p); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// SetBase makes a rotated file start with f's payload as its block of type t, instead of the
+// last such block written: a writer that sends only changes (BlockContainerChanges) gives the new
+// file its full state. f is called while the sink is locked, and must not write to it.
+func (s *Sink) SetBase(t BlockType, f func() ([]byte, error)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.base == nil {
+		s.base = map[BlockType]func() ([]byte, error){}
+	}
+	s.base[t] = f
 }
 
 // steady returns the time of a block as the sink's start plus the time elapsed since, on the

@@ -2,6 +2,7 @@ package recording
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"math/rand/v2"
 	"net/netip"
@@ -408,5 +409,63 @@ func TestSinkRotationByAStickyBlockWritesItOnce(t *testing.T) {
 	}
 	if len(rec.Facts) != 1 {
 		t.Errorf("the new file has %d facts blocks, want 1", len(rec.Facts))
+	}
+}
+
+// A writer of changes gives a rotated file its full state: the new file starts with the base's
+// containers block, and its history names every container the base lists, not only the changes
+// written after the rotation.
+func TestSinkStartsARotatedFileWithTheBase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.rec")
+	const limit = 16 << 10
+	s, err := Create(path, limit, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := sampleContainers(0)
+	bases := 0
+	s.SetBase(BlockContainers, func() ([]byte, error) {
+		bases++
+		return json.Marshal(full)
+	})
+	w := func(typ BlockType, v any) {
+		t.Helper()
+		if err := s.WriteJSON(typ, at(1), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w(BlockMeta, sampleMeta())
+	w(BlockContainers, Containers{List: full.List[:1]})
+	w(BlockContainerChanges, Containers{List: full.List[1:]})
+	noise := make([]byte, 1000)
+	for i := range noise {
+		noise[i] = byte(i*7919 + i>>3) // does not compress
+	}
+	for s.Rotations == 0 {
+		if err := s.Write(BlockEvents, at(2), noise[:960]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopped := full.List[1]
+	stopped.Stopped, stopped.ExitCode = at(3), 137
+	w(BlockContainerChanges, Containers{List: []Container{stopped}})
+	if err := s.Close(at(4), "signal"); err != nil {
+		t.Fatal(err)
+	}
+	if bases != 1 {
+		t.Errorf("the base was asked for %d times, want once (one rotation)", bases)
+	}
+	rec := loadFile(t, path)
+	if len(rec.Containers) != 2 || rec.Containers[0].Value.Changes || !reflect.DeepEqual(rec.Containers[0].Value.List, full.List) ||
+		!rec.Containers[1].Value.Changes {
+		t.Fatalf("the rotated file's containers blocks: %+v", rec.Containers)
+	}
+	h, err := rec.History()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := h.Containers()
+	if len(got) != 2 || got[0].ID != full.List[0].ID || got[1].ExitCode != 137 {
+		t.Errorf("history %+v", got)
 	}
 }

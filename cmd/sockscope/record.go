@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -118,11 +119,18 @@ type recorder struct {
 	socks   *loader.Sockets
 
 	mu      sync.Mutex
-	history map[string]*recording.Container // by full ID
+	history map[string]*recording.Container // by full ID: the running containers and the last stopped
+	changed map[string]bool                 // IDs whose state the file does not have yet
+	based   bool                            // the file has a full list
 	running []containers.Container
 	nEvents uint64
 	nSnaps  uint64
 }
+
+// keepStopped is how many stopped containers the recorder remembers: for the exit code that comes
+// after the stop, and for the full list that starts a rotated file (their namespaces' late events
+// keep their names). The file keeps every container it saw.
+const keepStopped = 256
 
 func runRecord(args []string, stdout, stderr io.Writer) error {
 	f, helped, err := parseRecordFlags(args, stdout)
@@ -137,7 +145,7 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	if err := prepare(); err != nil {
 		return err
 	}
-	r := &recorder{f: f, stderr: stderr, history: map[string]*recording.Container{}}
+	r := &recorder{f: f, stderr: stderr, history: map[string]*recording.Container{}, changed: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sc, err := newScope(ctx, &f.runtimes, f.containers, f.netns, stderr)
@@ -178,6 +186,7 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	if r.sink, err = recording.Create(f.file, f.maxSize, f.force, stdout); err != nil {
 		return err
 	}
+	r.sink.SetBase(recording.BlockContainers, r.fullList)
 	r.clock = events.NewClock()
 	start := time.Now()
 	hostname, _ := os.Hostname()
@@ -233,7 +242,6 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 func (r *recorder) update(running []containers.Container) {
 	now := time.Now()
 	r.mu.Lock()
-	changed := false
 	seen := map[string]bool{}
 	for _, c := range running {
 		seen[c.ID] = true
@@ -246,46 +254,89 @@ func (r *recorder) update(running []containers.Container) {
 		h.Started = now.UTC()
 		h.Selected = slices.ContainsFunc(r.scope.Selected, func(s containers.Selector) bool { return s.Matches(c) })
 		r.history[c.ID] = h
-		changed = true
+		r.changed[c.ID] = true
 	}
 	for id, h := range r.history {
 		if !seen[id] && h.Stopped.IsZero() {
 			h.Stopped = now.UTC()
-			changed = true
+			r.changed[id] = true
 		}
 	}
 	r.running = running
+	r.forgetLocked()
 	r.mu.Unlock()
-	if changed {
-		r.writeContainers(now)
-	}
+	r.writeContainers(now)
 }
 
 // died records a container's exit code and the daemon's time of it.
 func (r *recorder) died(id string, code int, at time.Time) {
 	r.mu.Lock()
-	h, ok := r.history[id]
-	if ok {
+	if h, ok := r.history[id]; ok {
 		h.ExitCode = code
 		h.Stopped = at.UTC()
+		r.changed[id] = true
 	}
 	r.mu.Unlock()
-	if ok {
-		r.writeContainers(time.Now())
+	r.writeContainers(time.Now())
+}
+
+// forgetLocked bounds the history: beyond keepStopped stopped containers, the one that stopped
+// first goes, once the file has its last state.
+func (r *recorder) forgetLocked() {
+	var stopped []*recording.Container
+	for _, h := range r.history {
+		if !h.Stopped.IsZero() && !r.changed[h.ID] {
+			stopped = append(stopped, h)
+		}
+	}
+	if over := len(stopped) - keepStopped; over > 0 {
+		slices.SortFunc(stopped, func(a, b *recording.Container) int { return a.Stopped.Compare(b.Stopped) })
+		for _, h := range stopped[:over] {
+			delete(r.history, h.ID)
+		}
 	}
 }
 
+// writeContainers writes what changed since the last containers block: the first block of the
+// file lists every container (none, without runtimes), the others only the changes, so that a
+// recording of heavy churn grows with the churn and not with the churn squared.
 func (r *recorder) writeContainers(now time.Time) {
 	r.mu.Lock()
+	t := recording.BlockContainerChanges
 	list := recording.Containers{List: []recording.Container{}}
-	for _, h := range r.history {
-		list.List = append(list.List, *h)
+	for id := range r.changed {
+		if h, ok := r.history[id]; ok {
+			list.List = append(list.List, *h)
+		}
 	}
+	if !r.based {
+		t, list.List, r.based = recording.BlockContainers, r.listLocked(), true
+	}
+	clear(r.changed)
 	r.mu.Unlock()
+	if t == recording.BlockContainerChanges && len(list.List) == 0 {
+		return
+	}
 	slices.SortFunc(list.List, func(a, b recording.Container) int { return strings.Compare(a.ID, b.ID) })
-	if err := r.sink.WriteJSON(recording.BlockContainers, now, list); err != nil {
+	if err := r.sink.WriteJSON(t, now, list); err != nil {
 		fmt.Fprintf(r.stderr, "sockscope: write %s: %v\n", r.f.file, err)
 	}
+}
+
+func (r *recorder) listLocked() []recording.Container {
+	list := make([]recording.Container, 0, len(r.history))
+	for _, h := range r.history {
+		list = append(list, *h)
+	}
+	slices.SortFunc(list, func(a, b recording.Container) int { return strings.Compare(a.ID, b.ID) })
+	return list
+}
+
+// fullList is the containers block a rotated file starts with: what the recorder remembers.
+func (r *recorder) fullList() ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return json.Marshal(recording.Containers{List: r.listLocked()})
 }
 
 // targets are the namespaces to snapshot: the selected containers and pods (and --netns), or the
