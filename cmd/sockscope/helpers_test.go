@@ -283,7 +283,21 @@ func startTraceTo(t *testing.T, w func(*bytes.Buffer) io.Writer, args ...string)
 // startAttached starts `sockscope ARGS...` and waits for its "sockscope: attached" line.
 func startAttached(t *testing.T, w func(*bytes.Buffer) io.Writer, args ...string) *tracer {
 	t.Helper()
+	return startAttachedWith(t, w, nil, args...)
+}
+
+// startAttachedEnv is startAttached with more environment variables (NAME=VALUE).
+func startAttachedEnv(t *testing.T, env []string, args ...string) *tracer {
+	t.Helper()
+	return startAttachedWith(t, nil, env, args...)
+}
+
+func startAttachedWith(t *testing.T, w func(*bytes.Buffer) io.Writer, env []string, args ...string) *tracer {
+	t.Helper()
 	tr := &tracer{cmd: exec.Command(sockscopeBin, args...), done: make(chan struct{})}
+	if env != nil {
+		tr.cmd.Env = append(os.Environ(), env...)
+	}
 	tr.cmd.Stdout = &tr.stdout
 	if w != nil {
 		tr.cmd.Stdout = w(&tr.stdout)
@@ -333,6 +347,35 @@ func startAttached(t *testing.T, w func(*bytes.Buffer) io.Writer, args ...string
 	}
 	t.Logf("sockscope %v attached in %v", args, time.Since(start).Round(time.Millisecond))
 	return tr
+}
+
+// running reports whether the process has not exited yet.
+func (tr *tracer) running() bool {
+	select {
+	case <-tr.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// wait waits for the process to end by itself and returns how: stderr without its "attached"
+// line, so that a failure reads as from runSockscope.
+func (tr *tracer) wait(t *testing.T) cliResult {
+	t.Helper()
+	tr.cmd.Wait()
+	<-tr.done
+	var rest []string
+	for _, l := range lines(tr.errBuf.String()) {
+		if !strings.HasPrefix(l, "sockscope: attached") {
+			rest = append(rest, l)
+		}
+	}
+	stderr := strings.Join(rest, "\n")
+	if stderr != "" {
+		stderr += "\n"
+	}
+	return cliResult{stdout: tr.stdout.String(), stderr: stderr, code: tr.cmd.ProcessState.ExitCode()}
 }
 
 // interrupt sends SIGINT and waits for a clean exit; it returns stdout and stderr.

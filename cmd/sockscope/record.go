@@ -59,8 +59,8 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 	if f.duration < 0 {
 		return nil, false, usageError{fmt.Sprintf("--duration must not be negative, not %s", f.duration)}
 	}
-	if f.interval < 100*time.Millisecond {
-		return nil, false, usageError{fmt.Sprintf("--interval must be at least 100ms, not %s", f.interval)}
+	if f.interval < recording.MinInterval {
+		return nil, false, usageError{fmt.Sprintf("--interval must be at least %s, not %s", recording.MinInterval, f.interval)}
 	}
 	if *size != "" {
 		n, err := parseSize(*size)
@@ -230,8 +230,9 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	}
 	r.resolver = w
 	// Signals are caught before "attached" is said, so a stop right after it still ends the file.
+	// SIGHUP too: an SSH session that drops must leave a complete file, not one cut short.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	signal.Ignore(syscall.SIGPIPE)
 	fmt.Fprintf(stderr, "sockscope: attached, recording %s to %s (Ctrl-C to stop)\n", what, f.file)
@@ -367,8 +368,14 @@ func (r *recorder) run(ctx context.Context, sigs <-chan os.Signal) error {
 	evErr := make(chan error, 1)
 	go func() { evErr <- r.readEvents(ctx) }()
 
-	if err := r.snapshot(); err != nil {
+	// A failure ends the file with an end block that says why: what came before it reads.
+	fail := func(err error) error {
+		r.tracer.Detach()
+		r.sink.Close(time.Now(), "error: "+err.Error())
 		return err
+	}
+	if err := r.snapshot(); err != nil {
+		return fail(err)
 	}
 	tick := time.NewTicker(r.f.interval)
 	defer tick.Stop()
@@ -378,12 +385,10 @@ func (r *recorder) run(ctx context.Context, sigs <-chan os.Signal) error {
 		case reason = <-stop:
 		case err := <-evErr:
 			// The event reader only stops early on a write error.
-			r.tracer.Detach()
-			r.sink.Close(time.Now(), "error: "+err.Error())
-			return err
+			return fail(err)
 		case <-tick.C:
 			if err := r.snapshot(); err != nil {
-				return err
+				return fail(err)
 			}
 		}
 	}
@@ -391,10 +396,10 @@ func (r *recorder) run(ctx context.Context, sigs <-chan os.Signal) error {
 	r.tracer.Detach()
 	r.tracer.Flush()
 	if err := <-evErr; err != nil {
-		return err
+		return fail(err)
 	}
 	if err := r.snapshot(); err != nil {
-		return err
+		return fail(err)
 	}
 	if err := r.sink.Close(time.Now(), reason); err != nil {
 		return fmt.Errorf("write %s: %w", r.f.file, err)

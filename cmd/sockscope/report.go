@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/sockscope/sockscope/diagnose"
+	"github.com/sockscope/sockscope/recording"
 )
 
 func runReport(args []string, stdout, stderr io.Writer) error {
@@ -121,23 +124,30 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 	source := *read
 	if source == "" {
 		// Live: record to a temporary file for --duration, then diagnose that recording,
-		// so live and recorded diagnoses are one code path.
-		tmp, err := os.CreateTemp("", "sockscope-diagnose-*.rec")
+		// so live and recorded diagnoses are one code path. The file lives in a directory of
+		// its own (mode 0700, made with a name nobody can guess), created by record itself:
+		// nobody else can plant or read anything there. A signal (SIGHUP too) ends the watch
+		// early and finishes the file; the directory goes either way.
+		dir, err := os.MkdirTemp("", "sockscope-diagnose-*")
 		if err != nil {
 			return err
 		}
-		tmp.Close()
-		defer os.Remove(tmp.Name())
-		rf := &recordFlags{file: tmp.Name(), containers: *queries, netns: *netns, duration: *duration,
-			interval: *interval, force: true, syscalls: true, runtimes: rf}
-		if rf.interval < 100*time.Millisecond {
-			return usageError{fmt.Sprintf("--interval must be at least 100ms, not %s", rf.interval)}
+		defer os.RemoveAll(dir)
+		// Until the directory is gone no signal may end the process: record stops on the first
+		// one, and later ones (while the findings are made) are let pass.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		defer signal.Stop(sigs)
+		rf := &recordFlags{file: filepath.Join(dir, "live.rec"), containers: *queries, netns: *netns, duration: *duration,
+			interval: *interval, syscalls: true, runtimes: rf}
+		if rf.interval < recording.MinInterval {
+			return usageError{fmt.Sprintf("--interval must be at least %s, not %s", recording.MinInterval, rf.interval)}
 		}
 		fmt.Fprintf(stderr, "sockscope: watching for %s before diagnosing\n", *duration)
 		if err := record(rf, io.Discard, stderr); err != nil {
 			return err
 		}
-		source = tmp.Name()
+		source = rf.file
 		*queries, *netns = nil, nil // the recording holds only what was asked for
 	}
 	rec, closer, err := openRecording(source, budget)
