@@ -78,20 +78,27 @@ func (v *view) inNetns(ns uint32, cmd string) string {
 		return fmt.Sprintf("nsenter -t $(docker inspect -f '{{.State.Pid}}' %s) -n %s", shellQuote(c.Name), cmd)
 	}
 	if name := v.f.Meta.NetnsNames[ns]; name != "" {
-		return fmt.Sprintf("ip netns exec %s %s", name, cmd)
+		return fmt.Sprintf("ip netns exec %s %s", shellQuote(name), cmd)
 	}
 	return fmt.Sprintf("nsenter --net=/proc/PID/ns/net %s  # PID: any process in netns %d", cmd, ns)
 }
 
-// shellQuote quotes s for a POSIX shell when it holds anything but plain name characters, so a
-// name pasted into a verify command stays one word and runs nothing.
+// shellQuote quotes s for a shell when it holds anything but plain name characters, so that a
+// name pasted into a verify command stays one word and runs nothing: recorded names come from
+// whoever started the container or wrote the file. A name with characters a terminal would act
+// on (ESC, BEL, newlines, invisible formatting) is written in ANSI-C quotes ($'...', as bash,
+// zsh and ksh read them) with those characters escaped, so that the command shows nothing raw
+// and still names the container.
 func shellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:/@%+=,", r))
 	}) < 0 {
 		return s
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	if events.Printable(s) == s {
+		return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	}
+	return "$'" + strings.ReplaceAll(events.Printable(s), "'", `\'`) + "'"
 }
 
 func stamp(t time.Time) string { return t.UTC().Format("15:04:05") }
@@ -411,7 +418,7 @@ func (v *view) uncleanStop(s *nsState) []Finding {
 		f.Numbers["open_connections"] = float64(open)
 		f.Numbers["closed_at_stop"] = float64(fin + rst)
 		f.Numbers["reset_at_stop"] = float64(rst)
-		f.Verify = fmt.Sprintf("docker inspect -f '{{.State.ExitCode}} {{.Config.StopSignal}}' %s; docker events --since 1h --filter container=%s --filter event=kill", c.Name, c.Name)
+		f.Verify = fmt.Sprintf("docker inspect -f '{{.State.ExitCode}} {{.Config.StopSignal}}' %s; docker events --since 1h --filter %s --filter event=kill", shellQuote(c.Name), shellQuote("container="+c.Name))
 		f.Fix = "Handle SIGTERM: stop accepting, finish in-flight requests, then close the HTTP server, database pools and websockets before exiting, within the stop timeout. " +
 			"A shell as PID 1 (the shell form of CMD) does not pass SIGTERM on and PID 1 ignores it by default: use the exec form, exec the server, or run with --init; raise the timeout with docker stop -t or stop_grace_period if draining takes longer."
 		out = append(out, f)

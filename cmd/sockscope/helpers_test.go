@@ -209,7 +209,13 @@ type server struct {
 
 func (ns netns) serve(t *testing.T, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.name, tcploadBin, "serve"}, args...)...)
+	return ns.serveBin(t, tcploadBin, args...)
+}
+
+// serveBin is serve with tcpload at another path (a link with another name).
+func (ns netns) serveBin(t *testing.T, bin string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.name, bin, "serve"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -345,7 +351,7 @@ func startAttachedWith(t *testing.T, w func(*bytes.Buffer) io.Writer, env []stri
 	case <-time.After(20 * time.Second):
 		t.Fatalf("sockscope %v did not attach within 20s; stderr:\n%s", args, tr.errBuf.String())
 	}
-	t.Logf("sockscope %v attached in %v", args, time.Since(start).Round(time.Millisecond))
+	t.Logf("sockscope %q attached in %v", args, time.Since(start).Round(time.Millisecond))
 	return tr
 }
 

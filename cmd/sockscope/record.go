@@ -235,7 +235,7 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	signal.Ignore(syscall.SIGPIPE)
-	fmt.Fprintf(stderr, "sockscope: attached, recording %s to %s (Ctrl-C to stop)\n", what, f.file)
+	fmt.Fprintf(stderr, "sockscope: attached, recording %s to %s (Ctrl-C to stop)\n", events.Printable(what), events.Printable(f.file))
 	return r.run(ctx, sigs)
 }
 

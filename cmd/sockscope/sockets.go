@@ -113,7 +113,7 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 	for _, tg := range targets {
 		snap, err := it.Snapshot(tg.Path)
 		if errors.Is(err, loader.ErrNetnsGone) {
-			fmt.Fprintf(stderr, "sockscope: warning: %s exited while being listed; skipped\n", tg.Display())
+			fmt.Fprintf(stderr, "sockscope: warning: %s exited while being listed; skipped\n", events.Printable(tg.Display()))
 			continue
 		}
 		if err != nil {

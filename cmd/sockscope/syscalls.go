@@ -400,9 +400,9 @@ func (p *syscallPrinter) appendTables(out *strings.Builder, at time.Time, counts
 			}
 			switch b {
 			case "container":
-				c = append(c, r.container)
+				c = append(c, events.Printable(r.container))
 			case "comm":
-				c = append(c, r.comm)
+				c = append(c, events.Printable(r.comm))
 			case "pid":
 				c = append(c, strconv.FormatUint(uint64(r.pid), 10))
 			case "syscall":
@@ -443,7 +443,7 @@ func (p *syscallPrinter) appendTables(out *strings.Builder, at time.Time, counts
 		tw = tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
 		head(tw, "COUNT", "PATH")
 		for _, r := range topRows(paths, p.f.top) {
-			fmt.Fprintln(tw, strings.Join(append(cells(r), strconv.FormatUint(r.count, 10), r.path), "\t"))
+			fmt.Fprintln(tw, strings.Join(append(cells(r), strconv.FormatUint(r.count, 10), events.Printable(r.path)), "\t"))
 		}
 		tw.Flush()
 	}

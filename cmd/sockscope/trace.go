@@ -147,7 +147,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	fmt.Fprintf(stderr, "sockscope: attached, tracing %s (Ctrl-C to stop)\n", sc.Describe())
+	fmt.Fprintf(stderr, "sockscope: attached, tracing %s (Ctrl-C to stop)\n", events.Printable(sc.Describe()))
 	return traceLoop(ctx, tracer, w, f, sigs, stdout, stderr)
 }
 
