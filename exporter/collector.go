@@ -68,6 +68,9 @@ type Collector struct {
 
 	runtimes     map[containers.Info]*runtimeState // by kind and endpoint (Version cleared)
 	scrapeErrors uint64
+
+	smu      sync.Mutex
+	scraping *scrape // the read of the kernel in progress, if any
 }
 
 // New returns a collector counting nothing until SetNamespaces.
@@ -227,8 +230,48 @@ var (
 // unchecked, as client_golang allows.
 func (c *Collector) Describe(chan<- *prometheus.Desc) {}
 
-// Collect reads the kernel and sends the metrics of this scrape.
+// Collect reads the kernel and sends the metrics of this scrape. Scrapes that arrive while one
+// reads the kernel wait for it and get its metrics: reading the kernel is the cost, so two
+// Prometheus servers (an HA pair) scraping at once cost one read, and N concurrent scrapes do not
+// queue for N reads.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.smu.Lock()
+	if s := c.scraping; s != nil {
+		c.smu.Unlock()
+		<-s.done
+		for _, m := range s.metrics {
+			ch <- m
+		}
+		return
+	}
+	s := &scrape{done: make(chan struct{})}
+	c.scraping = s
+	c.smu.Unlock()
+	defer func() {
+		c.smu.Lock()
+		c.scraping = nil
+		c.smu.Unlock()
+		close(s.done)
+	}()
+	mine := make(chan prometheus.Metric, 256)
+	go func() {
+		defer close(mine)
+		c.collect(mine)
+	}()
+	for m := range mine {
+		s.metrics = append(s.metrics, m)
+		ch <- m
+	}
+}
+
+// scrape is one read of the kernel, shared by the scrapes that arrive while it runs.
+type scrape struct {
+	done    chan struct{}
+	metrics []prometheus.Metric
+}
+
+// collect reads the kernel and sends the metrics.
+func (c *Collector) collect(ch chan<- prometheus.Metric) {
 	start := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
