@@ -94,7 +94,7 @@ func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, erro
 	fs.IntVar(&f.syscallsTop, "syscalls.top", 20, "syscall series per container (and syscall/errno pairs); the rest add up in \"other\"")
 	fs.IntVar(&f.topRemotes, "top-remotes", 0, "also break sockets down by remote endpoint (address:port), the top K per container plus \"other\" (sockscope_tcp_remote_sockets); 0 = off")
 	fs.BoolVar(&f.bpfStats, "bpf-stats", false, "make the kernel keep run counts and run time of BPF programs (sockscope_bpf_program_*); costs about 20 ns per program run")
-	fs.Uint32Var(&f.maxNetns, "max-netns", 4096, "network namespaces counted at once")
+	fs.Uint32Var(&f.maxNetns, "max-netns", 4096, "network namespaces counted at once; past it, those seen last wait (sockscope_namespaces_untracked)")
 	fs.Uint32Var(&f.maxCounters, "max-counters", 65536, "in-kernel counters over all namespaces (about 40 per busy namespace)")
 	if helped, err := parseFlags(fs, args, stdout, "sockscope export [flags]\n\nA Prometheus exporter: TCP state transitions, connect outcomes and latency, sockets by state,\nretransmits and resets per container, counted in the kernel. Metrics at http://ADDRESS/metrics.", ""); err != nil || helped {
 		return nil, helped, err
@@ -159,7 +159,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	host := containers.Target{Name: containers.HostName, Inode: hostIno, Path: hostPath}
 	var fixed []exporter.Namespace
 	if f.host {
-		fixed = append(fixed, exporter.Namespace{Inode: hostIno, Name: containers.HostName, Path: hostPath})
+		fixed = append(fixed, exporter.Namespace{Inode: hostIno, Name: containers.HostName, Path: hostPath, Fixed: true})
 	}
 	for _, n := range f.netns {
 		name, arg, _ := strings.Cut(n, "=")
@@ -170,7 +170,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		if t.Path == "" {
 			return fmt.Errorf("--netns %s: no process lives in network namespace %d, so its sockets cannot be counted; give its path instead (e.g. %s=/run/netns/NAME)", n, t.Inode, name)
 		}
-		fixed = append(fixed, exporter.Namespace{Inode: t.Inode, Name: containers.Name{Name: name}, Path: t.Path})
+		fixed = append(fixed, exporter.Namespace{Inode: t.Inode, Name: containers.Name{Name: name}, Path: t.Path, Fixed: true})
 	}
 	// Listen before loading anything: a port in use is the commonest failure.
 	ln, err := net.Listen("tcp", f.listen)
@@ -199,16 +199,17 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer socks.Close()
-	k := exporter.Kernel{Counters: counters, Sockets: socks, TopRemotes: f.topRemotes}
+	k := exporter.Kernel{Counters: counters, Sockets: socks, TopRemotes: f.topRemotes, MaxNetns: int(f.maxNetns)}
 	if f.syscalls {
 		sc, err := loader.OpenSyscalls(loader.SyscallConfig{FilterNetns: true, ByNetns: true})
 		if err != nil {
 			return err
 		}
 		defer sc.Close()
-		k.Syscalls = exporter.NewSyscalls(sc, f.syscallsTop)
+		k.Syscalls = exporter.NewSyscalls(exporter.LoaderSyscalls(sc), f.syscallsTop)
 	}
 	coll := exporter.New(k, version, f.bpfStats)
+	coll.Warn = func(msg string) { fmt.Fprintf(stderr, "sockscope: warning: %s\n", events.Printable(msg)) }
 	src := &nsSources{coll: coll, fixed: fixed, host: hostIno, hostOn: f.host, stderr: stderr}
 	if err := src.publish(); err != nil {
 		return err
