@@ -62,7 +62,7 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 	if f.interval < recording.MinInterval {
 		return nil, false, usageError{fmt.Sprintf("--interval must be at least %s, not %s", recording.MinInterval, f.interval)}
 	}
-	if *size != "" {
+	if fs.Changed("max-size") { // an empty value is no size, not "no limit"
 		n, err := parseSize(*size)
 		if err != nil {
 			return nil, false, usageError{fmt.Sprintf("--max-size %q: %v", *size, err)}
