@@ -158,6 +158,7 @@ type loadResult struct {
 	OK       int            `json:"ok"`
 	Errors   map[string]int `json:"errors"`
 	Accepted int            `json:"accepted"`
+	Slow     int            `json:"slow"` // connects that took 10 ms or more
 }
 
 // tcpload runs `tcpload ARGS...` inside ns to completion and returns its summary.
