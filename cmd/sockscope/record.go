@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -269,13 +270,23 @@ func (r *recorder) update(running []containers.Container) {
 	r.writeContainers(now)
 }
 
-// died records a container's exit code and the daemon's time of it.
-func (r *recorder) died(id string, code int, at time.Time) {
+// died records a container's exit code and the daemon's time of it. A container that stopped
+// before any list showed it running (a crash loop on a busy host) joins the history from what the
+// runtime's events said: its name, image, start and exit.
+func (r *recorder) died(e containers.Exit) {
+	at := cmp.Or(e.At, time.Now()).UTC()
 	r.mu.Lock()
-	if h, ok := r.history[id]; ok {
-		h.ExitCode = code
-		h.Stopped = at.UTC()
-		r.changed[id] = true
+	if h, ok := r.history[e.ID]; ok {
+		h.ExitCode = e.ExitCode
+		h.Stopped = at
+		r.changed[e.ID] = true
+	} else if !e.Listed {
+		rc := recording.FromContainer(e.Container)
+		rc.Started = cmp.Or(e.Started, e.At, time.Now()).UTC()
+		rc.Stopped, rc.ExitCode = at, e.ExitCode
+		rc.Selected = slices.ContainsFunc(r.scope.Selected, func(s containers.Selector) bool { return s.Matches(e.Container) })
+		r.history[e.ID] = &rc
+		r.changed[e.ID] = true
 	}
 	r.mu.Unlock()
 	r.writeContainers(time.Now())
