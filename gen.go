@@ -7,3 +7,4 @@ package sockscope
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -go-package loader -output-dir loader -type sock_record -type owner_record sockets bpf/sockets.bpf.c -- -I bpf
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -go-package loader -output-dir loader -type sc_key -type sc_val -type err_key -type path_key syscalls bpf/syscalls.bpf.c -- -I bpf
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -go-package loader -output-dir loader -type counter_key export bpf/export.bpf.c -- -I bpf
+//go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -go-package loader -output-dir loader -type stack_sample stacks bpf/stacks.bpf.c -- -I bpf
