@@ -172,7 +172,7 @@ func TestWatcherReportsExitsOfContainersNeverListed(t *testing.T) {
 		{Changed: id, At: t0},
 		{Stopped: id, ExitCode: 2, At: t1, Name: "crash", Image: "busybox"},
 		{Stopped: id, ExitCode: 2, At: t1, Name: "crash", Image: "busybox"}, // reported again
-		{Stopped: "ffff000000000000", ExitCode: 1},                           // nothing known of it
+		{Stopped: "ffff000000000000", ExitCode: 1},                          // nothing known of it
 	} {
 		if err := w.apply(context.Background(), 0, e); err != nil {
 			t.Fatal(err)

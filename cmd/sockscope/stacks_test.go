@@ -192,7 +192,12 @@ func TestSyscallStacksNameJavaScriptFunctions(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { o.stdin.Close(); cmd.Process.Kill(); cmd.Wait(); os.Remove("/tmp/perf-" + strconv.Itoa(cmd.Process.Pid) + ".map") })
+	t.Cleanup(func() {
+		o.stdin.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
+		os.Remove("/tmp/perf-" + strconv.Itoa(cmd.Process.Pid) + ".map")
+	})
 	waitBlocked(t, cmd.Process.Pid)
 	c := startAttached(t, nil, "syscalls", "--stacks", "--syscall", "openat", "--pid", strconv.Itoa(cmd.Process.Pid), "-o", "folded", noDocker)
 	o.run(t)
