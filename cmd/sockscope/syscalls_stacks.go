@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -130,7 +131,7 @@ func (c *stackCollector) add(smp *loader.StackSample) {
 		return
 	}
 	if len(smp.Kernel) > 0 {
-		st.Frames = append(c.kern.Frames(smp.Kernel), st.Frames...)
+		st.Frames = append(kernelFrames(c.kern.Frames(smp.Kernel)), st.Frames...)
 	}
 	sys := events.SyscallName(runtime.GOARCH, smp.Nr)
 	var one stacks.Counts
@@ -145,15 +146,33 @@ func (c *stackCollector) add(smp *loader.StackSample) {
 	c.counts[key] = &stackRow{netns: smp.Netns, comm: smp.Comm, syscall: sys, counted: one.Sorted()[0]}
 }
 
+// kernelFrames leaves out the innermost kernel frames that are sockscope's own: the BPF program
+// and the tracepoint's path to it, down to the syscall's entry.
+func kernelFrames(fs []stacks.Frame) []stacks.Frame {
+	for i, f := range fs {
+		if f.Symbol == "syscall_trace_enter" || strings.HasPrefix(f.Symbol, "syscall_trace_enter.") {
+			return fs[i+1:]
+		}
+	}
+	for len(fs) > 0 && (strings.HasPrefix(fs[0].Symbol, "bpf_") || strings.HasPrefix(fs[0].Symbol, "__bpf_") || strings.HasPrefix(fs[0].Symbol, "__traceiter_")) {
+		fs = fs[1:]
+	}
+	return fs
+}
+
 // unwindFailure is the reason counted for a sample that could not be unwound, without the PID
 // that would make every process its own line.
 func unwindFailure(err error) string {
 	msg := err.Error()
-	if i := strings.Index(msg, ": "); i >= 0 && strings.HasPrefix(msg, "pid ") {
-		msg = msg[i+2:]
+	for _, gone := range []string{"no such file", "no mappings", "no such process"} {
+		if strings.Contains(msg, gone) {
+			return "the process exited before its first stack was read (its mappings are read from /proc then)"
+		}
 	}
-	return msg
+	return pidInMessage.ReplaceAllString(msg, "${1}PID")
 }
+
+var pidInMessage = regexp.MustCompile(`(process |/proc/)[0-9]+`)
 
 // stop detaches the sampler and waits until what it copied has been read.
 func (c *stackCollector) stop() {
