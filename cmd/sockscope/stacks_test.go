@@ -278,3 +278,23 @@ func TestSyscallStacksOfAContainerOnlyBinary(t *testing.T) {
 		t.Fatalf("%d of 300 stacks of container %s name write_temp_file, fill_directory and main:\n%s", named, ctr, stdout)
 	}
 }
+
+// The stacks of a Go program (frame pointers, no .eh_frame) in a netns, on every kernel of the
+// matrix: each of its fsync calls is attributed to main.doFsync, called by main.main, exactly.
+func TestSyscallStacksOfAGoProgram(t *testing.T) {
+	requireTracing(t)
+	const fsyncs = 200
+	ns := newNetns(t)
+	dir := t.TempDir()
+	c := startAttached(t, nil, "syscalls", "--stacks", "--syscall", "fsync", "--netns", ns.path, "-o", "folded", noDocker)
+	sh(t, "ip", "netns", "exec", ns.name, sysloadBin, "-dir", dir, "-fsync", strconv.Itoa(fsyncs))
+	stdout, stderr := c.interrupt(t)
+	m := foldedCounts(t, stdout)
+	total := 0
+	for _, n := range m {
+		total += n
+	}
+	if named := sumWhere(m, "sysload", "runtime.main", "main.main", "main.doFsync"); total != fsyncs || named != fsyncs {
+		t.Fatalf("%d fsync stacks, %d of them through main.main and main.doFsync; want %d of %d\n%s\n%s", total, named, fsyncs, fsyncs, stdout, stderr)
+	}
+}

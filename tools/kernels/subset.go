@@ -21,6 +21,7 @@ var matrixTests = []string{
 	"TestSocketsEqualSsInsideTheNetns",
 	"TestSocketsOwnersAreNamed",
 	"TestSyscallsCountExactlyWhatAProcessDid",
+	"TestSyscallStacksOfAGoProgram",
 	"TestExportCountsExactlyWhatANetnsDid",
 	"TestExportSyscallsCountExactlyWhatANetnsDid",
 	"TestRecordThenReplayGivesTheLiveOutput",
