@@ -38,6 +38,10 @@ type Target struct {
 	TopRemotes []RemoteCount   // by connects, most first
 	Syscalls   []SyscallCount  // by count, most first
 	Errors     []SyscallErrors // failures by syscall and errno, most first
+	// Stacks are the user stacks of its processes' syscalls (recorded with --stacks), most
+	// counted first; StacksOther counts the calls of the stacks left out.
+	Stacks      []StackCount
+	StacksOther uint64 `json:",omitempty"`
 }
 
 // NetnsFacts are the settings that explain port and connection incidents.

@@ -150,6 +150,7 @@ type view struct {
 	processes map[uint32]recording.Process    // the last of each process
 	syscalls  *loader.SyscallSnapshot         // the last
 	kills     map[uint32][]recording.Container
+	stacks    stackView
 }
 
 func endpoint(a events.Endpoint) string { return a.String() }
@@ -496,6 +497,10 @@ func Summarize(f *recording.File, source string, only map[uint32]bool, top int) 
 			v.addFacts(fa)
 			return nil
 		},
+		Stacks: func(_ time.Time, st *recording.Stacks) error {
+			v.stacks.add(st, v.only)
+			return nil
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -516,8 +521,13 @@ func Summarize(f *recording.File, source string, only map[uint32]bool, top int) 
 	if v.dropped > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d remote endpoints seen fewer than %d times were left out, to bound memory", v.dropped, v.dropFloor))
 	}
+	if n := v.stacks.note(); n != "" {
+		r.Notes = append(r.Notes, n)
+	}
 	for _, ns := range v.netns {
-		r.Targets = append(r.Targets, v.target(v.ns[ns], top))
+		t := v.target(v.ns[ns], top)
+		t.Stacks, t.StacksOther = v.stacks.top(ns, top)
+		r.Targets = append(r.Targets, t)
 	}
 	hostFirst := func(a, b Target) int {
 		ah, bh := a.Netns == f.Meta.HostNetns, b.Netns == f.Meta.HostNetns

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -296,5 +298,75 @@ func TestSyscallStacksOfAGoProgram(t *testing.T) {
 	}
 	if named := sumWhere(m, "sysload", "runtime.main", "main.main", "main.doFsync"); total != fsyncs || named != fsyncs {
 		t.Fatalf("%d fsync stacks, %d of them through main.main and main.doFsync; want %d of %d\n%s\n%s", total, named, fsyncs, fsyncs, stdout, stderr)
+	}
+}
+
+// Stacks in a recording: `record --stacks=openat` of a netns where a C program opens 300 files;
+// `report` lists the stack through write_temp_file with exactly 300 calls, its JSON holds the
+// same, and the HTML page draws it as a flame graph.
+func TestRecordedStacksReachTheReport(t *testing.T) {
+	requireTracing(t)
+	ns := newNetns(t)
+	dir := t.TempDir()
+	bin := buildOpener(t, dir, "opener-rec", "-O2", "-fomit-frame-pointer")
+	o := startOpener(t, "ip", "netns", "exec", ns.name, bin, dir)
+	time.Sleep(200 * time.Millisecond) // exec'd, blocked on stdin
+	rec, file := startRecord(t, "--netns", ns.path, "--stacks=openat", "--syscalls=false", noDocker)
+	o.run(t)
+	time.Sleep(600 * time.Millisecond) // one interval's stacks block, besides the last
+	stopRecord(t, rec)
+
+	var r struct {
+		Notes   []string
+		Targets []struct {
+			Netns  uint32
+			Stacks []struct {
+				Comm, Syscall string
+				Frames        []string
+				Count         uint64
+			}
+		}
+	}
+	out := runSockscope(t, "report", "-o", "json", file)
+	if out.code != 0 {
+		t.Fatalf("report -o json: exit %d\n%s", out.code, out.stderr)
+	}
+	if err := json.Unmarshal([]byte(out.stdout), &r); err != nil {
+		t.Fatal(err)
+	}
+	total, named := uint64(0), uint64(0)
+	for _, tg := range r.Targets {
+		for _, s := range tg.Stacks {
+			if tg.Netns != ns.inode || s.Comm != "opener-rec" || s.Syscall != "openat" {
+				t.Errorf("a stack of %s %s in netns %d", s.Comm, s.Syscall, tg.Netns)
+				continue
+			}
+			total += s.Count
+			if strings.Contains(strings.Join(s.Frames, ";"), "write_temp_file;fill_directory;main") {
+				named += s.Count
+			}
+		}
+	}
+	if total != 300 || named != 300 {
+		t.Fatalf("the report has %d openat stacks, %d through write_temp_file, fill_directory and main; want 300 of 300\n%s", total, named, out.stdout)
+	}
+	if !slices.Contains(r.Notes, "stacks: every call of openat (300)") {
+		t.Errorf("the report's notes do not say every openat call was unwound: %q", r.Notes)
+	}
+
+	text := runSockscope(t, "report", file)
+	if !strings.Contains(text.stdout, "  300  opener-rec  openat\n") || !strings.Contains(text.stdout, "      write_temp_file\n") {
+		t.Errorf("report's text does not show the stack:\n%s", text.stdout)
+	}
+	page := filepath.Join(dir, "report.html")
+	if h := runSockscope(t, "report", "--html", page, file); h.code != 0 {
+		t.Fatalf("report --html: exit %d\n%s", h.code, h.stderr)
+	}
+	b, err := os.ReadFile(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if html := string(b); !strings.Contains(html, `<svg class="flame"`) || !strings.Contains(html, "<title>write_temp_file: 300 (100.0%)</title>") || strings.Contains(html, "<script") {
+		t.Errorf("the HTML report has no flame graph with write_temp_file at 300 calls, or has a script")
 	}
 }

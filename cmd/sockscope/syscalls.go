@@ -186,7 +186,8 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	var col *stackCollector
 	if f.stacks {
 		// The sampler starts before the watcher, so the watcher's first namespaces reach it too.
-		if col, err = openStackCollector(f, sc, stderr); err != nil {
+		o := stackOptions{pid: f.pid, comms: f.comms, syscalls: f.syscalls, kernel: f.kernelStacks, rate: f.stackRate}
+		if col, err = openStackCollector(o, sc, stderr); err != nil {
 			return err
 		}
 		defer col.close()

@@ -18,6 +18,7 @@ import (
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/recording"
 	"github.com/sockscope/sockscope/stacks"
 )
 
@@ -59,19 +60,28 @@ func stackArch() (stacks.Arch, error) {
 	return 0, fmt.Errorf("--stacks: unwinding user stacks is implemented for x86_64 only, not %s", runtime.GOARCH)
 }
 
-func openStackCollector(f *syscallsFlags, sc *containers.Scope, stderr io.Writer) (*stackCollector, error) {
+// stackOptions select the calls whose stacks are collected (syscalls --stacks, record --stacks).
+type stackOptions struct {
+	pid      int
+	comms    []string
+	syscalls []string // names, checked by the caller
+	kernel   bool
+	rate     uint32 // per CPU per second, without a syscall or comm filter
+}
+
+func openStackCollector(o stackOptions, sc *containers.Scope, stderr io.Writer) (*stackCollector, error) {
 	arch, err := stackArch()
 	if err != nil {
 		return nil, err
 	}
-	cfg := loader.StackConfig{FilterNetns: sc.Filtered(), Netns: sc.FixedInodes(), Pid: uint32(f.pid), Comms: f.comms, KernelStacks: f.kernelStacks}
-	for _, name := range f.syscalls {
+	cfg := loader.StackConfig{FilterNetns: sc.Filtered(), Netns: sc.FixedInodes(), Pid: uint32(o.pid), Comms: o.comms, KernelStacks: o.kernel}
+	for _, name := range o.syscalls {
 		nr, _ := events.SyscallNumber(runtime.GOARCH, name)
 		cfg.Syscalls = append(cfg.Syscalls, nr)
 	}
 	exact := len(cfg.Syscalls) > 0 || len(cfg.Comms) > 0
 	if !exact {
-		cfg.RatePerCPU = f.stackRate
+		cfg.RatePerCPU = o.rate
 	}
 	s, err := loader.OpenStacks(cfg)
 	if err != nil {
@@ -79,7 +89,7 @@ func openStackCollector(f *syscallsFlags, sc *containers.Scope, stderr io.Writer
 	}
 	c := &stackCollector{s: s, u: stacks.New(stacks.Options{}), arch: arch, exact: exact, rate: cfg.RatePerCPU,
 		counts: map[string]*stackRow{}, unresolved: map[string]uint64{}, done: make(chan struct{})}
-	if f.kernelStacks {
+	if o.kernel {
 		if c.kern, err = stacks.LoadKallsyms("/proc/kallsyms"); err != nil {
 			fmt.Fprintf(stderr, "sockscope: warning: kernel frames will not be named: %v\n", err)
 		}
@@ -327,6 +337,29 @@ func (c *stackCollector) print(w io.Writer, stderr io.Writer, f *syscallsFlags) 
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
+}
+
+// recorded returns the stacks counted since the last take, as a recording's stacks block holds
+// them.
+func (c *stackCollector) recorded(syscalls []string) (recording.Stacks, error) {
+	rows, unresolved, st, err := c.take()
+	if err != nil {
+		return recording.Stacks{}, err
+	}
+	out := recording.Stacks{Exact: c.exact, Syscalls: syscalls, RatePerCPU: c.rate, Matched: st.Matched, Sampled: st.Sampled,
+		Lost: st.Lost, NotUnwound: unresolved, List: make([]recording.StackCount, 0, len(rows))}
+	for _, r := range rows {
+		sc := recording.StackCount{Netns: r.netns, Comm: r.comm, Syscall: r.syscall, Truncated: r.counted.Stack.Truncated, Count: r.counted.Count,
+			Frames: make([]string, len(r.counted.Stack.Frames))}
+		for i := range r.counted.Stack.Frames {
+			sc.Frames[i] = r.counted.Stack.Frames[i].Name()
+		}
+		out.List = append(out.List, sc)
+	}
+	if len(out.NotUnwound) == 0 {
+		out.NotUnwound = nil
+	}
+	return out, nil
 }
 
 // foldedLabel keeps a command name from splitting a folded line.
