@@ -211,9 +211,9 @@ type Stacks struct {
 	Exact      bool              `json:"exact"`
 	Syscalls   []string          `json:"syscalls,omitempty"` // the syscalls sampled; empty: every one
 	RatePerCPU uint32            `json:"rate_per_cpu,omitempty"`
-	Matched    uint64            `json:"matched"`           // calls that passed the filters
-	Sampled    uint64            `json:"sampled"`           // of those, copied
-	Lost       uint64            `json:"lost"`              // not copied: the ring buffer was full
+	Matched    uint64            `json:"matched"` // calls that passed the filters
+	Sampled    uint64            `json:"sampled"` // of those, copied
+	Lost       uint64            `json:"lost"`    // not copied: the ring buffer was full
 	NotUnwound map[string]uint64 `json:"not_unwound,omitempty"`
 	List       []StackCount      `json:"stacks"`
 }
