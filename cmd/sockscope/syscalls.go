@@ -92,7 +92,7 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 		return nil, false, usageError{"--kernel-stacks adds kernel frames to --stacks: add --stacks"}
 	}
 	if f.stacks && f.read != "" {
-		return nil, false, usageError{"--stacks are collected live; a recording (-r) holds no stacks yet"}
+		return nil, false, usageError{"--stacks are collected live; the stacks a recording holds (record --stacks) are in sockscope report FILE"}
 	}
 	if *stackRate < 1 {
 		return nil, false, usageError{fmt.Sprintf("--stack-rate must be at least 1, not %d", *stackRate)}
