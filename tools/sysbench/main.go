@@ -2,7 +2,8 @@
 // (tools/sysload), pinned to one CPU, in a network namespace of its own, timed by the loop
 // itself, alternating in one run between no tracer, sockscope counting another namespace (the
 // loop's calls leave at the netns check), sockscope counting the loop, the same with --latency,
-// and bpftrace's syscount.bt. `make bench` runs it; it needs root.
+// with --stacks (every call's stack copied, and a rate-limited sample), and bpftrace's
+// syscount.bt. `make bench` runs it; it needs root.
 package main
 
 import (
@@ -52,6 +53,15 @@ func main() {
 		}, "sockscope: attached"},
 		{"sockscope syscalls --latency, the loop counted", func(ns, other string) []string {
 			return []string{*sockscope, "syscalls", "--latency", "--netns", "/run/netns/" + ns, "--duration", "10m"}
+		}, "sockscope: attached"},
+		// Every getppid's registers and 16 KB of stack copied to the ring (and unwound on the
+		// other CPU, or counted lost when the ring is full): the in-kernel cost of exact stacks.
+		{"sockscope syscalls --stacks --syscall getppid, the loop counted", func(ns, other string) []string {
+			return []string{*sockscope, "syscalls", "--stacks", "--syscall", "getppid", "--netns", "/run/netns/" + ns, "--duration", "10m", "--runtime-endpoint", "none"}
+		}, "sockscope: attached"},
+		// No syscall filter: 200 stacks per CPU per second, the rest pass the rate check.
+		{"sockscope syscalls --stacks (sampled), the loop counted", func(ns, other string) []string {
+			return []string{*sockscope, "syscalls", "--stacks", "--netns", "/run/netns/" + ns, "--duration", "10m", "--runtime-endpoint", "none"}
 		}, "sockscope: attached"},
 	}
 	if p, err := exec.LookPath("syscount.bt"); err == nil {
