@@ -291,13 +291,20 @@ func (v *view) leakAtLimit(s *nsState, ep events.Endpoint, snaps []*cell, series
 	from, reached, last := snaps[len(snaps)-len(vals)].snapAt, snaps[len(snaps)-len(vals)+reach].snapAt, snaps[len(snaps)-1].snapAt
 	rise := reached.Sub(from).Round(time.Second)
 	f := v.finding("leak_at_limit", Critical, s.netns)
-	f.Summary = fmt.Sprintf("connections to %s rose from %d to %d in %s and held there, at the server's limit: %d new connects were turned away", d, first, ceiling, rise, turned)
+	f.Summary = fmt.Sprintf("connections to %s rose from %d to %d within %s and held there, at the server's limit: %d new connects were turned away", d, first, ceiling, rise, turned)
+	held := fmt.Sprintf("held at %d", ceiling)
+	if lo, hi := slices.Min(vals[reach:]), slices.Max(vals[reach:]); lo != hi {
+		held = fmt.Sprintf("held between %d and %d", lo, hi)
+	}
 	f.Evidence = []string{
-		fmt.Sprintf("ESTABLISHED connections to %s per snapshot: %s", d, joinInts(vals)),
-		fmt.Sprintf("from %d at %s to %d at %s, then %d to %d until %s (%d snapshots)", first, stamp(from), ceiling, stamp(reached), slices.Min(vals[reach:]), slices.Max(vals[reach:]), stamp(last), len(vals)-reach),
-		fmt.Sprintf("%d connects to %s were turned away: %d failed, %d were accepted and ended within %s of the handshake (%d of them closed by the server first, the rest by the client after the server's answer)",
-			turned, d, e.failures, e.quick, quickClose, e.quickByPeer),
+		fmt.Sprintf("ESTABLISHED connections to %s per snapshot, from the last without any: %s", d, joinInts(vals)),
+		fmt.Sprintf("%d at %s, %d at %s, then %s until %s (%d snapshots)", first, stamp(from), ceiling, stamp(reached), held, stamp(last), len(vals)-reach),
+		fmt.Sprintf("%d connects to %s were turned away: %d failed, %d were accepted and ended within %s of the handshake (%d closed by the server first, %d by the client)",
+			turned, d, e.failures, e.quick, quickClose, e.quickByPeer, e.quick-e.quickByPeer),
 		fmt.Sprintf("in the recording, %d connections to %s were opened and %d closed", e.opened, d, e.closed),
+	}
+	if vals[0] > 0 {
+		f.Evidence[0] = fmt.Sprintf("ESTABLISHED connections to %s per snapshot: %s", d, joinInts(vals))
 	}
 	if c := s.clients[ep]; len(c) > 0 {
 		f.Evidence = append(f.Evidence, "client side: "+ownersString(c))
@@ -315,7 +322,7 @@ func (v *view) leakAtLimit(s *nsState, ep events.Endpoint, snaps []*cell, series
 	f.Numbers["closed_by_server"] = float64(e.quickByPeer)
 	f.Numbers["opened"] = float64(e.opened)
 	host, port := splitEndpoint(d)
-	f.Verify = v.inNetns(s.netns, fmt.Sprintf("ss -tnp state established dst %s dport = :%s | tail -n +2 | wc -l  # stays at the ceiling; the server's log names its limit (PostgreSQL: too many clients, MySQL: Too many connections)", host, port))
+	f.Verify = v.inNetns(s.netns, fmt.Sprintf("ss -tnp state established dst %s dport = :%s | tail -n +2 | wc -l  # stays at the ceiling; the server's log names its limit (PostgreSQL: FATAL 53300, MySQL: 1040 Too many connections)", host, port))
 	f.Fix = "The client holds every connection it opens to " + d + " and the server's connection limit now refuses the rest: a pool that limits only idle connections opens without bound under load. " +
 		"Cap the client's open connections below the server's limit, summed over all its instances (Go database/sql: SetMaxOpenConns; HikariCP: maximumPoolSize; node mysql: connectionLimit), and check that every connection is returned or closed; " +
 		"see what the server holds (PostgreSQL: SELECT usename, application_name, client_addr, state, count(*) FROM pg_stat_activity GROUP BY 1, 2, 3, 4; MySQL: SHOW PROCESSLIST). Raising the server's limit (max_connections) only moves the wall."
