@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
@@ -172,5 +173,31 @@ func TestServerRefusals(t *testing.T) {
 				t.Errorf("got %v", f.Numbers)
 			}
 		})
+	}
+}
+
+// Owners are kept for a bounded number of endpoints, whatever a file holds: the first seen
+// keep theirs, later ones are named by no one.
+func TestOwnersAreBounded(t *testing.T) {
+	shrink(t, &maxOwned, 3)
+	r := newRecording()
+	for i := range 10 {
+		d := netip.AddrPortFrom(lo, uint16(9000+i))
+		c := events.Socket{State: events.StateEstablished, Family: syscall.AF_INET, Saddr: lo, Sport: uint16(40000 + i), Daddr: d.Addr(), Dport: d.Port(), Inode: uint32(1 + i)}
+		s := recording.SocketSnapshot{Time: t0.Add(time.Duration(i) * time.Second), Netns: testNetns, PortRange: [2]int{32768, 60999},
+			Records: events.EncodeSocket(&c), Owners: events.EncodeOwner(c.Inode, events.Owner{Pid: 7, Comm: "app"})}
+		r.Sockets = append(r.Sockets, s)
+	}
+	f, err := r.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newView(f, nil)
+	if err := f.Scan(recording.Visitor{Sockets: v.addSnapshot}); err != nil {
+		t.Fatal(err)
+	}
+	s := v.ns[testNetns]
+	if v.owned != 3 || len(s.clients)+len(v.servers) != 3 {
+		t.Errorf("owned %d: %d clients' and %d servers' endpoints kept, want 3 in all", v.owned, len(s.clients), len(v.servers))
 	}
 }

@@ -37,6 +37,9 @@ var (
 	// are one endpoint per connection (their ephemeral ports); past the bound the endpoints seen
 	// least are dropped, which no finding can be about.
 	maxEndpoints = 1 << 18
+	// maxOwned bounds the endpoints whose owning processes are kept (clients' destinations and
+	// servers' local endpoints, over all namespaces): the ones seen first keep theirs.
+	maxOwned = 1 << 14
 )
 
 const (
@@ -49,9 +52,7 @@ const (
 	maxFacts     = 1 << 17
 	// maxEnded bounds the connections counted around one container's stop.
 	maxEnded = 1 << 16
-	// maxOwned bounds the endpoints whose owning processes are kept (clients' destinations and
-	// servers' local endpoints, over all namespaces); maxOwners the processes named per endpoint.
-	maxOwned  = 1 << 14
+	// maxOwners is how many processes are named per endpoint.
 	maxOwners = 4
 	// quickClose is how soon after the handshake a connection's end counts as a refusal: a
 	// server at its limit accepts, answers with an error and closes within milliseconds, while
@@ -491,13 +492,16 @@ func (v *view) addOwners(s *nsState, socks []events.Socket, top []events.Endpoin
 		if d := (events.Endpoint{Addr: k.Daddr, Port: k.Dport}); want[d] {
 			add(clients, key{d, k.Comm}, k.Pid)
 		}
-		l := events.Endpoint{Addr: k.Saddr, Port: k.Sport}
-		local[l]++
-		add(servers, key{l, k.Comm}, k.Pid)
+		local[events.Endpoint{Addr: k.Saddr, Port: k.Sport}]++
 	}
 	busiest := map[events.Endpoint]bool{}
 	for _, ec := range topEndpointCounts(local, topEstablished) {
 		busiest[ec.Endpoint] = true
+	}
+	for _, k := range socks {
+		if l := (events.Endpoint{Addr: k.Saddr, Port: k.Sport}); k.State == events.StateEstablished && k.Pid != 0 && busiest[l] {
+			add(servers, key{l, k.Comm}, k.Pid)
+		}
 	}
 	collect := func(m map[key]*agg, keep map[events.Endpoint]bool, into map[events.Endpoint][]Owner) {
 		got := map[events.Endpoint][]Owner{}
