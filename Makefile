@@ -33,10 +33,12 @@ lint:
 test:
 	$(GO) test -count=1 -p 1 -timeout 40m ./...
 
-# Fuzz the recording reader (no root needed); the corpus seeds are in recording/testdata/fuzz.
+# Fuzz the recording reader, and report and diagnose end to end on what it reads (no root needed);
+# the seeds: recording/testdata/fuzz, internal/craft (the hostile recordings), diagnose/fuzz_test.go.
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test ./recording -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	$(GO) test ./diagnose -run '^$$' -fuzz FuzzReport -fuzztime $(FUZZTIME)
 
 # The benchmarks (root): a pinned loopback storm with and without `sockscope trace`, and
 # `sockscope sockets` against ss and netstat with 30,000 and 80,000 TIME_WAIT sockets; naming pods

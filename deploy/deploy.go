@@ -16,16 +16,21 @@ import (
 
 // Paths of the embedded files inside Files().
 const (
-	SystemdUnit  = "systemd/sockscope.service"
-	DaemonSet    = "kubernetes/daemonset.yaml"
-	PodMonitor   = "kubernetes/podmonitor.yaml"
-	ScrapeConfig = "prometheus/scrape.yml"
-	Rules        = "prometheus/rules.yml"
-	RulesTest    = "prometheus/rules_test.yml"
-	Dashboard    = "grafana/dashboard.json"
+	SystemdUnit = "systemd/sockscope.service"
+	DaemonSet   = "kubernetes/daemonset.yaml"
+	PodMonitor  = "kubernetes/podmonitor.yaml"
+	// WebConfig and WebConfigPatch are the example of TLS and basic auth: a Secret with the
+	// web configuration, and a patch of DaemonSet that mounts it.
+	WebConfig      = "kubernetes/web-config.yaml"
+	WebConfigPatch = "kubernetes/daemonset-web-config.yaml"
+	ScrapeConfig   = "prometheus/scrape.yml"
+	Rules          = "prometheus/rules.yml"
+	RulesTest      = "prometheus/rules_test.yml"
+	Dashboard      = "grafana/dashboard.json"
 )
 
 //go:embed systemd/sockscope.service kubernetes/daemonset.yaml kubernetes/podmonitor.yaml
+//go:embed kubernetes/web-config.yaml kubernetes/daemonset-web-config.yaml
 //go:embed prometheus/scrape.yml prometheus/rules.yml prometheus/rules_test.yml
 //go:embed grafana/dashboard.json
 var files embed.FS

@@ -32,7 +32,7 @@ func read(t *testing.T, name string) []byte {
 
 // The files on disk are the ones embedded (the test runs in the package directory).
 func TestEmbeddedMatchDisk(t *testing.T) {
-	for _, name := range []string{SystemdUnit, DaemonSet, PodMonitor, ScrapeConfig, Rules, RulesTest, Dashboard} {
+	for _, name := range []string{SystemdUnit, DaemonSet, PodMonitor, WebConfig, WebConfigPatch, ScrapeConfig, Rules, RulesTest, Dashboard} {
 		disk, err := os.ReadFile(filepath.FromSlash(name))
 		if err != nil {
 			t.Fatal(err)
@@ -168,8 +168,13 @@ func TestDaemonSet(t *testing.T) {
 	if len(c.Args) == 0 || c.Args[0] != "export" {
 		t.Errorf("args %q must start with export", c.Args)
 	}
-	if !slices.Contains(c.Args, "--web.listen-address=:9890") {
-		t.Errorf("args %q: want --web.listen-address=:9890", c.Args)
+	// The node IP only, not every interface of the node (the pod has the node's network).
+	if !slices.Contains(c.Args, "--web.listen-address=$(NODE_IP):9890") {
+		t.Errorf("args %q: want --web.listen-address=$(NODE_IP):9890", c.Args)
+	}
+	if i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "NODE_IP" }); i < 0 || c.Env[i].ValueFrom == nil ||
+		c.Env[i].ValueFrom.FieldRef == nil || c.Env[i].ValueFrom.FieldRef.FieldPath != "status.hostIP" {
+		t.Errorf("env %+v: want NODE_IP from the field status.hostIP", c.Env)
 	}
 
 	sc := c.SecurityContext
@@ -205,8 +210,8 @@ func TestDaemonSet(t *testing.T) {
 			t.Errorf("%s probe: want an httpGet probe", name)
 			continue
 		}
-		if p.HTTPGet.Path != "/metrics" || p.HTTPGet.Port.String() != "metrics" {
-			t.Errorf("%s probe: GET %s on port %s, want /metrics on port metrics", name, p.HTTPGet.Path, p.HTTPGet.Port.String())
+		if p.HTTPGet.Path != "/-/healthy" || p.HTTPGet.Port.String() != "metrics" {
+			t.Errorf("%s probe: GET %s on port %s, want /-/healthy (no scrape) on port metrics", name, p.HTTPGet.Path, p.HTTPGet.Port.String())
 		}
 	}
 	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {

@@ -344,7 +344,7 @@ func TestDeployUsesExportedMetrics(t *testing.T) {
 	}
 
 	mention := regexp.MustCompile(`\bsockscope_[a-z_]+`)
-	for _, name := range []string{DaemonSet, PodMonitor, ScrapeConfig, Rules, RulesTest, Dashboard, SystemdUnit, "README.md"} {
+	for _, name := range []string{DaemonSet, PodMonitor, WebConfig, WebConfigPatch, ScrapeConfig, Rules, RulesTest, Dashboard, SystemdUnit, "README.md"} {
 		b, err := os.ReadFile(filepath.FromSlash(name))
 		if err != nil {
 			t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/recording"
 )
 
 // Thresholds of the detectors. A finding needs numbers well beyond noise: these are the points
@@ -41,13 +40,14 @@ const (
 func (v *view) detect() []Finding {
 	var out []Finding
 	for _, ns := range v.netns {
-		out = append(out, v.portExhaustion(ns)...)
-		out = append(out, v.connectionLeak(ns)...)
+		s := v.ns[ns]
+		out = append(out, v.portExhaustion(s)...)
+		out = append(out, v.connectionLeak(s)...)
 		out = append(out, v.fdLimit(ns)...)
-		out = append(out, v.refusals(ns)...)
-		out = append(out, v.resets(ns)...)
-		out = append(out, v.retransmits(ns)...)
-		out = append(out, v.uncleanStop(ns)...)
+		out = append(out, v.refusals(s)...)
+		out = append(out, v.resets(s)...)
+		out = append(out, v.retransmits(s)...)
+		out = append(out, v.uncleanStop(s)...)
 	}
 	slices.SortStableFunc(out, func(a, b Finding) int {
 		return cmp.Or(cmp.Compare(b.Severity, a.Severity), strings.Compare(a.Container, b.Container), strings.Compare(a.Kind, b.Kind))
@@ -63,7 +63,7 @@ func (v *view) finding(kind string, sev Severity, ns uint32) Finding {
 // inNetns is how a person runs cmd in the namespace: through the container's PID, by the
 // namespace's name, or directly on the host.
 func (v *view) inNetns(ns uint32, cmd string) string {
-	if ns == v.rec.Meta.HostNetns {
+	if ns == v.f.Meta.HostNetns {
 		return cmd
 	}
 	if c, ok := v.container(ns); ok {
@@ -77,64 +77,41 @@ func (v *view) inNetns(ns uint32, cmd string) string {
 		}
 		return fmt.Sprintf("nsenter -t $(docker inspect -f '{{.State.Pid}}' %s) -n %s", shellQuote(c.Name), cmd)
 	}
-	if name := v.rec.Meta.NetnsNames[ns]; name != "" {
-		return fmt.Sprintf("ip netns exec %s %s", name, cmd)
+	if name := v.f.Meta.NetnsNames[ns]; name != "" {
+		return fmt.Sprintf("ip netns exec %s %s", shellQuote(name), cmd)
 	}
 	return fmt.Sprintf("nsenter --net=/proc/PID/ns/net %s  # PID: any process in netns %d", cmd, ns)
 }
 
-// shellQuote quotes s for a POSIX shell when it holds anything but plain name characters, so a
-// name pasted into a verify command stays one word and runs nothing.
+// shellQuote quotes s for a shell when it holds anything but plain name characters, so that a
+// name pasted into a verify command stays one word and runs nothing: recorded names come from
+// whoever started the container or wrote the file. A name with characters a terminal would act
+// on (ESC, BEL, newlines, invisible formatting) is written in ANSI-C quotes ($'...', as bash,
+// zsh and ksh read them) with those characters escaped, so that the command shows nothing raw
+// and still names the container.
 func shellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.:/@%+=,", r))
 	}) < 0 {
 		return s
 	}
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	if events.Printable(s) == s {
+		return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+	}
+	return "$'" + strings.ReplaceAll(events.Printable(s), "'", `\'`) + "'"
 }
 
 func stamp(t time.Time) string { return t.UTC().Format("15:04:05") }
 
-// portUse is the most ephemeral ports held towards one destination in any snapshot.
-type portUse struct {
-	events.PortUse
-	timeWait  int // of them in TIME_WAIT
-	at        time.Time
-	portRange [2]int
-	twReuse   int
-}
-
-func peakPortUse(snaps []snapshot) (portUse, bool) {
-	var best portUse
-	found := false
-	for _, sn := range snaps {
-		if sn.sum.PortRange[0] <= 0 || len(sn.sum.PortUse) == 0 {
-			continue
-		}
-		top := sn.sum.PortUse[0] // most used first
-		if !found || top.Used > best.Used {
-			best = portUse{top, count(sn.sum.TimeWait, top.Endpoint), sn.at, sn.sum.PortRange, sn.sum.TWReuse}
-			found = true
-		}
-	}
-	return best, found
-}
-
-func (v *view) portExhaustion(ns uint32) []Finding {
+func (v *view) portExhaustion(s *nsState) []Finding {
 	failed := map[string]int{}
-	var first time.Time
-	total := 0
-	for _, te := range v.events[ns] {
-		if te.e.Kind&events.KindConnect != 0 && te.e.Errno == syscall.EADDRNOTAVAIL {
-			failed[endpoint(te.e.Daddr, te.e.Dport)]++
-			total++
-			if first.IsZero() {
-				first = te.at
-			}
+	for ep, e := range s.eps {
+		if e.eaddrnotavail > 0 {
+			failed[endpoint(ep)] = e.eaddrnotavail
 		}
 	}
-	peak, havePeak := peakPortUse(v.sockets[ns])
+	total, first := s.eaddr, s.eaddrAt
+	peak, havePeak := s.peak, s.hasPeak
 	share := 0.0
 	if havePeak {
 		share = float64(peak.Used) / float64(peak.Range)
@@ -142,7 +119,7 @@ func (v *view) portExhaustion(ns uint32) []Finding {
 	if total == 0 && share < portUseWarn {
 		return nil
 	}
-	f := v.finding("port_exhaustion", Critical, ns)
+	f := v.finding("port_exhaustion", Critical, s.netns)
 	if total == 0 {
 		f.Severity = Warning
 	}
@@ -165,7 +142,7 @@ func (v *view) portExhaustion(ns uint32) []Finding {
 		f.Numbers["tw_reuse"] = float64(peak.twReuse)
 	}
 	host, port := splitEndpoint(dest)
-	f.Verify = v.inNetns(ns, fmt.Sprintf("ss -tan state time-wait dst %s dport = :%s | wc -l; sysctl net.ipv4.ip_local_port_range net.ipv4.tcp_tw_reuse", host, port))
+	f.Verify = v.inNetns(s.netns, fmt.Sprintf("ss -tan state time-wait dst %s dport = :%s | wc -l; sysctl net.ipv4.ip_local_port_range net.ipv4.tcp_tw_reuse", host, port))
 	f.Fix = "Each (local address, local port, remote address, remote port) is unique, so with one destination the ephemeral range is the limit, and whoever closes first keeps the port in TIME_WAIT for 60 s. " +
 		"Best: keep-alive connections (a pool) to " + dest + " instead of one connection per request. " +
 		"Then: widen net.ipv4.ip_local_port_range (e.g. \"10240 65535\") and set net.ipv4.tcp_tw_reuse=1 (needs tcp_timestamps) in the namespace, e.g. docker run --sysctl net.ipv4.ip_local_port_range=\"10240 65535\" --sysctl net.ipv4.tcp_tw_reuse=1; settings made by hand are lost on the next deployment."
@@ -183,65 +160,56 @@ func topKey(m map[string]int) string {
 	return best
 }
 
-func (v *view) connectionLeak(ns uint32) []Finding {
-	snaps := v.sockets[ns]
+func (v *view) connectionLeak(s *nsState) []Finding {
+	snaps := s.snapshots()
 	if len(snaps) < leakMinSnapshots {
 		return nil
 	}
-	series := map[string][]int{}
+	series := map[events.Endpoint][]int{}
 	for i, sn := range snaps {
-		for _, ec := range sn.sum.Established {
-			d := ec.Endpoint.String()
-			if series[d] == nil {
-				series[d] = make([]int, len(snaps))
+		for _, ec := range sn.est {
+			if series[ec.Endpoint] == nil {
+				series[ec.Endpoint] = make([]int, len(snaps))
 			}
-			series[d][i] = ec.Count
+			series[ec.Endpoint][i] = ec.Count
 		}
 	}
 	var out []Finding
-	dests := make([]string, 0, len(series))
+	dests := make([]events.Endpoint, 0, len(series))
 	for d := range series {
 		dests = append(dests, d)
 	}
-	slices.Sort(dests)
-	for _, d := range dests {
-		s := series[d]
+	slices.SortFunc(dests, func(a, b events.Endpoint) int { return strings.Compare(a.String(), b.String()) })
+	for _, ep := range dests {
+		d := endpoint(ep)
+		series := series[ep]
 		// From the first snapshot that had any, the count never falls and keeps growing.
-		start := slices.IndexFunc(s, func(n int) bool { return n > 0 })
-		s = s[start:]
-		if len(s) < leakMinSnapshots {
+		start := slices.IndexFunc(series, func(n int) bool { return n > 0 })
+		series = series[start:]
+		if len(series) < leakMinSnapshots {
 			continue
 		}
-		first, last := s[0], s[len(s)-1]
+		first, last := series[0], series[len(series)-1]
 		rising := true
-		for i := 1; i < len(s); i++ {
-			if s[i] < s[i-1] {
+		for i := 1; i < len(series); i++ {
+			if series[i] < series[i-1] {
 				rising = false
 			}
 		}
 		// No plateau: the last third of the snapshots still adds connections.
-		tail := s[len(s)-1-len(s)/3]
+		tail := series[len(series)-1-len(series)/3]
 		if !rising || last < leakFactor*first || last-first < leakMinGrowth || last <= tail {
 			continue
 		}
-		f := v.finding("connection_leak", Warning, ns)
-		from, to := snaps[len(snaps)-len(s)].at, snaps[len(snaps)-1].at
+		f := v.finding("connection_leak", Warning, s.netns)
+		from, to := snaps[len(snaps)-len(series)].snapAt, snaps[len(snaps)-1].snapAt
 		opened, closed := 0, 0
-		for _, te := range v.events[ns] {
-			e := &te.e
-			if endpoint(e.Daddr, e.Dport) != d || e.Kind&events.KindState == 0 {
-				continue
-			}
-			if e.OldState == events.StateSynSent && e.NewState == events.StateEstablished {
-				opened++
-			}
-			if e.OldState == events.StateEstablished && e.NewState != events.StateEstablished {
-				closed++
-			}
+		if e := s.eps[ep]; e != nil {
+			opened, closed = e.opened, e.closed
 		}
 		f.Summary = fmt.Sprintf("connections to %s grow without plateau: %d -> %d ESTABLISHED in %s", d, first, last, to.Sub(from).Round(time.Second))
 		f.Evidence = []string{
-			fmt.Sprintf("ESTABLISHED connections to %s per snapshot: %s", d, joinInts(s)),
+			fmt.Sprintf("ESTABLISHED connections to %s per snapshot: %s", d, joinInts(series)),
 			fmt.Sprintf("in the recording, %d connections to %s were opened and %d closed", opened, d, closed),
 		}
 		f.Numbers["first"] = float64(first)
@@ -249,7 +217,7 @@ func (v *view) connectionLeak(ns uint32) []Finding {
 		f.Numbers["opened"] = float64(opened)
 		f.Numbers["closed"] = float64(closed)
 		host, port := splitEndpoint(d)
-		f.Verify = v.inNetns(ns, fmt.Sprintf("ss -tn state established dst %s dport = :%s | tail -n +2 | wc -l  # run it twice, a minute apart", host, port))
+		f.Verify = v.inNetns(s.netns, fmt.Sprintf("ss -tn state established dst %s dport = :%s | tail -n +2 | wc -l  # run it twice, a minute apart", host, port))
 		f.Fix = "The client opens connections to " + d + " faster than it closes them: a pool that limits only idle connections still opens without bound under load. " +
 			"Cap the open connections, not only the idle ones (Go database/sql: SetMaxOpenConns; HikariCP: maximumPoolSize; node mysql: connectionLimit), and check that every connection is returned or closed."
 		out = append(out, f)
@@ -275,7 +243,7 @@ func splitEndpoint(ep string) (host, port string) {
 }
 
 func (v *view) fdLimit(ns uint32) []Finding {
-	if len(v.rec.Syscalls) == 0 {
+	if v.syscalls == nil {
 		return nil
 	}
 	type proc struct {
@@ -284,9 +252,8 @@ func (v *view) fdLimit(ns uint32) []Finding {
 	}
 	fails := map[proc]map[string]uint64{} // errno name -> count
 	calls := map[proc]map[string]uint64{} // syscall -> count
-	last := v.rec.Syscalls[len(v.rec.Syscalls)-1].Value
-	arch := v.rec.Meta.Arch
-	for _, e := range last.Errors {
+	arch := v.f.Meta.Arch
+	for _, e := range v.syscalls.Errors {
 		if e.Netns != ns || e.Errno != syscall.EMFILE && e.Errno != syscall.ENFILE {
 			continue
 		}
@@ -316,7 +283,7 @@ func (v *view) fdLimit(ns uint32) []Finding {
 		slices.Sort(parts)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (pid %d): %d calls failed with EMFILE and %d with ENFILE (%s)", p.comm, p.pid, emfile, enfile, strings.Join(parts, ", ")))
 		limit := ""
-		if pr, ok := v.process(p.pid); ok {
+		if pr, ok := v.processes[p.pid]; ok {
 			f.Numbers["nofile_soft"] = float64(pr.NofileSoft)
 			f.Numbers["nofile_hard"] = float64(pr.NofileHard)
 			f.Numbers["fds"] = float64(pr.Fds)
@@ -344,23 +311,11 @@ func limitString(n int64) string {
 	return fmt.Sprint(n)
 }
 
-// process returns the last recorded facts of a process.
-func (v *view) process(pid uint32) (recording.Process, bool) {
-	for i := len(v.rec.Facts) - 1; i >= 0; i-- {
-		for _, p := range v.rec.Facts[i].Value.Processes {
-			if p.Pid == pid {
-				return p, true
-			}
-		}
-	}
-	return recording.Process{}, false
-}
-
-func (v *view) refusals(ns uint32) []Finding {
+func (v *view) refusals(s *nsState) []Finding {
 	refused := map[string]int{}
-	for _, te := range v.events[ns] {
-		if te.e.Kind&events.KindConnect != 0 && te.e.Errno == syscall.ECONNREFUSED {
-			refused[endpoint(te.e.Daddr, te.e.Dport)]++
+	for ep, e := range s.eps {
+		if e.refused > 0 {
+			refused[endpoint(ep)] = e.refused
 		}
 	}
 	var out []Finding
@@ -369,7 +324,7 @@ func (v *view) refusals(ns uint32) []Finding {
 		if n < refusedMin {
 			continue
 		}
-		f := v.finding("connect_refused", Warning, ns)
+		f := v.finding("connect_refused", Warning, s.netns)
 		f.Summary = fmt.Sprintf("%d connects to %s were refused (ECONNREFUSED)", n, d)
 		f.Evidence = []string{fmt.Sprintf("%d connect() calls to %s failed with ECONNREFUSED: nothing listens there, or its accept queue overflowed with tcp_abort_on_overflow", n, d)}
 		f.Numbers["refused"] = float64(n)
@@ -381,16 +336,11 @@ func (v *view) refusals(ns uint32) []Finding {
 	return out
 }
 
-func (v *view) resets(ns uint32) []Finding {
+func (v *view) resets(s *nsState) []Finding {
 	resets, conns := map[string]int{}, map[string]int{}
-	for _, te := range v.events[ns] {
-		e := &te.e
-		d := endpoint(e.Daddr, e.Dport)
-		if isReset(e) {
-			resets[d]++
-		}
-		if e.Kind&events.KindState != 0 && e.NewState == events.StateEstablished {
-			conns[d]++
+	for ep, e := range s.eps {
+		if e.resets > 0 {
+			resets[endpoint(ep)], conns[endpoint(ep)] = e.resets, e.established
 		}
 	}
 	var out []Finding
@@ -399,113 +349,79 @@ func (v *view) resets(ns uint32) []Finding {
 		if n < resetMin || float64(n) < resetShare*float64(max(conns[d], n)) {
 			continue
 		}
-		f := v.finding("reset_storm", Warning, ns)
+		f := v.finding("reset_storm", Warning, s.netns)
 		f.Summary = fmt.Sprintf("%d connections with %s were cut by resets", n, d)
 		f.Evidence = []string{fmt.Sprintf("%d connections with %s went from ESTABLISHED or CLOSE_WAIT straight to CLOSE; %d connections with it were established in the recording", n, d, conns[d])}
 		f.Numbers["resets"] = float64(n)
 		f.Numbers["established"] = float64(conns[d])
-		f.Verify = v.inNetns(ns, "nstat -az TcpEstabResets TcpOutRsts TcpExtTCPAbortOnData TcpExtTCPAbortOnClose")
+		f.Verify = v.inNetns(s.netns, "nstat -az TcpEstabResets TcpOutRsts TcpExtTCPAbortOnData TcpExtTCPAbortOnClose")
 		f.Fix = "A peer (or a middlebox) aborts connections: look for a process closing sockets with unread data, SO_LINGER 0, a restarting upstream, or idle timeouts shorter on one side than the other."
 		out = append(out, f)
 	}
 	return out
 }
 
-func (v *view) retransmits(ns uint32) []Finding {
-	peak, peakDest := 0, ""
-	var peakAt time.Time
-	for _, sn := range v.sockets[ns] {
-		n := map[string]int{}
-		for _, k := range sn.socks {
-			if k.Retransmits > 0 && k.Dport != 0 {
-				n[endpoint(k.Daddr, k.Dport)]++
-			}
-		}
-		for _, d := range sortedKeys(n) {
-			if n[d] > peak {
-				peak, peakDest, peakAt = n[d], d, sn.at
-			}
-		}
-	}
+func (v *view) retransmits(s *nsState) []Finding {
+	peak, peakDest, peakAt := s.retrans, s.retransDest, s.retransAt
 	if peak < retransMin {
 		return nil
 	}
-	f := v.finding("retransmits", Warning, ns)
+	f := v.finding("retransmits", Warning, s.netns)
 	f.Summary = fmt.Sprintf("%d connections to %s were retransmitting at once", peak, peakDest)
 	f.Evidence = []string{fmt.Sprintf("at %s, %d sockets to %s had unacknowledged retransmissions", stamp(peakAt), peak, peakDest)}
 	f.Numbers["sockets"] = float64(peak)
 	host, port := splitEndpoint(peakDest)
-	f.Verify = v.inNetns(ns, fmt.Sprintf("ss -tni dst %s dport = :%s | grep -o 'retrans:[0-9/]*'", host, port))
+	f.Verify = v.inNetns(s.netns, fmt.Sprintf("ss -tni dst %s dport = :%s | grep -o 'retrans:[0-9/]*'", host, port))
 	f.Fix = "Packets to " + peakDest + " are lost or the peer stopped answering: check the path (MTU, drops, rate limits) and the peer's load; a full accept queue also drops SYNs."
 	return []Finding{f}
 }
 
-func (v *view) uncleanStop(ns uint32) []Finding {
+func (v *view) uncleanStop(s *nsState) []Finding {
 	var out []Finding
-	seen := map[string]bool{}
-	for _, s := range v.rec.Containers {
-		for _, c := range s.Value.List {
-			if c.Netns != ns || c.Stopped.IsZero() || seen[c.ID] {
-				continue
+	snaps := s.snapshots()
+	for _, k := range s.kills {
+		c := k.c
+		// Connections open just before the stop: the last snapshot before it.
+		open, snapAt := 0, time.Time{}
+		for _, sn := range snaps {
+			if sn.snapAt.After(c.Stopped) {
+				break
 			}
-			seen[c.ID] = true
-			// Connections open just before the stop: the last snapshot before it.
-			open, snapAt := 0, time.Time{}
-			for _, sn := range v.sockets[ns] {
-				if sn.at.After(c.Stopped) {
-					break
-				}
-				open = sn.sum.ByState[events.StateEstablished] + sn.sum.ByState[events.StateCloseWait]
-				snapAt = sn.at
-			}
-			// Connections that ended at the stop, each socket once: by FIN or by reset.
-			type conn struct {
-				s, d string
-			}
-			ended := map[conn]bool{} // true: reset
-			for _, te := range v.events[ns] {
-				if te.at.Before(c.Stopped.Add(-stopWindow)) || te.at.After(c.Stopped.Add(stopWindow)) {
-					continue
-				}
-				e := &te.e
-				if e.Kind&events.KindState == 0 || e.OldState != events.StateEstablished && e.OldState != events.StateCloseWait {
-					continue
-				}
-				k := conn{endpoint(e.Saddr, e.Sport), endpoint(e.Daddr, e.Dport)}
-				ended[k] = ended[k] || e.NewState == events.StateClose
-			}
-			fin, rst := 0, 0
-			for _, reset := range ended {
-				if reset {
-					rst++
-				} else {
-					fin++
-				}
-			}
-			if c.ExitCode != exitKilled || open == 0 && fin+rst == 0 {
-				continue
-			}
-			f := v.finding("unclean_stop", Warning, ns)
-			if c.K8sPod == "" {
-				f.Container = c.Name // a pod's finding stays the pod's; its summary names the container
-			}
-			f.Summary = fmt.Sprintf("%s was killed at %s with %d connections open: it did not shut down on SIGTERM", c.Name, stamp(c.Stopped), open)
-			f.Evidence = []string{
-				fmt.Sprintf("it stopped at %s with exit code %d: SIGKILL, sent when the stop timeout passed without the container exiting on SIGTERM", stamp(c.Stopped), c.ExitCode),
-			}
-			if !snapAt.IsZero() {
-				f.Evidence = append(f.Evidence, fmt.Sprintf("the last snapshot before the stop (%s) had %d connections ESTABLISHED or CLOSE_WAIT", stamp(snapAt), open))
-			}
-			f.Evidence = append(f.Evidence, fmt.Sprintf("within %s of the stop, %d connections ended: %d closed by the kernel with FIN, %d reset", stopWindow, fin+rst, fin, rst))
-			f.Numbers["exit_code"] = float64(c.ExitCode)
-			f.Numbers["open_connections"] = float64(open)
-			f.Numbers["closed_at_stop"] = float64(fin + rst)
-			f.Numbers["reset_at_stop"] = float64(rst)
-			f.Verify = fmt.Sprintf("docker inspect -f '{{.State.ExitCode}} {{.Config.StopSignal}}' %s; docker events --since 1h --filter container=%s --filter event=kill", c.Name, c.Name)
-			f.Fix = "Handle SIGTERM: stop accepting, finish in-flight requests, then close the HTTP server, database pools and websockets before exiting, within the stop timeout. " +
-				"A shell as PID 1 (the shell form of CMD) does not pass SIGTERM on and PID 1 ignores it by default: use the exec form, exec the server, or run with --init; raise the timeout with docker stop -t or stop_grace_period if draining takes longer."
-			out = append(out, f)
+			open = int(sn.states[events.StateEstablished] + sn.states[events.StateCloseWait])
+			snapAt = sn.snapAt
 		}
+		// Connections that ended at the stop, each socket once: by FIN or by reset.
+		fin, rst := 0, 0
+		for _, reset := range k.ended {
+			if reset {
+				rst++
+			} else {
+				fin++
+			}
+		}
+		if open == 0 && fin+rst == 0 {
+			continue
+		}
+		f := v.finding("unclean_stop", Warning, s.netns)
+		if c.K8sPod == "" {
+			f.Container = c.Name // a pod's finding stays the pod's; its summary names the container
+		}
+		f.Summary = fmt.Sprintf("%s was killed at %s with %d connections open: it did not shut down on SIGTERM", c.Name, stamp(c.Stopped), open)
+		f.Evidence = []string{
+			fmt.Sprintf("it stopped at %s with exit code %d: SIGKILL, sent when the stop timeout passed without the container exiting on SIGTERM", stamp(c.Stopped), c.ExitCode),
+		}
+		if !snapAt.IsZero() {
+			f.Evidence = append(f.Evidence, fmt.Sprintf("the last snapshot before the stop (%s) had %d connections ESTABLISHED or CLOSE_WAIT", stamp(snapAt), open))
+		}
+		f.Evidence = append(f.Evidence, fmt.Sprintf("within %s of the stop, %d connections ended: %d closed by the kernel with FIN, %d reset", stopWindow, fin+rst, fin, rst))
+		f.Numbers["exit_code"] = float64(c.ExitCode)
+		f.Numbers["open_connections"] = float64(open)
+		f.Numbers["closed_at_stop"] = float64(fin + rst)
+		f.Numbers["reset_at_stop"] = float64(rst)
+		f.Verify = fmt.Sprintf("docker inspect -f '{{.State.ExitCode}} {{.Config.StopSignal}}' %s; docker events --since 1h --filter %s --filter event=kill", shellQuote(c.Name), shellQuote("container="+c.Name))
+		f.Fix = "Handle SIGTERM: stop accepting, finish in-flight requests, then close the HTTP server, database pools and websockets before exiting, within the stop timeout. " +
+			"A shell as PID 1 (the shell form of CMD) does not pass SIGTERM on and PID 1 ignores it by default: use the exec form, exec the server, or run with --init; raise the timeout with docker stop -t or stop_grace_period if draining takes longer."
+		out = append(out, f)
 	}
 	return out
 }

@@ -1,7 +1,9 @@
 package diagnose
 
 import (
+	"encoding/json"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -59,7 +61,11 @@ func addEvent(r *recording.Recording, sec int, e events.Event) {
 
 func findings(t *testing.T, r *recording.Recording) []Finding {
 	t.Helper()
-	rep, err := Summarize(r, "test", nil, 10)
+	f, err := r.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Summarize(f, "test", nil, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,5 +183,48 @@ func TestOnlyAKilledContainerWithConnectionsIsAnUncleanStop(t *testing.T) {
 		if f.Container != "api" || f.Numbers["open_connections"] != float64(tc.open) || f.Numbers["exit_code"] != 137 {
 			t.Errorf("got %s %v", f.Container, f.Numbers)
 		}
+	}
+}
+
+// A verify command pastes as what it says: every name it inserts is one shell word that runs
+// nothing, and holds no byte a terminal would act on.
+func TestShellQuote(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"web", "web"},
+		{"shop/web-0", "shop/web-0"},
+		{"", "''"},
+		{"a b", "'a b'"},
+		{"it's", `'it'\''s'`},
+		{"$(reboot)", "'$(reboot)'"},
+		{"x;rm -rf /", "'x;rm -rf /'"},
+		{"ns\x1b]0;PWN\x07", `$'ns\x1b]0;PWN\a'`},
+		{"a'b\nc", `$'a\'b\nc'`},
+		{"back\\slash\t", `$'back\\slash\t'`},
+	} {
+		if got := shellQuote(c.in); got != c.want {
+			t.Errorf("shellQuote(%q) = %s, want %s", c.in, got, c.want)
+		}
+	}
+}
+
+// Findings name what the recording names: as text, no raw control byte reaches the terminal,
+// and the verify command's name is quoted; as JSON, the names are exact.
+func TestFindingsTextShowsNamesEscaped(t *testing.T) {
+	f := Finding{Kind: "unclean_stop", Container: "api\x1b[2J", Summary: "api\x1b[2J was killed", Evidence: []string{"\x07"},
+		Verify: "docker inspect " + shellQuote("api\x1b[2J"), Fix: "fix"}
+	var b strings.Builder
+	if err := WriteFindings(&b, []Finding{f}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(b.String(), "\x1b\x07") || !strings.Contains(b.String(), `verify: docker inspect $'api\x1b[2J'`) {
+		t.Errorf("text:\n%s", b.String())
+	}
+	b.Reset()
+	if err := WriteFindingsJSON(&b, []Finding{f}); err != nil {
+		t.Fatal(err)
+	}
+	var back struct{ Container string }
+	if err := json.Unmarshal([]byte(b.String()), &back); err != nil || back.Container != f.Container {
+		t.Errorf("JSON: %q, %v", back.Container, err)
 	}
 }

@@ -38,6 +38,7 @@ type htmlReport struct {
 	Source, Hostname, Kernel string
 	Start, End, Interval     string
 	Lost                     uint64
+	Notes                    []string
 	Findings                 []Finding
 	Targets                  []htmlTarget
 }
@@ -85,6 +86,7 @@ func newHTMLReport(r *Report) htmlReport {
 		Start:    htmlTime(r.Start),
 		End:      htmlTime(r.End),
 		Lost:     r.Lost,
+		Notes:    r.Notes,
 		Findings: r.Findings,
 	}
 	if r.Interval > 0 {
@@ -399,7 +401,8 @@ svg.chart { width: 100%; max-width: 720px; height: auto; }
 <dt>End</dt><dd>{{.End}}</dd>
 <dt>Interval</dt><dd>{{.Interval}}</dd>
 <dt>Lost events</dt><dd>{{if .Lost}}<span class="lost">{{.Lost}} lost: the counts below miss them</span>{{else}}0{{end}}</dd>
-</dl>
+{{range .Notes}}<dt>Note</dt><dd>{{.}}</dd>
+{{end}}</dl>
 {{with .Targets}}<p>Namespaces: {{range $i, $t := .}}{{if $i}}, {{end}}<a href="#{{$t.Anchor}}">{{$t.Name}}</a>{{end}}</p>{{end}}
 
 <h2>Findings</h2>

@@ -13,8 +13,11 @@ type Report struct {
 	End      time.Time     //
 	Interval time.Duration // width of one timeline step
 	Lost     uint64        // events the kernel could not hand over (the counts below miss them)
-	Findings []Finding     // what diagnose found, most severe first
-	Targets  []Target      // one per network namespace, the host first, then by name
+	// Notes say how the report differs from the recording: a clock that stepped back, steps
+	// widened to bound memory, endpoints left out.
+	Notes    []string
+	Findings []Finding // what diagnose found, most severe first
+	Targets  []Target  // one per network namespace, the host first, then by name
 }
 
 // Target is one network namespace: a container (or several sharing it), the host, or a --netns.

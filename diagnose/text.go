@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/sockscope/sockscope/events"
 )
 
 // WriteFindings prints findings for a terminal: one block per finding.
@@ -19,11 +21,13 @@ func WriteFindings(w io.Writer, findings []Finding) error {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		fmt.Fprintf(&b, "%s  %s  %s\n  %s\n", strings.ToUpper(f.Severity.String()), f.Kind, f.Container, f.Summary)
+		// Names in findings come from the recording: shown Printable. The verify command is
+		// built with every name quoted (shellQuote), escapes included, to be pasted as it is.
+		fmt.Fprintf(&b, "%s  %s  %s\n  %s\n", strings.ToUpper(f.Severity.String()), f.Kind, events.Printable(f.Container), events.Printable(f.Summary))
 		for _, e := range f.Evidence {
-			fmt.Fprintf(&b, "  - %s\n", e)
+			fmt.Fprintf(&b, "  - %s\n", events.Printable(e))
 		}
-		fmt.Fprintf(&b, "  verify: %s\n  fix:    %s\n", f.Verify, f.Fix)
+		fmt.Fprintf(&b, "  verify: %s\n  fix:    %s\n", f.Verify, events.Printable(f.Fix))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -62,11 +66,14 @@ func WriteFindingsJSON(w io.Writer, findings []Finding) error {
 // timeline, top remote endpoints and syscall hotspots.
 func WriteText(w io.Writer, r *Report) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "sockscope report: %s\n", r.Source)
-	fmt.Fprintf(&b, "host %s, kernel %s; %s to %s (%s), every %s\n", r.Hostname, r.Kernel,
+	fmt.Fprintf(&b, "sockscope report: %s\n", events.Printable(r.Source))
+	fmt.Fprintf(&b, "host %s, kernel %s; %s to %s (%s), every %s\n", events.Printable(r.Hostname), events.Printable(r.Kernel),
 		r.Start.UTC().Format(time.RFC3339), r.End.UTC().Format(time.RFC3339), r.End.Sub(r.Start).Round(time.Second), r.Interval)
 	if r.Lost > 0 {
 		fmt.Fprintf(&b, "WARNING: %d events were lost; the counts below miss them\n", r.Lost)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "note: %s\n", events.Printable(n))
 	}
 	b.WriteString("\nFindings:\n")
 	var fb strings.Builder
@@ -78,9 +85,9 @@ func WriteText(w io.Writer, r *Report) error {
 		b.WriteString(line)
 	}
 	for _, t := range r.Targets {
-		fmt.Fprintf(&b, "\n== %s", t.Name)
+		fmt.Fprintf(&b, "\n== %s", events.Printable(t.Name))
 		if t.ID != "" {
-			fmt.Fprintf(&b, " (%s, %s)", t.ID, t.Image)
+			fmt.Fprintf(&b, " (%s, %s)", events.Printable(t.ID), events.Printable(t.Image))
 		}
 		fmt.Fprintf(&b, " netns %d\n", t.Netns)
 		if !t.Started.IsZero() {
@@ -130,7 +137,7 @@ func table[T any](b *strings.Builder, title, header string, rows []T, cells func
 		c := cells(r)
 		parts := make([]string, len(c))
 		for i, v := range c {
-			parts[i] = fmt.Sprint(v)
+			parts[i] = events.Printable(fmt.Sprint(v)) // comm and names come from the recording
 		}
 		fmt.Fprintln(tw, indent+strings.Join(parts, "\t"))
 	}

@@ -196,3 +196,30 @@ func BenchmarkDecodeAndAppendJSON(b *testing.B) {
 		buf = f.AppendJSON(buf[:0], &e, Name{Name: "web", ID: "0123456789ab"})
 	}
 }
+
+// A name that would drive the terminal is shown escaped, the way ls -b and %q show it, and only
+// what needs it is changed.
+func TestPrintable(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"nginx", "nginx"},
+		{"postgres: app", "postgres: app"},
+		{"\x1b]0;PWN\x07", `\x1b]0;PWN\a`},
+		{"a\nb\tc\rd", `a\nb\tc\rd`},
+		{`C:\temp`, `C:\\temp`},
+		{"caf\u00e9 \u65e5\u672c", "caf\u00e9 \u65e5\u672c"},
+		{"evil\u202etxt.exe", `evil\u202etxt.exe`},
+		{"\x7f\x9b", `\x7f\x9b`},
+		{"bad\xffutf8", `bad\xffutf8`},
+		{"\u0085next", `\u0085next`},
+		{"", ""},
+	} {
+		if got := Printable(c.in); got != c.want {
+			t.Errorf("Printable(%q) = %q, want %q", c.in, got, c.want)
+		}
+		for i := 0; i < len(Printable(c.in)); i++ {
+			if b := Printable(c.in)[i]; b < 0x20 || b == 0x7f {
+				t.Errorf("Printable(%q) holds byte %#x", c.in, b)
+			}
+		}
+	}
+}

@@ -177,7 +177,8 @@ func AppendTableHeader(b []byte) []byte {
 }
 
 // AppendTableRow appends one row per record: a transition that concluded a connect shows its
-// outcome in the CONNECT column on the same row. container is the namespace's display name.
+// outcome in the CONNECT column on the same row. container is the namespace's display name. Names
+// are shown Printable: any process sets its own command name.
 // The time is local, to the millisecond.
 func (f *Formatter) AppendTableRow(b []byte, e *Event, container string) []byte {
 	var scratch [64]byte
@@ -192,7 +193,7 @@ func (f *Formatter) AppendTableRow(b []byte, e *Event, container string) []byte 
 		col++
 	}
 	field(appendFraction(append(scratch[:0], f.tableSec...), wall.Nanosecond()/1e6, 3))
-	field([]byte(container))
+	field([]byte(Printable(container)))
 	pid := scratch[:0]
 	if e.Pid != 0 {
 		pid = strconv.AppendUint(pid, uint64(e.Pid), 10)
@@ -204,7 +205,7 @@ func (f *Formatter) AppendTableRow(b []byte, e *Event, container string) []byte 
 	if comm == "" {
 		comm = "-"
 	}
-	field([]byte(comm))
+	field(AppendPrintable(scratch[:0], comm))
 	field(appendHostPort(scratch[:0], e.Saddr, e.Sport))
 	field(appendHostPort(scratch[:0], e.Daddr, e.Dport))
 	if e.Kind&KindState != 0 {

@@ -243,7 +243,8 @@ func AppendSocketJSON(b []byte, k *Socket, n Name) []byte {
 	return append(b, "}\n"...)
 }
 
-// AppendSocketHeader and AppendSocketRow write a table like `ss -tanp`, with the container.
+// AppendSocketHeader and AppendSocketRow write a table like `ss -tanp`, with the container; names
+// are shown Printable.
 func AppendSocketHeader(b []byte) []byte {
 	return fmt.Appendf(b, "%-16s %-11s %6s %6s %-45s %-45s %s\n", "CONTAINER", "STATE", "RECV-Q", "SEND-Q", "LOCAL", "PEER", "PROCESS")
 }
@@ -251,16 +252,16 @@ func AppendSocketHeader(b []byte) []byte {
 func AppendSocketRow(b []byte, k *Socket, container string) []byte {
 	proc := ""
 	if k.Pid != 0 {
-		proc = k.Comm + "/" + strconv.FormatUint(uint64(k.Pid), 10)
+		proc = Printable(k.Comm) + "/" + strconv.FormatUint(uint64(k.Pid), 10)
 	}
 	var l, r [64]byte
-	return fmt.Appendf(b, "%-16s %-11s %6d %6d %-45s %-45s %s\n", container, k.State, k.RxQueue, k.TxQueue,
+	return fmt.Appendf(b, "%-16s %-11s %6d %6d %-45s %-45s %s\n", Printable(container), k.State, k.RxQueue, k.TxQueue,
 		appendHostPort(l[:0], k.Saddr, k.Sport), appendHostPort(r[:0], k.Daddr, k.Dport), proc)
 }
 
 // AppendSummary writes a summary in plain text, for one namespace named container.
 func AppendSummary(b []byte, s *Summary, container string, netns uint32) []byte {
-	b = fmt.Appendf(b, "%s (netns %d): %d TCP sockets\n", container, netns, s.Total)
+	b = fmt.Appendf(b, "%s (netns %d): %d TCP sockets\n", Printable(container), netns, s.Total)
 	b = append(b, "  states:"...)
 	for _, st := range summaryStates {
 		if n := s.ByState[st]; n > 0 {

@@ -5,7 +5,10 @@
 package exporter
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"runtime"
 	"slices"
@@ -31,6 +34,8 @@ type Namespace struct {
 	// The containers in it, sandboxes included (none for --netns namespaces). The host's are
 	// those on the host's network: --network host, hostNetwork pods.
 	Containers []containers.Container
+	// Fixed marks the host and the --netns namespaces: they are counted first.
+	Fixed bool
 }
 
 // nsLabels are the label values every per-namespace series starts with: container, namespace,
@@ -49,6 +54,8 @@ func nsLabelNames(extra ...string) []string {
 type Kernel struct {
 	Counters *loader.Exporter
 	Sockets  *loader.Sockets
+	// MaxNetns is how many namespaces the kernel maps count at once (--max-netns).
+	MaxNetns int
 	// Syscalls, when set, adds the syscall metrics (--syscalls).
 	Syscalls *Syscalls
 	// TopRemotes > 0 adds sockscope_tcp_remote_sockets for that many endpoints per namespace
@@ -61,47 +68,59 @@ type Collector struct {
 	k       Kernel
 	version string
 
-	mu      sync.Mutex // one scrape at a time; guards the fields below
-	ns      map[uint32]Namespace
+	mu      sync.Mutex           // one scrape at a time; guards the fields below
+	ns      map[uint32]Namespace // the namespaces counted, by display names that are all different
 	buf     []loader.Counter
 	statsOn bool
 
+	// The namespaces that want counting, with when each was first seen: when more want it than
+	// the kernel maps hold, the fixed ones and then the earliest seen are counted, and the others
+	// wait; one that leaves makes room for the next.
+	seen      map[uint32]uint64
+	seq       uint64
+	untracked int
+	base      map[uint32]string // each counted namespace's name before it was made unique
+	// Warn says what the collector changed of what it was given (a name taken twice).
+	Warn func(string)
+
 	runtimes     map[containers.Info]*runtimeState // by kind and endpoint (Version cleared)
 	scrapeErrors uint64
+
+	smu      sync.Mutex
+	scraping *scrape // the read of the kernel in progress, if any
 }
 
 // New returns a collector counting nothing until SetNamespaces.
 func New(k Kernel, version string, bpfStats bool) *Collector {
-	return &Collector{k: k, version: version, ns: map[uint32]Namespace{}, statsOn: bpfStats, runtimes: map[containers.Info]*runtimeState{}}
+	return &Collector{k: k, version: version, ns: map[uint32]Namespace{}, statsOn: bpfStats, runtimes: map[containers.Info]*runtimeState{},
+		seen: map[uint32]uint64{}, base: map[uint32]string{}, Warn: func(string) {}}
 }
 
-// SetNamespaces replaces the set of counted namespaces and makes the kernel count exactly those;
-// the counters of namespaces that left are deleted, in the kernel and so in the exposition.
+// SetNamespaces replaces the set of namespaces that want counting. The kernel counts as many as
+// its maps hold (Kernel.MaxNetns): the fixed ones (host, --netns) first, then the others in the
+// order they were first seen; the rest wait, and sockscope_namespaces_untracked says how many.
+// The counters of namespaces that left are deleted, in the kernel and so in the exposition. Every
+// counted namespace gets a display name no other one has: a container named "host", or two
+// containers of the same name in two runtimes, would otherwise make duplicate series, which the
+// registry refuses.
 func (c *Collector) SetNamespaces(nss []Namespace) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	m := make(map[uint32]Namespace, len(nss))
-	inodes := make([]uint32, 0, len(nss))
-	for _, n := range nss {
-		if old, dup := m[n.Inode]; dup {
-			// Two sources name one namespace (a --netns that is also a container's).
-			n.Name = old.Name
-			n.Containers = append(old.Containers, n.Containers...)
-		} else {
-			inodes = append(inodes, n.Inode)
-		}
-		m[n.Inode] = n
-	}
+	counted, inodes, untracked := c.planLocked(nss)
+
 	// The kernel gives a freed namespace inode to the next namespace, and Docker may report the
 	// new container's start before the old one's die. A namespace whose containers are all new
 	// is a new namespace: its counters start from zero (untracked once, which deletes them).
-	if reused := c.reusedLocked(m); len(reused) > 0 {
-		keep := make([]uint32, 0, len(inodes))
-		for _, ino := range inodes {
-			if !reused[ino] {
-				keep = append(keep, ino)
-			}
+	// Those that leave go first, so that the maps never hold more than their capacity, even
+	// when one namespace takes the place of another in full maps.
+	reused := c.reusedLocked(counted)
+	keep := make([]uint32, 0, len(inodes))
+	for _, ino := range inodes {
+		if _, ok := c.ns[ino]; ok && !reused[ino] {
+			keep = append(keep, ino)
 		}
+	}
+	if len(keep) < len(c.ns) {
 		if err := c.k.Counters.SetTracked(keep); err != nil {
 			return err
 		}
@@ -109,13 +128,97 @@ func (c *Collector) SetNamespaces(nss []Namespace) error {
 	if err := c.k.Counters.SetTracked(inodes); err != nil {
 		return err
 	}
+	c.ns, c.untracked = counted, untracked
 	if c.k.Syscalls != nil {
 		if err := c.k.Syscalls.SetTracked(inodes); err != nil {
 			return err
 		}
 	}
-	c.ns = m
 	return nil
+}
+
+// planLocked chooses the namespaces to count among nss and names them: the counted ones by
+// inode, their inodes in priority order, and how many wait.
+func (c *Collector) planLocked(nss []Namespace) (map[uint32]Namespace, []uint32, int) {
+	m := make(map[uint32]Namespace, len(nss))
+	for _, n := range nss {
+		if old, dup := m[n.Inode]; dup {
+			// Two sources name one namespace (a --netns that is also a container's).
+			n.Name = old.Name
+			n.Fixed = n.Fixed || old.Fixed
+			n.Containers = append(old.Containers, n.Containers...)
+		}
+		m[n.Inode] = n
+	}
+	for ino := range c.seen {
+		if _, ok := m[ino]; !ok {
+			delete(c.seen, ino)
+		}
+	}
+	// New ones in the order given (a runtime's list), so that the same events give the same set.
+	for _, n := range nss {
+		if _, ok := c.seen[n.Inode]; !ok {
+			c.seq++
+			c.seen[n.Inode] = c.seq
+		}
+	}
+	want := slices.Collect(maps.Keys(m))
+	slices.SortFunc(want, func(a, b uint32) int {
+		if fa, fb := m[a].Fixed, m[b].Fixed; fa != fb {
+			if fa {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(c.seen[a], c.seen[b])
+	})
+	limit := len(want)
+	if c.k.MaxNetns > 0 {
+		limit = min(limit, c.k.MaxNetns)
+	}
+	counted := make(map[uint32]Namespace, limit)
+	for _, ino := range want[:limit] {
+		counted[ino] = m[ino]
+	}
+	inodes := want[:limit]
+	c.uniqueNamesLocked(counted, inodes)
+	return counted, inodes, len(want) - limit
+}
+
+// uniqueNamesLocked gives each counted namespace a display name of its own, in priority order
+// (inodes): one that had a name keeps it while it is counted, so that its series stay the same;
+// a name already taken becomes "NAME (netns INODE)".
+func (c *Collector) uniqueNamesLocked(counted map[uint32]Namespace, inodes []uint32) {
+	taken := map[string]bool{}
+	kept := map[uint32]bool{}
+	for _, ino := range inodes {
+		n := counted[ino]
+		if old, ok := c.ns[ino]; ok && c.base[ino] == n.Name.Name && !taken[old.Name.Name] {
+			n.Name.Name = old.Name.Name
+			counted[ino] = n
+			taken[n.Name.Name], kept[ino] = true, true
+		}
+	}
+	base := make(map[uint32]string, len(inodes))
+	for _, ino := range inodes {
+		n := counted[ino]
+		base[ino] = c.base[ino]
+		if kept[ino] {
+			continue
+		}
+		base[ino] = n.Name.Name
+		name := n.Name.Name
+		for taken[name] {
+			name = fmt.Sprintf("%s (netns %d)", name, ino)
+		}
+		if name != n.Name.Name {
+			c.Warn(fmt.Sprintf("network namespace %d is named %q like another one; its series are container=%q", ino, n.Name.Name, name))
+			n.Name.Name = name
+			counted[ino] = n
+		}
+		taken[name] = true
+	}
+	c.base = base
 }
 
 // reusedLocked returns the inodes that name other containers than before, none of the old ones.
@@ -218,7 +321,9 @@ var (
 	descRuntimeUp = prometheus.NewDesc("sockscope_runtime_up",
 		"1 when the container runtime answers, 0 while it does not (names are kept from the last answer).", []string{"runtime", "endpoint"}, nil)
 	descNamespaces = prometheus.NewDesc("sockscope_namespaces",
-		"Network namespaces counted: the host, --netns ones and those of running containers and pods.", nil, nil)
+		"Network namespaces counted: the host, --netns ones and those of running containers and pods, at most --max-netns.", nil, nil)
+	descUntracked = prometheus.NewDesc("sockscope_namespaces_untracked",
+		"Network namespaces seen but not counted for lack of room (--max-netns): those of the containers and pods seen last wait, and are counted when one leaves.", nil, nil)
 	descBuild = prometheus.NewDesc("sockscope_build_info",
 		"Always 1: the sockscope version and the Go version it was built with.", []string{"version", "goversion"}, nil)
 )
@@ -227,14 +332,55 @@ var (
 // unchecked, as client_golang allows.
 func (c *Collector) Describe(chan<- *prometheus.Desc) {}
 
-// Collect reads the kernel and sends the metrics of this scrape.
+// Collect reads the kernel and sends the metrics of this scrape. Scrapes that arrive while one
+// reads the kernel wait for it and get its metrics: reading the kernel is the cost, so two
+// Prometheus servers (an HA pair) scraping at once cost one read, and N concurrent scrapes do not
+// queue for N reads.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.smu.Lock()
+	if s := c.scraping; s != nil {
+		c.smu.Unlock()
+		<-s.done
+		for _, m := range s.metrics {
+			ch <- m
+		}
+		return
+	}
+	s := &scrape{done: make(chan struct{})}
+	c.scraping = s
+	c.smu.Unlock()
+	defer func() {
+		c.smu.Lock()
+		c.scraping = nil
+		c.smu.Unlock()
+		close(s.done)
+	}()
+	mine := make(chan prometheus.Metric, 256)
+	go func() {
+		defer close(mine)
+		c.collect(mine)
+	}()
+	for m := range mine {
+		s.metrics = append(s.metrics, m)
+		ch <- m
+	}
+}
+
+// scrape is one read of the kernel, shared by the scrapes that arrive while it runs.
+type scrape struct {
+	done    chan struct{}
+	metrics []prometheus.Metric
+}
+
+// collect reads the kernel and sends the metrics.
+func (c *Collector) collect(ch chan<- prometheus.Metric) {
 	start := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
 	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, c.version, runtime.Version())
 	ch <- prometheus.MustNewConstMetric(descNamespaces, prometheus.GaugeValue, float64(len(c.ns)))
+	ch <- prometheus.MustNewConstMetric(descUntracked, prometheus.GaugeValue, float64(c.untracked))
 
 	var err error
 	c.buf, err = c.k.Counters.Counters(c.buf[:0])

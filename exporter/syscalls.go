@@ -13,7 +13,44 @@ import (
 	"github.com/sockscope/sockscope/loader"
 )
 
+// SyscallCounter is the kernel side of the syscall metrics: the counts per namespace and syscall,
+// and the calls that could not be counted because a map had no room for their key.
+type SyscallCounter interface {
+	// SetNetns makes the kernel count these namespaces only.
+	SetNetns(inodes []uint32) error
+	// Prune deletes the counts of every namespace not in keep.
+	Prune(keep map[uint32]bool) error
+	// Read returns the counts since the start, per namespace and syscall.
+	Read() (loader.SyscallSnapshot, error)
+	// Drops returns, per map that had no room ("counts", "errors", ...), the calls not counted
+	// since the start. Called after Read in each scrape.
+	Drops() (map[string]uint64, error)
+}
+
+// LoaderSyscalls is the SyscallCounter of attached loader.Syscalls (SyscallConfig{FilterNetns,
+// ByNetns}): its drops are the snapshot's Dropped, read with the counts.
+func LoaderSyscalls(s *loader.Syscalls) SyscallCounter { return &loaderSyscalls{Syscalls: s} }
+
+type loaderSyscalls struct {
+	*loader.Syscalls
+	dropped [3]uint64 // of the last Read
+}
+
+func (l *loaderSyscalls) Read() (loader.SyscallSnapshot, error) {
+	snap, err := l.Syscalls.Read()
+	if err == nil {
+		l.dropped = snap.Dropped
+	}
+	return snap, err
+}
+
+func (l *loaderSyscalls) Drops() (map[string]uint64, error) {
+	return map[string]uint64{"counts": l.dropped[0], "errors": l.dropped[1], "paths": l.dropped[2]}, nil
+}
+
 var (
+	descSyscallDrops = prometheus.NewDesc("sockscope_syscalls_dropped_total",
+		"With --syscalls: system calls not counted because the kernel's map had no room for their key, by map (counts, errors): the syscall counts of some namespaces are too low.", []string{"map"}, nil)
 	descSyscalls = prometheus.NewDesc("sockscope_syscalls_total",
 		"System calls made by the processes of a container, by name; beyond the top K per container they add up in syscall=\"other\".", nsLabelNames("syscall"), nil)
 	descSyscallErrors = prometheus.NewDesc("sockscope_syscall_errors_total",
@@ -25,7 +62,7 @@ var (
 // them for the namespace's life; the rest add up in "other". Membership never changes, so every
 // series only grows, as a counter must.
 type Syscalls struct {
-	k  *loader.Syscalls
+	k  SyscallCounter
 	K  int
 	ns map[uint32]*syscallSeries
 }
@@ -45,8 +82,8 @@ func (a scKey) compare(b scKey) int {
 	return cmp.Compare(a.errno, b.errno)
 }
 
-// NewSyscalls wraps attached syscall counters (loader.SyscallConfig{FilterNetns, ByNetns}).
-func NewSyscalls(k *loader.Syscalls, topK int) *Syscalls {
+// NewSyscalls wraps attached syscall counters (LoaderSyscalls).
+func NewSyscalls(k SyscallCounter, topK int) *Syscalls {
 	return &Syscalls{k: k, K: topK, ns: map[uint32]*syscallSeries{}}
 }
 
@@ -72,6 +109,13 @@ func (s *Syscalls) collect(ch chan<- prometheus.Metric, nss map[uint32]Namespace
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(descSyscalls, err)
 		return
+	}
+	if drops, err := s.k.Drops(); err != nil {
+		ch <- prometheus.NewInvalidMetric(descSyscallDrops, err)
+	} else {
+		for _, m := range slices.Sorted(maps.Keys(drops)) {
+			ch <- prometheus.MustNewConstMetric(descSyscallDrops, prometheus.CounterValue, float64(drops[m]), m)
+		}
 	}
 	type agg struct{ calls, errors map[scKey]uint64 }
 	per := map[uint32]*agg{}

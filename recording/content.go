@@ -2,16 +2,18 @@ package recording
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"io"
+	"math"
 	"slices"
 	"time"
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader"
 )
+
+// MinInterval is the shortest --interval a recording is made with: a file that claims a shorter
+// one is not honest, and its timeline would cost a step per nanosecond.
+const MinInterval = 100 * time.Millisecond
 
 // Meta describes the recording: written first, and again at the start of each rotated file.
 type Meta struct {
@@ -51,6 +53,20 @@ type Container struct {
 	Selected     bool      `json:"selected,omitempty"` // named with --container
 }
 
+// containerKey is a Container without its labels: comparable.
+type containerKey struct {
+	ID, Name, Image, Runtime, K8sNamespace, K8sPod, PodUID string
+	Pid, ExitCode                                          int
+	Netns                                                  uint32
+	HostNetwork, Sandbox, Selected                         bool
+	Started, Stopped                                       time.Time
+}
+
+func (c Container) key() containerKey {
+	return containerKey{c.ID, c.Name, c.Image, c.Runtime, c.K8sNamespace, c.K8sPod, c.PodUID, c.Pid, c.ExitCode,
+		c.Netns, c.HostNetwork, c.Sandbox, c.Selected, c.Started, c.Stopped}
+}
+
 // ShortID is the 12-character ID docker ps shows.
 func (c Container) ShortID() string { return c.ID[:min(12, len(c.ID))] }
 
@@ -68,9 +84,13 @@ func (c Container) Live() containers.Container {
 		Pod: containers.Pod{Namespace: c.K8sNamespace, Name: c.K8sPod, UID: c.PodUID, HostNetwork: c.HostNetwork}}
 }
 
-// Containers is every container seen so far, running or stopped.
+// Containers is the payload of a containers block: every container the recorder knows, running
+// or stopped (BlockContainers), or those that changed (BlockContainerChanges).
 type Containers struct {
 	List []Container `json:"containers"`
+	// Changes marks a list of changes, in a Recording built in memory (the block type says it in
+	// a file).
+	Changes bool `json:"-"`
 }
 
 // NetnsFacts are the settings of one network namespace that explain port and connection incidents.
@@ -167,122 +187,20 @@ func decodeSockets(b []byte) (SocketSnapshot, error) {
 	return s, nil
 }
 
+// validate checks what the reader computes with: the interval sizes the timeline, the start
+// anchors it.
+func (m *Meta) validate() error {
+	if m.Interval < MinInterval {
+		return fmt.Errorf("interval %s is shorter than any recording's (%s at least)", m.Interval, MinInterval)
+	}
+	if m.Start.Before(time.Unix(0, math.MinInt64)) || m.Start.After(time.Unix(0, math.MaxInt64)) {
+		return fmt.Errorf("start %s is not a time a recording can start at", m.Start.Format(time.RFC3339))
+	}
+	return nil
+}
+
 // Timed is a value with the time it was recorded.
 type Timed[T any] struct {
 	Time  time.Time
 	Value T
-}
-
-// Recording is a whole file, decoded.
-type Recording struct {
-	Meta       Meta
-	Events     []events.Event
-	Sockets    []SocketSnapshot
-	Syscalls   []Timed[loader.SyscallSnapshot]
-	Facts      []Timed[Facts]
-	Containers []Timed[Containers]
-	Lost       Lost
-	End        *End      // nil when the file ended without one (the recorder was killed, or the file was cut)
-	Last       time.Time // time of the last block
-	Rotations  int       // how many times the file was continued after --max-size
-	Size       int64
-}
-
-// Clock converts the recording's event times to wall-clock time.
-func (r *Recording) Clock() events.Clock { return events.ClockWithOffset(r.Meta.ClockOffset) }
-
-// Load reads a whole recording. Every problem is a *FormatError with the offset of the block.
-func Load(rd io.Reader) (*Recording, error) {
-	r, err := NewReader(rd)
-	if err != nil {
-		return nil, err
-	}
-	rec := &Recording{}
-	seenMeta := false
-	for {
-		b, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
-		bad := func(format string, a ...any) error {
-			return &FormatError{b.Offset, ErrCorrupt, fmt.Sprintf("%s block: ", b.Type) + fmt.Sprintf(format, a...)}
-		}
-		if !seenMeta && b.Type != BlockMeta {
-			return nil, bad("the file must start with a meta block")
-		}
-		if rec.End != nil && b.Type != BlockMeta {
-			return nil, bad("found after the end block")
-		}
-		at := time.Unix(0, b.Time).UTC()
-		rec.Last = at
-		switch b.Type {
-		case BlockMeta:
-			var m Meta
-			if err := json.Unmarshal(b.Payload, &m); err != nil {
-				return nil, bad("%v", err)
-			}
-			if !seenMeta {
-				rec.Meta = m
-			} else if rec.End != nil && rec.End.Reason == "max-size" {
-				// Files are self-contained: a rotated file starts with the meta again.
-				rec.End = nil
-				rec.Rotations++
-			}
-			seenMeta = true
-		case BlockContainers:
-			var c Containers
-			if err := json.Unmarshal(b.Payload, &c); err != nil {
-				return nil, bad("%v", err)
-			}
-			rec.Containers = append(rec.Containers, Timed[Containers]{at, c})
-		case BlockFacts:
-			var f Facts
-			if err := json.Unmarshal(b.Payload, &f); err != nil {
-				return nil, bad("%v", err)
-			}
-			rec.Facts = append(rec.Facts, Timed[Facts]{at, f})
-		case BlockEvents:
-			if len(b.Payload)%events.RecordSize != 0 {
-				return nil, bad("%d bytes is not a whole number of %d-byte events", len(b.Payload), events.RecordSize)
-			}
-			for p := b.Payload; len(p) > 0; p = p[events.RecordSize:] {
-				var e events.Event
-				if err := events.Decode(p, &e); err != nil {
-					return nil, bad("%v", err)
-				}
-				rec.Events = append(rec.Events, e)
-			}
-		case BlockSockets:
-			s, err := decodeSockets(b.Payload)
-			if err != nil {
-				return nil, bad("%v", err)
-			}
-			s.Time = at
-			rec.Sockets = append(rec.Sockets, s)
-		case BlockSyscalls:
-			var s loader.SyscallSnapshot
-			if err := json.Unmarshal(b.Payload, &s); err != nil {
-				return nil, bad("%v", err)
-			}
-			rec.Syscalls = append(rec.Syscalls, Timed[loader.SyscallSnapshot]{at, s})
-		case BlockLost:
-			if err := json.Unmarshal(b.Payload, &rec.Lost); err != nil {
-				return nil, bad("%v", err)
-			}
-		case BlockEnd:
-			var e End
-			if err := json.Unmarshal(b.Payload, &e); err != nil {
-				return nil, bad("%v", err)
-			}
-			rec.End = &e
-		}
-	}
-	if !seenMeta {
-		return nil, &FormatError{r.Offset(), ErrTruncated, "the file has a header but no blocks"}
-	}
-	rec.Size = r.Offset()
-	return rec, nil
 }

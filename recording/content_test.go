@@ -3,6 +3,7 @@ package recording
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"reflect"
 	"runtime"
 	"slices"
@@ -149,7 +150,7 @@ func TestLoadRefusesNewerVersion(t *testing.T) {
 	copy(data, rawHeader(Version+1))
 	_, err := Load(bytes.NewReader(data))
 	wantFormatError(t, err, ErrNewerVersion, 8)
-	for _, want := range []string{"format version 2", "up to version 1", "upgrade sockscope"} {
+	for _, want := range []string{fmt.Sprintf("format version %d", Version+1), fmt.Sprintf("up to version %d", Version), "upgrade sockscope"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

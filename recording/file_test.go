@@ -2,6 +2,7 @@ package recording
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"math/rand/v2"
 	"net/netip"
@@ -373,7 +374,7 @@ func TestSinkRotationByAStickyBlockWritesItOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Unix(1_800_000_000, 0)
-	if err := s.WriteJSON(BlockMeta, at, Meta{Hostname: "h"}); err != nil {
+	if err := s.WriteJSON(BlockMeta, at, Meta{Hostname: "h", Start: at, Interval: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	noise := make([]byte, 1000)
@@ -408,5 +409,176 @@ func TestSinkRotationByAStickyBlockWritesItOnce(t *testing.T) {
 	}
 	if len(rec.Facts) != 1 {
 		t.Errorf("the new file has %d facts blocks, want 1", len(rec.Facts))
+	}
+}
+
+// A writer of changes gives a rotated file its full state: the new file starts with the base's
+// containers block, and its history names every container the base lists, not only the changes
+// written after the rotation.
+func TestSinkStartsARotatedFileWithTheBase(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.rec")
+	const limit = 16 << 10
+	s, err := Create(path, limit, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := sampleContainers(0)
+	bases := 0
+	s.SetBase(BlockContainers, func() ([]byte, error) {
+		bases++
+		return json.Marshal(full)
+	})
+	w := func(typ BlockType, v any) {
+		t.Helper()
+		if err := s.WriteJSON(typ, at(1), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w(BlockMeta, sampleMeta())
+	w(BlockContainers, Containers{List: full.List[:1]})
+	w(BlockContainerChanges, Containers{List: full.List[1:]})
+	noise := make([]byte, 1000)
+	for i := range noise {
+		noise[i] = byte(i*7919 + i>>3) // does not compress
+	}
+	for s.Rotations == 0 {
+		if err := s.Write(BlockEvents, at(2), noise[:960]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopped := full.List[1]
+	stopped.Stopped, stopped.ExitCode = at(3), 137
+	w(BlockContainerChanges, Containers{List: []Container{stopped}})
+	if err := s.Close(at(4), "signal"); err != nil {
+		t.Fatal(err)
+	}
+	if bases != 1 {
+		t.Errorf("the base was asked for %d times, want once (one rotation)", bases)
+	}
+	rec := loadFile(t, path)
+	if len(rec.Containers) != 2 || rec.Containers[0].Value.Changes || !reflect.DeepEqual(rec.Containers[0].Value.List, full.List) ||
+		!rec.Containers[1].Value.Changes {
+		t.Fatalf("the rotated file's containers blocks: %+v", rec.Containers)
+	}
+	h, err := rec.History()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := h.Containers()
+	if len(got) != 2 || got[0].ID != full.List[0].ID || got[1].ExitCode != 137 {
+		t.Errorf("history %+v", got)
+	}
+}
+
+// writeTarget is a file that a planted link or hard link points to: what root must not write.
+func writeTarget(t *testing.T, dir string) string {
+	t.Helper()
+	target := filepath.Join(dir, "shadow")
+	if err := os.WriteFile(target, []byte("root:secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return target
+}
+
+func assertTarget(t *testing.T, target string) {
+	t.Helper()
+	if b, err := os.ReadFile(target); err != nil || string(b) != "root:secret\n" {
+		t.Errorf("the target was written through: %q, %v", b, err)
+	}
+}
+
+// A symbolic link at the file is never followed, with or without overwrite; a hard link is
+// replaced by name (rename), never truncated through (O_TRUNC would have emptied the target).
+func TestSinkNeverWritesThroughALink(t *testing.T) {
+	for _, overwrite := range []bool{false, true} {
+		dir := t.TempDir()
+		target, path := writeTarget(t, dir), filepath.Join(dir, "r.rec")
+		os.Symlink(target, path)
+		_, err := Create(path, 0, overwrite, nil)
+		if err == nil || !strings.Contains(err.Error(), "is a symbolic link") {
+			t.Errorf("overwrite %v: a symlink at the file: %v", overwrite, err)
+		}
+		assertTarget(t, target)
+		if l, err := os.Readlink(path); err != nil || l != target {
+			t.Errorf("the link itself changed: %q %v", l, err)
+		}
+	}
+	dir := t.TempDir()
+	target, path := writeTarget(t, dir), filepath.Join(dir, "r.rec")
+	if err := os.Link(target, path); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Create(path, 0, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.WriteJSON(BlockMeta, at(0), sampleMeta())
+	if err := s.Close(at(1), "signal"); err != nil {
+		t.Fatal(err)
+	}
+	assertTarget(t, target)
+	if st, err := os.Lstat(path); err != nil || st.Mode() != 0o640 {
+		t.Errorf("the new file: %v, %v", st.Mode(), err)
+	}
+	if rec := loadFile(t, path); rec.End == nil || rec.End.Reason != "signal" {
+		t.Errorf("the new file: %+v", rec)
+	}
+}
+
+// FILE.1 follows the rule of FILE: at the start a symbolic link there is refused, and another
+// recording only replaced with overwrite; planted during the recording, a link ends the
+// recording at the rotation with the current file complete, and its target untouched.
+func TestSinkRotationNeverReplacesWhatItDidNotWrite(t *testing.T) {
+	dir := t.TempDir()
+	target, path := writeTarget(t, dir), filepath.Join(dir, "r.rec")
+	os.Symlink(target, path+".1")
+	for _, overwrite := range []bool{false, true} {
+		if _, err := Create(path, 64<<10, overwrite, nil); err == nil || !strings.Contains(err.Error(), "r.rec.1 is a symbolic link") {
+			t.Errorf("overwrite %v: %v", overwrite, err)
+		}
+	}
+	os.Remove(path + ".1")
+	os.WriteFile(path+".1", []byte("yesterday's recording"), 0o640)
+	if _, err := Create(path, 64<<10, false, nil); err == nil || !strings.Contains(err.Error(), "r.rec.1 already exists") || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("an earlier FILE.1: %v", err)
+	}
+	if _, err := os.Stat(path); err == nil {
+		t.Error("the refused recording created its file")
+	}
+	os.Remove(path + ".1")
+
+	s, err := Create(path, 16<<10, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.WriteJSON(BlockMeta, at(0), sampleMeta())
+	noise := make([]byte, 960)
+	for i := range noise {
+		noise[i] = byte(i*7919 + i>>3)
+	}
+	for s.Rotations < 2 { // the second rotation replaces the sink's own FILE.1
+		if err := s.Write(BlockEvents, at(1), noise); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Remove(path + ".1")
+	os.Symlink(target, path+".1")
+	var werr error
+	for werr == nil {
+		werr = s.Write(BlockEvents, at(2), noise)
+	}
+	if !strings.Contains(werr.Error(), "r.rec.1 is a symbolic link") {
+		t.Errorf("rotation onto a planted link: %v", werr)
+	}
+	if err := s.Close(at(3), "error: "+werr.Error()); err != nil {
+		t.Fatal(err)
+	}
+	assertTarget(t, target)
+	rec := loadFile(t, path)
+	if rec.End == nil || !strings.Contains(rec.End.Reason, "symbolic link") || len(rec.Events) == 0 {
+		t.Errorf("the current file: end %+v, %d events", rec.End, len(rec.Events))
+	}
+	if err := s.Write(BlockEvents, at(4), noise); err != ErrEnded {
+		t.Errorf("a write after the end: %v", err)
 	}
 }

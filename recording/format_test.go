@@ -16,8 +16,8 @@ func TestWriterHeaderLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []byte("\x89SCOPE\r\n\x01\x00\x00\x00")
-	want = append(want, rawHeader(1)[12:]...)
+	want := []byte("\x89SCOPE\r\n\x02\x00\x00\x00")
+	want = append(want, rawHeader(2)[12:]...)
 	if !bytes.Equal(buf.Bytes(), want) {
 		t.Errorf("header % x, want % x", buf.Bytes(), want)
 	}

@@ -1,6 +1,7 @@
 package recording
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -139,5 +140,75 @@ func TestFindNetnsRefuses(t *testing.T) {
 	_, err := (&Recording{Meta: Meta{Scope: "the host only"}}).FindNetns("web")
 	if want := `no container "web" in this recording: it has no containers (recorded the host only)`; err == nil || err.Error() != want {
 		t.Errorf("got %v\nwant %q", err, want)
+	}
+}
+
+// sameContainer compares every field of a Container: a field added to Container and forgotten in
+// containerKey would make a change of it look like no change.
+func TestContainerKeyHasEveryField(t *testing.T) {
+	ct, kt := reflect.TypeFor[Container](), reflect.TypeFor[containerKey]()
+	for i := range ct.NumField() {
+		f := ct.Field(i)
+		if f.Name == "Labels" {
+			continue
+		}
+		if kf, ok := kt.FieldByName(f.Name); !ok || kf.Type != f.Type {
+			t.Errorf("containerKey lacks %s %s", f.Name, f.Type)
+		}
+	}
+	if kt.NumField() != ct.NumField()-1 {
+		t.Errorf("containerKey has %d fields, Container %d besides Labels", kt.NumField(), ct.NumField()-1)
+	}
+	a := Container{ID: "x", Labels: map[string]string{"a": "1"}, Stopped: at(1)}
+	for _, b := range []Container{{ID: "x", Labels: map[string]string{"a": "2"}, Stopped: at(1)}, {ID: "x", Labels: map[string]string{"a": "1"}, Stopped: at(2)}} {
+		if sameContainer(a, b) {
+			t.Errorf("%+v and %+v are the same", a, b)
+		}
+	}
+	if !sameContainer(a, Container{ID: "x", Labels: map[string]string{"a": "1"}, Stopped: at(1)}) {
+		t.Error("equal containers differ")
+	}
+}
+
+// A history written as one full list and then changes (what record writes) names every namespace
+// at every moment as the same history written as full lists (what older recordings hold).
+func TestChangesNameAsFullLists(t *testing.T) {
+	full := history()
+	changes := &Recording{Meta: full.Meta}
+	var prev map[string]Container
+	for i, s := range full.Containers {
+		cur := map[string]Container{}
+		for _, c := range s.Value.List {
+			cur[c.ID] = c
+		}
+		if i == 0 {
+			changes.Containers = append(changes.Containers, s)
+		} else {
+			var diff []Container
+			for _, c := range s.Value.List {
+				if p, ok := prev[c.ID]; !ok || !sameContainer(p, c) {
+					diff = append(diff, c)
+				}
+			}
+			changes.Containers = append(changes.Containers, Timed[Containers]{s.Time, Containers{List: diff, Changes: true}})
+		}
+		prev = cur
+	}
+	a, b := full.Namer(), changes.Namer()
+	for _, ns := range []uint32{100, 200, 300, 400, 500, hostNetns, 999} {
+		for sec := -1; sec <= 40; sec++ {
+			na, oka := a.Lookup(ns, at(sec))
+			nb, okb := b.Lookup(ns, at(sec))
+			// old is gone from the second full list, and stays with changes (which cannot say
+			// that it went): either way it names 400, from its block or from an earlier one.
+			if na != nb || oka != okb {
+				t.Errorf("netns %d at %ds: full lists %+v %v, changes %+v %v", ns, sec, na, oka, nb, okb)
+			}
+		}
+	}
+	hf, _ := full.History()
+	hc, _ := changes.History()
+	if len(hc.versions) >= len(hf.versions)+1 || len(hf.Containers()) != len(hc.Containers()) {
+		t.Errorf("versions: full lists %d, changes %d; containers %d, %d", len(hf.versions), len(hc.versions), len(hf.Containers()), len(hc.Containers()))
 	}
 }

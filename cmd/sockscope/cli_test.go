@@ -527,3 +527,39 @@ func TestCountEndsAfterExactlyThatManyLines(t *testing.T) {
 		})
 	}
 }
+
+// An empty or malformed size, duration or count is a usage error, never a default: an empty
+// --max-size once meant "no limit".
+func TestEmptyOrInvalidNumbersAreUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		flag string
+	}{
+		{[]string{"record", "-w", "x.rec", "--max-size="}, "--max-size"},
+		{[]string{"record", "-w", "x.rec", "--max-size", "0"}, "--max-size"},
+		{[]string{"record", "-w", "x.rec", "--max-size", "-5M"}, "--max-size"},
+		{[]string{"record", "-w", "x.rec", "--max-size", "5 M"}, "--max-size"},
+		{[]string{"record", "-w", "x.rec", "--duration="}, "--duration"},
+		{[]string{"record", "-w", "x.rec", "--interval="}, "--interval"},
+		{[]string{"trace", "--count="}, "--count"},
+		{[]string{"trace", "--count", "ten"}, "--count"},
+		{[]string{"trace", "--duration="}, "--duration"},
+		{[]string{"sockets", "--at=", "-r", "x.rec"}, "--at"},
+		{[]string{"sockets", "--top="}, "--top"},
+		{[]string{"syscalls", "--interval="}, "--interval"},
+		{[]string{"syscalls", "--top", "1.5"}, "--top"},
+		{[]string{"report", "--top=", "x.rec"}, "--top"},
+		{[]string{"report", "--max-inflate=", "x.rec"}, "--max-inflate"},
+		{[]string{"diagnose", "--duration="}, "--duration"},
+		{[]string{"diagnose", "--interval", "1"}, "--interval"},
+		{[]string{"export", "--max-netns="}, "--max-netns"},
+		{[]string{"export", "--max-counters", "-1"}, "--max-counters"},
+		{[]string{"export", "--web.max-requests="}, "--web.max-requests"},
+		{[]string{"export", "--web.idle-timeout="}, "--web.idle-timeout"},
+		{[]string{"export", "--syscalls.top="}, "--syscalls.top"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			assertUsageError(t, runSockscope(t, tc.args...), "sockscope "+tc.args[0], tc.flag)
+		})
+	}
+}

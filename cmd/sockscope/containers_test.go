@@ -107,25 +107,32 @@ func (c container) netnsInode(t *testing.T) uint32 {
 // /proc/PID/net/tcp{,6} from the host, so that waiting makes no traffic sockscope could see.
 func (c container) waitListening(t *testing.T, port int) {
 	t.Helper()
-	want := fmt.Sprintf(":%04X", port)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if pid := c.pid(t); pid != 0 {
-			for _, f := range []string{"tcp", "tcp6"} {
-				b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
-				for _, line := range strings.Split(string(b), "\n") {
-					fs := strings.Fields(line)
-					if len(fs) > 3 && strings.HasSuffix(fs[1], want) && fs[3] == "0A" { // TCP_LISTEN
-						return
-					}
-				}
-			}
+		if pid := c.pid(t); pid != 0 && listens(pid, port) {
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("container %s did not listen on port %d within 15s", c.name, port)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// listens reports whether a TCP socket listens on port in pid's network namespace, read from
+// /proc/PID/net/tcp{,6}, so that asking makes no traffic sockscope could see.
+func listens(pid, port int) bool {
+	want := fmt.Sprintf(":%04X", port)
+	for _, f := range []string{"tcp", "tcp6"} {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		for _, line := range strings.Split(string(b), "\n") {
+			fs := strings.Fields(line)
+			if len(fs) > 3 && strings.HasSuffix(fs[1], want) && fs[3] == "0A" { // TCP_LISTEN
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // wgets fetches http://127.0.0.1:8080/ n times from inside the container, one wget process each.

@@ -23,9 +23,38 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/sockscope/sockscope/containers"
+	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/exporter"
 	"github.com/sockscope/sockscope/loader"
 )
+
+// healthPath answers probes.
+const healthPath = "/-/healthy"
+
+// webTimeouts are the HTTP server's deadlines.
+type webTimeouts struct{ read, write, idle time.Duration }
+
+// onceLog prints each distinct message once on stderr: promhttp logs a refused series at every
+// scrape.
+type onceLog struct {
+	mu   sync.Mutex
+	w    io.Writer
+	seen map[string]bool
+}
+
+func (l *onceLog) Println(v ...any) {
+	msg := strings.TrimSpace(fmt.Sprintln(v...))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = map[string]bool{}
+	}
+	if l.seen[msg] || len(l.seen) > 100 {
+		return
+	}
+	l.seen[msg] = true
+	fmt.Fprintf(l.w, "sockscope: warning: %s\n", events.Printable(strings.ReplaceAll(msg, "\n", "; ")))
+}
 
 // defaultListen is sockscope's exporter port: 9890, outside the ports of the well-known exporters
 // (node 9100, blackbox 9115, cAdvisor 8080, ...).
@@ -35,6 +64,8 @@ type exportFlags struct {
 	listen      string
 	path        string
 	webConfig   string
+	maxRequests int
+	timeouts    webTimeouts
 	runtimes    runtimeFlags
 	netns       []string
 	syscalls    bool
@@ -52,6 +83,10 @@ func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, erro
 	fs.StringVar(&f.listen, "web.listen-address", defaultListen, "address to serve metrics on")
 	fs.StringVar(&f.path, "web.telemetry-path", "/metrics", "path of the metrics")
 	fs.StringVar(&f.webConfig, "web.config.file", "", "exporter-toolkit web configuration file: TLS and basic auth")
+	fs.IntVar(&f.maxRequests, "web.max-requests", 40, "scrapes served at once; more get 503 Service Unavailable (0: no limit)")
+	fs.DurationVar(&f.timeouts.read, "web.read-timeout", 30*time.Second, "time a client has to send its whole request")
+	fs.DurationVar(&f.timeouts.write, "web.write-timeout", 2*time.Minute, "time a response may take, the scrape included (a scrape of thousands of namespaces takes seconds)")
+	fs.DurationVar(&f.timeouts.idle, "web.idle-timeout", time.Minute, "time an idle keep-alive connection is kept open")
 	f.runtimes.add(fs)
 	fs.BoolVar(&f.host, "host", true, "count the host's network namespace (container=\"host\"); --host=false for containers only")
 	fs.StringArrayVar(&f.netns, "netns", nil, "also count this network namespace under a name: NAME=PATH or NAME=INODE (e.g. blue=/run/netns/blue); repeatable")
@@ -59,7 +94,7 @@ func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, erro
 	fs.IntVar(&f.syscallsTop, "syscalls.top", 20, "syscall series per container (and syscall/errno pairs); the rest add up in \"other\"")
 	fs.IntVar(&f.topRemotes, "top-remotes", 0, "also break sockets down by remote endpoint (address:port), the top K per container plus \"other\" (sockscope_tcp_remote_sockets); 0 = off")
 	fs.BoolVar(&f.bpfStats, "bpf-stats", false, "make the kernel keep run counts and run time of BPF programs (sockscope_bpf_program_*); costs about 20 ns per program run")
-	fs.Uint32Var(&f.maxNetns, "max-netns", 4096, "network namespaces counted at once")
+	fs.Uint32Var(&f.maxNetns, "max-netns", 4096, "network namespaces counted at once; past it, those seen last wait (sockscope_namespaces_untracked)")
 	fs.Uint32Var(&f.maxCounters, "max-counters", 65536, "in-kernel counters over all namespaces (about 40 per busy namespace)")
 	if helped, err := parseFlags(fs, args, stdout, "sockscope export [flags]\n\nA Prometheus exporter: TCP state transitions, connect outcomes and latency, sockets by state,\nretransmits and resets per container, counted in the kernel. Metrics at http://ADDRESS/metrics.", ""); err != nil || helped {
 		return nil, helped, err
@@ -69,6 +104,17 @@ func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, erro
 	}
 	if _, _, err := net.SplitHostPort(f.listen); err != nil {
 		return nil, false, usageError{fmt.Sprintf("--web.listen-address %q: want HOST:PORT or :PORT (%v)", f.listen, err)}
+	}
+	if f.maxRequests < 0 {
+		return nil, false, usageError{fmt.Sprintf("--web.max-requests must be 0 (no limit) or more, not %d", f.maxRequests)}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--web.read-timeout", f.timeouts.read}, {"--web.write-timeout", f.timeouts.write}, {"--web.idle-timeout", f.timeouts.idle}} {
+		if d.v <= 0 {
+			return nil, false, usageError{fmt.Sprintf("%s must be positive, not %s", d.name, d.v)}
+		}
 	}
 	if f.topRemotes < 0 {
 		return nil, false, usageError{fmt.Sprintf("--top-remotes must be 0 (off) or more, not %d", f.topRemotes)}
@@ -113,7 +159,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	host := containers.Target{Name: containers.HostName, Inode: hostIno, Path: hostPath}
 	var fixed []exporter.Namespace
 	if f.host {
-		fixed = append(fixed, exporter.Namespace{Inode: hostIno, Name: containers.HostName, Path: hostPath})
+		fixed = append(fixed, exporter.Namespace{Inode: hostIno, Name: containers.HostName, Path: hostPath, Fixed: true})
 	}
 	for _, n := range f.netns {
 		name, arg, _ := strings.Cut(n, "=")
@@ -124,7 +170,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		if t.Path == "" {
 			return fmt.Errorf("--netns %s: no process lives in network namespace %d, so its sockets cannot be counted; give its path instead (e.g. %s=/run/netns/NAME)", n, t.Inode, name)
 		}
-		fixed = append(fixed, exporter.Namespace{Inode: t.Inode, Name: containers.Name{Name: name}, Path: t.Path})
+		fixed = append(fixed, exporter.Namespace{Inode: t.Inode, Name: containers.Name{Name: name}, Path: t.Path, Fixed: true})
 	}
 	// Listen before loading anything: a port in use is the commonest failure.
 	ln, err := net.Listen("tcp", f.listen)
@@ -153,16 +199,17 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer socks.Close()
-	k := exporter.Kernel{Counters: counters, Sockets: socks, TopRemotes: f.topRemotes}
+	k := exporter.Kernel{Counters: counters, Sockets: socks, TopRemotes: f.topRemotes, MaxNetns: int(f.maxNetns)}
 	if f.syscalls {
 		sc, err := loader.OpenSyscalls(loader.SyscallConfig{FilterNetns: true, ByNetns: true})
 		if err != nil {
 			return err
 		}
 		defer sc.Close()
-		k.Syscalls = exporter.NewSyscalls(sc, f.syscallsTop)
+		k.Syscalls = exporter.NewSyscalls(exporter.LoaderSyscalls(sc), f.syscallsTop)
 	}
 	coll := exporter.New(k, version, f.bpfStats)
+	coll.Warn = func(msg string) { fmt.Fprintf(stderr, "sockscope: warning: %s\n", events.Printable(msg)) }
 	src := &nsSources{coll: coll, fixed: fixed, host: hostIno, hostOn: f.host, stderr: stderr}
 	if err := src.publish(); err != nil {
 		return err
@@ -184,12 +231,19 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
-	mux.Handle(f.path, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	// At most --web.max-requests scrapes at once, as node_exporter does: the others get 503 at
+	// once instead of queueing behind the kernel walks (promhttp_metric_handler_requests_total
+	// counts them by code). A series the registry refuses is said on stderr, once.
+	mux.Handle(f.path, promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: f.maxRequests, ErrorLog: &onceLog{w: stderr}, Registry: reg,
+	})))
+	// Probes (kubelet, systemd, load balancers) ask here: it answers without reading the kernel.
+	mux.HandleFunc(healthPath, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	landing, err := web.NewLandingPage(web.LandingConfig{
 		Name:        "sockscope",
 		Description: "TCP life and syscall hotspots of the host and its containers, counted in the kernel with eBPF",
 		Version:     version,
-		Links:       []web.LandingLinks{{Address: f.path, Text: "Metrics"}},
+		Links:       []web.LandingLinks{{Address: f.path, Text: "Metrics"}, {Address: healthPath, Text: "Health"}},
 	})
 	if err != nil {
 		return err
@@ -197,7 +251,11 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	if f.path != "/" {
 		mux.Handle("/", landing)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Every phase of a connection has a deadline: a client that connects, scrapes once and stays
+	// idle is closed after --web.idle-timeout, one that sends its request slowly after
+	// --web.read-timeout; neither keeps a file descriptor for ever.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: min(10*time.Second, f.timeouts.read), ReadTimeout: f.timeouts.read,
+		WriteTimeout: f.timeouts.write, IdleTimeout: f.timeouts.idle}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	webFlags := &web.FlagConfig{WebListenAddresses: &[]string{f.listen}, WebConfigFile: &f.webConfig, WebSystemdSocket: new(bool)}
 	served := make(chan error, 1)

@@ -36,10 +36,13 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 	if r.OK != 4 || r.Errors["EADDRNOTAVAIL"] != 3 {
 		t.Fatalf("port exhaustion setup: %+v, want 4 ok and 3 EADDRNOTAVAIL", r)
 	}
+	slow := r.Slow // connects that took 10 ms or more, as the client timed them
 	ns.sysctl(t, "net.ipv4.ip_local_port_range=32768 60999")
-	if r := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8000", "-n", "50"); r.OK != 50 {
+	r = ns.tcpload(t, "connect", "-addr", "127.0.0.1:8000", "-n", "50")
+	if r.OK != 50 {
 		t.Fatalf("50 connects: %+v", r)
 	}
+	slow += r.Slow
 	srv.waitAccepted(t, 4+50) // no reset from its accept queue
 	if r := ns.tcpload(t, "connect", "-addr", "127.0.0.1:9", "-n", "7"); r.Errors["ECONNREFUSED"] != 7 {
 		t.Fatalf("7 refused connects: %+v", r)
@@ -48,7 +51,7 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 	// stays, held by the client); later SYNs are dropped, so each of three clients retransmits
 	// its SYN once (TCP_SYNCNT=1) and gives up with ETIMEDOUT after 3 s.
 	ns.serve(t, "-addr", "127.0.0.1:8001", "-no-accept-backlog", "0")
-	ns.hold(t, "-addr", "127.0.0.1:8001", "-n", "1")
+	slow += ns.hold(t, "-addr", "127.0.0.1:8001", "-n", "1")
 	var wg sync.WaitGroup
 	errs := make([]string, 3)
 	for i := range errs {
@@ -118,9 +121,14 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 			t.Errorf("%s = %v, want %v", q, got, w)
 		}
 	}
-	// Loopback handshakes take microseconds: all below 10 ms, none below 0.
-	if got := prom.one(t, `sockscope_tcp_connect_duration_seconds_bucket{container="t",le="0.01"}`, at); !near(got, success) {
-		t.Errorf("connects faster than 10 ms: %v, want %d", got, success)
+	// Loopback handshakes take microseconds: all below 10 ms. The kernel times the handshake
+	// inside the client's connect() call, so each connect the client timed under 10 ms is in this
+	// bucket, and only those the client saw take longer (a guest's vCPU descheduled under qemu's
+	// TCG) may be missing from it: exact when the client saw none.
+	if got := prom.one(t, `sockscope_tcp_connect_duration_seconds_bucket{container="t",le="0.01"}`, at); got < float64(success-slow)-0.001 || got > success+0.001 {
+		t.Errorf("connects faster than 10 ms: %v, want %d (%d of them took 10 ms or more as the client timed them)", got, success, slow)
+	} else if slow > 0 {
+		t.Logf("connects faster than 10 ms: %v of %d; the client timed %d at 10 ms or more", got, success, slow)
 	}
 
 	// The socket gauges equal ss in the netns, state by state, at a scrape between two equal ss runs.

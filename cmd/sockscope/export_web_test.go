@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"net"
 	"net/http"
@@ -20,6 +21,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sockscope/sockscope/deploy"
 )
 
 // writeTLSFiles writes a self-signed certificate for 127.0.0.1 and its key into dir.
@@ -137,6 +141,10 @@ func TestExportBadInput(t *testing.T) {
 		{[]string{"--netns", "blue"}, []string{"--netns", "NAME=PATH"}},
 		{[]string{"--netns", "host=/proc/self/ns/net"}, []string{"host"}},
 		{[]string{"--syscalls.top", "0"}, []string{"--syscalls.top"}},
+		{[]string{"--web.max-requests", "-1"}, []string{"--web.max-requests", "-1"}},
+		{[]string{"--web.idle-timeout", "0s"}, []string{"--web.idle-timeout", "positive"}},
+		{[]string{"--web.read-timeout", ""}, []string{"--web.read-timeout"}},
+		{[]string{"--web.write-timeout", "soon"}, []string{"--web.write-timeout"}},
 		{[]string{"extra"}, []string{"unexpected argument"}},
 	} {
 		r := runSockscope(t, append([]string{"export"}, tc.args...)...)
@@ -152,4 +160,84 @@ func TestExportBadInput(t *testing.T) {
 	defer l.Close()
 	r = runSockscope(t, "export", noDocker, "--web.listen-address", l.Addr().String())
 	assertFailure(t, r, "listen on "+l.Addr().String(), "address already in use", "--web.listen-address")
+}
+
+// The deployment's example of TLS and basic auth (deploy/kubernetes/web-config.yaml and the
+// DaemonSet patch beside it) works with the real exporter: the probes' request, with the
+// patch's Authorization header, gets ok from /-/healthy over TLS; without it, 401, on /metrics
+// too.
+func TestExportServesTheDeploymentsWebConfigExample(t *testing.T) {
+	requireTracing(t)
+	dir := t.TempDir()
+	certFile, keyFile, pool := writeTLSFiles(t, dir)
+	var secret struct {
+		StringData map[string]string `json:"stringData"`
+	}
+	if err := yaml.Unmarshal(readDeploy(t, deploy.WebConfig), &secret); err != nil {
+		t.Fatal(err)
+	}
+	web := strings.NewReplacer("/etc/sockscope/tls/tls.crt", certFile, "/etc/sockscope/tls/tls.key", keyFile).Replace(secret.StringData["web.yml"])
+	if !strings.Contains(web, certFile) || !strings.Contains(web, keyFile) {
+		t.Fatalf("the example's web.yml names no certificate at /etc/sockscope/tls:\n%s", secret.StringData["web.yml"])
+	}
+	webConfig := filepath.Join(dir, "web.yml")
+	os.WriteFile(webConfig, []byte(web), 0o600)
+	var patch struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						ReadinessProbe struct {
+							HTTPGet struct {
+								Path        string                         `json:"path"`
+								HTTPHeaders []struct{ Name, Value string } `json:"httpHeaders"`
+							} `json:"httpGet"`
+						} `json:"readinessProbe"`
+					} `json:"containers"`
+				} `json:"spec"`
+			} `json:"template"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(readDeploy(t, deploy.WebConfigPatch), &patch); err != nil {
+		t.Fatal(err)
+	}
+	probe := patch.Spec.Template.Spec.Containers[0].ReadinessProbe.HTTPGet
+	exp := startExport(t, noDocker, "--web.config.file", webConfig)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	get := func(p string, headers bool) (int, string) {
+		req, _ := http.NewRequest("GET", "https://"+exp.addr+p, nil)
+		if headers {
+			for _, h := range probe.HTTPHeaders {
+				req.Header.Set(h.Name, h.Value)
+			}
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(probe.Path, true); code != 200 || body != "ok\n" {
+		t.Errorf("the probe's request: %d %q, want 200 ok", code, body)
+	}
+	for _, p := range []string{probe.Path, "/metrics"} {
+		if code, _ := get(p, false); code != http.StatusUnauthorized {
+			t.Errorf("%s without the header: %d, want 401", p, code)
+		}
+	}
+	if code, body := get("/metrics", true); code != 200 || !strings.Contains(body, "sockscope_build_info") {
+		t.Errorf("/metrics with the header: %d", code)
+	}
+	exp.stop(t)
+}
+
+func readDeploy(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := fs.ReadFile(deploy.Files(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -158,6 +158,7 @@ type loadResult struct {
 	OK       int            `json:"ok"`
 	Errors   map[string]int `json:"errors"`
 	Accepted int            `json:"accepted"`
+	Slow     int            `json:"slow"` // connects that took 10 ms or more
 }
 
 // tcpload runs `tcpload ARGS...` inside ns to completion and returns its summary.
@@ -209,7 +210,13 @@ type server struct {
 
 func (ns netns) serve(t *testing.T, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.name, tcploadBin, "serve"}, args...)...)
+	return ns.serveBin(t, tcploadBin, args...)
+}
+
+// serveBin is serve with tcpload at another path (a link with another name).
+func (ns netns) serveBin(t *testing.T, bin string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.name, bin, "serve"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +290,21 @@ func startTraceTo(t *testing.T, w func(*bytes.Buffer) io.Writer, args ...string)
 // startAttached starts `sockscope ARGS...` and waits for its "sockscope: attached" line.
 func startAttached(t *testing.T, w func(*bytes.Buffer) io.Writer, args ...string) *tracer {
 	t.Helper()
+	return startAttachedWith(t, w, nil, args...)
+}
+
+// startAttachedEnv is startAttached with more environment variables (NAME=VALUE).
+func startAttachedEnv(t *testing.T, env []string, args ...string) *tracer {
+	t.Helper()
+	return startAttachedWith(t, nil, env, args...)
+}
+
+func startAttachedWith(t *testing.T, w func(*bytes.Buffer) io.Writer, env []string, args ...string) *tracer {
+	t.Helper()
 	tr := &tracer{cmd: exec.Command(sockscopeBin, args...), done: make(chan struct{})}
+	if env != nil {
+		tr.cmd.Env = append(os.Environ(), env...)
+	}
 	tr.cmd.Stdout = &tr.stdout
 	if w != nil {
 		tr.cmd.Stdout = w(&tr.stdout)
@@ -331,8 +352,37 @@ func startAttached(t *testing.T, w func(*bytes.Buffer) io.Writer, args ...string
 	case <-time.After(20 * time.Second):
 		t.Fatalf("sockscope %v did not attach within 20s; stderr:\n%s", args, tr.errBuf.String())
 	}
-	t.Logf("sockscope %v attached in %v", args, time.Since(start).Round(time.Millisecond))
+	t.Logf("sockscope %q attached in %v", args, time.Since(start).Round(time.Millisecond))
 	return tr
+}
+
+// running reports whether the process has not exited yet.
+func (tr *tracer) running() bool {
+	select {
+	case <-tr.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// wait waits for the process to end by itself and returns how: stderr without its "attached"
+// line, so that a failure reads as from runSockscope.
+func (tr *tracer) wait(t *testing.T) cliResult {
+	t.Helper()
+	tr.cmd.Wait()
+	<-tr.done
+	var rest []string
+	for _, l := range lines(tr.errBuf.String()) {
+		if !strings.HasPrefix(l, "sockscope: attached") {
+			rest = append(rest, l)
+		}
+	}
+	stderr := strings.Join(rest, "\n")
+	if stderr != "" {
+		stderr += "\n"
+	}
+	return cliResult{stdout: tr.stdout.String(), stderr: stderr, code: tr.cmd.ProcessState.ExitCode()}
 }
 
 // interrupt sends SIGINT and waits for a clean exit; it returns stdout and stderr.

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/sockscope/sockscope/containers"
+	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
 )
 
@@ -114,10 +115,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if slices.Contains([]string{"trace", "sockets", "syscalls", "export", "record", "report", "diagnose", "version"}, args[0]) {
 			cmd = "sockscope " + args[0]
 		}
-		fmt.Fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", cmd, ue.msg, cmd)
+		fmt.Fprintf(stderr, "%s: %s\nRun '%s --help' for usage.\n", cmd, events.Printable(ue.msg), cmd)
 		return 2
 	default:
-		fmt.Fprintf(stderr, "sockscope: %v\n", err)
+		// One line, whatever a name or a file in the error holds.
+		fmt.Fprintf(stderr, "sockscope: %s\n", events.Printable(err.Error()))
 		return 1
 	}
 }

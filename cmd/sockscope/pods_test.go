@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,18 +42,8 @@ func serveHTTP(t *testing.T, pod *critest.Pod, name string, port int) *critest.C
 // waitListeningPid waits until a TCP socket listens on port in pid's network namespace.
 func waitListeningPid(t *testing.T, pid, port int) {
 	t.Helper()
-	want := fmt.Sprintf(":%04X", port)
 	deadline := time.Now().Add(15 * time.Second)
-	for {
-		for _, f := range []string{"tcp", "tcp6"} {
-			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
-			for _, line := range strings.Split(string(b), "\n") {
-				fs := strings.Fields(line)
-				if len(fs) > 3 && strings.HasSuffix(fs[1], want) && fs[3] == "0A" { // TCP_LISTEN
-					return
-				}
-			}
-		}
+	for !listens(pid, port) {
 		if time.Now().After(deadline) {
 			t.Fatalf("pid %d: nothing listens on port %d after 15s", pid, port)
 		}

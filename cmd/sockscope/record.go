@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,10 +60,10 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 	if f.duration < 0 {
 		return nil, false, usageError{fmt.Sprintf("--duration must not be negative, not %s", f.duration)}
 	}
-	if f.interval < 100*time.Millisecond {
-		return nil, false, usageError{fmt.Sprintf("--interval must be at least 100ms, not %s", f.interval)}
+	if f.interval < recording.MinInterval {
+		return nil, false, usageError{fmt.Sprintf("--interval must be at least %s, not %s", recording.MinInterval, f.interval)}
 	}
-	if *size != "" {
+	if fs.Changed("max-size") { // an empty value is no size, not "no limit"
 		n, err := parseSize(*size)
 		if err != nil {
 			return nil, false, usageError{fmt.Sprintf("--max-size %q: %v", *size, err)}
@@ -80,6 +81,10 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 
 // parseSize reads a byte count with an optional K, M or G suffix (powers of 1024).
 func parseSize(s string) (int64, error) {
+	bad := errors.New("want a positive number of bytes, optionally with K, M or G (e.g. 500M)")
+	if s == "" {
+		return 0, bad
+	}
 	mult := int64(1)
 	switch strings.ToUpper(s[len(s)-1:]) {
 	case "K":
@@ -94,7 +99,7 @@ func parseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, errors.New("want a positive number of bytes, optionally with K, M or G (e.g. 500M)")
+		return 0, bad
 	}
 	return n * mult, nil
 }
@@ -115,11 +120,18 @@ type recorder struct {
 	socks   *loader.Sockets
 
 	mu      sync.Mutex
-	history map[string]*recording.Container // by full ID
+	history map[string]*recording.Container // by full ID: the running containers and the last stopped
+	changed map[string]bool                 // IDs whose state the file does not have yet
+	based   bool                            // the file has a full list
 	running []containers.Container
 	nEvents uint64
 	nSnaps  uint64
 }
+
+// keepStopped is how many stopped containers the recorder remembers: for the exit code that comes
+// after the stop, and for the full list that starts a rotated file (their namespaces' late events
+// keep their names). The file keeps every container it saw.
+const keepStopped = 256
 
 func runRecord(args []string, stdout, stderr io.Writer) error {
 	f, helped, err := parseRecordFlags(args, stdout)
@@ -134,7 +146,7 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	if err := prepare(); err != nil {
 		return err
 	}
-	r := &recorder{f: f, stderr: stderr, history: map[string]*recording.Container{}}
+	r := &recorder{f: f, stderr: stderr, history: map[string]*recording.Container{}, changed: map[string]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	sc, err := newScope(ctx, &f.runtimes, f.containers, f.netns, stderr)
@@ -175,6 +187,7 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	if r.sink, err = recording.Create(f.file, f.maxSize, f.force, stdout); err != nil {
 		return err
 	}
+	r.sink.SetBase(recording.BlockContainers, r.fullList)
 	r.clock = events.NewClock()
 	start := time.Now()
 	hostname, _ := os.Hostname()
@@ -218,11 +231,12 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	}
 	r.resolver = w
 	// Signals are caught before "attached" is said, so a stop right after it still ends the file.
+	// SIGHUP too: an SSH session that drops must leave a complete file, not one cut short.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	signal.Ignore(syscall.SIGPIPE)
-	fmt.Fprintf(stderr, "sockscope: attached, recording %s to %s (Ctrl-C to stop)\n", what, f.file)
+	fmt.Fprintf(stderr, "sockscope: attached, recording %s to %s (Ctrl-C to stop)\n", events.Printable(what), events.Printable(f.file))
 	return r.run(ctx, sigs)
 }
 
@@ -230,7 +244,6 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 func (r *recorder) update(running []containers.Container) {
 	now := time.Now()
 	r.mu.Lock()
-	changed := false
 	seen := map[string]bool{}
 	for _, c := range running {
 		seen[c.ID] = true
@@ -243,46 +256,89 @@ func (r *recorder) update(running []containers.Container) {
 		h.Started = now.UTC()
 		h.Selected = slices.ContainsFunc(r.scope.Selected, func(s containers.Selector) bool { return s.Matches(c) })
 		r.history[c.ID] = h
-		changed = true
+		r.changed[c.ID] = true
 	}
 	for id, h := range r.history {
 		if !seen[id] && h.Stopped.IsZero() {
 			h.Stopped = now.UTC()
-			changed = true
+			r.changed[id] = true
 		}
 	}
 	r.running = running
+	r.forgetLocked()
 	r.mu.Unlock()
-	if changed {
-		r.writeContainers(now)
-	}
+	r.writeContainers(now)
 }
 
 // died records a container's exit code and the daemon's time of it.
 func (r *recorder) died(id string, code int, at time.Time) {
 	r.mu.Lock()
-	h, ok := r.history[id]
-	if ok {
+	if h, ok := r.history[id]; ok {
 		h.ExitCode = code
 		h.Stopped = at.UTC()
+		r.changed[id] = true
 	}
 	r.mu.Unlock()
-	if ok {
-		r.writeContainers(time.Now())
+	r.writeContainers(time.Now())
+}
+
+// forgetLocked bounds the history: beyond keepStopped stopped containers, the one that stopped
+// first goes, once the file has its last state.
+func (r *recorder) forgetLocked() {
+	var stopped []*recording.Container
+	for _, h := range r.history {
+		if !h.Stopped.IsZero() && !r.changed[h.ID] {
+			stopped = append(stopped, h)
+		}
+	}
+	if over := len(stopped) - keepStopped; over > 0 {
+		slices.SortFunc(stopped, func(a, b *recording.Container) int { return a.Stopped.Compare(b.Stopped) })
+		for _, h := range stopped[:over] {
+			delete(r.history, h.ID)
+		}
 	}
 }
 
+// writeContainers writes what changed since the last containers block: the first block of the
+// file lists every container (none, without runtimes), the others only the changes, so that a
+// recording of heavy churn grows with the churn and not with the churn squared.
 func (r *recorder) writeContainers(now time.Time) {
 	r.mu.Lock()
+	t := recording.BlockContainerChanges
 	list := recording.Containers{List: []recording.Container{}}
-	for _, h := range r.history {
-		list.List = append(list.List, *h)
+	for id := range r.changed {
+		if h, ok := r.history[id]; ok {
+			list.List = append(list.List, *h)
+		}
 	}
+	if !r.based {
+		t, list.List, r.based = recording.BlockContainers, r.listLocked(), true
+	}
+	clear(r.changed)
 	r.mu.Unlock()
+	if t == recording.BlockContainerChanges && len(list.List) == 0 {
+		return
+	}
 	slices.SortFunc(list.List, func(a, b recording.Container) int { return strings.Compare(a.ID, b.ID) })
-	if err := r.sink.WriteJSON(recording.BlockContainers, now, list); err != nil {
+	if err := r.sink.WriteJSON(t, now, list); err != nil {
 		fmt.Fprintf(r.stderr, "sockscope: write %s: %v\n", r.f.file, err)
 	}
+}
+
+func (r *recorder) listLocked() []recording.Container {
+	list := make([]recording.Container, 0, len(r.history))
+	for _, h := range r.history {
+		list = append(list, *h)
+	}
+	slices.SortFunc(list, func(a, b recording.Container) int { return strings.Compare(a.ID, b.ID) })
+	return list
+}
+
+// fullList is the containers block a rotated file starts with: what the recorder remembers.
+func (r *recorder) fullList() ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return json.Marshal(recording.Containers{List: r.listLocked()})
 }
 
 // targets are the namespaces to snapshot: the selected containers and pods (and --netns), or the
@@ -315,8 +371,14 @@ func (r *recorder) run(ctx context.Context, sigs <-chan os.Signal) error {
 	evStop := make(chan struct{})
 	go func() { evErr <- r.readEvents(ctx, evStop) }()
 
-	if err := r.snapshot(); err != nil {
+	// A failure ends the file with an end block that says why: what came before it reads.
+	fail := func(err error) error {
+		r.tracer.Detach()
+		r.sink.Close(time.Now(), "error: "+err.Error())
 		return err
+	}
+	if err := r.snapshot(); err != nil {
+		return fail(err)
 	}
 	tick := time.NewTicker(r.f.interval)
 	defer tick.Stop()
@@ -326,12 +388,10 @@ func (r *recorder) run(ctx context.Context, sigs <-chan os.Signal) error {
 		case reason = <-stop:
 		case err := <-evErr:
 			// The event reader only stops early on a write error.
-			r.tracer.Detach()
-			r.sink.Close(time.Now(), "error: "+err.Error())
-			return err
+			return fail(err)
 		case <-tick.C:
 			if err := r.snapshot(); err != nil {
-				return err
+				return fail(err)
 			}
 		}
 	}
@@ -339,10 +399,10 @@ func (r *recorder) run(ctx context.Context, sigs <-chan os.Signal) error {
 	r.tracer.Detach()
 	close(evStop)
 	if err := <-evErr; err != nil {
-		return err
+		return fail(err)
 	}
 	if err := r.snapshot(); err != nil {
-		return err
+		return fail(err)
 	}
 	if err := r.sink.Close(time.Now(), reason); err != nil {
 		return fmt.Errorf("write %s: %w", r.f.file, err)

@@ -1,13 +1,17 @@
 package main
 
 import (
-	"bufio"
+	"cmp"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
@@ -15,27 +19,86 @@ import (
 	"github.com/sockscope/sockscope/recording"
 )
 
-// loadRecording reads a whole recording ("-" reads standard input).
-func loadRecording(path string) (*recording.Recording, error) {
-	var r io.Reader = os.Stdin
-	if path != "-" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
+// maxInflateFlag declares --max-inflate, for every command that reads recordings.
+func maxInflateFlag(fs *pflag.FlagSet) *string {
+	return fs.String("max-inflate", recording.DefaultBudget.String(), "how much a recording may decompress to: a multiple of its size (64x) or a size (8G); a file that asks for more is refused as a DEFLATE bomb")
+}
+
+// parseMaxInflate reads --max-inflate: "Nx" times the file's size, or a size with K, M or G.
+func parseMaxInflate(s string) (recording.Budget, error) {
+	if n, ok := strings.CutSuffix(strings.ToLower(s), "x"); ok {
+		r, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || r < 1 || r > 1<<20 {
+			return recording.Budget{}, usageError{fmt.Sprintf("--max-inflate %q: want a multiple of the file's size from 1x to %dx, or a size such as 8G", s, 1<<20)}
 		}
-		defer f.Close()
-		r = f
+		return recording.Budget{Ratio: r}, nil
 	}
-	rec, err := recording.Load(bufio.NewReaderSize(r, 1<<20))
+	n, err := parseSize(s)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return recording.Budget{}, usageError{fmt.Sprintf("--max-inflate %q: %v, or a multiple of the file's size such as 64x", s, err)}
 	}
-	return rec, nil
+	return recording.Budget{Max: n}, nil
+}
+
+// openRecording opens a recording ("-": standard input, copied first to a file that is already
+// deleted, so that it can be read twice and leaves nothing behind). The caller closes it.
+func openRecording(path string, budget recording.Budget) (*recording.File, io.Closer, error) {
+	var f *os.File
+	if path == "-" {
+		dir, err := os.MkdirTemp("", "sockscope-stdin-*")
+		if err != nil {
+			return nil, nil, err
+		}
+		f, err = os.CreateTemp(dir, "recording")
+		os.RemoveAll(dir) // the open file lives on; nothing is left if sockscope dies
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := io.Copy(f, os.Stdin); err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("read standard input: %w", err)
+		}
+	} else {
+		var err error
+		if f, err = os.Open(path); err != nil {
+			return nil, nil, err
+		}
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	rec, err := recording.Open(f, st.Size(), budget)
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return rec, f, nil
+}
+
+// scanError names the file in an error from reading it, and lets the output's own errors through.
+func scanError(path string, err error) error {
+	var fe *recording.FormatError
+	if errors.As(err, &fe) {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return err
+}
+
+// clockWarning is one line about a recording whose clock stepped back: it is read as written.
+func clockWarning(stderr io.Writer, path string, rec *recording.File) {
+	if len(rec.ClockSteps) == 0 {
+		return
+	}
+	s := slices.MaxFunc(rec.ClockSteps, func(a, b recording.ClockStep) int { return cmp.Compare(a.Back, b.Back) })
+	fmt.Fprintf(stderr, "sockscope: warning: %s: the clock stepped back %s at offset %d (%s); times after it are as the clock read them\n",
+		path, s.Back.Round(time.Millisecond), s.Offset, s.At.Format(time.RFC3339))
 }
 
 // recordedNetns resolves --container and --netns against a recording: the namespaces the
 // named containers had, and --netns as an inode. nil means every namespace.
-func recordedNetns(rec *recording.Recording, queries []string, netns []string) (map[uint32]bool, error) {
+func recordedNetns(rec *recording.File, queries []string, netns []string) (map[uint32]bool, error) {
 	if len(queries) == 0 && len(netns) == 0 {
 		return nil, nil
 	}
@@ -65,10 +128,12 @@ func recordedNetns(rec *recording.Recording, queries []string, netns []string) (
 
 // replayTrace prints a recording's events as a live trace with the same flags would have.
 func replayTrace(f *traceFlags, stdout, stderr io.Writer) error {
-	rec, err := loadRecording(f.read)
+	rec, closer, err := openRecording(f.read, f.budget)
 	if err != nil {
 		return err
 	}
+	defer closer.Close()
+	clockWarning(stderr, f.read, rec)
 	filter := f.filter()
 	if filter.Netns, err = recordedNetns(rec, f.containers, f.netns); err != nil {
 		return err
@@ -80,24 +145,34 @@ func replayTrace(f *traceFlags, stdout, stderr io.Writer) error {
 	if f.output == "table" {
 		out.buf = events.AppendTableHeader(out.buf)
 	}
-	for i := range rec.Events {
-		ev := rec.Events[i]
-		if !filter.Keep(&ev) {
-			continue
-		}
-		name, ok := names.Lookup(ev.Netns, clock.Wall(ev.Mono))
-		full := eo.add(&ev, name, ok)
-		if len(out.buf) >= writeChunk || full {
-			if err := out.Flush(); err != nil {
-				if isEPIPE(err) {
-					return nil
+	errDone := errors.New("done")
+	err = rec.Scan(recording.Visitor{Events: func(_ time.Time, evs []events.Event) error {
+		for i := range evs {
+			ev := &evs[i]
+			if !filter.Keep(ev) {
+				continue
+			}
+			name, ok := names.Lookup(ev.Netns, clock.Wall(ev.Mono))
+			full := eo.add(ev, name, ok)
+			if len(out.buf) >= writeChunk || full {
+				if err := out.Flush(); err != nil {
+					if isEPIPE(err) {
+						return errDone
+					}
+					return fmt.Errorf("write output: %w", err)
 				}
-				return fmt.Errorf("write output: %w", err)
+			}
+			if full {
+				return errDone
 			}
 		}
-		if full {
-			break
-		}
+		return nil
+	}})
+	if errors.Is(err, errDone) {
+		err = nil
+	}
+	if err != nil {
+		return scanError(f.read, err) // what is still buffered stays unprinted: a bad file prints one line
 	}
 	if err := out.Flush(); err != nil && !isEPIPE(err) {
 		return fmt.Errorf("write output: %w", err)
@@ -107,11 +182,13 @@ func replayTrace(f *traceFlags, stdout, stderr io.Writer) error {
 }
 
 // replaySockets prints, per recorded namespace, its last snapshot (or the last one up to --at).
-func replaySockets(f *socketsFlags, stdout io.Writer) error {
-	rec, err := loadRecording(f.read)
+func replaySockets(f *socketsFlags, stdout, stderr io.Writer) error {
+	rec, closer, err := openRecording(f.read, f.budget)
 	if err != nil {
 		return err
 	}
+	defer closer.Close()
+	clockWarning(stderr, f.read, rec)
 	want, err := recordedNetns(rec, f.containers, f.netns)
 	if err != nil {
 		return err
@@ -120,27 +197,37 @@ func replaySockets(f *socketsFlags, stdout io.Writer) error {
 	if f.at >= 0 {
 		until = rec.Meta.Start.Add(f.at)
 	}
-	last := map[uint32]int{}
+	// The last snapshot of each namespace (up to --at): one at a time is kept, not the file.
+	last := map[uint32]*recording.SocketSnapshot{}
 	var order []uint32
-	for i, s := range rec.Sockets {
+	var first time.Time
+	err = rec.Scan(recording.Visitor{Sockets: func(s *recording.SocketSnapshot) error {
+		if first.IsZero() {
+			first = s.Time
+		}
 		if want != nil && !want[s.Netns] || !until.IsZero() && s.Time.After(until) {
-			continue
+			return nil
 		}
 		if _, ok := last[s.Netns]; !ok {
 			order = append(order, s.Netns)
 		}
-		last[s.Netns] = i
+		c := *s
+		last[s.Netns] = &c
+		return nil
+	}})
+	if err != nil {
+		return scanError(f.read, err)
 	}
 	if len(order) == 0 {
-		if !until.IsZero() && len(rec.Sockets) > 0 {
-			return fmt.Errorf("%s: no snapshot in the first %s of the recording (the first was taken %s after the start)", f.read, f.at, rec.Sockets[0].Time.Sub(rec.Meta.Start).Round(time.Millisecond))
+		if !until.IsZero() && !first.IsZero() {
+			return fmt.Errorf("%s: no snapshot in the first %s of the recording (the first was taken %s after the start)", f.read, f.at, first.Sub(rec.Meta.Start).Round(time.Millisecond))
 		}
 		return fmt.Errorf("%s: no socket snapshot of the selected namespaces in this recording", f.read)
 	}
 	names := rec.Namer()
 	p := newSocketPrinter(f, stdout)
 	for _, ns := range order {
-		s := &rec.Sockets[last[ns]]
+		s := last[ns]
 		socks, err := s.Decode()
 		if err != nil {
 			return fmt.Errorf("%s: snapshot of netns %d: %w", f.read, ns, err)
@@ -161,12 +248,15 @@ func replaySockets(f *socketsFlags, stdout io.Writer) error {
 // replaySyscalls prints a recording's syscall counts: the whole recording, or with --interval
 // one table per interval of the recording.
 func replaySyscalls(f *syscallsFlags, stdout, stderr io.Writer) error {
-	rec, err := loadRecording(f.read)
+	rec, closer, err := openRecording(f.read, f.budget)
 	if err != nil {
 		return err
 	}
+	defer closer.Close()
+	clockWarning(stderr, f.read, rec)
+	n := rec.Counts[recording.BlockSyscalls]
 	switch {
-	case len(rec.Syscalls) == 0:
+	case n == 0:
 		return fmt.Errorf("%s: the recording has no syscall counts (it was made with --syscalls=false)", f.read)
 	case f.latency && !rec.Meta.Latency:
 		return fmt.Errorf("%s: the recording has no syscall latency; drop --latency", f.read)
@@ -183,22 +273,25 @@ func replaySyscalls(f *syscallsFlags, stdout, stderr io.Writer) error {
 		return (want == nil || want[k.Netns]) && (f.pid == 0 || k.Tgid == uint32(f.pid))
 	}
 	printed := rec.Meta.Start
-	for i, s := range rec.Syscalls {
-		last := i == len(rec.Syscalls)-1
-		if !last && (f.interval == 0 || s.Time.Sub(printed) < f.interval-f.interval/10) {
-			continue
+	i := 0
+	err = rec.Scan(recording.Visitor{Syscalls: func(at time.Time, s *loader.SyscallSnapshot) error {
+		i++
+		last := i == n
+		if !last && (f.interval == 0 || at.Sub(printed) < f.interval-f.interval/10) {
+			return nil
 		}
-		snap := s.Value
-		snap.Counts = slices.DeleteFunc(slices.Clone(snap.Counts), func(c loader.SyscallCount) bool { return !keep(c.SyscallKey) })
-		snap.Errors = slices.DeleteFunc(slices.Clone(snap.Errors), func(c loader.SyscallErrors) bool { return !keep(c.SyscallKey) })
-		snap.Paths = slices.DeleteFunc(slices.Clone(snap.Paths), func(c loader.PathCount) bool { return !keep(c.SyscallKey) })
-		names.at = s.Time
-		if err := p.print(snap, s.Time, stderr); err != nil {
+		snap := *s
+		snap.Counts = slices.DeleteFunc(snap.Counts, func(c loader.SyscallCount) bool { return !keep(c.SyscallKey) })
+		snap.Errors = slices.DeleteFunc(snap.Errors, func(c loader.SyscallErrors) bool { return !keep(c.SyscallKey) })
+		snap.Paths = slices.DeleteFunc(snap.Paths, func(c loader.PathCount) bool { return !keep(c.SyscallKey) })
+		names.at = at
+		if err := p.print(snap, at, stderr); err != nil {
 			return err
 		}
-		printed = s.Time
-	}
-	return nil
+		printed = at
+		return nil
+	}})
+	return scanError(f.read, err)
 }
 
 // namerAt names namespaces as they were at one moment of a recording.

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/sockscope/sockscope/diagnose"
+	"github.com/sockscope/sockscope/recording"
 )
 
 func runReport(args []string, stdout, stderr io.Writer) error {
@@ -19,6 +22,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	htmlFile := fs.String("html", "", "also write the report as a self-contained HTML page with charts to this file")
 	top := fs.Int("top", 10, "rows per list (remote endpoints, syscalls, errors)")
 	output := fs.StringP("output", "o", "text", "output format: text or json")
+	maxInflate := maxInflateFlag(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope report FILE [flags]\n\nAn incident summary of a recording: findings, then per container a timeline of connects,\nfailures by errno, resets and socket states, the top remote endpoints and syscall hotspots.", anyArgs); err != nil || helped {
 		return err
 	}
@@ -31,11 +35,17 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if *top < 1 {
 		return usageError{fmt.Sprintf("--top must be at least 1, not %d", *top)}
 	}
-	file := fs.Arg(0)
-	rec, err := loadRecording(file)
+	budget, err := parseMaxInflate(*maxInflate)
 	if err != nil {
 		return err
 	}
+	file := fs.Arg(0)
+	rec, closer, err := openRecording(file, budget)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	clockWarning(stderr, file, rec)
 	only, err := recordedNetns(rec, *queries, *netns)
 	if err != nil {
 		return err
@@ -95,6 +105,7 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 	interval := fs.Duration("interval", 2*time.Second, "live: how often sockets, syscalls and facts are sampled")
 	read := fs.StringP("read", "r", "", "diagnose a recording (sockscope record -w FILE) instead of watching live")
 	output := fs.StringP("output", "o", "text", "output format: text or json (one finding per line)")
+	maxInflate := maxInflateFlag(fs)
 	var rf runtimeFlags
 	rf.add(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope diagnose [flags]\n\nWatch live (or read a recording) and report what is wrong: local port exhaustion, connection\nleaks, file descriptor limits, refusals, resets, retransmits, containers killed with open\nconnections. Each finding has its evidence, the command that verifies it, and the fix.", "a recording is given with -r FILE"); err != nil || helped {
@@ -106,31 +117,46 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 	if *duration <= 0 {
 		return usageError{fmt.Sprintf("--duration must be positive, not %s", *duration)}
 	}
+	budget, err := parseMaxInflate(*maxInflate)
+	if err != nil {
+		return err
+	}
 	source := *read
 	if source == "" {
 		// Live: record to a temporary file for --duration, then diagnose that recording,
-		// so live and recorded diagnoses are one code path.
-		tmp, err := os.CreateTemp("", "sockscope-diagnose-*.rec")
+		// so live and recorded diagnoses are one code path. The file lives in a directory of
+		// its own (mode 0700, made with a name nobody can guess), created by record itself:
+		// nobody else can plant or read anything there. A signal (SIGHUP too) ends the watch
+		// early and finishes the file; the directory goes either way.
+		dir, err := os.MkdirTemp("", "sockscope-diagnose-*")
 		if err != nil {
 			return err
 		}
-		tmp.Close()
-		defer os.Remove(tmp.Name())
-		rf := &recordFlags{file: tmp.Name(), containers: *queries, netns: *netns, duration: *duration,
-			interval: *interval, force: true, syscalls: true, runtimes: rf}
-		if rf.interval < 100*time.Millisecond {
-			return usageError{fmt.Sprintf("--interval must be at least 100ms, not %s", rf.interval)}
+		defer os.RemoveAll(dir)
+		// Until the directory is gone no signal may end the process: record stops on the first
+		// one, and later ones (while the findings are made) are let pass.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+		defer signal.Stop(sigs)
+		rf := &recordFlags{file: filepath.Join(dir, "live.rec"), containers: *queries, netns: *netns, duration: *duration,
+			interval: *interval, syscalls: true, runtimes: rf}
+		if rf.interval < recording.MinInterval {
+			return usageError{fmt.Sprintf("--interval must be at least %s, not %s", recording.MinInterval, rf.interval)}
 		}
 		fmt.Fprintf(stderr, "sockscope: watching for %s before diagnosing\n", *duration)
 		if err := record(rf, io.Discard, stderr); err != nil {
 			return err
 		}
-		source = tmp.Name()
+		source = rf.file
 		*queries, *netns = nil, nil // the recording holds only what was asked for
 	}
-	rec, err := loadRecording(source)
+	rec, closer, err := openRecording(source, budget)
 	if err != nil {
 		return err
+	}
+	defer closer.Close()
+	if *read != "" {
+		clockWarning(stderr, source, rec)
 	}
 	only, err := recordedNetns(rec, *queries, *netns)
 	if err != nil {

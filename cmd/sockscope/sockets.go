@@ -13,6 +13,7 @@ import (
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/recording"
 )
 
 type socketsFlags struct {
@@ -27,6 +28,7 @@ type socketsFlags struct {
 	runtimes   runtimeFlags
 	read       string
 	at         time.Duration
+	budget     recording.Budget
 }
 
 func parseSocketsFlags(args []string, stdout io.Writer) (*socketsFlags, bool, error) {
@@ -43,6 +45,7 @@ func parseSocketsFlags(args []string, stdout io.Writer) (*socketsFlags, bool, er
 	f.runtimes.add(fs)
 	fs.StringVarP(&f.read, "read", "r", "", "show a recording's socket snapshots (sockscope record) instead of the live tables")
 	fs.DurationVar(&f.at, "at", -1, "with -r: the last snapshot taken this long after the recording started (default: the last one)")
+	maxInflate := maxInflateFlag(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope sockets [flags]\n\nThe TCP sockets of the host or of containers, like ss -tan, read from the kernel's tables with a BPF iterator.\nWithout --container, --netns or --all: the host's network namespace.", "containers are given with --container NAME"); err != nil || helped {
 		return nil, helped, err
 	}
@@ -68,6 +71,11 @@ func parseSocketsFlags(args []string, stdout io.Writer) (*socketsFlags, bool, er
 	if f.all && (len(f.containers) > 0 || len(f.netns) > 0) {
 		return nil, false, usageError{"--all already means the host and every container; drop --container and --netns"}
 	}
+	budget, err := parseMaxInflate(*maxInflate)
+	if err != nil {
+		return nil, false, err
+	}
+	f.budget = budget
 	return f, false, nil
 }
 
@@ -77,7 +85,7 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if f.read != "" {
-		return replaySockets(f, stdout)
+		return replaySockets(f, stdout, stderr)
 	}
 	if err := prepare(); err != nil {
 		return err
@@ -105,7 +113,7 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 	for _, tg := range targets {
 		snap, err := it.Snapshot(tg.Path)
 		if errors.Is(err, loader.ErrNetnsGone) {
-			fmt.Fprintf(stderr, "sockscope: warning: %s exited while being listed; skipped\n", tg.Display())
+			fmt.Fprintf(stderr, "sockscope: warning: %s exited while being listed; skipped\n", events.Printable(tg.Display()))
 			continue
 		}
 		if err != nil {

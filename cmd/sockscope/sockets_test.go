@@ -16,8 +16,9 @@ import (
 	"time"
 )
 
-// holder is a `tcpload connect -hold` keeping its connections open in a netns.
-func (ns netns) hold(t *testing.T, args ...string) {
+// hold starts a `tcpload connect -hold` keeping its connections open in a netns, and returns how
+// many of them took 10 ms or more to connect.
+func (ns netns) hold(t *testing.T, args ...string) (slow int) {
 	t.Helper()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.name, tcploadBin, "connect", "-hold"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
@@ -30,9 +31,14 @@ func (ns netns) hold(t *testing.T, args ...string) {
 	}
 	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
 	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil || !strings.Contains(line, `"holding"`) {
+	var h struct {
+		Holding *int `json:"holding"`
+		Slow    int  `json:"slow"`
+	}
+	if err != nil || json.Unmarshal([]byte(line), &h) != nil || h.Holding == nil {
 		t.Fatalf("tcpload connect -hold %v: %q, %v", args, line, err)
 	}
+	return h.Slow
 }
 
 // ssTuples runs `ss -tanH` inside ns: the ground truth, as "STATE local peer" strings.

@@ -19,6 +19,7 @@ import (
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/recording"
 )
 
 type syscallsFlags struct {
@@ -36,6 +37,7 @@ type syscallsFlags struct {
 	output     string
 	runtimes   runtimeFlags
 	read       string
+	budget     recording.Budget
 }
 
 var byFields = []string{"container", "comm", "pid", "syscall"}
@@ -57,6 +59,7 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
 	f.runtimes.add(fs)
 	fs.StringVarP(&f.read, "read", "r", "", "count from a recording (sockscope record) instead of live")
+	maxInflate := maxInflateFlag(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope syscalls [flags]\n\nSyscall hotspots per container, counted in the kernel: DTrace's @[execname, pid, probefunc] = count().", "containers are given with --container NAME"); err != nil || helped {
 		return nil, helped, err
 	}
@@ -86,6 +89,11 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	if f.read != "" && f.duration > 0 {
 		return nil, false, usageError{"--duration applies to live counting; a replay (-r) covers the whole recording"}
 	}
+	budget, err := parseMaxInflate(*maxInflate)
+	if err != nil {
+		return nil, false, err
+	}
+	f.budget = budget
 	return f, false, nil
 }
 
@@ -392,9 +400,9 @@ func (p *syscallPrinter) appendTables(out *strings.Builder, at time.Time, counts
 			}
 			switch b {
 			case "container":
-				c = append(c, r.container)
+				c = append(c, events.Printable(r.container))
 			case "comm":
-				c = append(c, r.comm)
+				c = append(c, events.Printable(r.comm))
 			case "pid":
 				c = append(c, strconv.FormatUint(uint64(r.pid), 10))
 			case "syscall":
@@ -435,7 +443,7 @@ func (p *syscallPrinter) appendTables(out *strings.Builder, at time.Time, counts
 		tw = tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
 		head(tw, "COUNT", "PATH")
 		for _, r := range topRows(paths, p.f.top) {
-			fmt.Fprintln(tw, strings.Join(append(cells(r), strconv.FormatUint(r.count, 10), r.path), "\t"))
+			fmt.Fprintln(tw, strings.Join(append(cells(r), strconv.FormatUint(r.count, 10), events.Printable(r.path)), "\t"))
 		}
 		tw.Flush()
 	}

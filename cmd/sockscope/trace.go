@@ -16,6 +16,7 @@ import (
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/recording"
 )
 
 type traceFlags struct {
@@ -32,6 +33,7 @@ type traceFlags struct {
 	count         int
 	runtimes      runtimeFlags
 	read          string
+	budget        recording.Budget
 }
 
 func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error) {
@@ -50,6 +52,7 @@ func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error)
 	fs.IntVar(&f.count, "count", 0, "stop after this many output lines (JSON lines or table rows); 0 = no limit")
 	f.runtimes.add(fs)
 	fs.StringVarP(&f.read, "read", "r", "", "replay a recording made by sockscope record instead of tracing live")
+	maxInflate := maxInflateFlag(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope trace [flags]\n\nLive TCP state transitions and connect outcomes (errno, latency), named by container.", "containers are given with --container NAME"); err != nil || helped {
 		return nil, helped, err
 	}
@@ -84,6 +87,11 @@ func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error)
 	if f.read != "" && f.connectCall {
 		return nil, false, usageError{"--connect-syscall applies to live tracing; a replay (-r) shows what was recorded"}
 	}
+	budget, err := parseMaxInflate(*maxInflate)
+	if err != nil {
+		return nil, false, err
+	}
+	f.budget = budget
 	return f, false, nil
 }
 
@@ -150,7 +158,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	fmt.Fprintf(stderr, "sockscope: attached, tracing %s (Ctrl-C to stop)\n", sc.Describe())
+	fmt.Fprintf(stderr, "sockscope: attached, tracing %s (Ctrl-C to stop)\n", events.Printable(sc.Describe()))
 	return traceLoop(ctx, tracer, w, f, sigs, stdout, stderr)
 }
 

@@ -1,7 +1,7 @@
 // Command sysload makes an exactly known number of system calls, for sockscope's syscall
 // tracing tests and benchmarks:
 //
-//		sysload -dir D [-fsync N] [-unlink N] [-emfile K] [-getppid N] [-hold D]
+//		sysload -dir D [-fsync N] [-unlink N] [-emfile K] [-getppid N] [-invalid N] [-hold D]
 //
 //	  - -fsync N: opens D/fsync-file (one openat, O_CREAT) and calls fsync on it N times.
 //	  - -unlink N: creates D/io-file-000000 ... (openat O_CREAT + close each), then removes each
@@ -12,16 +12,19 @@
 //	    restores the limit (a second prlimit64). The successful opens are reported as
 //	    openat_ok: 1024 minus the descriptors that were already open.
 //	  - -getppid N: N getppid calls in a tight loop, reported as ns per call.
+//	  - -invalid N: one call to each of the N syscall numbers from 1000 up, which no
+//	    architecture has: each fails with ENOSYS. N distinct keys for a syscall counter, from one
+//	    process (the flood that fills a shared map).
 //	  - -hold D: sleeps D after printing the summary, so a tracer can still read the process's
 //	    name and ancestry when it handles the last events.
 //
-// The phases run in this order (fsync, unlink, emfile, getppid), all on the main goroutine
+// The phases run in this order (fsync, unlink, emfile, getppid, invalid), all on the main goroutine
 // locked to the main thread, and each operation is exactly one raw system call (x/sys/unix
 // wrappers, no retry on EINTR, no os.File). D is made absolute and created if missing (mkdirat,
 // no openat). On success sysload writes exactly one JSON line to stdout, after the work and
 // before -hold:
 //
-//	{"pid":P,"fsync":N,"unlinkat":N,"openat_ok":X,"openat_emfile":K,"getppid":N,"ns_per_getppid":F,"openat":T}
+//	{"pid":P,"fsync":N,"unlinkat":N,"openat_ok":X,"openat_emfile":K,"getppid":N,"ns_per_getppid":F,"openat":T,"invalid":N}
 //
 // openat is every openat sysload itself made: 1 (if -fsync > 0) + N (-unlink) + X + K. On an
 // error sysload writes one line to stderr and exits with status 1; stdout stays empty.
@@ -66,7 +69,12 @@ type summary struct {
 	Getppid      int     `json:"getppid"`
 	NsPerGetppid float64 `json:"ns_per_getppid"`
 	Openat       int     `json:"openat"`
+	Invalid      int     `json:"invalid"`
 }
+
+// invalidBase is the first syscall number of -invalid: far above the last of x86_64 (about
+// 470) and arm64, below x86's x32 bit.
+const invalidBase = 1000
 
 func init() {
 	// Keep every counted call on one thread (the main thread, whose tid is the pid) from the
@@ -81,6 +89,7 @@ func main() {
 	nUnlink := fs.Int("unlink", 0, "files D/io-file-%06d to create and then unlinkat")
 	nEMFILE := fs.Int("emfile", 0, "openat calls that fail with EMFILE (RLIMIT_NOFILE soft limit 1024)")
 	nGetppid := fs.Int("getppid", 0, "getppid calls (timed)")
+	nInvalid := fs.Int("invalid", 0, "calls to as many syscall numbers that do not exist (ENOSYS), from 1000 up")
 	hold := fs.Duration("hold", 0, "sleep this long after printing the summary")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -94,7 +103,7 @@ func main() {
 	if *dir == "" {
 		fail(errors.New("-dir is required"))
 	}
-	for name, v := range map[string]int{"-fsync": *nFsync, "-unlink": *nUnlink, "-emfile": *nEMFILE, "-getppid": *nGetppid} {
+	for name, v := range map[string]int{"-fsync": *nFsync, "-unlink": *nUnlink, "-emfile": *nEMFILE, "-getppid": *nGetppid, "-invalid": *nInvalid} {
 		if v < 0 {
 			fail(fmt.Errorf("%s must not be negative", name))
 		}
@@ -121,6 +130,9 @@ func main() {
 		fail(err)
 	}
 	doGetppid(&s, *nGetppid)
+	if err := doInvalid(&s, *nInvalid); err != nil {
+		fail(err)
+	}
 
 	line, err := json.Marshal(s)
 	if err != nil {
@@ -132,6 +144,17 @@ func main() {
 	if *hold > 0 {
 		time.Sleep(*hold)
 	}
+}
+
+func doInvalid(s *summary, n int) error {
+	for nr := uintptr(invalidBase); nr < uintptr(invalidBase+n); nr++ {
+		_, _, errno := unix.RawSyscall(nr, 0, 0, 0)
+		s.Invalid++
+		if errno != unix.ENOSYS {
+			return fmt.Errorf("syscall %d: %v, want ENOSYS", nr, errno)
+		}
+	}
+	return nil
 }
 
 func fail(err error) {

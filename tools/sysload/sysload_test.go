@@ -20,7 +20,7 @@ func TestSysload(t *testing.T) {
 	}
 	dir := filepath.Join(tmp, "work", "sub") // created by sysload
 	for run := range 2 {                     // the second run finds the files of the first
-		cmd := exec.Command(bin, "-dir", dir, "-fsync", "3", "-unlink", "5", "-emfile", "2", "-getppid", "1000")
+		cmd := exec.Command(bin, "-dir", dir, "-fsync", "3", "-unlink", "5", "-emfile", "2", "-getppid", "1000", "-invalid", "40000")
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
@@ -36,7 +36,7 @@ func TestSysload(t *testing.T) {
 		if err := dec.Decode(&s); err != nil {
 			t.Fatalf("run %d: %v in %q", run, err, out)
 		}
-		if s.PID != cmd.Process.Pid || s.Fsync != 3 || s.Unlinkat != 5 || s.OpenatEMFILE != 2 || s.Getppid != 1000 {
+		if s.PID != cmd.Process.Pid || s.Fsync != 3 || s.Unlinkat != 5 || s.OpenatEMFILE != 2 || s.Getppid != 1000 || s.Invalid != 40000 {
 			t.Errorf("run %d: %+v", run, s)
 		}
 		// 1024 minus the descriptors already open (stdin, stdout, stderr and whatever the test
@@ -59,7 +59,7 @@ func TestSysload(t *testing.T) {
 		t.Error(err)
 	}
 
-	for _, args := range [][]string{{}, {"-dir", dir, "-fsync", "-1"}, {"-dir", dir, "extra"}} {
+	for _, args := range [][]string{{}, {"-dir", dir, "-fsync", "-1"}, {"-dir", dir, "-invalid", "-1"}, {"-dir", dir, "extra"}} {
 		cmd := exec.Command(bin, args...)
 		out, err := cmd.Output()
 		if err == nil || len(out) != 0 {

@@ -24,11 +24,16 @@ type connectSummary struct {
 	// connections that were established (and so are counted in OK).
 	EOFErrors   map[string]int `json:"eof_errors,omitempty"`
 	Interrupted bool           `json:"interrupted,omitempty"`
+	// Slow counts the established connections whose connect() call (with -nonblock: through the
+	// poll that saw it complete) took at least -slow. The kernel's handshake lies inside that
+	// call, so every other one was faster than -slow in the kernel too.
+	Slow int `json:"slow"`
 }
 
 type connectHolding struct {
 	Holding int `json:"holding"`
 	PID     int `json:"pid"`
+	Slow    int `json:"slow"`
 }
 
 // connector makes the connections of one `tcpload connect` run. Its state is guarded by mu
@@ -41,6 +46,7 @@ type connector struct {
 	hold        bool
 	timeout     time.Duration
 	syncnt      int
+	slow        time.Duration
 
 	mu      sync.Mutex
 	sum     connectSummary
@@ -61,6 +67,7 @@ func runConnect(args []string) error {
 	hold := fs.Bool("hold", false, "keep established sockets open until SIGTERM/SIGINT (with -close-first=server: after EOF, so they sit in CLOSE_WAIT)")
 	syncnt := fs.Int("syncnt", 0, "TCP_SYNCNT: SYN retransmits before connect gives up with ETIMEDOUT (1: after 3 s); 0 = the system's")
 	timeout := fs.Duration("timeout", 30*time.Second, "limit of each poll() wait (non-blocking connect, waiting for EOF)")
+	slow := fs.Duration("slow", 10*time.Millisecond, "count, as \"slow\", the established connections whose connect took at least this")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -82,7 +89,7 @@ func runConnect(args []string) error {
 	}
 	c := &connector{
 		sa: sa, family: family, nonblock: *nonblock, serverFirst: *closeFirst == "server",
-		hold: *hold, timeout: *timeout, syncnt: *syncnt,
+		hold: *hold, timeout: *timeout, syncnt: *syncnt, slow: *slow,
 	}
 	c.sum = connectSummary{PID: os.Getpid(), Errors: map[string]int{}, EOFErrors: map[string]int{}}
 
@@ -106,7 +113,7 @@ func runConnect(args []string) error {
 	}
 	if c.hold {
 		c.mu.Lock()
-		printJSON(connectHolding{Holding: len(c.held), PID: os.Getpid()})
+		printJSON(connectHolding{Holding: len(c.held), PID: os.Getpid(), Slow: c.sum.Slow})
 		c.mu.Unlock()
 		<-sigs
 	}
@@ -145,7 +152,9 @@ func (c *connector) finish(interrupted bool) {
 
 // attempt makes one connection and records its outcome.
 func (c *connector) attempt() {
+	start := time.Now()
 	fd, outcome := c.connect()
+	took := time.Since(start)
 	if outcome != "" {
 		if fd >= 0 {
 			unix.Close(fd)
@@ -162,6 +171,9 @@ func (c *connector) attempt() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sum.OK++
+	if took >= c.slow {
+		c.sum.Slow++
+	}
 	if eofErr != "" {
 		c.sum.EOFErrors[eofErr]++
 	}
