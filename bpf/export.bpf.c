@@ -130,7 +130,11 @@ int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
 	struct netns_counters *c = counters_of(netns);
 	if (!c)
 		return 0;
-	__u8 t = trans_slot[((oldstate & 15) << 4) | (newstate & 15)];
+	/* 6.1's verifier loses the bounds of an OR of bounded values: mask the index last, where
+	 * the compiler cannot see that the mask changes nothing. */
+	__u32 ti = ((oldstate & 15) << 4) | (newstate & 15);
+	barrier_var(ti);
+	__u8 t = trans_slot[ti & 255];
 	if (t && t < NTRANS) {
 		/* The compiler drops a mask it can prove redundant, and the verifier does not keep the
 		 * bound of the compare it folds (t - 1 < 31): hide t from the compiler, then mask. */
@@ -155,7 +159,14 @@ int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	bool in_call;
 	int err = connect_errno(sk, bpf_skc_to_tcp_sock(sk), newstate, &in_call);
-	__u8 s = err >= 0 && err < NERRNO ? errno_slot[err & (NERRNO - 1)] : 0;
+	__u8 s = 0;
+	if (err >= 0 && err < NERRNO) {
+		/* As above: older verifiers (5.10) keep no lower bound from the unsigned compare the
+		 * compiler makes of this, so the index is masked where the compiler cannot drop it. */
+		__u32 e = err;
+		barrier_var(e);
+		s = errno_slot[e & (NERRNO - 1)];
+	}
 	if (err == 0)
 		c->connects[0] += 1;
 	else if (s && s < NCONN) {
