@@ -94,8 +94,7 @@ static __always_inline void fill_comm(char *comm, bool owner)
 }
 
 /* Cheapest checks first: two loads and compares, the namespace table, then the port bits. */
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
+static __always_inline int handle_state(struct sock *sk, int oldstate, int newstate)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
@@ -175,6 +174,46 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 full:
 	note_lost(LOST_RING_FULL);
 	return 0;
+}
+
+/* Per CPU: [0] is 1 while on_state runs, [1] counts the transitions on_state_nested took over. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} nesting SEC(".maps");
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
+{
+	__u32 key = 0;
+	__u64 *active = bpf_map_lookup_elem(&nesting, &key);
+	if (active)
+		*active = 1;
+	handle_state(sk, oldstate, newstate);
+	if (active)
+		*active = 0;
+	return 0;
+}
+
+/* The kernel does not run a tp_btf program again on a CPU where it is already running: when
+ * softirq TCP work interrupts on_state (an interrupt's exit runs pending softirqs), the nested
+ * transition would be skipped, and user space, which keeps every socket's life from its
+ * records, would miss it. This twin, attached to the same tracepoint after on_state, does the
+ * work for exactly those transitions and returns at once otherwise. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_state_nested, struct sock *sk, int oldstate, int newstate)
+{
+	__u32 key = 0;
+	__u64 *active = bpf_map_lookup_elem(&nesting, &key);
+	if (!active || !*active)
+		return 0;
+	key = 1;
+	__u64 *rescued = bpf_map_lookup_elem(&nesting, &key);
+	if (rescued)
+		*rescued += 1;
+	return handle_state(sk, oldstate, newstate);
 }
 
 SEC("tracepoint/syscalls/sys_enter_connect")

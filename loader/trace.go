@@ -133,11 +133,14 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 		}
 		t.links = append(t.links, l)
 	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: t.objs.OnState})
-	if err != nil {
-		return nil, missing("attach tp_btf/inet_sock_set_state", err, featTpBTF)
+	// on_state first: its twin must run after it, to find it active only when it was interrupted.
+	for _, p := range []*ebpf.Program{t.objs.OnState, t.objs.OnStateNested} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			return nil, missing("attach tp_btf/inet_sock_set_state", err, featTpBTF)
+		}
+		t.links = append(t.links, l)
 	}
-	t.links = append(t.links, l)
 
 	if t.ring, err = NewRing(t.objs.Events); err != nil {
 		return nil, err
@@ -154,8 +157,9 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 
 // The trace object's programs in two sets, so that the syscall ones load only when asked for.
 type traceCorePrograms struct {
-	OnState    *ebpf.Program `ebpf:"on_state"`
-	DumpOwners *ebpf.Program `ebpf:"dump_owners"`
+	OnState       *ebpf.Program `ebpf:"on_state"`
+	OnStateNested *ebpf.Program `ebpf:"on_state_nested"`
+	DumpOwners    *ebpf.Program `ebpf:"dump_owners"`
 }
 
 type traceSyscallPrograms struct {
@@ -271,8 +275,25 @@ func (t *Tracer) Lost() (Lost, error) {
 	if t.objs.OnConnectEnter != nil {
 		progs = append(progs, t.objs.OnConnectEnter, t.objs.OnConnectExit)
 	}
-	nested, err := recursionMisses(progs...)
-	return Lost{RingFull: counts[lostRingFull], Nested: nested}, err
+	misses, err := recursionMisses(progs...)
+	if err != nil {
+		return Lost{}, err
+	}
+	// on_state's misses less those its twin took over. The twin's own misses happen only where
+	// on_state handled the transition or missed it too, so they are not counted again.
+	var per []uint64
+	if err := t.objs.Nesting.Lookup(uint32(1), &per); err != nil {
+		return Lost{}, fmt.Errorf("read nesting counter: %w", err)
+	}
+	var rescued uint64
+	for _, v := range per {
+		rescued += v
+	}
+	l := Lost{RingFull: counts[lostRingFull]}
+	if misses > rescued {
+		l.Nested = misses - rescued
+	}
+	return l, nil
 }
 
 // Close detaches the programs and frees the maps and the ring buffer.
@@ -281,7 +302,7 @@ func (t *Tracer) Close() error {
 	if t.ring != nil {
 		t.ring.Close()
 	}
-	closeAll(t.objs.OnState, t.objs.DumpOwners, t.objs.OnConnectEnter, t.objs.OnConnectExit)
+	closeAll(t.objs.OnState, t.objs.OnStateNested, t.objs.DumpOwners, t.objs.OnConnectEnter, t.objs.OnConnectExit)
 	return t.objs.traceMaps.Close()
 }
 
@@ -293,7 +314,7 @@ type traceLoaded struct {
 }
 
 func (p *traceCorePrograms) Close() error {
-	return closeAll(p.OnState, p.DumpOwners)
+	return closeAll(p.OnState, p.OnStateNested, p.DumpOwners)
 }
 
 func (p *traceSyscallPrograms) Close() error {

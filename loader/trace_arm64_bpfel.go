@@ -81,12 +81,14 @@ const (
 	traceMapConnectCalls      = "connect_calls"
 	traceMapEvents            = "events"
 	traceMapLost              = "lost"
+	traceMapNesting           = "nesting"
 	traceMapNetnsDirect       = "netns_direct"
 	traceMapNetnsOverflow     = "netns_overflow"
 	traceProgDumpOwners       = "dump_owners"
 	traceProgOnConnectEnter   = "on_connect_enter"
 	traceProgOnConnectExit    = "on_connect_exit"
 	traceProgOnState          = "on_state"
+	traceProgOnStateNested    = "on_state_nested"
 	traceVarConnectSyscall    = "connect_syscall"
 	traceVarFilterFamily      = "filter_family"
 	traceVarFilterNetns       = "filter_netns"
@@ -144,6 +146,7 @@ type traceProgramSpecs struct {
 	OnConnectEnter *ebpf.ProgramSpec `ebpf:"on_connect_enter"`
 	OnConnectExit  *ebpf.ProgramSpec `ebpf:"on_connect_exit"`
 	OnState        *ebpf.ProgramSpec `ebpf:"on_state"`
+	OnStateNested  *ebpf.ProgramSpec `ebpf:"on_state_nested"`
 }
 
 // traceMapSpecs contains maps before they are loaded into the kernel.
@@ -153,6 +156,7 @@ type traceMapSpecs struct {
 	ConnectCalls  *ebpf.MapSpec `ebpf:"connect_calls"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	Nesting       *ebpf.MapSpec `ebpf:"nesting"`
 	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
 	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
 }
@@ -195,6 +199,7 @@ type traceMaps struct {
 	ConnectCalls  *ebpf.Map `ebpf:"connect_calls"`
 	Events        *ebpf.Map `ebpf:"events"`
 	Lost          *ebpf.Map `ebpf:"lost"`
+	Nesting       *ebpf.Map `ebpf:"nesting"`
 	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
 	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
 }
@@ -204,6 +209,7 @@ func (m *traceMaps) Close() error {
 		m.ConnectCalls,
 		m.Events,
 		m.Lost,
+		m.Nesting,
 		m.NetnsDirect,
 		m.NetnsOverflow,
 	)
@@ -232,6 +238,7 @@ type tracePrograms struct {
 	OnConnectEnter *ebpf.Program `ebpf:"on_connect_enter"`
 	OnConnectExit  *ebpf.Program `ebpf:"on_connect_exit"`
 	OnState        *ebpf.Program `ebpf:"on_state"`
+	OnStateNested  *ebpf.Program `ebpf:"on_state_nested"`
 }
 
 func (p *tracePrograms) Close() error {
@@ -240,6 +247,7 @@ func (p *tracePrograms) Close() error {
 		p.OnConnectEnter,
 		p.OnConnectExit,
 		p.OnState,
+		p.OnStateNested,
 	)
 }
 
