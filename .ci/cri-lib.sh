@@ -166,7 +166,7 @@ cri_daemon() {
 		[ ! -f "$LOG" ] || mv -f "$LOG" "$LOG.1"
 		# setsid + nohup: the daemon outlives this script and the shell that ran it. env execs
 		# containerd, so the pid and the command line are containerd's own.
-		setsid nohup env PATH="$DAEMON_PATH" "$CONTAINERD" --config "$CONFIG" >"$LOG" 2>&1 </dev/null &
+		(cd / && exec setsid nohup env PATH="$DAEMON_PATH" "$CONTAINERD" --config "$CONFIG" >"$LOG" 2>&1 </dev/null) &
 		echo $! >"$PIDFILE"
 		up=
 		for _ in $(seq 1 60); do

@@ -36,7 +36,7 @@ export DOCKER_HOST=unix:///var/run/docker.sock
 if ! docker version >/dev/null 2>&1; then
 	log "starting dockerd (log: $LOG)"
 	# setsid + nohup: the daemon outlives this script and the shell that ran it.
-	setsid nohup dockerd --bridge=none --iptables=false >"$LOG" 2>&1 </dev/null &
+	(cd / && exec setsid nohup dockerd --bridge=none --iptables=false >"$LOG" 2>&1 </dev/null) &
 	up=
 	for _ in $(seq 1 60); do
 		if docker version >/dev/null 2>&1; then

@@ -109,6 +109,15 @@ if [ -n "$changed" ] && answers; then
 	log "config changed: restarting the podman service (containers survive it)"
 	stop_ours
 fi
+# A service started from a directory that was deleted since (an earlier run's clone) starts
+# conmon there, which fails every container: restart it from /.
+for pid in $(ours); do
+	if [[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" == *" (deleted)" ]]; then
+		log "the podman service (pid $pid) runs in a deleted directory: restarting it"
+		stop_ours
+		break
+	fi
+done
 if ! answers; then
 	stop_ours
 	rm -f "$SOCK"
@@ -117,7 +126,8 @@ if ! answers; then
 	[ ! -f "$LOG" ] || mv -f "$LOG" "$LOG.1"
 	# setsid + nohup: the service outlives this script and the shell that ran it.
 	# shellcheck disable=SC2086 # the command line is words
-	setsid nohup $SERVICE_CMD >"$LOG" 2>&1 </dev/null &
+	# From /: the service and the conmon processes it starts keep its working directory.
+	(cd / && exec setsid nohup $SERVICE_CMD >"$LOG" 2>&1 </dev/null) &
 	pid=$!
 	up=
 	for _ in $(seq 1 60); do

@@ -346,10 +346,14 @@ func (d *Docker) event(m events.Message) (Event, bool) {
 		return Event{}, false
 	}
 	id := m.Actor.ID
+	var at time.Time
+	if m.TimeNano != 0 {
+		at = time.Unix(0, m.TimeNano)
+	}
 	switch m.Action {
 	case events.ActionStart, events.ActionRestart, events.ActionRename:
 		d.forget(id)
-		return Event{Changed: id}, true
+		return Event{Changed: id, At: at}, true
 	case events.ActionDie, "died":
 		d.forget(id)
 		code := m.Actor.Attributes["exitCode"]
@@ -357,11 +361,7 @@ func (d *Docker) event(m events.Message) (Event, bool) {
 			code = m.Actor.Attributes["containerExitCode"]
 		}
 		n, _ := strconv.Atoi(code)
-		var at time.Time
-		if m.TimeNano != 0 {
-			at = time.Unix(0, m.TimeNano)
-		}
-		return Event{Stopped: id, ExitCode: n, At: at}, true
+		return Event{Stopped: id, ExitCode: n, At: at, Name: m.Actor.Attributes["name"], Image: m.Actor.Attributes["image"]}, true
 	case events.ActionStop, events.ActionDestroy, "remove":
 		d.forget(id)
 		return Event{}, true

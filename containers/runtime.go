@@ -42,6 +42,9 @@ type Event struct {
 	Stopped  string
 	ExitCode int
 	At       time.Time // when the runtime saw it; zero when unknown
+	// Name and Image of a stopped container, when the runtime's event says: a container that
+	// lived too briefly to be listed is still known by them.
+	Name, Image string
 	// Changed is the ID of a container that started, restarted or was renamed, when the runtime
 	// says which; a cached lookup of it is stale.
 	Changed string

@@ -38,9 +38,10 @@ type Watcher struct {
 	// their Pid and Netns) after every sync and every change that was applied, from the goroutine
 	// of Sync, Run or Resolve, after the Names table is current. It must not call Sync.
 	OnUpdate func(running []Container)
-	// OnDie, when set before Run, receives each container's exit: its ID, exit code and when the
-	// runtime saw it, before the OnUpdate that leaves it out. It must not call Sync.
-	OnDie func(id string, exitCode int, at time.Time)
+	// OnDie, when set before Run, receives each container's exit once, before the OnUpdate that
+	// leaves it out; also the exit of a container that stopped before any list showed it running
+	// (Listed false; its start time from the runtime's start event). It must not call Sync.
+	OnDie func(Exit)
 
 	rts      []Runtime
 	host     uint32
@@ -57,11 +58,29 @@ type Watcher struct {
 	last     []uint32
 	reported bool
 
+	starts map[string]time.Time // start events' times, by container ID (bounded)
+	exited map[string]bool      // exits already reported, by ID (bounded)
+
 	resolveMu sync.Mutex // one Resolve at a time
 	tried     map[uint32]time.Time
 	window    time.Time
 	inWindow  int
 }
+
+// Exit is a container's exit as OnDie receives it.
+type Exit struct {
+	// Container is as it was listed; for one never listed, its ID, runtime, and the name and
+	// image the runtime's exit event gave.
+	Container
+	Listed   bool
+	ExitCode int
+	// Started is when the runtime's start event said it started (zero when unknown); At when it
+	// stopped (zero when unknown).
+	Started, At time.Time
+}
+
+// maxPending bounds the start times and reported exits the watcher remembers.
+const maxPending = 4096
 
 type formerName struct {
 	Name
@@ -93,6 +112,8 @@ func NewWatcher(rts []Runtime, host uint32, selected []Selector, onChange func(n
 		listing:  make([]sync.Mutex, len(rts)),
 		former:   map[uint32]formerName{},
 		tried:    map[uint32]time.Time{},
+		starts:   map[string]time.Time{},
+		exited:   map[string]bool{},
 	}
 	for i := range w.running {
 		w.running[i] = map[string]Container{}
@@ -205,18 +226,39 @@ func (w *Watcher) follow(ctx context.Context, i int) {
 
 // apply handles one event: an exit is applied at once (so that a restart shows as a stop, then
 // a start), then the runtime's running set is listed again.
+//
+// Under load a container can start and stop before the list that follows its start event: its
+// exit is still reported, with what the events said of it, so a recording's history is complete.
 func (w *Watcher) apply(ctx context.Context, i int, e Event) error {
+	w.mu.Lock()
+	if e.Changed != "" {
+		if len(w.starts) >= maxPending {
+			clear(w.starts)
+		}
+		w.starts[e.Changed] = cmp.Or(e.At, time.Now())
+		delete(w.exited, e.Changed) // a restart can exit again
+	}
 	if e.Stopped != "" {
-		w.mu.Lock()
-		if _, ok := w.running[i][e.Stopped]; ok {
+		c, listed := w.running[i][e.Stopped]
+		if !listed {
+			c = Container{ID: e.Stopped, Name: e.Name, Image: e.Image, Runtime: w.rts[i].Info().Kind}
+		}
+		if !w.exited[e.Stopped] && (listed || e.Name != "") {
 			if w.OnDie != nil {
-				w.OnDie(e.Stopped, e.ExitCode, e.At)
+				w.OnDie(Exit{Container: c, Listed: listed, ExitCode: e.ExitCode, Started: w.starts[e.Stopped], At: e.At})
 			}
+			if len(w.exited) >= maxPending {
+				clear(w.exited)
+			}
+			w.exited[e.Stopped] = true
+		}
+		delete(w.starts, e.Stopped)
+		if listed {
 			delete(w.running[i], e.Stopped)
 			w.publishLocked(false)
 		}
-		w.mu.Unlock()
 	}
+	w.mu.Unlock()
 	return w.refresh(ctx, i, true)
 }
 

@@ -138,7 +138,7 @@ func TestWatcherReportsExitsWithTheirCode(t *testing.T) {
 		code int
 	}
 	var exits []exit
-	w.OnDie = func(id string, code int, _ time.Time) { exits = append(exits, exit{id, code}) }
+	w.OnDie = func(e Exit) { exits = append(exits, exit{e.ID, e.ExitCode}) }
 	if err := w.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -152,5 +152,35 @@ func TestWatcherReportsExitsWithTheirCode(t *testing.T) {
 	}
 	if len(exits) != 1 || exits[0] != (exit{c.ID, 3}) {
 		t.Errorf("OnDie calls %+v, want one with exit code 3", exits)
+	}
+}
+
+// A container that starts and stops between two lists (a crash loop on a busy host, where the
+// list after its start event comes too late) still has its exit reported once, with the name,
+// image and times the events gave.
+func TestWatcherReportsExitsOfContainersNeverListed(t *testing.T) {
+	rt := &listed{info: Info{Kind: "docker"}}
+	w := NewWatcher([]Runtime{rt}, 1, nil, nil)
+	var exits []Exit
+	w.OnDie = func(e Exit) { exits = append(exits, e) }
+	if err := w.Sync(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t0, t1 := time.Unix(100, 0), time.Unix(101, 0)
+	const id = "eeee000000000000"
+	for _, e := range []Event{
+		{Changed: id, At: t0},
+		{Stopped: id, ExitCode: 2, At: t1, Name: "crash", Image: "busybox"},
+		{Stopped: id, ExitCode: 2, At: t1, Name: "crash", Image: "busybox"}, // reported again
+		{Stopped: "ffff000000000000", ExitCode: 1},                          // nothing known of it
+	} {
+		if err := w.apply(context.Background(), 0, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := Exit{Container: Container{ID: id, Name: "crash", Image: "busybox", Runtime: "docker"}, ExitCode: 2, Started: t0, At: t1}
+	if len(exits) != 1 || exits[0].ID != want.ID || exits[0].Name != want.Name || exits[0].Image != want.Image ||
+		exits[0].Runtime != want.Runtime || exits[0].Listed || exits[0].ExitCode != 2 || !exits[0].Started.Equal(t0) || !exits[0].At.Equal(t1) {
+		t.Errorf("OnDie calls %+v, want one: %+v", exits, want)
 	}
 }

@@ -22,7 +22,15 @@ const (
 	leakMinSnapshots = 4
 	leakFactor       = 2
 	leakMinGrowth    = 20
-	// refusedMin connects refused by one destination.
+	// A leak that reached a ceiling: connections to one destination rose by at least
+	// limitMinGrowth to at least leakFactor times where they began, then held within
+	// limitSlack of the ceiling for at least limitMinSnapshots snapshots, while at least
+	// limitMinTurnedAway new connects to it failed or were closed right after the handshake.
+	limitMinGrowth     = 10
+	limitMinSnapshots  = 2
+	limitMinTurnedAway = 3
+	// refusedMin connects refused by one destination; also the least connections closed by the
+	// server right after the handshake that make a server_refusal, when they are most of them.
 	refusedMin = 5
 	// resetMin connections to one destination cut by resets, at least resetShare of its connections.
 	resetMin   = 20
@@ -45,6 +53,7 @@ func (v *view) detect() []Finding {
 		out = append(out, v.connectionLeak(s)...)
 		out = append(out, v.fdLimit(ns)...)
 		out = append(out, v.refusals(s)...)
+		out = append(out, v.serverRefusals(s)...)
 		out = append(out, v.resets(s)...)
 		out = append(out, v.retransmits(s)...)
 		out = append(out, v.uncleanStop(s)...)
@@ -162,7 +171,7 @@ func topKey(m map[string]int) string {
 
 func (v *view) connectionLeak(s *nsState) []Finding {
 	snaps := s.snapshots()
-	if len(snaps) < leakMinSnapshots {
+	if len(snaps) < min(leakMinSnapshots, 1+limitMinSnapshots) {
 		return nil
 	}
 	series := map[events.Endpoint][]int{}
@@ -183,8 +192,13 @@ func (v *view) connectionLeak(s *nsState) []Finding {
 	for _, ep := range dests {
 		d := endpoint(ep)
 		series := series[ep]
-		// From the first snapshot that had any, the count never falls and keeps growing.
 		start := slices.IndexFunc(series, func(n int) bool { return n > 0 })
+		if f, ok := v.leakAtLimit(s, ep, snaps, series, start); ok {
+			out = append(out, f)
+			s.atLimit[ep] = true
+			continue
+		}
+		// From the first snapshot that had any, the count never falls and keeps growing.
 		series = series[start:]
 		if len(series) < leakMinSnapshots {
 			continue
@@ -220,6 +234,144 @@ func (v *view) connectionLeak(s *nsState) []Finding {
 		f.Verify = v.inNetns(s.netns, fmt.Sprintf("ss -tn state established dst %s dport = :%s | tail -n +2 | wc -l  # run it twice, a minute apart", host, port))
 		f.Fix = "The client opens connections to " + d + " faster than it closes them: a pool that limits only idle connections still opens without bound under load. " +
 			"Cap the open connections, not only the idle ones (Go database/sql: SetMaxOpenConns; HikariCP: maximumPoolSize; node mysql: connectionLimit), and check that every connection is returned or closed."
+		out = append(out, f)
+	}
+	return out
+}
+
+// leakAtLimit is the leak as it is met: connections to ep rose steeply, then held flat at a
+// ceiling, the server's limit, while new connects to it were turned away: they failed, or the
+// server accepted them and they ended right after the handshake (PostgreSQL answers "too many
+// clients" and closes; MySQL "Too many connections"). series is the ESTABLISHED count in each
+// snapshot, start the first that had any.
+func (v *view) leakAtLimit(s *nsState, ep events.Endpoint, snaps []*cell, series []int, start int) (Finding, bool) {
+	// The growth is seen from the last snapshot without any, when there is one.
+	if start > 0 {
+		start--
+	}
+	vals := series[start:]
+	if len(vals) < 1+limitMinSnapshots {
+		return Finding{}, false
+	}
+	// The ceiling is the count the second half of the snapshots holds most often (the smaller
+	// among equals): a snapshot can catch a refused connection in its few milliseconds.
+	seen := map[int]int{}
+	ceiling := -1
+	for _, n := range vals[len(vals)/2:] {
+		seen[n]++
+		if c := seen[n]; c > seen[ceiling] || c == seen[ceiling] && n < ceiling {
+			ceiling = n
+		}
+	}
+	slack := max(1, ceiling/10)
+	reach := slices.IndexFunc(vals, func(n int) bool { return n >= ceiling })
+	first := vals[0]
+	if reach < 1 || len(vals)-reach < limitMinSnapshots || ceiling < leakFactor*first || ceiling-first < limitMinGrowth {
+		return Finding{}, false
+	}
+	for i := 1; i <= reach; i++ {
+		if vals[i] < vals[i-1] { // the rise never fell
+			return Finding{}, false
+		}
+	}
+	for _, n := range vals[reach:] {
+		if n < ceiling-slack || n > ceiling+slack { // held flat
+			return Finding{}, false
+		}
+	}
+	e := s.eps[ep]
+	if e == nil {
+		return Finding{}, false
+	}
+	turned := e.failures + e.quick
+	if turned < limitMinTurnedAway {
+		return Finding{}, false
+	}
+	d := endpoint(ep)
+	from, reached, last := snaps[len(snaps)-len(vals)].snapAt, snaps[len(snaps)-len(vals)+reach].snapAt, snaps[len(snaps)-1].snapAt
+	rise := reached.Sub(from).Round(time.Second)
+	f := v.finding("leak_at_limit", Critical, s.netns)
+	f.Summary = fmt.Sprintf("connections to %s rose from %d to %d within %s and held there, at the server's limit: %d new connects were turned away", d, first, ceiling, rise, turned)
+	held := fmt.Sprintf("held at %d", ceiling)
+	if lo, hi := slices.Min(vals[reach:]), slices.Max(vals[reach:]); lo != hi {
+		held = fmt.Sprintf("held between %d and %d", lo, hi)
+	}
+	f.Evidence = []string{
+		fmt.Sprintf("ESTABLISHED connections to %s per snapshot, from the last without any: %s", d, joinInts(vals)),
+		fmt.Sprintf("%d at %s, %d at %s, then %s until %s (%d snapshots)", first, stamp(from), ceiling, stamp(reached), held, stamp(last), len(vals)-reach),
+		fmt.Sprintf("%d connects to %s were turned away: %d failed, %d were accepted and ended within %s of the handshake (%d closed by the server first, %d by the client)",
+			turned, d, e.failures, e.quick, quickClose, e.quickByPeer, e.quick-e.quickByPeer),
+		fmt.Sprintf("in the recording, %d connections to %s were opened and %d closed", e.opened, d, e.closed),
+	}
+	if vals[0] > 0 {
+		f.Evidence[0] = fmt.Sprintf("ESTABLISHED connections to %s per snapshot: %s", d, joinInts(vals))
+	}
+	if c := s.clients[ep]; len(c) > 0 {
+		f.Evidence = append(f.Evidence, "client side: "+ownersString(c))
+	}
+	if srv := v.servers[ep]; len(srv) > 0 {
+		f.Evidence = append(f.Evidence, "server side: "+ownersString(srv))
+	}
+	f.Numbers["from"] = float64(first)
+	f.Numbers["ceiling"] = float64(ceiling)
+	f.Numbers["rise_seconds"] = rise.Seconds()
+	f.Numbers["plateau_snapshots"] = float64(len(vals) - reach)
+	f.Numbers["turned_away"] = float64(turned)
+	f.Numbers["failed"] = float64(e.failures)
+	f.Numbers["closed_at_once"] = float64(e.quick)
+	f.Numbers["closed_by_server"] = float64(e.quickByPeer)
+	f.Numbers["opened"] = float64(e.opened)
+	host, port := splitEndpoint(d)
+	f.Verify = v.inNetns(s.netns, fmt.Sprintf("ss -tnp state established dst %s dport = :%s | tail -n +2 | wc -l  # stays at the ceiling; the server's log names its limit (PostgreSQL: FATAL 53300, MySQL: 1040 Too many connections)", host, port))
+	f.Fix = "The client holds every connection it opens to " + d + " and the server's connection limit now refuses the rest: a pool that limits only idle connections opens without bound under load. " +
+		"Cap the client's open connections below the server's limit, summed over all its instances (Go database/sql: SetMaxOpenConns; HikariCP: maximumPoolSize; node mysql: connectionLimit), and check that every connection is returned or closed; " +
+		"see what the server holds (PostgreSQL: SELECT usename, application_name, client_addr, state, count(*) FROM pg_stat_activity GROUP BY 1, 2, 3, 4; MySQL: SHOW PROCESSLIST). Raising the server's limit (max_connections) only moves the wall."
+	return f, true
+}
+
+// ownersString names the processes holding sockets: "pgload (pid 7, 17 sockets)",
+// "postgres (17 processes from pid 9, 17 sockets)".
+func ownersString(owners []Owner) string {
+	parts := make([]string, len(owners))
+	for i, o := range owners {
+		name := events.Printable(o.Comm)
+		if o.Pids > 1 {
+			parts[i] = fmt.Sprintf("%s (%d processes from pid %d, %d sockets)", name, o.Pids, o.Pid, o.Sockets)
+		} else {
+			parts[i] = fmt.Sprintf("%s (pid %d, %d sockets)", name, o.Pid, o.Sockets)
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// serverRefusals: destinations whose connections the server mostly closed right after the
+// handshake, a limit or a refusal on its side (unless a leak_at_limit finding explains them).
+func (v *view) serverRefusals(s *nsState) []Finding {
+	var out []Finding
+	dests := make([]events.Endpoint, 0)
+	for ep, e := range s.eps {
+		if e.quickByPeer >= refusedMin && 2*e.quickByPeer > e.opened && !s.atLimit[ep] {
+			dests = append(dests, ep)
+		}
+	}
+	slices.SortFunc(dests, func(a, b events.Endpoint) int { return strings.Compare(a.String(), b.String()) })
+	for _, ep := range dests {
+		e, d := s.eps[ep], endpoint(ep)
+		f := v.finding("server_refusal", Warning, s.netns)
+		f.Summary = fmt.Sprintf("%s closed %d of %d connections within %s of the handshake: a limit or a refusal on the server's side", d, e.quickByPeer, e.opened, quickClose)
+		f.Evidence = []string{fmt.Sprintf("%d connections to %s went from ESTABLISHED to CLOSE_WAIT (the server's FIN first) within %s of being established; %d connections to it were established in the recording", e.quickByPeer, d, quickClose, e.opened)}
+		if c := s.clients[ep]; len(c) > 0 {
+			f.Evidence = append(f.Evidence, "client side: "+ownersString(c))
+		}
+		if srv := v.servers[ep]; len(srv) > 0 {
+			f.Evidence = append(f.Evidence, "server side: "+ownersString(srv))
+		}
+		f.Numbers["closed_by_server"] = float64(e.quickByPeer)
+		f.Numbers["established"] = float64(e.opened)
+		host, port := splitEndpoint(d)
+		f.Verify = v.inNetns(s.netns, fmt.Sprintf("timeout 5 nc -v %s %s </dev/null  # prints what the server answers before it closes", host, port))
+		f.Fix = "The server at " + d + " accepts connections and closes them at once: look in its log for a connection limit (PostgreSQL max_connections: too many clients; MySQL: Too many connections; a proxy's maxconn), an access rule (pg_hba.conf, tcp wrappers, an IP allow list) or a failing backend, and fix the limit or the client that holds the connections. " +
+			"A server that closes after each answer by design (HTTP without keep-alive) shows the same: then keep-alive connections save a handshake per request."
 		out = append(out, f)
 	}
 	return out

@@ -60,6 +60,8 @@ type htmlTarget struct {
 	TopRemotes []RemoteCount
 	Syscalls   []SyscallCount
 	Errors     []SyscallErrors
+	Stacks     []StackCount
+	Flame      template.HTML // built from counts and escaped names only, see flameSVG
 }
 
 // htmlChart is a drawn chart and its caption.
@@ -111,6 +113,8 @@ func newHTMLTarget(t *Target, i int) htmlTarget {
 		TopRemotes: t.TopRemotes,
 		Syscalls:   t.Syscalls,
 		Errors:     t.Errors,
+		Stacks:     t.Stacks,
+		Flame:      flameSVG(t.Stacks),
 	}
 	if !t.Started.IsZero() {
 		v.Started = htmlTime(t.Started)
@@ -449,6 +453,10 @@ svg.chart { width: 100%; max-width: 720px; height: auto; }
 <tr><th>Comm</th><th class="n">Pid</th><th>Syscall</th><th>Errno</th><th class="n">Count</th></tr>
 {{range .}}<tr><td>{{.Comm}}</td><td class="n">{{.Pid}}</td><td>{{.Syscall}}</td><td>{{.Errno}}</td><td class="n">{{.Count}}</td></tr>
 {{end}}</table>{{else}}<p class="muted">None.</p>{{end}}
+{{with .Flame}}<h3>Stacks</h3>
+<figure><figcaption>Where the syscalls came from: callers below, the calls on top; each frame as wide as its calls (hover for counts).</figcaption>
+{{.}}
+</figure>{{end}}
 <h3>Timeline (UTC)</h3>
 {{with .Timeline}}<table>
 <tr><th>Step start</th><th class="n">Connects</th><th>Failures</th><th class="n">Resets</th><th class="n">ESTABLISHED</th><th class="n">TIME_WAIT</th></tr>

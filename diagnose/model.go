@@ -38,6 +38,10 @@ type Target struct {
 	TopRemotes []RemoteCount   // by connects, most first
 	Syscalls   []SyscallCount  // by count, most first
 	Errors     []SyscallErrors // failures by syscall and errno, most first
+	// Stacks are the user stacks of its processes' syscalls (recorded with --stacks), most
+	// counted first; StacksOther counts the calls of the stacks left out.
+	Stacks      []StackCount
+	StacksOther uint64 `json:",omitempty"`
 }
 
 // NetnsFacts are the settings that explain port and connection incidents.
@@ -106,7 +110,7 @@ func (s Severity) String() string {
 // Finding is one diagnosis: what is wrong, where, the numbers that show it, how to check it by
 // hand, and how to fix it.
 type Finding struct {
-	Kind      string // port_exhaustion, connection_leak, fd_limit, connect_refused, reset_storm, retransmits, unclean_stop
+	Kind      string // port_exhaustion, leak_at_limit, connection_leak, fd_limit, connect_refused, server_refusal, reset_storm, retransmits, unclean_stop
 	Severity  Severity
 	Container string // the namespace's display name ("host" for the host)
 	// The Kubernetes pod, empty outside Kubernetes.

@@ -37,6 +37,9 @@ var (
 	// are one endpoint per connection (their ephemeral ports); past the bound the endpoints seen
 	// least are dropped, which no finding can be about.
 	maxEndpoints = 1 << 18
+	// maxOwned bounds the endpoints whose owning processes are kept (clients' destinations and
+	// servers' local endpoints, over all namespaces): the ones seen first keep theirs.
+	maxOwned = 1 << 14
 )
 
 const (
@@ -49,6 +52,12 @@ const (
 	maxFacts     = 1 << 17
 	// maxEnded bounds the connections counted around one container's stop.
 	maxEnded = 1 << 16
+	// maxOwners is how many processes are named per endpoint.
+	maxOwners = 4
+	// quickClose is how soon after the handshake a connection's end counts as a refusal: a
+	// server at its limit accepts, answers with an error and closes within milliseconds, while
+	// a connection in use lives for requests. A second leaves room for a busy machine.
+	quickClose = time.Second
 )
 
 var errTooManyNamespaces = errors.New("more network namespaces than one report holds: report a few at a time with --container or --netns")
@@ -85,6 +94,9 @@ type endpointCounts struct {
 	resets             int // connections cut by a reset
 	established        int // transitions to ESTABLISHED
 	opened, closed     int // SYN_SENT -> ESTABLISHED, ESTABLISHED -> anything else
+	// Connections that left ESTABLISHED within quickClose of the handshake: all of them, and
+	// those the peer closed first (ESTABLISHED -> CLOSE_WAIT: its FIN came before ours).
+	quick, quickByPeer int
 }
 
 func (e *endpointCounts) weight() int {
@@ -124,6 +136,21 @@ type nsState struct {
 	retransDest string
 	retransAt   time.Time
 	kills       []*kill
+	// The processes holding ESTABLISHED sockets to each destination, as the last snapshot that
+	// had the destination among its top ones saw them.
+	clients map[events.Endpoint][]Owner
+	// Destinations whose connections reached a ceiling (leak_at_limit): the other rules about
+	// the same destination leave them to that finding.
+	atLimit map[events.Endpoint]bool
+}
+
+// Owner is a process holding sockets of one endpoint in a snapshot: with Pids > 1, several
+// processes of the same name (a forking server such as PostgreSQL), Pid the lowest of them.
+type Owner struct {
+	Comm    string
+	Pid     uint32
+	Pids    int
+	Sockets int
 }
 
 // view is the recording summarised for the detectors.
@@ -150,6 +177,11 @@ type view struct {
 	processes map[uint32]recording.Process    // the last of each process
 	syscalls  *loader.SyscallSnapshot         // the last
 	kills     map[uint32][]recording.Container
+	// The processes holding the ESTABLISHED sockets of the busiest local endpoints (servers),
+	// in any namespace, as last seen.
+	servers map[events.Endpoint][]Owner
+	owned   int // entries in servers and in every namespace's clients
+	stacks  stackView
 }
 
 func endpoint(a events.Endpoint) string { return a.String() }
@@ -166,7 +198,8 @@ func isReset(e *events.Event) bool {
 // writes several blocks every interval; a gap means it was stopped or the clock jumped).
 func newView(f *recording.File, only map[uint32]bool) *view {
 	v := &view{f: f, names: f.Namer(), clock: f.Clock(), only: only, ns: map[uint32]*nsState{},
-		facts: map[uint32]recording.NetnsFacts{}, processes: map[uint32]recording.Process{}, kills: map[uint32][]recording.Container{}}
+		facts: map[uint32]recording.NetnsFacts{}, processes: map[uint32]recording.Process{}, kills: map[uint32][]recording.Container{},
+		servers: map[events.Endpoint][]Owner{}}
 	v.lo, v.hi = f.Meta.Start, f.Meta.Start
 	if !f.Earliest.IsZero() && f.Earliest.Before(v.lo) {
 		v.lo = f.Earliest
@@ -218,7 +251,8 @@ func (v *view) state(netns uint32) (*nsState, error) {
 	if len(v.ns) >= maxNamespaces {
 		return nil, errTooManyNamespaces
 	}
-	s := &nsState{netns: netns, cells: map[int]*cell{}, eps: map[events.Endpoint]*endpointCounts{}}
+	s := &nsState{netns: netns, cells: map[int]*cell{}, eps: map[events.Endpoint]*endpointCounts{},
+		clients: map[events.Endpoint][]Owner{}, atLimit: map[events.Endpoint]bool{}}
 	for _, c := range v.kills[netns] {
 		s.kills = append(s.kills, &kill{c: c, ended: map[connKey]bool{}})
 	}
@@ -355,7 +389,15 @@ func (v *view) addEvents(evs []events.Event) error {
 				ep.opened++
 			}
 		case e.OldState == events.StateEstablished:
-			v.endpoint(s, d).closed++
+			ep := v.endpoint(s, d)
+			ep.closed++
+			// PrevState 0: the socket was first seen mid-life, its age is unknown.
+			if e.PrevState > 0 && e.PrevState < quickClose {
+				ep.quick++
+				if e.NewState == events.StateCloseWait {
+					ep.quickByPeer++
+				}
+			}
 		}
 		if len(s.kills) > 0 && (e.OldState == events.StateEstablished || e.OldState == events.StateCloseWait) {
 			for _, k := range s.kills {
@@ -394,6 +436,7 @@ func (v *view) addSnapshot(snap *recording.SocketSnapshot) error {
 		c.est = slices.Clone(sum.Established[:min(topEstablished, len(sum.Established))])
 	}
 	s.lastTW = slices.Clone(sum.TimeWait[:min(maxTimeWait, len(sum.TimeWait))])
+	v.addOwners(s, socks, c.est)
 	if snap.PortRange[0] > 0 && len(sum.PortUse) > 0 {
 		top := sum.PortUse[0] // most used first
 		if !s.hasPeak || top.Used > s.peak.Used {
@@ -414,6 +457,92 @@ func (v *view) addSnapshot(snap *recording.SocketSnapshot) error {
 		}
 	}
 	return nil
+}
+
+// addOwners keeps who holds the ESTABLISHED sockets of a snapshot: the clients of its top
+// destinations, and the servers of its busiest local endpoints (a server's accepted sockets all
+// share its address and port).
+func (v *view) addOwners(s *nsState, socks []events.Socket, top []events.EndpointCount) {
+	type key struct {
+		ep   events.Endpoint
+		comm string
+	}
+	type agg struct {
+		pids    map[uint32]bool
+		sockets int
+	}
+	want := map[events.Endpoint]bool{}
+	for _, ec := range top {
+		want[ec.Endpoint] = true
+	}
+	clients, servers := map[key]*agg{}, map[key]*agg{}
+	local := map[events.Endpoint]int{}
+	add := func(m map[key]*agg, k key, pid uint32) {
+		a := m[k]
+		if a == nil {
+			a = &agg{pids: map[uint32]bool{}}
+			m[k] = a
+		}
+		a.pids[pid] = true
+		a.sockets++
+	}
+	for _, k := range socks {
+		if k.State != events.StateEstablished || k.Pid == 0 {
+			continue
+		}
+		if d := (events.Endpoint{Addr: k.Daddr, Port: k.Dport}); want[d] {
+			add(clients, key{d, k.Comm}, k.Pid)
+		}
+		local[events.Endpoint{Addr: k.Saddr, Port: k.Sport}]++
+	}
+	busiest := map[events.Endpoint]bool{}
+	for _, ec := range topEndpointCounts(local, topEstablished) {
+		busiest[ec.Endpoint] = true
+	}
+	for _, k := range socks {
+		if l := (events.Endpoint{Addr: k.Saddr, Port: k.Sport}); k.State == events.StateEstablished && k.Pid != 0 && busiest[l] {
+			add(servers, key{l, k.Comm}, k.Pid)
+		}
+	}
+	collect := func(m map[key]*agg, keep map[events.Endpoint]bool, into map[events.Endpoint][]Owner) {
+		got := map[events.Endpoint][]Owner{}
+		for k, a := range m {
+			if !keep[k.ep] {
+				continue
+			}
+			o := Owner{Comm: k.comm, Pid: math.MaxUint32, Pids: len(a.pids), Sockets: a.sockets}
+			for p := range a.pids {
+				o.Pid = min(o.Pid, p)
+			}
+			got[k.ep] = append(got[k.ep], o)
+		}
+		for ep, os := range got {
+			if _, ok := into[ep]; !ok {
+				if v.owned >= maxOwned {
+					continue
+				}
+				v.owned++
+			}
+			slices.SortFunc(os, func(a, b Owner) int {
+				return cmp.Or(cmp.Compare(b.Sockets, a.Sockets), strings.Compare(a.Comm, b.Comm))
+			})
+			into[ep] = os[:min(maxOwners, len(os))]
+		}
+	}
+	collect(clients, want, s.clients)
+	collect(servers, busiest, v.servers)
+}
+
+// topEndpointCounts is the n endpoints with the largest counts, most first.
+func topEndpointCounts(m map[events.Endpoint]int, n int) []events.EndpointCount {
+	out := make([]events.EndpointCount, 0, len(m))
+	for ep, c := range m {
+		out = append(out, events.EndpointCount{Endpoint: ep, Count: c})
+	}
+	slices.SortFunc(out, func(a, b events.EndpointCount) int {
+		return cmp.Or(cmp.Compare(b.Count, a.Count), a.Endpoint.Addr.Compare(b.Endpoint.Addr), cmp.Compare(a.Endpoint.Port, b.Endpoint.Port))
+	})
+	return out[:min(n, len(out))]
 }
 
 func (v *view) addFacts(f *recording.Facts) {
@@ -496,6 +625,10 @@ func Summarize(f *recording.File, source string, only map[uint32]bool, top int) 
 			v.addFacts(fa)
 			return nil
 		},
+		Stacks: func(_ time.Time, st *recording.Stacks) error {
+			v.stacks.add(st, v.only)
+			return nil
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -516,8 +649,13 @@ func Summarize(f *recording.File, source string, only map[uint32]bool, top int) 
 	if v.dropped > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d remote endpoints seen fewer than %d times were left out, to bound memory", v.dropped, v.dropFloor))
 	}
+	if n := v.stacks.note(); n != "" {
+		r.Notes = append(r.Notes, n)
+	}
 	for _, ns := range v.netns {
-		r.Targets = append(r.Targets, v.target(v.ns[ns], top))
+		t := v.target(v.ns[ns], top)
+		t.Stacks, t.StacksOther = v.stacks.top(ns, top)
+		r.Targets = append(r.Targets, t)
 	}
 	hostFirst := func(a, b Target) int {
 		ah, bh := a.Netns == f.Meta.HostNetns, b.Netns == f.Meta.HostNetns

@@ -115,6 +115,7 @@ func WriteText(w io.Writer, r *Report) error {
 		table(&b, "syscall failures", "COMM\tPID\tSYSCALL\tERRNO\tCOUNT", t.Errors, func(e SyscallErrors) []any {
 			return []any{e.Comm, e.Pid, e.Syscall, e.Errno, e.Count}
 		})
+		writeStacksText(&b, t.Stacks)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

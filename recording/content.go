@@ -204,3 +204,26 @@ type Timed[T any] struct {
 	Time  time.Time
 	Value T
 }
+
+// Stacks are the user stacks that `record --stacks` counted since the previous stacks block, and
+// how they relate to the calls: every matching call (Exact) or a rate-limited sample.
+type Stacks struct {
+	Exact      bool              `json:"exact"`
+	Syscalls   []string          `json:"syscalls,omitempty"` // the syscalls sampled; empty: every one
+	RatePerCPU uint32            `json:"rate_per_cpu,omitempty"`
+	Matched    uint64            `json:"matched"` // calls that passed the filters
+	Sampled    uint64            `json:"sampled"` // of those, copied
+	Lost       uint64            `json:"lost"`    // not copied: the ring buffer was full
+	NotUnwound map[string]uint64 `json:"not_unwound,omitempty"`
+	List       []StackCount      `json:"stacks"`
+}
+
+// StackCount is one distinct stack of one (namespace, command, syscall), named.
+type StackCount struct {
+	Netns     uint32   `json:"netns"`
+	Comm      string   `json:"comm"`
+	Syscall   string   `json:"syscall"`
+	Frames    []string `json:"frames"` // innermost first
+	Truncated bool     `json:"truncated,omitempty"`
+	Count     uint64   `json:"count"`
+}

@@ -68,6 +68,9 @@ const (
 	// JSON Containers holding only the containers that changed since the last block of either
 	// kind (version 2): a start, a stop, an exit code.
 	BlockContainerChanges BlockType = 9
+	// JSON Stacks: the user stacks counted since the previous stacks block (record --stacks).
+	// Readers that predate it skip it, as they skip every type they do not know.
+	BlockStacks BlockType = 10
 )
 
 func (t BlockType) String() string {
@@ -90,6 +93,8 @@ func (t BlockType) String() string {
 		return "end"
 	case BlockContainerChanges:
 		return "container changes"
+	case BlockStacks:
+		return "stacks"
 	}
 	return fmt.Sprintf("type %d", uint8(t))
 }

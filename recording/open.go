@@ -178,6 +178,7 @@ type Visitor struct {
 	Sockets  func(s *SocketSnapshot) error
 	Syscalls func(at time.Time, s *loader.SyscallSnapshot) error
 	Facts    func(at time.Time, f *Facts) error
+	Stacks   func(at time.Time, s *Stacks) error
 }
 
 // eventChunk is how many events a Visitor gets at once: a block's events are decoded in chunks,
@@ -211,6 +212,8 @@ func (f *File) Scan(v Visitor) error {
 			want = v.Syscalls != nil
 		case BlockFacts:
 			want = v.Facts != nil
+		case BlockStacks:
+			want = v.Stacks != nil
 		}
 		if !want {
 			continue
@@ -283,6 +286,14 @@ func (f *File) Scan(v Visitor) error {
 			if err := v.Facts(at, &fa); err != nil {
 				return err
 			}
+		case BlockStacks:
+			var st Stacks
+			if err := json.Unmarshal(b.Payload, &st); err != nil {
+				return bad("%v", err)
+			}
+			if err := v.Stacks(at, &st); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -295,6 +306,7 @@ type Recording struct {
 	Sockets    []SocketSnapshot
 	Syscalls   []Timed[loader.SyscallSnapshot]
 	Facts      []Timed[Facts]
+	Stacks     []Timed[Stacks]
 	Containers []Timed[Containers]
 	Lost       Lost
 	End        *End      // nil when the file ended without one (the recorder was killed, or the file was cut)
@@ -383,6 +395,10 @@ func Load(rd io.Reader) (*Recording, error) {
 			rec.Facts = append(rec.Facts, Timed[Facts]{at, *fa})
 			return nil
 		},
+		Stacks: func(at time.Time, st *Stacks) error {
+			rec.Stacks = append(rec.Stacks, Timed[Stacks]{at, *st})
+			return nil
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -432,6 +448,9 @@ func (r *Recording) Encode() ([]byte, error) {
 	}
 	for _, f := range r.Facts {
 		errs = append(errs, add(BlockFacts, f.Time, f.Value))
+	}
+	for _, st := range r.Stacks {
+		errs = append(errs, add(BlockStacks, st.Time, st.Value))
 	}
 	if r.Meta.Interval >= MinInterval {
 		for at := r.Meta.Start.Add(r.Meta.Interval); at.Before(r.Last); at = at.Add(r.Meta.Interval) {

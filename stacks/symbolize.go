@@ -131,6 +131,7 @@ type perfMap struct {
 	path    string
 	size    int64 // bytes parsed so far (complete lines)
 	checked time.Time
+	exists  bool        // the file was opened once
 	entries []perfEntry // sorted by start
 	maxEnd  []uint64    // maxEnd[i] = max(entries[0..i].end), to stop the backward scan
 	pending []perfEntry // parsed, not yet merged into entries
@@ -142,13 +143,13 @@ type perfEntry struct {
 	name       string
 }
 
-// perfMapRecheck is how often a process without a perf map, or whose map did not have an
-// address, is looked at again.
+// perfMapRecheck is how often a process without a perf map is looked at again for one.
 const perfMapRecheck = 200 * time.Millisecond
 
 // refreshPerfMap opens or extends the process's perf map. With missed set it is for an address
-// the map did not have: read what was appended since (rate limited). It reports whether new
-// entries were read.
+// the map did not have: read what was appended since, if the file grew (a stat per miss: code
+// compiled a moment ago is named by the line the runtime wrote before running it). It reports
+// whether new entries were read.
 func (u *Unwinder) refreshPerfMap(p *process, missed bool) bool {
 	if p.perf != nil && !missed {
 		return false
@@ -157,11 +158,21 @@ func (u *Unwinder) refreshPerfMap(p *process, missed bool) bool {
 		p.perf = &perfMap{path: filepath.Join(p.root(), "tmp", fmt.Sprintf("perf-%d.map", p.nspid))}
 	}
 	pm := p.perf
+	if pm.exists {
+		if fi, err := os.Stat(pm.path); err != nil || fi.Size() <= pm.size {
+			return false
+		}
+		n, _ := pm.readMore()
+		return n > 0
+	}
 	if !pm.checked.IsZero() && time.Since(pm.checked) < perfMapRecheck {
 		return false
 	}
 	pm.checked = time.Now()
 	n, err := pm.readMore()
+	if err == nil {
+		pm.exists = true
+	}
 	if err != nil && len(pm.entries) == 0 {
 		// No map (the runtime does not write one): keep the struct so that the recheck is rate
 		// limited, but look nothing up in it.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,6 +37,8 @@ type recordFlags struct {
 	syscalls    bool
 	connectCall bool
 	runtimes    runtimeFlags
+	stacks      []string // --stacks: syscall names, or ["*"] for every syscall (sampled)
+	stackRate   int
 }
 
 func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, error) {
@@ -50,6 +53,9 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 	fs.BoolVar(&f.force, "force", false, "overwrite FILE if it exists")
 	fs.BoolVar(&f.syscalls, "syscalls", true, "also count syscalls, their errors and file paths")
 	fs.BoolVar(&f.connectCall, "connect-syscall", false, "also take connect() failures from the syscall's return, as trace --connect-syscall does: failures before SYN_SENT (ENETUNREACH) and the exact errno of those inside connect()")
+	fs.StringSliceVar(&f.stacks, "stacks", nil, "also record user stacks: --stacks=openat,fsync for every call of these syscalls, or --stacks alone for a sample of all of them (see --stack-rate)")
+	fs.Lookup("stacks").NoOptDefVal = "*"
+	fs.IntVar(&f.stackRate, "stack-rate", defaultStackRate, "with --stacks alone: stacks copied per CPU per second")
 	f.runtimes.add(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope record -w FILE [flags]\n\nRecord TCP events, socket snapshots, syscall counts, container metadata and the settings that\nexplain incidents into one file, for trace/syscalls/sockets -r, report and diagnose.", "the file is given with -w FILE"); err != nil || helped {
 		return nil, helped, err
@@ -59,6 +65,25 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 	}
 	if f.duration < 0 {
 		return nil, false, usageError{fmt.Sprintf("--duration must not be negative, not %s", f.duration)}
+	}
+	if fs.Changed("stacks") {
+		if len(f.stacks) == 1 && f.stacks[0] == "*" {
+			f.stacks = []string{}
+		}
+		for _, name := range f.stacks {
+			if _, ok := events.SyscallNumber(runtime.GOARCH, name); !ok {
+				return nil, false, usageError{fmt.Sprintf("--stacks %q is not a syscall on %s; closest: %s", name, runtime.GOARCH,
+					strings.Join(containers.Closest(name, events.SyscallNames(runtime.GOARCH), 3), ", "))}
+			}
+		}
+		if _, err := stackArch(); err != nil {
+			return nil, false, err
+		}
+	} else {
+		f.stacks = nil
+	}
+	if f.stackRate < 1 {
+		return nil, false, usageError{fmt.Sprintf("--stack-rate must be at least 1, not %d", f.stackRate)}
 	}
 	if f.interval < recording.MinInterval {
 		return nil, false, usageError{fmt.Sprintf("--interval must be at least %s, not %s", recording.MinInterval, f.interval)}
@@ -117,6 +142,7 @@ type recorder struct {
 
 	tracer  *loader.Tracer
 	counter *loader.Syscalls
+	stacks  *stackCollector
 	socks   *loader.Sockets
 
 	mu      sync.Mutex
@@ -183,6 +209,13 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer r.socks.Close()
+	if f.stacks != nil {
+		o := stackOptions{syscalls: f.stacks, rate: uint32(min(f.stackRate, 1<<20))}
+		if r.stacks, err = openStackCollector(o, sc, stderr); err != nil {
+			return err
+		}
+		defer r.stacks.close()
+	}
 
 	if r.sink, err = recording.Create(f.file, f.maxSize, f.force, stdout); err != nil {
 		return err
@@ -216,6 +249,9 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 		errs = append(errs, r.tracer.SetNetns(ns))
 		if r.counter != nil {
 			errs = append(errs, r.counter.SetNetns(ns))
+		}
+		if r.stacks != nil {
+			errs = append(errs, r.stacks.s.SetNetns(ns))
 		}
 		return errors.Join(errs...)
 	}
@@ -270,13 +306,23 @@ func (r *recorder) update(running []containers.Container) {
 	r.writeContainers(now)
 }
 
-// died records a container's exit code and the daemon's time of it.
-func (r *recorder) died(id string, code int, at time.Time) {
+// died records a container's exit code and the daemon's time of it. A container that stopped
+// before any list showed it running (a crash loop on a busy host) joins the history from what the
+// runtime's events said: its name, image, start and exit.
+func (r *recorder) died(e containers.Exit) {
+	at := cmp.Or(e.At, time.Now()).UTC()
 	r.mu.Lock()
-	if h, ok := r.history[id]; ok {
-		h.ExitCode = code
-		h.Stopped = at.UTC()
-		r.changed[id] = true
+	if h, ok := r.history[e.ID]; ok {
+		h.ExitCode = e.ExitCode
+		h.Stopped = at
+		r.changed[e.ID] = true
+	} else if !e.Listed {
+		rc := recording.FromContainer(e.Container)
+		rc.Started = cmp.Or(e.Started, e.At, time.Now()).UTC()
+		rc.Stopped, rc.ExitCode = at, e.ExitCode
+		rc.Selected = slices.ContainsFunc(r.scope.Selected, func(s containers.Selector) bool { return s.Matches(e.Container) })
+		r.history[e.ID] = &rc
+		r.changed[e.ID] = true
 	}
 	r.mu.Unlock()
 	r.writeContainers(time.Now())
@@ -398,6 +444,9 @@ func (r *recorder) run(ctx context.Context, sigs <-chan os.Signal) error {
 	// The last events first, then the final snapshot, so the file ends with the latest state.
 	r.tracer.Detach()
 	close(evStop)
+	if r.stacks != nil {
+		r.stacks.stop()
+	}
 	if err := <-evErr; err != nil {
 		return fail(err)
 	}
@@ -505,6 +554,17 @@ func (r *recorder) snapshot() error {
 		}
 		if err := write(recording.BlockSyscalls, counts); err != nil {
 			return err
+		}
+	}
+	if r.stacks != nil {
+		st, err := r.stacks.recorded(r.f.stacks)
+		if err != nil {
+			return err
+		}
+		if len(st.List) > 0 || st.Matched > 0 {
+			if err := write(recording.BlockStacks, st); err != nil {
+				return err
+			}
 		}
 	}
 	lost, err := r.tracer.Lost()

@@ -156,6 +156,7 @@ type findingJSON struct {
 	Severity  string             `json:"severity"`
 	Container string             `json:"container"`
 	Summary   string             `json:"summary"`
+	Evidence  []string           `json:"evidence"`
 	Numbers   map[string]float64 `json:"numbers"`
 	Verify    string             `json:"verify"`
 	Fix       string             `json:"fix"`

@@ -108,7 +108,7 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 	maxInflate := maxInflateFlag(fs)
 	var rf runtimeFlags
 	rf.add(fs)
-	if helped, err := parseFlags(fs, args, stdout, "sockscope diagnose [flags]\n\nWatch live (or read a recording) and report what is wrong: local port exhaustion, connection\nleaks, file descriptor limits, refusals, resets, retransmits, containers killed with open\nconnections. Each finding has its evidence, the command that verifies it, and the fix.", "a recording is given with -r FILE"); err != nil || helped {
+	if helped, err := parseFlags(fs, args, stdout, "sockscope diagnose [flags]\n\nWatch live (or read a recording) and report what is wrong: local port exhaustion, connection\nleaks (still growing, or stopped at the server's limit), file descriptor limits, refusals\n(connects refused, or accepted and closed at once), resets, retransmits, containers killed with\nopen connections. Each finding has its evidence, the command that verifies it, and the fix.", "a recording is given with -r FILE"); err != nil || helped {
 		return err
 	}
 	if *output != "text" && *output != "json" {

@@ -23,21 +23,25 @@ import (
 )
 
 type syscallsFlags struct {
-	containers []string
-	pid        int
-	netns      []string
-	by         []string
-	syscalls   []string
-	errors     bool
-	latency    bool
-	paths      bool
-	interval   time.Duration
-	duration   time.Duration
-	top        int
-	output     string
-	runtimes   runtimeFlags
-	read       string
-	budget     recording.Budget
+	containers   []string
+	pid          int
+	netns        []string
+	by           []string
+	syscalls     []string
+	errors       bool
+	latency      bool
+	paths        bool
+	interval     time.Duration
+	duration     time.Duration
+	top          int
+	output       string
+	runtimes     runtimeFlags
+	read         string
+	budget       recording.Budget
+	comms        []string
+	stacks       bool
+	kernelStacks bool
+	stackRate    uint32
 }
 
 var byFields = []string{"container", "comm", "pid", "syscall"}
@@ -50,13 +54,17 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	fs.StringArrayVar(&f.netns, "netns", nil, "only tasks in this network namespace: an inode, or a path such as /proc/PID/ns/net or /run/netns/NAME; repeatable")
 	fs.StringSliceVar(&f.by, "by", byFields, "aggregate by these fields: container, comm, pid, syscall")
 	fs.StringSliceVar(&f.syscalls, "syscall", nil, "only these syscalls, by name (e.g. openat,fsync)")
+	fs.StringArrayVar(&f.comms, "comm", nil, "only processes with this command name (DTrace's /execname == \"node\"/; the kernel keeps 15 bytes of it); repeatable, up to 8")
+	fs.BoolVar(&f.stacks, "stacks", false, "also collect the user stacks of the calls, per container, command and syscall (unwound from the programs' CFI, named from their symbols and perf maps)")
+	fs.BoolVar(&f.kernelStacks, "kernel-stacks", false, "with --stacks: also the kernel stack at the syscall's entry")
+	stackRate := fs.Int("stack-rate", defaultStackRate, "with --stacks and no --syscall or --comm filter: stacks copied per CPU per second (a sample; the output gives the ratio)")
 	fs.BoolVar(&f.errors, "errors", false, "also list failures by syscall and errno")
 	fs.BoolVar(&f.latency, "latency", false, "also measure time spent in each syscall (average and maximum)")
 	fs.BoolVar(&f.paths, "paths", false, "also count the file paths given to open, unlink, rename and friends")
 	fs.DurationVar(&f.interval, "interval", 0, "print a table every interval (a live top); 0 = once at the end")
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long; 0 = until Ctrl-C")
 	fs.IntVar(&f.top, "top", 20, "rows per table")
-	fs.StringVarP(&f.output, "output", "o", "table", "output format: table or json (one object per line)")
+	fs.StringVarP(&f.output, "output", "o", "table", "output format: table, json (one object per line), or with --stacks folded (comm;outermost;...;innermost COUNT, for flame graphs)")
 	f.runtimes.add(fs)
 	fs.StringVarP(&f.read, "read", "r", "", "count from a recording (sockscope record) instead of live")
 	maxInflate := maxInflateFlag(fs)
@@ -74,8 +82,32 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 				strings.Join(containers.Closest(name, events.SyscallNames(runtime.GOARCH), 3), ", "))}
 		}
 	}
-	if f.output != "table" && f.output != "json" {
-		return nil, false, usageError{fmt.Sprintf("--output must be table or json, not %q", f.output)}
+	if f.output != "table" && f.output != "json" && f.output != "folded" {
+		return nil, false, usageError{fmt.Sprintf("--output must be table, json or folded, not %q", f.output)}
+	}
+	if f.output == "folded" && !f.stacks {
+		return nil, false, usageError{"--output folded prints stacks: add --stacks"}
+	}
+	if f.kernelStacks && !f.stacks {
+		return nil, false, usageError{"--kernel-stacks adds kernel frames to --stacks: add --stacks"}
+	}
+	if f.stacks && f.read != "" {
+		return nil, false, usageError{"--stacks are collected live; the stacks a recording holds (record --stacks) are in sockscope report FILE"}
+	}
+	if *stackRate < 1 {
+		return nil, false, usageError{fmt.Sprintf("--stack-rate must be at least 1, not %d", *stackRate)}
+	}
+	f.stackRate = uint32(min(*stackRate, 1<<20))
+	if len(f.comms) > loader.MaxCommFilters {
+		return nil, false, usageError{fmt.Sprintf("--comm is given %d times; at most %d", len(f.comms), loader.MaxCommFilters)}
+	}
+	for _, c := range f.comms {
+		if c == "" {
+			return nil, false, usageError{"--comm needs a command name, as ps -o comm shows it"}
+		}
+		if len(c) > 15 {
+			return nil, false, usageError{fmt.Sprintf("--comm %q: the kernel keeps the first 15 bytes of a command name; give %q", c, c[:15])}
+		}
 	}
 	if f.pid < 0 {
 		return nil, false, usageError{fmt.Sprintf("--pid must be a process ID, not %d", f.pid)}
@@ -141,11 +173,34 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer counter.Close()
-	w, err := follow(ctx, sc, counter.SetNetns, stderr)
+	var sampler *loader.Stacks
+	setNetns := func(inodes []uint32) error {
+		if err := counter.SetNetns(inodes); err != nil {
+			return err
+		}
+		if sampler != nil {
+			return sampler.SetNetns(inodes)
+		}
+		return nil
+	}
+	var col *stackCollector
+	if f.stacks {
+		// The sampler starts before the watcher, so the watcher's first namespaces reach it too.
+		o := stackOptions{pid: f.pid, comms: f.comms, syscalls: f.syscalls, kernel: f.kernelStacks, rate: f.stackRate}
+		if col, err = openStackCollector(o, sc, stderr); err != nil {
+			return err
+		}
+		defer col.close()
+		sampler = col.s
+	}
+	w, err := follow(ctx, sc, setNetns, stderr)
 	if err != nil {
 		return err
 	}
 	names := w.Names()
+	if col != nil {
+		col.names = names // read only when printing
+	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -165,14 +220,17 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	for {
 		select {
 		case <-tick:
-			if err := p.read(counter, stderr); err != nil {
+			if err := p.readAll(counter, col, stderr); err != nil {
 				return err
 			}
 			continue
 		case <-sigs:
 		case <-end:
 		}
-		return p.read(counter, stderr)
+		if col != nil {
+			col.stop()
+		}
+		return p.readAll(counter, col, stderr)
 	}
 }
 
@@ -215,11 +273,27 @@ func (p *syscallPrinter) group(k loader.SyscallKey) sysRow {
 	return r
 }
 
-func (p *syscallPrinter) wanted(nr uint32) bool {
+func (p *syscallPrinter) wanted(k loader.SyscallKey) bool {
+	if len(p.f.comms) > 0 && !slices.Contains(p.f.comms, k.Comm) {
+		return false
+	}
 	if len(p.f.syscalls) == 0 {
 		return true
 	}
-	return slices.Contains(p.f.syscalls, events.SyscallName(runtime.GOARCH, nr))
+	return slices.Contains(p.f.syscalls, events.SyscallName(runtime.GOARCH, k.Nr))
+}
+
+// readAll prints the counts, then the stacks (with -o folded, only the stacks).
+func (p *syscallPrinter) readAll(counter *loader.Syscalls, col *stackCollector, stderr io.Writer) error {
+	if p.f.output != "folded" {
+		if err := p.read(counter, stderr); err != nil {
+			return err
+		}
+	}
+	if col == nil {
+		return nil
+	}
+	return col.print(p.w, stderr, p.f)
 }
 
 func (p *syscallPrinter) read(counter *loader.Syscalls, stderr io.Writer) error {
@@ -257,7 +331,7 @@ func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr 
 
 	counts := map[sysRow]*sysRow{}
 	for _, c := range cur.Counts {
-		if !p.wanted(c.Nr) {
+		if !p.wanted(c.SyscallKey) {
 			continue
 		}
 		pc := prevCount[c.SyscallKey]
@@ -273,7 +347,7 @@ func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr 
 	errs := map[sysRow]*sysRow{}
 	if p.f.errors {
 		for _, e := range cur.Errors {
-			if !p.wanted(e.Nr) || e.Count-prevErr[errKey(e)] == 0 {
+			if !p.wanted(e.SyscallKey) || e.Count-prevErr[errKey(e)] == 0 {
 				continue
 			}
 			g := p.group(e.SyscallKey)
@@ -284,7 +358,7 @@ func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr 
 	paths := map[sysRow]*sysRow{}
 	if p.f.paths {
 		for _, pc := range cur.Paths {
-			if !p.wanted(pc.Nr) || pc.Count-prevPath[pathKey(pc)] == 0 {
+			if !p.wanted(pc.SyscallKey) || pc.Count-prevPath[pathKey(pc)] == 0 {
 				continue
 			}
 			g := p.group(pc.SyscallKey)

@@ -8,6 +8,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -68,4 +71,30 @@ func DockerSocket(t testing.TB) string {
 	}
 	c.Close()
 	return sock
+}
+
+// Postgres returns the bin directory of Debian's newest PostgreSQL server
+// (/usr/lib/postgresql/VERSION/bin, with initdb, postgres and psql), requiring the OS user
+// postgres it must run as.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	best, bestVersion := "", -1
+	for _, d := range dirs {
+		v, err := strconv.Atoi(filepath.Base(filepath.Dir(d)))
+		if err != nil || v <= bestVersion {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(d, "postgres")); err == nil {
+			best, bestVersion = d, v
+		}
+	}
+	if best == "" {
+		missing(t, "needs a PostgreSQL server from Debian's packages (apt-get install postgresql)")
+		return ""
+	}
+	if _, err := user.Lookup("postgres"); err != nil {
+		missing(t, "needs the OS user postgres, which Debian's postgresql package creates")
+	}
+	return best
 }

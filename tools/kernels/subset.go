@@ -22,6 +22,7 @@ var matrixTests = []string{
 	"TestSocketsEqualSsInsideTheNetns",
 	"TestSocketsOwnersAreNamed",
 	"TestSyscallsCountExactlyWhatAProcessDid",
+	"TestSyscallStacksOfAGoProgram",
 	"TestExportCountsExactlyWhatANetnsDid",
 	"TestExportSyscallsCountExactlyWhatANetnsDid",
 	"TestRecordThenReplayGivesTheLiveOutput",

@@ -4,8 +4,9 @@
 // the floors (an empty tp_btf program on sys_exit, the counters' hook, and empty programs on
 // sys_enter and sys_exit, the hooks of --latency), attached by the harness; sockscope counting
 // another namespace (the loop's calls leave at the netns check); sockscope counting the loop; the
-// same with --latency; and, where installed, libbpf-tools' syscount and bpftrace's syscount.bt.
-// Each figure is the median over the rounds, beside its floor. `make bench` runs it; it needs root.
+// same with --latency; with --stacks (every call's stack copied, and a rate-limited sample); and,
+// where installed, libbpf-tools' syscount and bpftrace's syscount.bt. Each figure is the median
+// over the rounds, beside its floor. `make bench` runs it; it needs root.
 package main
 
 import (
@@ -62,6 +63,15 @@ func main() {
 		}, ready: "sockscope: attached", target: exitFloor + " +60 ns"},
 		{name: "sockscope syscalls --latency, the loop counted", tracer: func(ns, other string) []string {
 			return []string{*sockscope, "syscalls", "--latency", "--netns", "/run/netns/" + ns, "--duration", "10m"}
+		}, ready: "sockscope: attached"},
+		// Every getppid's registers and 16 KB of stack copied to the ring (and unwound on the
+		// other CPU, or counted lost when the ring is full): the in-kernel cost of exact stacks.
+		{name: "sockscope syscalls --stacks --syscall getppid, the loop counted", tracer: func(ns, other string) []string {
+			return []string{*sockscope, "syscalls", "--stacks", "--syscall", "getppid", "--netns", "/run/netns/" + ns, "--duration", "10m", "--runtime-endpoint", "none"}
+		}, ready: "sockscope: attached"},
+		// No syscall filter: 200 stacks per CPU per second, the rest pass the rate check.
+		{name: "sockscope syscalls --stacks (sampled), the loop counted", tracer: func(ns, other string) []string {
+			return []string{*sockscope, "syscalls", "--stacks", "--netns", "/run/netns/" + ns, "--duration", "10m", "--runtime-endpoint", "none"}
 		}, ready: "sockscope: attached"},
 	}
 	if p, err := exec.LookPath("syscount"); err == nil {

@@ -1,0 +1,260 @@
+package loader
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+)
+
+// StackConfig selects the syscalls whose user stacks `syscalls --stacks` copies.
+type StackConfig struct {
+	FilterNetns bool
+	Netns       []uint32
+	Pid         uint32
+	// Syscalls, when not empty, are the only syscall numbers sampled.
+	Syscalls []uint32
+	// Comms, when not empty, are the only command names sampled (at most MaxCommFilters; the
+	// kernel keeps 15 bytes of a name, and so does the filter).
+	Comms []string
+	// RatePerCPU bounds the samples each CPU sends per second; 0 sends every matching call.
+	RatePerCPU uint32
+	// KernelStacks also copies the kernel stack (return addresses, for /proc/kallsyms).
+	KernelStacks bool
+}
+
+// MaxCommFilters is how many command names one StackConfig may select.
+const MaxCommFilters = 8
+
+// MaxSyscallNr is the largest syscall number the syscall filter holds.
+const MaxSyscallNr = 1023
+
+// StackSample is one syscall entry's copy of the user registers and stack. Regs, Stack and Kernel
+// point into the reader's buffer: they are valid until the next ReadInto.
+type StackSample struct {
+	PID, TID  uint32
+	Netns, Nr uint32
+	Comm      string
+	// StartTime is the process's start_boottime, in nanoseconds since boot.
+	StartTime uint64
+	// Regs is the kernel's user-register layout (x86_64 pt_regs, arm64 user_pt_regs); empty when
+	// they could not be read.
+	Regs []byte
+	// Stack is the user memory from the stack pointer up, as far as it could be read.
+	Stack []byte
+	// Kernel holds the kernel return addresses, innermost first (with KernelStacks).
+	Kernel []uint64
+	// KernelErr is the errno of a kernel stack that could not be read, 0 otherwise.
+	KernelErr int32
+}
+
+// StackStats counts what happened to the calls that matched every filter, since attaching.
+type StackStats struct {
+	Matched uint64 // calls that passed every filter
+	Sampled uint64 // of those, copied to user space
+	Rate    uint64 // skipped by the rate limit
+	Lost    uint64 // lost because the ring buffer was full
+}
+
+// Stacks is the attached stack sampler.
+type Stacks struct {
+	objs   stacksObjects
+	link   link.Link
+	reader *ringbuf.Reader
+	netns  *netnsTable
+	rec    ringbuf.Record
+}
+
+// The record's layout, from the generated binding of struct stack_sample.
+var (
+	stOffTgid      = unsafe.Offsetof(stacksStackSample{}.Tgid)
+	stOffTid       = unsafe.Offsetof(stacksStackSample{}.Tid)
+	stOffNetns     = unsafe.Offsetof(stacksStackSample{}.Netns)
+	stOffNr        = unsafe.Offsetof(stacksStackSample{}.Nr)
+	stOffStackLen  = unsafe.Offsetof(stacksStackSample{}.StackLen)
+	stOffRegsLen   = unsafe.Offsetof(stacksStackSample{}.RegsLen)
+	stOffKstackLen = unsafe.Offsetof(stacksStackSample{}.KstackLen)
+	stOffComm      = unsafe.Offsetof(stacksStackSample{}.Comm)
+	stOffRegs      = unsafe.Offsetof(stacksStackSample{}.Regs)
+	stOffKstack    = unsafe.Offsetof(stacksStackSample{}.Kstack)
+	stOffStack     = unsafe.Offsetof(stacksStackSample{}.Stack)
+	stSize         = unsafe.Sizeof(stacksStackSample{})
+)
+
+// OpenStacks loads and attaches the stack sampler on sys_enter. Call Close to detach.
+func OpenStacks(cfg StackConfig) (*Stacks, error) {
+	if len(cfg.Comms) > MaxCommFilters {
+		return nil, fmt.Errorf("at most %d command names", MaxCommFilters)
+	}
+	if err := memlock(); err != nil {
+		return nil, err
+	}
+	spec, err := loadStacks()
+	if err != nil {
+		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
+	}
+	var comms [MaxCommFilters][2]uint64
+	for i, c := range cfg.Comms {
+		var b [16]byte
+		copy(b[:15], c)
+		comms[i] = [2]uint64{binary.NativeEndian.Uint64(b[:8]), binary.NativeEndian.Uint64(b[8:])}
+	}
+	vars := []struct {
+		name string
+		v    any
+	}{
+		{"filter_syscall", len(cfg.Syscalls) > 0}, {"filter_pid", cfg.Pid},
+		{"exclude_tgid", uint32(os.Getpid())}, {"n_comms", uint32(len(cfg.Comms))}, {"comms", comms},
+		{"rate_per_cpu", cfg.RatePerCPU}, {"want_kstack", cfg.KernelStacks},
+	}
+	for _, v := range vars {
+		sv, ok := spec.Variables[v.name]
+		if !ok {
+			return nil, fmt.Errorf("the stacks BPF object has no variable %s", v.name)
+		}
+		if err := sv.Set(v.v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", v.name, err)
+		}
+	}
+	if err := sizeNetnsMaps(spec, maxStacksNetns, cfg.FilterNetns); err != nil {
+		return nil, err
+	}
+	s := &Stacks{}
+	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
+		return nil, missing("load the stack sampler", err, featBTF, featTpBTF, featRingBuf)
+	}
+	s.netns = newNetnsTable(s.objs.NetnsDirect, s.objs.NetnsOverflow, maxStacksNetns)
+	for _, nr := range cfg.Syscalls {
+		if nr > MaxSyscallNr {
+			s.Close()
+			return nil, fmt.Errorf("syscall number %d is above %d", nr, MaxSyscallNr)
+		}
+		if err := s.objs.SyscallFilter.Put(nr, uint8(1)); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("set the syscall filter: %w", err)
+		}
+	}
+	if err := s.SetNetns(cfg.Netns); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.reader, err = ringbuf.NewReader(s.objs.Samples); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open the stack samples' ring buffer: %w", err)
+	}
+	if s.link, err = link.AttachTracing(link.TracingOptions{Program: s.objs.OnEnter}); err != nil {
+		s.Close()
+		return nil, missing("attach raw tracepoint (tp_btf) sys_enter", err, featTpBTF)
+	}
+	return s, nil
+}
+
+// maxStacksNetns is how many namespaces the sampler selects at once (the size its own hash had).
+const maxStacksNetns = 4096
+
+// SetNetns replaces the set of sampled network namespaces (used only with FilterNetns).
+func (s *Stacks) SetNetns(inodes []uint32) error {
+	_, err := s.netns.selectAll(inodes)
+	return err
+}
+
+// ErrStacksClosed is returned by ReadInto after Close.
+var ErrStacksClosed = errors.New("stack sampler closed")
+
+// ReadInto waits for the next sample and decodes it into out, whose slices then point into the
+// reader's buffer until the next call.
+func (s *Stacks) ReadInto(out *StackSample) error {
+	if err := s.reader.ReadInto(&s.rec); err != nil {
+		if errors.Is(err, ringbuf.ErrClosed) {
+			return ErrStacksClosed
+		}
+		return fmt.Errorf("read a stack sample: %w", err)
+	}
+	return decodeStackSample(s.rec.RawSample, out)
+}
+
+func decodeStackSample(b []byte, out *StackSample) error {
+	if uintptr(len(b)) < stSize {
+		return fmt.Errorf("stack sample of %d bytes, want %d", len(b), stSize)
+	}
+	u32 := func(off uintptr) uint32 { return binary.NativeEndian.Uint32(b[off:]) }
+	*out = StackSample{
+		StartTime: binary.NativeEndian.Uint64(b[0:]),
+		PID:       u32(stOffTgid), TID: u32(stOffTid), Netns: u32(stOffNetns), Nr: u32(stOffNr),
+	}
+	comm := b[stOffComm : stOffComm+16]
+	for i, c := range comm {
+		if c == 0 {
+			comm = comm[:i]
+			break
+		}
+	}
+	out.Comm = string(comm)
+	regsLen := uintptr(min(u32(stOffRegsLen), uint32(stOffKstack-stOffRegs)))
+	out.Regs = b[stOffRegs : stOffRegs+regsLen]
+	stackLen := uintptr(min(u32(stOffStackLen), uint32(stSize-stOffStack)))
+	out.Stack = b[stOffStack : stOffStack+stackLen]
+	klen := int32(u32(stOffKstackLen))
+	if klen < 0 {
+		out.KernelErr = -klen
+	} else {
+		n := min(uintptr(klen)/8, (stOffStack-stOffKstack)/8)
+		out.Kernel = make([]uint64, 0, n)
+		for i := uintptr(0); i < n; i++ {
+			if pc := binary.NativeEndian.Uint64(b[stOffKstack+8*i:]); pc != 0 {
+				out.Kernel = append(out.Kernel, pc)
+			}
+		}
+	}
+	return nil
+}
+
+// Stats sums the per-CPU counters.
+func (s *Stacks) Stats() (StackStats, error) {
+	var st StackStats
+	dst := []*uint64{&st.Matched, &st.Sampled, &st.Rate, &st.Lost}
+	var per []uint64
+	for i, d := range dst {
+		if err := s.objs.Stats.Lookup(uint32(i), &per); err != nil {
+			return st, fmt.Errorf("read the stack sampler's counters: %w", err)
+		}
+		for _, v := range per {
+			*d += v
+		}
+	}
+	return st, nil
+}
+
+// Detach stops sampling; samples already in the ring can still be read.
+func (s *Stacks) Detach() {
+	if s.link != nil {
+		s.link.Close()
+		s.link = nil
+	}
+}
+
+// Close detaches the program, ends ReadInto and frees the maps.
+func (s *Stacks) Close() error {
+	s.Detach()
+	if s.reader != nil {
+		s.reader.Close()
+	}
+	return s.objs.Close()
+}
+
+// SetDeadline makes ReadInto return an error wrapping os.ErrDeadlineExceeded once t has passed
+// and the ring is empty: after Detach, what was sampled can be drained.
+func (s *Stacks) SetDeadline(t time.Time) { s.reader.SetDeadline(t) }
+
+// Pending is the number of bytes of samples waiting in the ring.
+func (s *Stacks) Pending() int {
+	if s.reader == nil {
+		return 0
+	}
+	return s.reader.AvailableBytes()
+}
