@@ -150,7 +150,7 @@ func TestBadCommandLinesExitWithStatus2AndAUsageHint(t *testing.T) {
 		{[]string{"syscalls", "--syscall", "opne"}, []string{`"opne"`, "not a syscall", "open"}},
 		{[]string{"syscalls", "--by", "host"}, []string{`"host"`, "container,comm,pid,syscall"}},
 		{[]string{"syscalls", "--top", "0"}, []string{"--top", "at least 1"}},
-		{[]string{"syscalls", "-o", "csv"}, []string{"--output", "table or json"}},
+		{[]string{"syscalls", "-o", "csv"}, []string{"--output", "table, json or folded", "csv"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			cmd := "sockscope"
