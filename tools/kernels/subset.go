@@ -60,4 +60,5 @@ var guestBinaries = map[string]string{
 	"sockscope": "./cmd/sockscope",
 	"tcpload":   "./tools/tcpload",
 	"sysload":   "./tools/sysload",
+	"pgload":    "./tools/pgload",
 }
