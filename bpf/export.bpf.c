@@ -1,101 +1,88 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* Kernel side of `sockscope export`: counters kept in the kernel, per network namespace. Nothing
- * reaches user space per event; a scrape reads one map.
+/* Kernel side of `sockscope export`: counters kept in the kernel per network namespace. Nothing
+ * reaches user space per event; a scrape reads the counters of the namespaces it counts.
  *
- * Every counter is one entry of a per-CPU hash keyed by (netns, kind, arg): increments touch only
- * the local CPU's slot, with no atomics and no ring buffer. Only namespaces in `tracked` (the host
- * and the running containers, kept by the exporter) get entries, and the exporter deletes a
- * namespace's entries when its last container goes, so the map follows the containers that exist.
+ * A namespace is counted when Go has given it a slot (netns.h). Its counters are one element of
+ * a per-CPU array (export.h): increments touch only the local CPU's copy, with no atomics and no
+ * map insert, so there is nothing to race on and nothing to fill up; the rare transitions and
+ * errnos that have no place there go to a small per-CPU hash.
  *
- * Connect outcomes come from the state path alone, without syscall tracepoints (which would put
- * every syscall of the machine on the slow path): SYN_SENT -> ESTABLISHED is a success;
- * SYN_SENT -> CLOSE carries the errno in sk_err (RST: ECONNREFUSED, timeout: ETIMEDOUT, ICMP);
- * without sk_err and before any segment left, connect() itself failed after choosing SYN_SENT,
- * which in tcp_v4_connect/tcp_v6_connect means no free local port: EADDRNOTAVAIL; otherwise the
- * application gave up mid-handshake: ECONNABORTED. */
+ * Connect outcomes and durations follow connect.h, the definition trace uses: from CLOSE ->
+ * SYN_SENT to the transition out of SYN_SENT. No syscall tracepoint is attached (they would put
+ * every syscall of the machine on the slow path), so failures before SYN_SENT (ENETUNREACH) are
+ * not counted here. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "netns.h"
+#include "lost.h"
+#include "owner.h"
+#include "connect.h"
+#include "count.h"
 #include "export.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define IPPROTO_TCP 6
-#define EADDRNOTAVAIL 99
-#define ECONNABORTED 103
+/* Set from Go before load. */
+const volatile __u64 bucket_le_ns[NBUCKETS] = {}; /* upper bounds, ascending */
+const volatile __u8 trans_slot[256] = {};         /* from << 4 | to -> index into transitions */
+const volatile __u8 errno_slot[NERRNO] = {};      /* errno -> index into connects */
+const volatile __u32 handshake_mask = 0;          /* handshakes' size less one (a power of two) */
 
-/* Upper bounds of the connect-duration buckets in nanoseconds, ascending; set from Go. */
-const volatile __u64 bucket_le_ns[NBUCKETS] = {};
+/* Put the types Go reads into BTF, so bpf2go can generate their twins. */
+const struct netns_counters *unused_netns_counters __attribute__((unused));
+const struct rare_key *unused_rare_key __attribute__((unused));
 
-/* Puts struct counter_key into BTF, so bpf2go can generate its Go twin. */
-const struct counter_key *unused_counter_key __attribute__((unused));
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1); /* slots, from Go */
+	__type(key, __u32);
+	__type(value, struct netns_counters);
+} counters SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 65536); /* resized from Go */
-	__type(key, struct counter_key);
+	__uint(max_entries, 1); /* from Go */
+	__type(key, struct rare_key);
 	__type(value, __u64);
-} counters SEC(".maps");
+} rare SEC(".maps");
 
-/* Network namespaces to count, by inode. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096); /* resized from Go */
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1); /* handshake_mask + 1, from Go */
 	__type(key, __u32);
-	__type(value, __u8);
-} tracked SEC(".maps");
-
-/* Start of each handshake in progress (CLOSE -> SYN_SENT), by socket address. Every SYN_SENT
- * socket leaves SYN_SENT before it is freed, which deletes its entry. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384); /* resized from Go */
-	__type(key, __u64);
-	__type(value, __u64);
+	__type(value, struct handshake);
 } handshakes SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NLOST);
-	__type(key, __u32);
-	__type(value, __u64);
-} lost SEC(".maps");
-
-static __always_inline void note_lost(__u32 reason)
+static __always_inline struct netns_counters *counters_of(__u32 netns)
 {
-	__u64 *n = bpf_map_lookup_elem(&lost, &reason);
-	if (n)
-		(*n)++;
+	__u32 slot = netns_slot_of(netns);
+	if (!slot)
+		return NULL;
+	return bpf_map_lookup_elem(&counters, &slot);
 }
 
-/* add counts delta for (netns, kind, arg); false when the namespace is not tracked. The common
- * case, a counter that exists, is one lookup. */
-static __always_inline bool add(__u32 netns, __u16 kind, __u16 arg, __u64 delta)
+/* add_rare counts one event that has no place in netns_counters. */
+static __always_inline void add_rare(__u32 netns, __u16 kind, __u16 arg)
 {
-	struct counter_key k = {.netns = netns, .kind = kind, .arg = arg};
-	__u64 *v = bpf_map_lookup_elem(&counters, &k);
-	if (v) {
-		*v += delta;
-		return true;
+	struct rare_key k = {.slot = netns_slot_of(netns), .kind = kind, .arg = arg};
+	__u64 *v = bpf_map_lookup_elem(&rare, &k);
+	if (!v) {
+		__u64 zero = 0;
+		v = insert_or_find(&rare, &k, &zero);
+		if (!v) {
+			note_lost(LOST_RARE_FULL);
+			return;
+		}
 	}
-	if (!bpf_map_lookup_elem(&tracked, &netns))
-		return false;
-	/* Another CPU may create it first (-EEXIST): then add to ours, which that created. */
-	if (bpf_map_update_elem(&counters, &k, &delta, BPF_NOEXIST) == 0)
-		return true;
-	v = bpf_map_lookup_elem(&counters, &k);
-	if (v)
-		*v += delta;
-	else
-		note_lost(LOST_COUNTERS_FULL);
-	return true;
+	*v += 1;
 }
 
-static __always_inline __u16 bucket(__u64 ns)
+static __always_inline __u32 bucket(__u64 ns)
 {
-	__u16 i;
+	__u32 i;
 #pragma unroll
 	for (i = 0; i < NBUCKETS; i++)
 		if (ns <= bucket_le_ns[i])
@@ -103,44 +90,98 @@ static __always_inline __u16 bucket(__u64 ns)
 	return NBUCKETS;
 }
 
+/* sk_addr is the socket's address as a number. The verifier allows no arithmetic on a pointer
+ * (not even the shift of a hash), so it is copied out through the stack; the helper call is paid
+ * only where a connect starts or ends. */
+static __always_inline __u64 sk_addr(const struct sock *sk)
+{
+	__u64 p = (__u64)sk, v = 0;
+	bpf_probe_read_kernel(&v, sizeof(v), &p);
+	return v;
+}
+
+static __always_inline struct handshake *handshake_of(__u64 addr)
+{
+	/* Sockets are slab objects: the low bits of their addresses say little, so mix them all. */
+	__u32 idx = (__u32)(((addr >> 6) * 0x9E3779B97F4A7C15ULL) >> 40) & handshake_mask;
+	return bpf_map_lookup_elem(&handshakes, &idx);
+}
+
 SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(count_state, const struct sock *sk, const int oldstate, const int newstate)
+int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	__u32 netns = sk->__sk_common.skc_net.net->ns.inum;
-	if (!add(netns, KIND_TRANSITION, (__u16)(oldstate << 8 | newstate), 1))
-		return 0;
-
-	__u64 key = (__u64)sk;
-	if (newstate == TCP_SYN_SENT) {
-		__u64 now = bpf_ktime_get_ns();
-		if (bpf_map_update_elem(&handshakes, &key, &now, BPF_ANY))
-			note_lost(LOST_HANDSHAKES_FULL);
-		return 0;
+	/* Before the namespace check: a connect whose namespace stopped being counted must still
+	 * free its entry. */
+	struct handshake *h = NULL;
+	__u64 took = 0;
+	if (connect_ends(oldstate)) {
+		__u64 addr = sk_addr(sk);
+		h = handshake_of(addr);
+		if (h && h->sk == addr) {
+			took = bpf_ktime_get_ns() - h->ts;
+			h->sk = 0;
+		} else {
+			h = NULL;
+		}
 	}
-	if (oldstate != TCP_SYN_SENT)
+	__u32 netns = sk_netns(sk);
+	struct netns_counters *c = counters_of(netns);
+	if (!c)
 		return 0;
+	/* 6.1's verifier loses the bounds of an OR of bounded values: mask the index last, where
+	 * the compiler cannot see that the mask changes nothing. */
+	__u32 ti = ((oldstate & 15) << 4) | (newstate & 15);
+	barrier_var(ti);
+	__u8 t = trans_slot[ti & 255];
+	if (t && t < NTRANS) {
+		/* The compiler drops a mask it can prove redundant, and the verifier does not keep the
+		 * bound of the compare it folds (t - 1 < 31): hide t from the compiler, then mask. */
+		__u32 i = t;
+		barrier_var(i);
+		c->transitions[i & (NTRANS - 1)] += 1;
+	} else
+		add_rare(netns, RARE_TRANSITION, (__u16)(oldstate << 8 | newstate));
 
-	__u64 *start = bpf_map_lookup_elem(&handshakes, &key);
-	__u64 took = start ? bpf_ktime_get_ns() - *start : 0;
-	if (start)
-		bpf_map_delete_elem(&handshakes, &key);
-
-	if (newstate == TCP_ESTABLISHED) {
-		add(netns, KIND_CONNECT, 0, 1);
-		if (start) {
-			add(netns, KIND_DURATION, bucket(took), 1);
-			add(netns, KIND_DURATION_SUM, 0, took);
+	if (connect_starts(oldstate, newstate)) {
+		__u64 addr = sk_addr(sk);
+		struct handshake *n = handshake_of(addr);
+		if (n) {
+			if (n->sk)
+				note_lost(LOST_HANDSHAKES); /* another connect in progress loses its start */
+			n->sk = addr;
+			n->ts = bpf_ktime_get_ns();
 		}
 		return 0;
 	}
-	__u16 err = (__u16)sk->sk_err;
-	if (!err) {
-		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-		err = BPF_CORE_READ(tp, segs_out) == 0 ? EADDRNOTAVAIL : ECONNABORTED;
+	if (!connect_ends(oldstate))
+		return 0;
+	bool in_call;
+	int err = connect_errno(sk, bpf_skc_to_tcp_sock(sk), newstate, &in_call);
+	__u8 s = 0;
+	if (err >= 0 && err < NERRNO) {
+		/* As above: older verifiers (5.10) keep no lower bound from the unsigned compare the
+		 * compiler makes of this, so the index is masked where the compiler cannot drop it. */
+		__u32 e = err;
+		barrier_var(e);
+		s = errno_slot[e & (NERRNO - 1)];
 	}
-	add(netns, KIND_CONNECT, err, 1);
+	if (err == 0)
+		c->connects[0] += 1;
+	else if (s && s < NCONN) {
+		__u32 i = s;
+		barrier_var(i);
+		c->connects[i & (NCONN - 1)] += 1;
+	} else
+		add_rare(netns, RARE_CONNECT, (__u16)err);
+	if (err == 0 && h) {
+		__u32 b = bucket(took);
+		barrier_var(b);
+		if (b <= NBUCKETS)
+			c->duration[b] += 1;
+		c->duration_sum_ns += took;
+	}
 	return 0;
 }
 
@@ -155,7 +196,9 @@ int BPF_PROG(count_retransmit, const struct sock *sk, const struct sk_buff *skb)
 {
 	if (retransmit_has_err && ctx[2])
 		return 0; /* not sent (the device queue was busy); TCP tries again later */
-	add(sk->__sk_common.skc_net.net->ns.inum, KIND_RETRANSMIT, 0, 1);
+	struct netns_counters *c = counters_of(sk_netns(sk));
+	if (c)
+		c->retransmits += 1;
 	return 0;
 }
 
@@ -166,18 +209,22 @@ int BPF_PROG(count_reset_sent, const struct sock *sk, const struct sk_buff *skb)
 {
 	__u32 netns;
 	if (sk)
-		netns = sk->__sk_common.skc_net.net->ns.inum;
+		netns = sk_netns(sk);
 	else if (skb)
 		netns = skb->dev->nd_net.net->ns.inum;
 	else
 		return 0;
-	add(netns, KIND_RESET_SENT, 0, 1);
+	struct netns_counters *c = counters_of(netns);
+	if (c)
+		c->resets_sent += 1;
 	return 0;
 }
 
 SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(count_reset_received, struct sock *sk)
 {
-	add(sk->__sk_common.skc_net.net->ns.inum, KIND_RESET_RECEIVED, 0, 1);
+	struct netns_counters *c = counters_of(sk_netns(sk));
+	if (c)
+		c->resets_received += 1;
 	return 0;
 }

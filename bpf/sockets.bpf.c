@@ -7,14 +7,13 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include "netns.h"
+#include "owner.h"
 #include "sockets.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define AF_INET6 10
-#define IPPROTO_TCP 6
-#define IPPROTO_MPTCP 262
-#define SOCK_STREAM 1
 
 /* icsk_pending values (include/net/inet_connection_sock.h) */
 #define ICSK_TIME_RETRANS 1
@@ -125,21 +124,5 @@ int count_tcp(struct bpf_iter__tcp *ctx)
 SEC("iter/task_file")
 int dump_owners(struct bpf_iter__task_file *ctx)
 {
-	struct file *file = ctx->file;
-	struct task_struct *task = ctx->task;
-	if (!file || !task)
-		return 0;
-	struct socket *sock = bpf_sock_from_file(file);
-	if (!sock)
-		return 0;
-	struct sock *sk = sock->sk;
-	if (!sk || sk->sk_type != SOCK_STREAM ||
-	    (sk->sk_protocol != IPPROTO_TCP && sk->sk_protocol != IPPROTO_MPTCP))
-		return 0;
-	struct owner_record o = {};
-	o.inode = file->f_inode->i_ino;
-	o.pid = task->tgid;
-	bpf_probe_read_kernel(o.comm, sizeof(o.comm), task->comm);
-	bpf_seq_write(ctx->meta->seq, &o, sizeof(o));
-	return 0;
+	return emit_owner(ctx, false);
 }

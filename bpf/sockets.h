@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Records of `sockscope sockets`: one per TCP socket of a network namespace (iter/tcp), and one
- * per TCP socket file of a process (iter/task_file), which names the sockets' owners by inode. */
+/* Records of `sockscope sockets`: one per TCP socket of a network namespace (iter/tcp). The owner
+ * walk's records (one per TCP socket file of a process) are owner.h's. */
 #ifndef SOCKSCOPE_SOCKETS_H
 #define SOCKSCOPE_SOCKETS_H
 
@@ -17,12 +17,6 @@ struct sock_record {
 	__u8 state;        /* TCP_*; request sockets (NEW_SYN_RECV) are reported as SYN_RECV */
 	__u8 timer;        /* as /proc/net/tcp: 0 none, 1 retransmit, 2 keepalive, 3 time-wait, 4 probe */
 	__u8 retransmits;
-};
-
-struct owner_record {
-	__u32 inode;
-	__u32 pid;
-	char comm[16];
 };
 
 #endif

@@ -5,18 +5,18 @@
  * the top of the user stack, and Go unwinds them from each object's CFI (package stacks).
  *
  * Filters run cheapest first: the syscall number (an array slot), the process, the command name,
- * then the namespace (a hash lookup). With a --syscall or --comm filter every matching call is
+ * then the namespace (netns.h, the filter every program shares). With a --syscall or --comm filter every matching call is
  * sent, so counts per stack are exact; without one a per-CPU rate limit bounds the cost, and the
  * counters say how many were skipped. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
+#include "netns.h"
 #include "stacks.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-const volatile bool filter_netns = false;
 const volatile bool filter_syscall = false;
 const volatile __u32 filter_pid = 0;
 const volatile __u32 exclude_tgid = 0;
@@ -32,13 +32,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } syscall_filter SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u8);
-} netns_filter SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -138,8 +131,8 @@ int BPF_PROG(on_enter, struct pt_regs *regs, long id)
 		return 0;
 	if (n_comms && !comm_matches())
 		return 0;
-	__u32 netns = task->nsproxy->net_ns->ns.inum;
-	if (filter_netns && !bpf_map_lookup_elem(&netns_filter, &netns))
+	__u32 netns = task_netns(task);
+	if (!netns_wanted(netns))
 		return 0;
 	stat(STAT_MATCHED);
 	if (rate_per_cpu && !rate_allows()) {

@@ -1,20 +1,25 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Keys and values of `sockscope syscalls`: aggregated in the kernel, read by userspace when it
- * prints. Per (task's netns, tgid, syscall): calls, failures, latency; per errno; per path. */
+/* Keys and values of `sockscope syscalls` (and of export --syscalls and record): aggregated in the
+ * kernel, read by user space when it prints. Per (task's netns, process, syscall): calls,
+ * failures, latency; per errno; per path.
+ *
+ * A process is its tgid and its exec generation (task->self_exec_id, which every execve()
+ * increments), so a process that execs gets a row per program, as DTrace's execname gives; the
+ * command name is read once, when a row is made, into `comms`, not copied on every call. */
 #ifndef SOCKSCOPE_SYSCALLS_H
 #define SOCKSCOPE_SYSCALLS_H
 
 #define PATH_LEN 128
 #define PATH_SYSCALLS 12
+#define SC_NR_INVALID 0xffffffff /* every syscall number the kernel does not have */
+#define SC_NR_OTHER 0xfffffffe   /* a namespace's calls beyond its budget of rows */
+#define SC_NR_MAX 1024           /* numbers at or above it are invalid on every architecture */
 
-/* The comm is part of every key, as DTrace's execname: a process that execs (ip netns exec, a
- * shell) gets a row per name. */
 struct sc_key {
 	__u32 netns;
 	__u32 tgid;
+	__u32 exec_id; /* low bits of task->self_exec_id */
 	__u32 nr;
-	__u32 _pad;
-	char comm[16];
 };
 
 struct sc_val {
@@ -25,28 +30,23 @@ struct sc_val {
 };
 
 struct err_key {
-	__u32 netns;
-	__u32 tgid;
-	__u32 nr;
+	struct sc_key k;
 	__s32 err; /* positive errno */
-	char comm[16];
+	__u32 _pad;
 };
 
 struct path_key {
-	__u32 netns;
-	__u32 tgid;
-	__u32 nr;
-	__u32 _pad;
-	char comm[16];
+	struct sc_key k;
 	char path[PATH_LEN];
 };
 
-/* Index of the per-CPU "dropped" counters: entries that did not fit their map. */
-enum dropped_idx {
-	DROPPED_COUNTS = 0,
-	DROPPED_ERRORS = 1,
-	DROPPED_PATHS = 2,
-	DROPPED_MAX = 3,
+struct comm_key {
+	__u32 tgid;
+	__u32 exec_id;
+};
+
+struct comm_val {
+	char comm[16];
 };
 
 #endif

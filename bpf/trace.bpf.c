@@ -1,31 +1,30 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* Kernel side of `sockscope trace`: one ring-buffer record per TCP state transition and per
- * connect() outcome, filtered here so that unwanted events never cost a copy.
+/* Kernel side of `sockscope trace` and `sockscope record`: one small ring-buffer record per TCP
+ * state transition, filtered here (namespace, family, port) so that unwanted events never cost a
+ * copy. Everything that needs memory per socket (the owner of softirq transitions, the time spent
+ * in a state, the connect latency) is kept by user space from the records, so no transition pays
+ * for socket storage: its allocation, the copy into every accepted socket and the free cost more
+ * than the record itself (docs/performance.md).
  *
- * Owners. Many transitions run in softirq, where `current` is whoever was interrupted. The owner
- * is remembered in socket-local storage where the kernel runs in the owner's context: connect()
- * (CLOSE -> SYN_SENT), listen() (CLOSE -> LISTEN) and the application's close (-> FIN_WAIT1,
- * -> LAST_ACK). A child socket created by a listener inherits the listener's storage (BPF_F_CLONE),
- * so an accepted connection starts out owned by the process that listens. Storage dies with the
- * socket and is reset at CLOSE, so a reused socket address can never inherit a stale owner.
- *
- * Connect outcomes. Success and asynchronous failures (RST -> ECONNREFUSED, retransmit timeout ->
- * ETIMEDOUT, ICMP errors) are seen at SYN_SENT -> ESTABLISHED / CLOSE, with sk_err telling the
- * errno. Failures inside connect() itself (EADDRNOTAVAIL after SYN_SENT, ENETUNREACH before any
- * transition) are known only from the syscall's return value: sys_enter/sys_exit_connect. */
+ * With --connect-syscall (connect_syscall), the syscalls:sys_{enter,exit}_connect tracepoints add
+ * what no transition shows: failures before SYN_SENT (ENETUNREACH), and the exact errno of
+ * failures inside connect() after it, instead of the inference in connect.h. They put every
+ * syscall of the machine on the slow path while attached, which is why they are a choice. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include "netns.h"
+#include "lost.h"
+#include "owner.h"
+#include "connect.h"
 #include "trace.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define AF_INET 2
 #define AF_INET6 10
-#define IPPROTO_TCP 6
-#define SOCK_STREAM 1
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
@@ -33,73 +32,42 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define EISCONN 106
 #define EALREADY 114
 #define EINPROGRESS 115
-#define ECONNABORTED 103
 
 /* Set from Go before load. */
-const volatile bool filter_netns = false;  /* only netns inodes in netns_filter */
-const volatile bool filter_ports = false;  /* only sockets with a port in port_filter */
+const volatile bool filter_ports = false;  /* only sockets with a local or remote port in port_bits */
 const volatile __u8 filter_family = 0;     /* AF_INET or AF_INET6; 0 = both */
-const volatile __u32 filter_pid = 0;       /* only sockets owned by this tgid */
-const volatile __u8 filter_state = 0;      /* only transitions from or to this state */
-const volatile bool connect_errors_only = false;
+const volatile bool connect_syscall = false;
+const volatile __u32 port_bits[65536 / 32] = {};
 
-/* Records are submitted with BPF_RB_NO_WAKEUP and the reader polls on a timer. A wakeup is an
- * irq_work self-IPI raised inside the program; softirq TCP processing can run on that IPI's exit,
- * nested in the program, and the kernel then skips the nested run (a recursion miss). Polling
- * also keeps the IPI's cost off the CPU being traced. */
+/* Records are submitted with BPF_RB_NO_WAKEUP and the reader polls on a timer: a wakeup is an
+ * irq_work self-IPI raised on the traced CPU, and softirq TCP work run on its exit would nest in
+ * the program, where the kernel skips the nested run. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 8 << 20); /* resized from Go */
 } events SEC(".maps");
 
-/* Puts struct event into BTF, so bpf2go can generate its Go twin. */
-const struct event *unused_event __attribute__((unused));
+/* Put the record types into BTF for bpf2go. */
+const struct event_v4 *unused_event_v4 __attribute__((unused));
+const struct event_v6 *unused_event_v6 __attribute__((unused));
+const struct owner_record *unused_owner_record __attribute__((unused));
 
-/* Events that could not be reserved in the ring buffer, per CPU. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} lost SEC(".maps");
+static __always_inline bool port_wanted(__u16 sport, __u16 dport)
+{
+	if (!filter_ports)
+		return true;
+	return ((port_bits[sport >> 5] >> (sport & 31)) & 1) || ((port_bits[dport >> 5] >> (dport & 31)) & 1);
+}
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u32);
-	__type(value, __u8);
-} netns_filter SEC(".maps");
+/* The connect() a thread is in (--connect-syscall), in task-local storage: a pointer away from
+ * the task, where a hash keyed by thread id costs a lookup, an update and a delete per call. */
+#define CALL_LINKED 1   /* the call moved sk to SYN_SENT: its outcome is the state path's */
+#define CALL_DEFERRED 2 /* sk went back to CLOSE inside the call: the return value has the errno */
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u16);
-	__type(value, __u8);
-} port_filter SEC(".maps");
-
-struct sock_info {
-	__u64 state_ts;   /* time of the last transition; 0 = never seen */
-	__u64 connect_ts; /* connect() start while the handshake is pending */
-	__u32 pid;
-	char comm[TASK_COMM_LEN];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
-	__type(key, int);
-	__type(value, struct sock_info);
-} sock_infos SEC(".maps");
-
-#define CALL_LINKED 1   /* the call moved a socket to SYN_SENT: its outcome is the state path's */
-#define CALL_DEFERRED 2 /* that socket went back to CLOSE with no error: the return value tells */
-
-/* The connect() a thread is in, kept in task-local storage: a pointer away from the task,
- * where a hash keyed by thread id would cost a lookup, an update and a delete per call. */
 struct connect_call {
-	__u64 ts;         /* call entry; 0 = not in connect() */
+	__u64 ts;  /* call entry; 0 = not in connect() */
 	__u64 uaddr;
-	__u64 sk;         /* the socket that this call moved to SYN_SENT */
+	__u64 sk;
 	__u32 netns;
 	__s32 fd;
 	__u32 flags;
@@ -113,34 +81,19 @@ struct {
 	__type(value, struct connect_call);
 } connect_calls SEC(".maps");
 
-/* The current thread's connect() in progress, or NULL. */
 static __always_inline struct connect_call *current_call(void)
 {
 	struct connect_call *call = bpf_task_storage_get(&connect_calls, bpf_get_current_task_btf(), 0, 0);
 	return call && call->ts ? call : NULL;
 }
 
-static __always_inline void count_lost(void)
+static __always_inline void fill_comm(char *comm, bool owner)
 {
-	__u32 zero = 0;
-	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
-	if (n)
-		*n += 1;
+	if (owner)
+		bpf_get_current_comm(comm, TASK_COMM_LEN);
 }
 
-static __always_inline bool port_wanted(__u16 sport, __u16 dport)
-{
-	if (!filter_ports)
-		return true;
-	return bpf_map_lookup_elem(&port_filter, &sport) || bpf_map_lookup_elem(&port_filter, &dport);
-}
-
-static __always_inline void set_owner(struct sock_info *si)
-{
-	si->pid = bpf_get_current_pid_tgid() >> 32;
-	bpf_get_current_comm(si->comm, sizeof(si->comm));
-}
-
+/* Cheapest checks first: two loads and compares, the namespace table, then the port bits. */
 static __always_inline int handle_state(struct sock *sk, int oldstate, int newstate)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
@@ -148,118 +101,82 @@ static __always_inline int handle_state(struct sock *sk, int oldstate, int newst
 	__u16 family = sk->__sk_common.skc_family;
 	if (filter_family && family != filter_family)
 		return 0;
-	__u32 netns = sk->__sk_common.skc_net.net->ns.inum;
-	if (filter_netns && !bpf_map_lookup_elem(&netns_filter, &netns))
+	__u32 netns = sk_netns(sk);
+	if (!netns_wanted(netns))
 		return 0;
-	/* inet_sport, as the tracepoint itself reports it: skc_num is already released at CLOSE. */
-	__u16 sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	/* inet_sport, as the tracepoint itself reports it: skc_num is released at CLOSE. */
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	__u16 sport = tp ? bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport) : 0;
 	__u16 dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (!port_wanted(sport, dport))
 		return 0;
 
-	__u64 now = bpf_ktime_get_ns();
-	__u64 prev_ns = 0, latency_ns = 0;
-	__s32 err = 0;
 	__u8 kind = EVENT_STATE;
-
-	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (si) {
-		/* A child cloned from a listener carries the listener's time: it is new. */
-		if (si->state_ts && oldstate != TCP_LISTEN)
-			prev_ns = now - si->state_ts;
-		si->state_ts = now;
-
-		if (oldstate == TCP_CLOSE) {
-			/* connect() or listen(): in the owner's context. A new life of the socket. */
-			set_owner(si);
-			si->connect_ts = 0;
-			if (newstate == TCP_SYN_SENT) {
-				struct connect_call *call = current_call();
-				si->connect_ts = now;
-				if (call) {
-					si->connect_ts = call->ts;
-					call->sk = (__u64)sk;
-					call->netns = netns;
-					call->flags = CALL_LINKED;
-				}
-			}
-		} else if (newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) {
-			/* Only the application's close() or shutdown() moves a socket here. */
-			set_owner(si);
-		}
-
-		if (oldstate == TCP_SYN_SENT && si->connect_ts) {
-			latency_ns = now - si->connect_ts;
-			si->connect_ts = 0;
-			kind |= EVENT_CONNECT;
-			if (newstate != TCP_ESTABLISHED) {
-				err = BPF_CORE_READ(sk, sk_err);
-				if (!err) {
-					/* No socket error: either connect() itself failed after SYN_SENT
-					 * (EADDRNOTAVAIL: its return value says so, at sys_exit), or the
-					 * application closed the socket before the handshake ended. */
-					struct connect_call *call = current_call();
-					if (call && call->sk == (__u64)sk) {
-						call->flags |= CALL_DEFERRED;
-						kind &= ~EVENT_CONNECT;
-					} else {
-						err = ECONNABORTED;
-					}
-				}
+	int err = 0;
+	if (connect_ends(oldstate)) {
+		bool in_call;
+		err = connect_errno(sk, tp, newstate, &in_call);
+		kind |= EVENT_CONNECT;
+		if (connect_syscall && in_call) {
+			struct connect_call *call = current_call();
+			if (call && call->sk == (__u64)sk) {
+				call->flags |= CALL_DEFERRED; /* on_connect_exit reports it */
+				kind = EVENT_STATE;
 			}
 		}
+	} else if (connect_syscall && connect_starts(oldstate, newstate)) {
+		struct connect_call *call = current_call();
+		if (call) {
+			call->sk = (__u64)sk;
+			call->netns = netns;
+			call->flags = CALL_LINKED;
+		}
 	}
+	bool owner = owner_context(oldstate, newstate);
+	if (owner)
+		kind |= EVENT_OWNER;
 
-	if (connect_errors_only) {
-		if (!(kind & EVENT_CONNECT) || !err)
-			return 0;
-		kind = EVENT_CONNECT;
-	}
-	if (filter_state && oldstate != filter_state && newstate != filter_state)
-		kind &= ~EVENT_STATE;
-	if (!kind)
-		return 0;
-	if (filter_pid && (!si || si->pid != filter_pid))
-		return 0;
-
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_lost();
-		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	struct event *e;
+	if (family == AF_INET6) {
+		struct event_v6 *r = owner ? bpf_ringbuf_reserve(&events, sizeof(*r), 0)
+					   : bpf_ringbuf_reserve(&events, sizeof(*r) - TASK_COMM_LEN, 0);
+		if (!r)
+			goto full;
+		BPF_CORE_READ_INTO(&r->saddr, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&r->daddr, sk, __sk_common.skc_v6_daddr);
+		fill_comm(r->comm, owner);
+		e = &r->e;
+	} else {
+		struct event_v4 *r = owner ? bpf_ringbuf_reserve(&events, sizeof(*r), 0)
+					   : bpf_ringbuf_reserve(&events, sizeof(*r) - TASK_COMM_LEN, 0);
+		if (!r)
+			goto full;
+		r->saddr = sk->__sk_common.skc_rcv_saddr;
+		r->daddr = sk->__sk_common.skc_daddr;
+		fill_comm(r->comm, owner);
+		e = &r->e;
 	}
 	e->ts_ns = now;
-	e->prev_state_ns = prev_ns;
-	e->latency_ns = latency_ns;
+	e->sk = (__u64)sk;
 	e->netns = netns;
-	e->err = err;
+	e->pid = owner ? bpf_get_current_pid_tgid() >> 32 : 0;
 	e->sport = sport;
 	e->dport = dport;
 	e->family = family;
 	e->old_state = oldstate;
 	e->new_state = newstate;
 	e->kind = kind;
-	e->_pad = 0;
-	if (si) {
-		e->pid = si->pid;
-		__builtin_memcpy(e->comm, si->comm, sizeof(e->comm));
-	} else {
-		e->pid = 0;
-		__builtin_memset(e->comm, 0, sizeof(e->comm));
-	}
-	if (family == AF_INET6) {
-		bpf_core_read(e->saddr, sizeof(e->saddr), &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_core_read(e->daddr, sizeof(e->daddr), &sk->__sk_common.skc_v6_daddr);
-	} else {
-		__builtin_memset(e->saddr, 0, sizeof(e->saddr));
-		__builtin_memset(e->daddr, 0, sizeof(e->daddr));
-		*(__u32 *)e->saddr = sk->__sk_common.skc_rcv_saddr;
-		*(__u32 *)e->daddr = sk->__sk_common.skc_daddr;
-	}
+	e->err = err;
+	e->latency_us = 0;
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 0;
+full:
+	note_lost(LOST_RING_FULL);
 	return 0;
 }
 
-/* Per CPU: [0] is 1 while on_state runs, [1] counts events on_state_nested took over. */
+/* Per CPU: [0] is 1 while on_state runs, [1] counts the transitions on_state_nested took over. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 2);
@@ -282,8 +199,9 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 
 /* The kernel does not run a tp_btf program again on a CPU where it is already running: when
  * softirq TCP work interrupts on_state (an interrupt's exit runs pending softirqs), the nested
- * transition would be skipped and lost. This twin, attached to the same tracepoint, does the work
- * for exactly those transitions and nothing otherwise. */
+ * transition would be skipped, and user space, which keeps every socket's life from its
+ * records, would miss it. This twin, attached to the same tracepoint after on_state, does the
+ * work for exactly those transitions and returns at once otherwise. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state_nested, struct sock *sk, int oldstate, int newstate)
 {
@@ -335,6 +253,8 @@ static __always_inline struct sock *tcp_sock_of_fd(int fd)
 	return sk;
 }
 
+/* A connect() that failed: report it where no transition did (a deferred failure inside the call,
+ * or one before SYN_SENT). Success, and failures the state path reported, leave nothing here. */
 SEC("tracepoint/syscalls/sys_exit_connect")
 int on_connect_exit(struct trace_event_raw_sys_exit *ctx)
 {
@@ -348,22 +268,21 @@ int on_connect_exit(struct trace_event_raw_sys_exit *ctx)
 	if (ret >= 0 || ret == -EINPROGRESS || ret == -EALREADY || ret == -EISCONN || ret == -EINTR)
 		return 0;
 	if ((c.flags & CALL_LINKED) && !(c.flags & CALL_DEFERRED))
-		return 0; /* the state path reported (or will report) this connect */
+		return 0;
 
 	__u32 netns = c.netns;
+	__u64 sk = c.sk;
 	if (!(c.flags & CALL_LINKED)) {
 		/* No transition happened (e.g. ENETUNREACH): is it a TCP socket at all? */
 		if (c.fd < 0)
 			return 0;
-		struct sock *sk = tcp_sock_of_fd(c.fd);
-		if (!sk)
+		struct sock *s = tcp_sock_of_fd(c.fd);
+		if (!s)
 			return 0;
-		netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+		sk = (__u64)s;
+		netns = BPF_CORE_READ(s, __sk_common.skc_net.net, ns.inum);
 	}
-	if (filter_netns && !bpf_map_lookup_elem(&netns_filter, &netns))
-		return 0;
-	__u32 pid = bpf_get_current_pid_tgid() >> 32;
-	if (filter_pid && pid != filter_pid)
+	if (!netns_wanted(netns))
 		return 0;
 	struct sockaddr_in6 sa = {};
 	if (bpf_probe_read_user(&sa, sizeof(sa), (void *)c.uaddr))
@@ -378,54 +297,47 @@ int on_connect_exit(struct trace_event_raw_sys_exit *ctx)
 	if (!port_wanted(0, dport))
 		return 0;
 
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_lost();
-		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	struct event *e;
+	if (family == AF_INET6) {
+		struct event_v6 *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+		if (!r)
+			goto full;
+		__builtin_memset(r->saddr, 0, sizeof(r->saddr));
+		__builtin_memcpy(r->daddr, &sa.sin6_addr, 16);
+		bpf_get_current_comm(r->comm, sizeof(r->comm));
+		e = &r->e;
+	} else {
+		struct event_v4 *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+		if (!r)
+			goto full;
+		r->saddr = 0;
+		r->daddr = ((struct sockaddr_in *)&sa)->sin_addr.s_addr;
+		bpf_get_current_comm(r->comm, sizeof(r->comm));
+		e = &r->e;
 	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	e->latency_ns = e->ts_ns - c.ts;
+	e->ts_ns = now;
+	e->sk = sk;
 	e->netns = netns;
-	e->pid = pid;
-	e->err = -ret;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->sport = 0;
 	e->dport = dport;
 	e->family = family;
-	e->kind = EVENT_CONNECT;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	if (family == AF_INET6)
-		__builtin_memcpy(e->daddr, &sa.sin6_addr, 16);
-	else
-		__builtin_memcpy(e->daddr, &((struct sockaddr_in *)&sa)->sin_addr, 4);
+	e->old_state = 0;
+	e->new_state = 0;
+	e->kind = EVENT_CONNECT | EVENT_CALL | EVENT_OWNER;
+	e->err = -ret;
+	e->latency_us = (c.flags & CALL_LINKED) ? 0 : (now - c.ts) / 1000;
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 0;
+full:
+	note_lost(LOST_RING_FULL);
 	return 0;
 }
 
-/* Run once at attach time: every TCP socket that already exists gets its owner from the task
- * whose file table holds it, so connections and listeners opened before sockscope started are
- * owned from their first event (children of a listener inherit through BPF_F_CLONE). */
+/* The owners of the sockets in the selected namespaces that existed before the trace started. */
 SEC("iter/task_file")
-int seed_owners(struct bpf_iter__task_file *ctx)
+int dump_owners(struct bpf_iter__task_file *ctx)
 {
-	struct file *file = ctx->file;
-	struct task_struct *task = ctx->task;
-	if (!file || !task)
-		return 0;
-	struct socket *sock = bpf_sock_from_file(file);
-	if (!sock)
-		return 0;
-	struct sock *sk = sock->sk;
-	if (!sk || sk->sk_protocol != IPPROTO_TCP || sk->sk_type != SOCK_STREAM)
-		return 0;
-	if (filter_netns) {
-		__u32 netns = sk->__sk_common.skc_net.net->ns.inum;
-		if (!bpf_map_lookup_elem(&netns_filter, &netns))
-			return 0;
-	}
-	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!si || si->pid)
-		return 0; /* a transition since attach already named the owner */
-	si->pid = task->tgid;
-	bpf_probe_read_kernel(si->comm, sizeof(si->comm), task->comm);
-	return 0;
+	return emit_owner(ctx, true);
 }

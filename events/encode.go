@@ -2,10 +2,15 @@ package events
 
 import "encoding/binary"
 
-// EncodeEvent lays e out as the kernel writes struct event (bpf/trace.h): the inverse of Decode,
-// for recordings written and checked without a kernel (tests, fuzz seeds).
-func EncodeEvent(e *Event) []byte {
-	b := make([]byte, RecordSize)
+// EncodeEvent lays e out as a recording keeps it (RecordSize bytes): the inverse of Decode.
+func EncodeEvent(e *Event) []byte { return AppendEvent(nil, e) }
+
+// AppendEvent appends e to b as a recording keeps it: the inverse of Decode.
+func AppendEvent(b []byte, e *Event) []byte {
+	n := len(b)
+	b = append(b, make([]byte, RecordSize)...)
+	out := b
+	b = b[n:]
 	le := binary.LittleEndian
 	le.PutUint64(b[0:], e.Mono)
 	le.PutUint64(b[8:], uint64(e.PrevState))
@@ -19,7 +24,7 @@ func EncodeEvent(e *Event) []byte {
 	copy(b[56:72], e.Daddr.AsSlice())
 	copy(b[72:88], e.Comm[:])
 	b[88], b[89], b[90], b[91] = e.Family, byte(e.OldState), byte(e.NewState), byte(e.Kind)
-	return b
+	return out
 }
 
 // EncodeSocket lays s out as the iterator writes struct sock_record (bpf/sockets.h): the

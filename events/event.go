@@ -21,7 +21,9 @@ const (
 	KindConnect Kind = 2
 )
 
-// RecordSize is the size of struct event in bpf/trace.h.
+// RecordSize is the size of an event as recordings keep it: the layout of the kernel's records
+// before they shrank (bpf/trace.h), with the owner, the time in the previous state and the
+// latency filled in.
 const RecordSize = 96
 
 // Event is one decoded ring-buffer record.
@@ -51,7 +53,7 @@ const (
 // ErrShortRecord is returned for a record smaller than RecordSize.
 var ErrShortRecord = errors.New("event record too short")
 
-// Decode fills e from a record laid out as struct event (little endian).
+// Decode fills e from a recorded event (little endian; see RecordSize).
 func Decode(b []byte, e *Event) error {
 	if len(b) < RecordSize {
 		return ErrShortRecord

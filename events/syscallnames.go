@@ -20,11 +20,24 @@ func syscallTable(arch string) []string {
 	return nil
 }
 
+// The kernel side's rows that are no syscall of their own (loader.SyscallInvalid, SyscallOther).
+const (
+	syscallInvalid = 0xffffffff
+	syscallOther   = 0xfffffffe
+)
+
 // SyscallName returns the name of syscall nr on arch ("amd64" or "arm64"), or "syscall_N" when
-// unknown. Known names are returned without allocating.
+// unknown. "invalid" counts every number the kernel has no syscall for, and "other" a
+// namespace's calls beyond its budget of rows. Known names are returned without allocating.
 func SyscallName(arch string, nr uint32) string {
 	if t := syscallTable(arch); uint64(nr) < uint64(len(t)) && t[nr] != "" {
 		return t[nr]
+	}
+	switch nr {
+	case syscallInvalid:
+		return "invalid"
+	case syscallOther:
+		return "other"
 	}
 	return "syscall_" + strconv.FormatUint(uint64(nr), 10)
 }

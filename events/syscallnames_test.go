@@ -77,7 +77,10 @@ func TestSyscallMissing(t *testing.T) {
 		{"amd64", 335, "syscall_335"}, // unassigned gap 335-423
 		{"amd64", 423, "syscall_423"},
 		{"amd64", 100000, "syscall_100000"},
-		{"amd64", ^uint32(0), "syscall_4294967295"},
+		{"amd64", ^uint32(0), "invalid"},   // the kernel side's row for every number it has no syscall for
+		{"amd64", ^uint32(0) - 1, "other"}, // the kernel side's row for a namespace's calls past its budget
+		{"arm64", ^uint32(0), "invalid"},
+		{"amd64", ^uint32(0) - 2, "syscall_4294967293"},
 		{"arm64", 244, "syscall_244"}, // arch-specific range, unused on arm64
 		{"arm64", 259, "syscall_259"},
 		{"arm64", 403, "syscall_403"}, // *_time64: 32-bit only

@@ -172,7 +172,9 @@ func bound(members map[scKey]bool, counts map[scKey]uint64, k int) (map[scKey]ui
 	named := make(map[scKey]uint64, min(len(counts), k))
 	var other uint64
 	for _, key := range keys {
-		if !members[key] && len(members) < k {
+		// The kernel's own "other" row (a namespace's calls past its budget of rows) never gets a
+		// series of its own: it would repeat the series of syscall="other".
+		if key.nr != loader.SyscallOther && !members[key] && len(members) < k {
 			members[key] = true
 		}
 		if members[key] {

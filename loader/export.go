@@ -3,14 +3,16 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 )
 
-// Counter kinds of the exporter's in-kernel counters (bpf/export.h).
+// Counter kinds of the exporter's in-kernel counters, as Counters reports them.
 const (
 	KindTransition    = 1 // Arg = from<<8 | to
 	KindConnect       = 2 // Arg = errno of the outcome, 0 = success
@@ -19,6 +21,12 @@ const (
 	KindRetransmit    = 5
 	KindResetSent     = 6
 	KindResetReceived = 7
+)
+
+// Kinds of the rare counters (bpf/export.h).
+const (
+	rareTransition = 1
+	rareConnect    = 2
 )
 
 // DurationBuckets are the upper bounds of the connect-duration histogram kept in the kernel:
@@ -31,10 +39,43 @@ var DurationBuckets = []time.Duration{
 	5 * time.Second, 10 * time.Second,
 }
 
+// TCP states, as include/net/tcp_states.h numbers them.
+const (
+	tcpEstablished = 1
+	tcpSynSent     = 2
+	tcpSynRecv     = 3
+	tcpFinWait1    = 4
+	tcpFinWait2    = 5
+	tcpTimeWait    = 6
+	tcpClose       = 7
+	tcpCloseWait   = 8
+	tcpLastAck     = 9
+	tcpListen      = 10
+	tcpClosing     = 11
+)
+
+// countedTransitions are the transitions counted in place (netns_counters.transitions[1:]);
+// others go to the rare map, exactly but at a hash lookup's cost.
+var countedTransitions = [][2]uint8{
+	{tcpClose, tcpSynSent}, {tcpClose, tcpListen}, {tcpSynSent, tcpEstablished}, {tcpSynSent, tcpClose},
+	{tcpSynSent, tcpSynRecv}, {tcpListen, tcpSynRecv}, {tcpListen, tcpClose}, {tcpSynRecv, tcpEstablished},
+	{tcpSynRecv, tcpClose}, {tcpSynRecv, tcpFinWait1}, {tcpEstablished, tcpFinWait1}, {tcpEstablished, tcpCloseWait},
+	{tcpEstablished, tcpClose}, {tcpFinWait1, tcpFinWait2}, {tcpFinWait1, tcpClosing}, {tcpFinWait1, tcpClose},
+	{tcpFinWait2, tcpClose}, {tcpClosing, tcpClose}, {tcpCloseWait, tcpLastAck}, {tcpCloseWait, tcpClose},
+	{tcpLastAck, tcpClose}, {tcpFinWait1, tcpTimeWait}, {tcpFinWait2, tcpTimeWait}, {tcpClosing, tcpTimeWait},
+}
+
+// countedErrnos are the connect outcomes counted in place (netns_counters.connects[1:]).
+var countedErrnos = []syscall.Errno{
+	syscall.ECONNREFUSED, syscall.ETIMEDOUT, syscall.EHOSTUNREACH, syscall.ENETUNREACH, syscall.EADDRNOTAVAIL,
+	syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EACCES, syscall.EPERM, syscall.ENETDOWN,
+	syscall.EHOSTDOWN, syscall.ENOBUFS, syscall.EPROTO, syscall.EADDRINUSE, syscall.EMSGSIZE,
+}
+
 // ExportConfig sizes the exporter's kernel maps; zero values take the defaults.
 type ExportConfig struct {
 	MaxNetns      uint32 // namespaces counted at once (default 4096)
-	MaxCounters   uint32 // counters over all namespaces (default 65536; ~40 per busy namespace)
+	MaxCounters   uint32 // rare counters over all namespaces: unusual transitions and errnos (default 65536)
 	MaxHandshakes uint32 // connects in progress whose duration is measured (default 16384)
 }
 
@@ -52,19 +93,25 @@ type namedProgram struct {
 }
 
 // Exporter is the attached `export` programs and their counters.
+//
+// Each counted namespace has a slot, an element of the per-CPU counters array. A slot that a
+// namespace gives up goes to the end of the free list, so that it is given again as late as
+// possible, and it is zeroed when it is given: a program that found the old namespace's slot
+// just before it was taken away has long finished by then.
 type Exporter struct {
-	objs    exportObjects
-	tracked netnsSet // mirrors the tracked map
-	progs   []namedProgram
-	links   []link.Link
-	cfg     ExportConfig
-	ncpu    int
+	objs  exportObjects
+	netns *netnsTable
+	slots map[uint32]uint32 // counted inode -> slot
+	free  []uint32
+	progs []namedProgram
+	links []link.Link
+	cfg   ExportConfig
+	ncpu  int
 	// Reused between reads.
-	keys []exportCounterKey
-	vals []uint64
+	per []exportNetnsCounters
 }
 
-// OpenExport loads and attaches the exporter's counters. Nothing is counted until Track.
+// OpenExport loads and attaches the exporter's counters. Nothing is counted until SetTracked.
 func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	if cfg.MaxNetns == 0 {
 		cfg.MaxNetns = 4096
@@ -75,6 +122,7 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	if cfg.MaxHandshakes == 0 {
 		cfg.MaxHandshakes = 16384
 	}
+	cfg.MaxHandshakes = 1 << bits.Len32(cfg.MaxHandshakes-1)
 	if err := memlock(); err != nil {
 		return nil, err
 	}
@@ -82,35 +130,51 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
-	spec.Maps["tracked"].MaxEntries = cfg.MaxNetns
-	spec.Maps["counters"].MaxEntries = cfg.MaxCounters
-	spec.Maps["handshakes"].MaxEntries = cfg.MaxHandshakes
-	buckets := spec.Variables["bucket_le_ns"]
-	if int(buckets.Size()) != 8*len(DurationBuckets) {
-		return nil, fmt.Errorf("internal: %d duration buckets, the BPF side has %d", len(DurationBuckets), buckets.Size()/8)
+	if err := sizeNetnsMaps(spec, cfg.MaxNetns, true); err != nil {
+		return nil, err
 	}
-	bounds := make([]uint64, len(DurationBuckets))
+	spec.Maps["counters"].MaxEntries = cfg.MaxNetns + 1 // slot 0 is no slot
+	spec.Maps["rare"].MaxEntries = cfg.MaxCounters
+	spec.Maps["handshakes"].MaxEntries = cfg.MaxHandshakes
+	if len(DurationBuckets) != 18 {
+		return nil, fmt.Errorf("internal: %d duration buckets, the BPF side has 18", len(DurationBuckets))
+	}
+	var bounds [18]uint64
 	for i, d := range DurationBuckets {
 		bounds[i] = uint64(d.Nanoseconds())
 	}
-	if err := buckets.Set(bounds); err != nil {
-		return nil, fmt.Errorf("set bucket_le_ns: %w", err)
+	var transSlot [256]uint8
+	for i, t := range countedTransitions {
+		transSlot[t[0]<<4|t[1]] = uint8(i + 1)
+	}
+	var errnoSlot [256]uint8
+	for i, e := range countedErrnos {
+		errnoSlot[e] = uint8(i + 1)
 	}
 	nargs, err := tracepointArgs("tcp_retransmit_skb")
 	if err != nil {
 		return nil, err
 	}
-	if err := spec.Variables["retransmit_has_err"].Set(nargs >= 3); err != nil {
-		return nil, fmt.Errorf("set retransmit_has_err: %w", err)
+	for name, v := range map[string]any{
+		"bucket_le_ns": bounds, "trans_slot": transSlot, "errno_slot": errnoSlot,
+		"handshake_mask": cfg.MaxHandshakes - 1, "retransmit_has_err": nargs >= 3,
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
 	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {
 		return nil, err
 	}
-	e := &Exporter{cfg: cfg, ncpu: ncpu}
+	e := &Exporter{cfg: cfg, ncpu: ncpu, slots: map[uint32]uint32{}}
+	for s := uint32(1); s <= cfg.MaxNetns; s++ {
+		e.free = append(e.free, s)
+	}
 	if err := spec.LoadAndAssign(&e.objs, nil); err != nil {
 		return nil, missing("load the exporter's programs", err, featBTF, featTpBTF)
 	}
+	e.netns = newNetnsTable(e.objs.NetnsDirect, e.objs.NetnsOverflow, cfg.MaxNetns)
 	e.progs = []namedProgram{
 		{"count_state", e.objs.CountState}, {"count_retransmit", e.objs.CountRetransmit},
 		{"count_reset_sent", e.objs.CountResetSent}, {"count_reset_received", e.objs.CountResetReceived},
@@ -144,68 +208,141 @@ func (e *Exporter) Close() error {
 	return e.objs.Close()
 }
 
-// SetTracked makes the kernel count exactly these namespaces from now on, and deletes the
-// counters of every other namespace: a namespace that leaves the set and comes back starts from
-// zero, and the counter map holds only namespaces that exist.
+// SetTracked makes the kernel count exactly these namespaces from now on. A namespace that leaves
+// the set loses its counters: if it comes back, it starts from zero. Namespaces leave before
+// others join, so a swap at exact capacity (--max-netns) never finds the maps full.
 func (e *Exporter) SetTracked(netns []uint32) error {
-	if len(netns) > int(e.cfg.MaxNetns) {
-		return fmt.Errorf("%d network namespaces to count, the limit is %d (--max-netns)", len(netns), e.cfg.MaxNetns)
+	want := make(map[uint32]bool, len(netns))
+	for _, ino := range netns {
+		want[ino] = true
 	}
-	if _, err := e.tracked.set(e.objs.Tracked, netns); err != nil {
+	if len(want) > int(e.cfg.MaxNetns) {
+		return fmt.Errorf("%d network namespaces to count, the limit is %d (--max-netns)", len(want), e.cfg.MaxNetns)
+	}
+	next := make(map[uint32]uint32, len(want))
+	var released []uint32
+	for ino, s := range e.slots {
+		if want[ino] {
+			next[ino] = s
+		} else {
+			released = append(released, s)
+		}
+	}
+	// The leaving ones first, then the joining ones, each slot zeroed before it is published.
+	kept := make(map[uint32]uint32, len(next))
+	for ino, s := range next {
+		kept[ino] = s
+	}
+	if err := e.netns.set(kept); err != nil {
 		return err
 	}
-	// A program that looked the namespace up just before it left the set may still add a
-	// counter; the next call deletes it.
-	return deleteKeys(e.objs.Counters, func(k exportCounterKey) bool { return !e.tracked[k.Netns] })
+	e.free = append(e.free, released...)
+	for ino := range want {
+		if _, ok := next[ino]; ok {
+			continue
+		}
+		s := e.free[0]
+		e.free = e.free[1:]
+		if err := e.zero(s); err != nil {
+			return err
+		}
+		next[ino] = s
+	}
+	if err := e.netns.set(next); err != nil {
+		return err
+	}
+	e.slots = next
+	return nil
 }
 
-// Counters reads every counter, summed over CPUs, appending to out. A scrape is a few batch
-// lookups: 256 counters per system call.
-func (e *Exporter) Counters(out []Counter) ([]Counter, error) {
-	const batch = 256
-	if len(e.keys) != batch {
-		e.keys = make([]exportCounterKey, batch)
-		e.vals = make([]uint64, batch*e.ncpu)
+// zero clears a slot's counters, in place and in the rare map.
+func (e *Exporter) zero(slot uint32) error {
+	if err := e.objs.Counters.Put(slot, make([]exportNetnsCounters, e.ncpu)); err != nil {
+		return fmt.Errorf("clear counters: %w", err)
 	}
-	var cursor ebpf.MapBatchCursor
-	for {
-		n, err := e.objs.Counters.BatchLookup(&cursor, e.keys, e.vals, nil)
-		for i := range n {
-			var sum uint64
-			for _, v := range e.vals[i*e.ncpu : (i+1)*e.ncpu] {
-				sum += v
-			}
-			k := e.keys[i]
-			out = append(out, Counter{Netns: k.Netns, Kind: k.Kind, Arg: k.Arg, Value: sum})
-		}
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return out, nil
-		}
-		if err != nil {
+	return deleteKeys(e.objs.Rare, func(k exportRareKey) bool { return k.Slot == slot })
+}
+
+// Counters reads every counter that is not zero, summed over CPUs, appending to out: one lookup
+// per counted namespace, and the rare map.
+func (e *Exporter) Counters(out []Counter) ([]Counter, error) {
+	byslot := make(map[uint32]uint32, len(e.slots))
+	for ino, s := range e.slots {
+		byslot[s] = ino
+		if err := e.objs.Counters.Lookup(s, &e.per); err != nil {
 			return out, fmt.Errorf("read counters: %w", err)
 		}
+		var sum exportNetnsCounters
+		for i := range e.per {
+			p := &e.per[i]
+			for j := range sum.Transitions {
+				sum.Transitions[j] += p.Transitions[j]
+			}
+			for j := range sum.Connects {
+				sum.Connects[j] += p.Connects[j]
+			}
+			for j := range sum.Duration {
+				sum.Duration[j] += p.Duration[j]
+			}
+			sum.DurationSumNs += p.DurationSumNs
+			sum.Retransmits += p.Retransmits
+			sum.ResetsSent += p.ResetsSent
+			sum.ResetsReceived += p.ResetsReceived
+		}
+		add := func(kind, arg uint16, v uint64) {
+			if v != 0 {
+				out = append(out, Counter{Netns: ino, Kind: kind, Arg: arg, Value: v})
+			}
+		}
+		for i, t := range countedTransitions {
+			add(KindTransition, uint16(t[0])<<8|uint16(t[1]), sum.Transitions[i+1])
+		}
+		add(KindConnect, 0, sum.Connects[0])
+		for i, errno := range countedErrnos {
+			add(KindConnect, uint16(errno), sum.Connects[i+1])
+		}
+		for i, v := range sum.Duration {
+			add(KindDuration, uint16(i), v)
+		}
+		add(KindDurationSum, 0, sum.DurationSumNs)
+		add(KindRetransmit, 0, sum.Retransmits)
+		add(KindResetSent, 0, sum.ResetsSent)
+		add(KindResetReceived, 0, sum.ResetsReceived)
 	}
+	var k exportRareKey
+	var per []uint64
+	it := e.objs.Rare.Iterate()
+	for it.Next(&k, &per) {
+		ino, ok := byslot[k.Slot]
+		if !ok {
+			continue // a slot given up meanwhile
+		}
+		var v uint64
+		for _, x := range per {
+			v += x
+		}
+		kind := uint16(KindTransition)
+		if k.Kind == rareConnect {
+			kind = KindConnect
+		}
+		out = append(out, Counter{Netns: ino, Kind: kind, Arg: k.Arg, Value: v})
+	}
+	if err := it.Err(); err != nil {
+		return out, fmt.Errorf("read rare counters: %w", err)
+	}
+	return out, nil
 }
 
-// ExportLost is what the kernel side could not count because a map was full.
+// ExportLost is what the kernel side could not count.
 type ExportLost struct {
-	CountersFull   uint64 // increments dropped: the counter map was full (raise --max-counters)
-	HandshakesFull uint64 // connect durations not measured: too many connects in progress
+	CountersFull   uint64 // rare counts dropped: their map was full (raise --max-counters)
+	HandshakesFull uint64 // connect durations not measured: another connect took their place
 }
 
 // Lost reads the per-CPU lost counts.
 func (e *Exporter) Lost() (ExportLost, error) {
-	var l ExportLost
-	for i, dst := range []*uint64{&l.CountersFull, &l.HandshakesFull} {
-		vals := make([]uint64, e.ncpu)
-		if err := e.objs.Lost.Lookup(uint32(i), &vals); err != nil {
-			return l, fmt.Errorf("read lost counts: %w", err)
-		}
-		for _, v := range vals {
-			*dst += v
-		}
-	}
-	return l, nil
+	l, err := readLost(e.objs.Lost)
+	return ExportLost{CountersFull: l[lostRareFull], HandshakesFull: l[lostHandshakes]}, err
 }
 
 // MapUsage is how full one of the exporter's kernel maps is.
@@ -215,17 +352,47 @@ type MapUsage struct {
 	Capacity int
 }
 
-// Usage counts the entries of each map (counters: as of the last read, given as n).
+// Usage counts the entries of each map: counters are the nonzero counters of the last read
+// (given as n), tracked the counted namespaces, rare the rare counters (the map that can fill),
+// handshakes the connects in progress.
 func (e *Exporter) Usage(counters int) ([]MapUsage, error) {
-	hs, err := keys[uint64](e.objs.Handshakes)
+	rare, err := keys[exportRareKey](e.objs.Rare)
 	if err != nil {
-		return nil, fmt.Errorf("count handshakes: %w", err)
+		return nil, fmt.Errorf("count rare counters: %w", err)
+	}
+	hs, err := e.handshakes()
+	if err != nil {
+		return nil, err
 	}
 	return []MapUsage{
 		{"counters", counters, int(e.cfg.MaxCounters)},
-		{"tracked", len(e.tracked), int(e.cfg.MaxNetns)},
-		{"handshakes", len(hs), int(e.cfg.MaxHandshakes)},
+		{"tracked", len(e.slots), int(e.cfg.MaxNetns)},
+		{"rare", len(rare), int(e.cfg.MaxCounters)},
+		{"handshakes", hs, int(e.cfg.MaxHandshakes)},
 	}, nil
+}
+
+// handshakes counts the connects in progress in the direct-mapped table.
+func (e *Exporter) handshakes() (int, error) {
+	const batch = 4096
+	keys := make([]uint32, batch)
+	vals := make([]exportHandshake, batch)
+	n := 0
+	var cursor ebpf.MapBatchCursor
+	for {
+		got, err := e.objs.Handshakes.BatchLookup(&cursor, keys, vals, nil)
+		for _, v := range vals[:got] {
+			if v.Sk != 0 {
+				n++
+			}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("count handshakes: %w", err)
+		}
+	}
 }
 
 // ProgramStats is one program's run statistics. The kernel keeps runs and run time only while

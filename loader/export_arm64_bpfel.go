@@ -13,11 +13,34 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type exportCounterKey struct {
-	_     structs.HostLayout
-	Netns uint32
-	Kind  uint16
-	Arg   uint16
+type exportHandshake struct {
+	_  structs.HostLayout
+	Sk uint64
+	Ts uint64
+}
+
+type exportNetnsCounters struct {
+	_              structs.HostLayout
+	Transitions    [32]uint64
+	Connects       [16]uint64
+	Duration       [19]uint64
+	DurationSumNs  uint64
+	Retransmits    uint64
+	ResetsSent     uint64
+	ResetsReceived uint64
+}
+
+type exportNetnsSlot struct {
+	_    structs.HostLayout
+	Inum uint32
+	Slot uint32
+}
+
+type exportRareKey struct {
+	_    structs.HostLayout
+	Slot uint32
+	Kind uint16
+	Arg  uint16
 }
 
 // Names of all BPF objects in the ELF.
@@ -27,14 +50,22 @@ const (
 	exportMapCounters            = "counters"
 	exportMapHandshakes          = "handshakes"
 	exportMapLost                = "lost"
-	exportMapTracked             = "tracked"
+	exportMapNetnsDirect         = "netns_direct"
+	exportMapNetnsOverflow       = "netns_overflow"
+	exportMapRare                = "rare"
 	exportProgCountResetReceived = "count_reset_received"
 	exportProgCountResetSent     = "count_reset_sent"
 	exportProgCountRetransmit    = "count_retransmit"
 	exportProgCountState         = "count_state"
 	exportVarBucketLeNs          = "bucket_le_ns"
+	exportVarErrnoSlot           = "errno_slot"
+	exportVarFilterNetns         = "filter_netns"
+	exportVarHandshakeMask       = "handshake_mask"
+	exportVarNetnsMask           = "netns_mask"
 	exportVarRetransmitHasErr    = "retransmit_has_err"
-	exportVarUnusedCounterKey    = "unused_counter_key"
+	exportVarTransSlot           = "trans_slot"
+	exportVarUnusedNetnsCounters = "unused_netns_counters"
+	exportVarUnusedRareKey       = "unused_rare_key"
 )
 
 // loadExport returns the embedded CollectionSpec for export.
@@ -89,19 +120,27 @@ type exportProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type exportMapSpecs struct {
-	Counters   *ebpf.MapSpec `ebpf:"counters"`
-	Handshakes *ebpf.MapSpec `ebpf:"handshakes"`
-	Lost       *ebpf.MapSpec `ebpf:"lost"`
-	Tracked    *ebpf.MapSpec `ebpf:"tracked"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Handshakes    *ebpf.MapSpec `ebpf:"handshakes"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
+	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
+	Rare          *ebpf.MapSpec `ebpf:"rare"`
 }
 
 // exportVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type exportVariableSpecs struct {
-	BucketLeNs       *ebpf.VariableSpec `ebpf:"bucket_le_ns"`
-	RetransmitHasErr *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
-	UnusedCounterKey *ebpf.VariableSpec `ebpf:"unused_counter_key"`
+	BucketLeNs          *ebpf.VariableSpec `ebpf:"bucket_le_ns"`
+	ErrnoSlot           *ebpf.VariableSpec `ebpf:"errno_slot"`
+	FilterNetns         *ebpf.VariableSpec `ebpf:"filter_netns"`
+	HandshakeMask       *ebpf.VariableSpec `ebpf:"handshake_mask"`
+	NetnsMask           *ebpf.VariableSpec `ebpf:"netns_mask"`
+	RetransmitHasErr    *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
+	TransSlot           *ebpf.VariableSpec `ebpf:"trans_slot"`
+	UnusedNetnsCounters *ebpf.VariableSpec `ebpf:"unused_netns_counters"`
+	UnusedRareKey       *ebpf.VariableSpec `ebpf:"unused_rare_key"`
 }
 
 // exportObjects contains all objects after they have been loaded into the kernel.
@@ -124,10 +163,12 @@ func (o *exportObjects) Close() error {
 //
 // It can be passed to loadExportObjects or ebpf.CollectionSpec.LoadAndAssign.
 type exportMaps struct {
-	Counters   *ebpf.Map `ebpf:"counters"`
-	Handshakes *ebpf.Map `ebpf:"handshakes"`
-	Lost       *ebpf.Map `ebpf:"lost"`
-	Tracked    *ebpf.Map `ebpf:"tracked"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Handshakes    *ebpf.Map `ebpf:"handshakes"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
+	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
+	Rare          *ebpf.Map `ebpf:"rare"`
 }
 
 func (m *exportMaps) Close() error {
@@ -135,7 +176,9 @@ func (m *exportMaps) Close() error {
 		m.Counters,
 		m.Handshakes,
 		m.Lost,
-		m.Tracked,
+		m.NetnsDirect,
+		m.NetnsOverflow,
+		m.Rare,
 	)
 }
 
@@ -143,9 +186,15 @@ func (m *exportMaps) Close() error {
 //
 // It can be passed to loadExportObjects or ebpf.CollectionSpec.LoadAndAssign.
 type exportVariables struct {
-	BucketLeNs       *ebpf.Variable `ebpf:"bucket_le_ns"`
-	RetransmitHasErr *ebpf.Variable `ebpf:"retransmit_has_err"`
-	UnusedCounterKey *ebpf.Variable `ebpf:"unused_counter_key"`
+	BucketLeNs          *ebpf.Variable `ebpf:"bucket_le_ns"`
+	ErrnoSlot           *ebpf.Variable `ebpf:"errno_slot"`
+	FilterNetns         *ebpf.Variable `ebpf:"filter_netns"`
+	HandshakeMask       *ebpf.Variable `ebpf:"handshake_mask"`
+	NetnsMask           *ebpf.Variable `ebpf:"netns_mask"`
+	RetransmitHasErr    *ebpf.Variable `ebpf:"retransmit_has_err"`
+	TransSlot           *ebpf.Variable `ebpf:"trans_slot"`
+	UnusedNetnsCounters *ebpf.Variable `ebpf:"unused_netns_counters"`
+	UnusedRareKey       *ebpf.Variable `ebpf:"unused_rare_key"`
 }
 
 // exportPrograms contains all programs after they have been loaded into the kernel.

@@ -12,7 +12,6 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
-	"golang.org/x/sys/unix"
 )
 
 // Feature is one kernel capability sockscope relies on, and whether this kernel has it.
@@ -30,7 +29,6 @@ const (
 	featBTF featureID = iota
 	featRingBuf
 	featTpBTF
-	featSkStorage
 	featTaskStorage
 	featIterTCP
 	featIterTaskFile
@@ -59,11 +57,8 @@ var featureDefs = map[featureID]featureDef{
 	featTpBTF: {"tp_btf (BTF tracepoints)", "5.5",
 		"trace, syscalls, export and record cannot run: their hooks are BTF tracepoints",
 		func() error { return probeTracing(ebpf.AttachTraceRawTp, "inet_sock_set_state") }},
-	featSkStorage: {"socket storage (tracing)", "5.11",
-		"trace and record cannot run: they keep each socket's owner in socket storage",
-		probeSkStorage},
 	featTaskStorage: {"task storage", "5.11",
-		"trace, syscalls and record cannot run: they keep each thread's syscall in progress in task storage",
+		"trace, syscalls and record cannot run: they keep each thread's connect() or syscall in progress in task storage",
 		func() error { return features.HaveMapType(ebpf.TaskStorage) }},
 	featIterTCP: {"socket iterators (iter/tcp)", "5.9",
 		"sockets, export and record cannot run: they read the socket tables with it",
@@ -72,7 +67,7 @@ var featureDefs = map[featureID]featureDef{
 		"sockets, export, trace and record cannot run: they find sockets' owners, and those of sockets opened before they started, with it",
 		probeSockFromFile},
 	featSyscallTracepoints: {"syscall tracepoints", "any, with CONFIG_FTRACE_SYSCALLS=y",
-		"trace and record cannot run: connect() failures are taken at the syscall's return",
+		"trace and record --connect-syscall cannot run: they take connect() failures at the syscall's return",
 		probeSyscallTracepoints},
 	featEveryReset: {"tcp_send_reset, every reset", "6.10",
 		"export's sockscope_tcp_resets_sent_total counts only resets sent by established sockets, not those answering connects to closed ports or segments of connections already closed",
@@ -80,7 +75,7 @@ var featureDefs = map[featureID]featureDef{
 }
 
 // featureOrder is how sockscope version lists them.
-var featureOrder = []featureID{featBTF, featRingBuf, featTpBTF, featSkStorage, featTaskStorage, featIterTCP, featIterTaskFile, featSyscallTracepoints, featEveryReset}
+var featureOrder = []featureID{featBTF, featRingBuf, featTpBTF, featTaskStorage, featIterTCP, featIterTaskFile, featSyscallTracepoints, featEveryReset}
 
 // probed runs each probe once per process: a failed load says which were missing.
 var probed = sync.OnceValue(func() map[featureID]error {
@@ -158,34 +153,6 @@ func loadProbe(spec *ebpf.ProgramSpec) error {
 		return err
 	}
 	return prog.Close()
-}
-
-// probeSkStorage calls bpf_sk_storage_get on the socket of inet_sock_set_state from a tp_btf
-// program, as trace does; before 5.11 the verifier does not know the helper there.
-func probeSkStorage() error {
-	i32 := &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}
-	m, err := ebpf.NewMap(&ebpf.MapSpec{
-		Type: ebpf.SkStorage, KeySize: 4, ValueSize: 4, Flags: unix.BPF_F_NO_PREALLOC, Key: i32, Value: i32,
-	})
-	if err != nil {
-		return fmt.Errorf("socket storage map: %w", err)
-	}
-	defer m.Close()
-	return loadProbe(&ebpf.ProgramSpec{
-		Type:       ebpf.Tracing,
-		AttachType: ebpf.AttachTraceRawTp,
-		AttachTo:   "inet_sock_set_state",
-		License:    "GPL",
-		Instructions: asm.Instructions{
-			asm.LoadMem(asm.R2, asm.R1, 0, asm.DWord), // the tracepoint's sk
-			asm.LoadMapPtr(asm.R1, m.FD()),
-			asm.Mov.Imm(asm.R3, 0),
-			asm.Mov.Imm(asm.R4, 0),
-			asm.FnSkStorageGet.Call(),
-			asm.Mov.Imm(asm.R0, 0),
-			asm.Return(),
-		},
-	})
 }
 
 // probeSockFromFile calls bpf_sock_from_file from an iter/task_file program, as the owner walks

@@ -3,34 +3,144 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 
 	"github.com/cilium/ebpf"
 )
 
-// netnsSet mirrors a kernel netns_filter map (inode -> 1), so that updates touch only what changed.
-type netnsSet map[uint32]bool
+// netnsShared marks a direct-table entry whose low bits more than one selected inode shares: the
+// overflow hash has those (bpf/netns.h).
+const netnsShared = 0xffffffff
 
-// set makes the map hold exactly inodes and reports whether any inode was added.
-func (s *netnsSet) set(m *ebpf.Map, inodes []uint32) (added bool, err error) {
-	want := make(netnsSet, len(inodes))
-	for _, ino := range inodes {
-		want[ino] = true
-		if !(*s)[ino] {
-			if err := m.Put(ino, uint8(1)); err != nil {
-				return added, fmt.Errorf("add netns %d to the filter: %w", ino, err)
+// netnsDirectSize is the direct table's size for up to max namespaces at once: a power of two,
+// at least twice max, so that inodes rarely share an entry.
+func netnsDirectSize(max uint32) uint32 {
+	n := uint32(64)
+	if max > 32 {
+		n = 1 << bits.Len32(2*max-1)
+	}
+	return n
+}
+
+// sizeNetnsMaps sizes a program set's namespace filter (bpf/netns.h) for max namespaces, and
+// sets whether it applies.
+func sizeNetnsMaps(spec *ebpf.CollectionSpec, max uint32, filter bool) error {
+	size := netnsDirectSize(max)
+	spec.Maps["netns_direct"].MaxEntries = size
+	spec.Maps["netns_overflow"].MaxEntries = max
+	for name, v := range map[string]any{"netns_mask": size - 1, "filter_netns": filter} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// netnsTable mirrors a program set's namespace filter: the selected inodes and their slots, in
+// the direct table and its overflow hash, so that an update writes only what changed.
+type netnsTable struct {
+	direct, overflow *ebpf.Map
+	mask             uint32
+	max              int
+	slots            map[uint32]uint32 // selected inode -> slot
+	entries          map[uint32]netnsEntry
+	inOverflow       map[uint32]bool
+}
+
+type netnsEntry struct{ Inum, Slot uint32 }
+
+func newNetnsTable(direct, overflow *ebpf.Map, max uint32) *netnsTable {
+	return &netnsTable{
+		direct: direct, overflow: overflow, mask: direct.MaxEntries() - 1, max: int(max),
+		slots: map[uint32]uint32{}, entries: map[uint32]netnsEntry{}, inOverflow: map[uint32]bool{},
+	}
+}
+
+// set makes the filter select exactly the inodes of want, each with its slot (nonzero). A lookup
+// that runs meanwhile sees the old or the new selection of each inode, never another's slot.
+func (t *netnsTable) set(want map[uint32]uint32) error {
+	if len(want) > t.max {
+		return fmt.Errorf("%d network namespaces to select, the limit is %d", len(want), t.max)
+	}
+	groups := map[uint32][]uint32{}
+	for ino := range want {
+		groups[ino&t.mask] = append(groups[ino&t.mask], ino)
+	}
+	entries := make(map[uint32]netnsEntry, len(groups))
+	overflow := map[uint32]bool{}
+	for idx, inos := range groups {
+		if len(inos) == 1 {
+			entries[idx] = netnsEntry{inos[0], want[inos[0]]}
+			continue
+		}
+		entries[idx] = netnsEntry{0, netnsShared}
+		for _, ino := range inos {
+			overflow[ino] = true
+		}
+	}
+	// Inodes that leave the selection leave the overflow first, so that a swap at exact capacity
+	// never finds it full. Overflow entries go in before the markers that send lookups there, and
+	// inodes that stay selected leave the overflow only after their own entry replaced the marker.
+	for ino := range t.inOverflow {
+		if _, ok := want[ino]; !ok {
+			if err := t.overflow.Delete(ino); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("remove netns %d from the filter: %w", ino, err)
 			}
+			delete(t.inOverflow, ino)
+		}
+	}
+	for ino := range overflow {
+		if t.inOverflow[ino] && t.slots[ino] == want[ino] {
+			continue
+		}
+		if err := t.overflow.Put(ino, want[ino]); err != nil {
+			return fmt.Errorf("add netns %d to the filter: %w", ino, err)
+		}
+		t.inOverflow[ino] = true
+	}
+	for idx := range t.entries {
+		if _, ok := entries[idx]; !ok {
+			if err := t.direct.Put(idx, netnsEntry{}); err != nil {
+				return fmt.Errorf("remove from the netns filter: %w", err)
+			}
+			delete(t.entries, idx)
+		}
+	}
+	for idx, e := range entries {
+		if t.entries[idx] == e {
+			continue
+		}
+		if err := t.direct.Put(idx, e); err != nil {
+			return fmt.Errorf("add to the netns filter: %w", err)
+		}
+		t.entries[idx] = e
+	}
+	for ino := range t.inOverflow {
+		if !overflow[ino] {
+			if err := t.overflow.Delete(ino); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+				return fmt.Errorf("remove netns %d from the filter: %w", ino, err)
+			}
+			delete(t.inOverflow, ino)
+		}
+	}
+	t.slots = make(map[uint32]uint32, len(want))
+	for ino, s := range want {
+		t.slots[ino] = s
+	}
+	return nil
+}
+
+// selectAll is set for filters that need no slots: every inode gets slot 1. It reports whether
+// an inode was added.
+func (t *netnsTable) selectAll(inodes []uint32) (added bool, err error) {
+	want := make(map[uint32]uint32, len(inodes))
+	for _, ino := range inodes {
+		want[ino] = 1
+		if _, ok := t.slots[ino]; !ok {
 			added = true
 		}
 	}
-	for ino := range *s {
-		if !want[ino] {
-			if err := m.Delete(ino); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				return added, fmt.Errorf("remove netns %d from the filter: %w", ino, err)
-			}
-		}
-	}
-	*s = want
-	return added, nil
+	return added, t.set(want)
 }
 
 // keys lists the keys of a map. Reading only keys works for per-CPU maps too and copies no

@@ -137,7 +137,8 @@ func (s *Sockets) Count(nsPath string) (NetnsCounts, error) {
 	return c, nil
 }
 
-// Owners returns the raw owner_records of every process's TCP socket files.
+// Owners returns the owner records of every process's TCP socket files, laid out as recordings
+// keep them (events.OwnerRecordSize bytes each: inode, pid, comm).
 func (s *Sockets) Owners() ([]byte, error) {
 	rd, err := s.owners.Open()
 	if err != nil {
@@ -148,8 +149,16 @@ func (s *Sockets) Owners() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read iter/task_file: %w", err)
 	}
-	return b, nil
+	// The first 24 bytes of each owner_record (bpf/owner.h) are the recorded layout.
+	out := b[:0]
+	for ; len(b) >= OwnerRecordSize; b = b[OwnerRecordSize:] {
+		out = append(out, b[:recordedOwnerSize]...)
+	}
+	return out, nil
 }
+
+// recordedOwnerSize is events.OwnerRecordSize: inode, pid, comm.
+const recordedOwnerSize = 24
 
 // readAll reads an iterator to its end in large reads: the kernel fills as much of each read as
 // it can, so 1 MiB reads take a few syscalls where io.ReadAll's small first reads take many.

@@ -13,11 +13,22 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type socketsNetnsSlot struct {
+	_    structs.HostLayout
+	Inum uint32
+	Slot uint32
+}
+
 type socketsOwnerRecord struct {
-	_     structs.HostLayout
-	Inode uint32
-	Pid   uint32
-	Comm  [16]int8
+	_      structs.HostLayout
+	Inode  uint32
+	Pid    uint32
+	Comm   [16]int8
+	Sk     uint64
+	Netns  uint32
+	Sport  uint16
+	State  uint8
+	Family uint8
 }
 
 type socketsSockRecord struct {
@@ -40,9 +51,13 @@ type socketsSockRecord struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	socketsMapNetnsDirect       = "netns_direct"
+	socketsMapNetnsOverflow     = "netns_overflow"
 	socketsProgCountTcp         = "count_tcp"
 	socketsProgDumpOwners       = "dump_owners"
 	socketsProgDumpTcp          = "dump_tcp"
+	socketsVarFilterNetns       = "filter_netns"
+	socketsVarNetnsMask         = "netns_mask"
 	socketsVarStateCounts       = "state_counts"
 	socketsVarUnusedOwnerRecord = "unused_owner_record"
 	socketsVarUnusedSockRecord  = "unused_sock_record"
@@ -99,12 +114,16 @@ type socketsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsMapSpecs struct {
+	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
+	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
 }
 
 // socketsVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
+	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
+	NetnsMask         *ebpf.VariableSpec `ebpf:"netns_mask"`
 	StateCounts       *ebpf.VariableSpec `ebpf:"state_counts"`
 	UnusedOwnerRecord *ebpf.VariableSpec `ebpf:"unused_owner_record"`
 	UnusedSockRecord  *ebpf.VariableSpec `ebpf:"unused_sock_record"`
@@ -130,16 +149,23 @@ func (o *socketsObjects) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsMaps struct {
+	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
+	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
 }
 
 func (m *socketsMaps) Close() error {
-	return _SocketsClose()
+	return _SocketsClose(
+		m.NetnsDirect,
+		m.NetnsOverflow,
+	)
 }
 
 // socketsVariables contains all global variables after they have been loaded into the kernel.
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
+	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
+	NetnsMask         *ebpf.Variable `ebpf:"netns_mask"`
 	StateCounts       *ebpf.Variable `ebpf:"state_counts"`
 	UnusedOwnerRecord *ebpf.Variable `ebpf:"unused_owner_record"`
 	UnusedSockRecord  *ebpf.Variable `ebpf:"unused_sock_record"`

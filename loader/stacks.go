@@ -66,7 +66,7 @@ type Stacks struct {
 	objs   stacksObjects
 	link   link.Link
 	reader *ringbuf.Reader
-	netns  netnsSet
+	netns  *netnsTable
 	rec    ringbuf.Record
 }
 
@@ -108,7 +108,7 @@ func OpenStacks(cfg StackConfig) (*Stacks, error) {
 		name string
 		v    any
 	}{
-		{"filter_netns", cfg.FilterNetns}, {"filter_syscall", len(cfg.Syscalls) > 0}, {"filter_pid", cfg.Pid},
+		{"filter_syscall", len(cfg.Syscalls) > 0}, {"filter_pid", cfg.Pid},
 		{"exclude_tgid", uint32(os.Getpid())}, {"n_comms", uint32(len(cfg.Comms))}, {"comms", comms},
 		{"rate_per_cpu", cfg.RatePerCPU}, {"want_kstack", cfg.KernelStacks},
 	}
@@ -121,10 +121,14 @@ func OpenStacks(cfg StackConfig) (*Stacks, error) {
 			return nil, fmt.Errorf("set %s: %w", v.name, err)
 		}
 	}
+	if err := sizeNetnsMaps(spec, maxStacksNetns, cfg.FilterNetns); err != nil {
+		return nil, err
+	}
 	s := &Stacks{}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, missing("load the stack sampler", err, featBTF, featTpBTF, featRingBuf)
 	}
+	s.netns = newNetnsTable(s.objs.NetnsDirect, s.objs.NetnsOverflow, maxStacksNetns)
 	for _, nr := range cfg.Syscalls {
 		if nr > MaxSyscallNr {
 			s.Close()
@@ -150,9 +154,12 @@ func OpenStacks(cfg StackConfig) (*Stacks, error) {
 	return s, nil
 }
 
+// maxStacksNetns is how many namespaces the sampler selects at once (the size its own hash had).
+const maxStacksNetns = 4096
+
 // SetNetns replaces the set of sampled network namespaces (used only with FilterNetns).
 func (s *Stacks) SetNetns(inodes []uint32) error {
-	_, err := s.netns.set(s.objs.NetnsFilter, inodes)
+	_, err := s.netns.selectAll(inodes)
 	return err
 }
 

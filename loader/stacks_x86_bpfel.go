@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type stacksNetnsSlot struct {
+	_    structs.HostLayout
+	Inum uint32
+	Slot uint32
+}
+
 type stacksRateWindow struct {
 	_     structs.HostLayout
 	Start uint64
@@ -40,7 +46,8 @@ type stacksStackSample struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	stacksMapNetnsFilter       = "netns_filter"
+	stacksMapNetnsDirect       = "netns_direct"
+	stacksMapNetnsOverflow     = "netns_overflow"
 	stacksMapRate              = "rate"
 	stacksMapSamples           = "samples"
 	stacksMapStats             = "stats"
@@ -52,6 +59,7 @@ const (
 	stacksVarFilterPid         = "filter_pid"
 	stacksVarFilterSyscall     = "filter_syscall"
 	stacksVarN_comms           = "n_comms"
+	stacksVarNetnsMask         = "netns_mask"
 	stacksVarRatePerCpu        = "rate_per_cpu"
 	stacksVarUnusedStackSample = "unused_stack_sample"
 	stacksVarWantKstack        = "want_kstack"
@@ -106,7 +114,8 @@ type stacksProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type stacksMapSpecs struct {
-	NetnsFilter   *ebpf.MapSpec `ebpf:"netns_filter"`
+	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
+	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
 	Rate          *ebpf.MapSpec `ebpf:"rate"`
 	Samples       *ebpf.MapSpec `ebpf:"samples"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -123,6 +132,7 @@ type stacksVariableSpecs struct {
 	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
 	FilterSyscall     *ebpf.VariableSpec `ebpf:"filter_syscall"`
 	N_comms           *ebpf.VariableSpec `ebpf:"n_comms"`
+	NetnsMask         *ebpf.VariableSpec `ebpf:"netns_mask"`
 	RatePerCpu        *ebpf.VariableSpec `ebpf:"rate_per_cpu"`
 	UnusedStackSample *ebpf.VariableSpec `ebpf:"unused_stack_sample"`
 	WantKstack        *ebpf.VariableSpec `ebpf:"want_kstack"`
@@ -148,7 +158,8 @@ func (o *stacksObjects) Close() error {
 //
 // It can be passed to loadStacksObjects or ebpf.CollectionSpec.LoadAndAssign.
 type stacksMaps struct {
-	NetnsFilter   *ebpf.Map `ebpf:"netns_filter"`
+	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
+	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
 	Rate          *ebpf.Map `ebpf:"rate"`
 	Samples       *ebpf.Map `ebpf:"samples"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -157,7 +168,8 @@ type stacksMaps struct {
 
 func (m *stacksMaps) Close() error {
 	return _StacksClose(
-		m.NetnsFilter,
+		m.NetnsDirect,
+		m.NetnsOverflow,
 		m.Rate,
 		m.Samples,
 		m.Stats,
@@ -175,6 +187,7 @@ type stacksVariables struct {
 	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`
 	FilterSyscall     *ebpf.Variable `ebpf:"filter_syscall"`
 	N_comms           *ebpf.Variable `ebpf:"n_comms"`
+	NetnsMask         *ebpf.Variable `ebpf:"netns_mask"`
 	RatePerCpu        *ebpf.Variable `ebpf:"rate_per_cpu"`
 	UnusedStackSample *ebpf.Variable `ebpf:"unused_stack_sample"`
 	WantKstack        *ebpf.Variable `ebpf:"want_kstack"`

@@ -12,6 +12,15 @@ import (
 	"github.com/cilium/ebpf/link"
 )
 
+// Syscall numbers the kernel side counts under rows of their own (bpf/syscalls.h).
+const (
+	// SyscallInvalid is every number the kernel has no syscall for: one row, whatever a process
+	// passes to syscall(2).
+	SyscallInvalid = 0xffffffff
+	// SyscallOther is a namespace's calls beyond its budget of rows (SyscallConfig.RowsPerNetns).
+	SyscallOther = 0xfffffffe
+)
+
 // SyscallConfig selects what `sockscope syscalls` counts; the rest is dropped in the kernel.
 type SyscallConfig struct {
 	FilterNetns bool
@@ -23,6 +32,14 @@ type SyscallConfig struct {
 	ByNetns bool
 	// PathSyscalls are the calls whose path argument is counted with Paths (at most 12).
 	PathSyscalls []PathSyscall
+	// MaxNetns is how many namespaces the filter selects at once (default 4096).
+	MaxNetns uint32
+	// MaxRows sizes the counts map (default 32768; errors half, paths a quarter).
+	MaxRows uint32
+	// RowsPerNetns is each namespace's budget of rows over the three maps, so that one namespace
+	// cannot fill them for all (default MaxRows/8, at least 256). Calls beyond it are counted in
+	// the namespace's SyscallOther row.
+	RowsPerNetns uint32
 }
 
 // PathSyscall is a syscall number and which argument (0 or 1) holds its path.
@@ -35,7 +52,8 @@ type PathSyscall struct {
 type Syscalls struct {
 	objs  syscallsObjects
 	links []link.Link
-	netns netnsSet
+	netns *netnsTable
+	cfg   SyscallConfig
 }
 
 // OpenSyscalls loads and attaches the syscall counters. Call Close to detach.
@@ -50,31 +68,50 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 	if len(cfg.PathSyscalls) > 12 {
 		return nil, errors.New("at most 12 path syscalls")
 	}
+	if cfg.MaxNetns == 0 {
+		cfg.MaxNetns = 4096
+	}
+	if cfg.MaxRows == 0 {
+		cfg.MaxRows = 32768
+	}
+	if cfg.RowsPerNetns == 0 {
+		cfg.RowsPerNetns = max(cfg.MaxRows/8, 256)
+	}
+	if err := sizeNetnsMaps(spec, cfg.MaxNetns, cfg.FilterNetns); err != nil {
+		return nil, err
+	}
+	spec.Maps["counts"].MaxEntries = cfg.MaxRows
+	spec.Maps["errors"].MaxEntries = max(cfg.MaxRows/2, 1)
+	spec.Maps["paths"].MaxEntries = max(cfg.MaxRows/4, 1)
+	spec.Maps["comms"].MaxEntries = max(cfg.MaxRows/2, 1)
+	// A row budget per namespace: all of them when unfiltered, else those selected at once.
+	spec.Maps["rows"].MaxEntries = cfg.MaxNetns
 	var nrs [12]uint32
 	var args [12]uint8
 	for i, p := range cfg.PathSyscalls {
 		nrs[i], args[i] = p.Nr, p.Arg
 	}
 	for name, v := range map[string]any{
-		"filter_netns": cfg.FilterNetns, "filter_pid": cfg.Pid, "want_latency": cfg.Latency,
-		"want_paths": cfg.Paths, "by_netns": cfg.ByNetns, "exclude_tgid": uint32(os.Getpid()), "path_nrs": nrs, "path_args": args,
+		"filter_pid": cfg.Pid, "want_latency": cfg.Latency, "want_paths": cfg.Paths, "by_netns": cfg.ByNetns,
+		"exclude_tgid": uint32(os.Getpid()), "rows_per_netns": cfg.RowsPerNetns, "path_nrs": nrs, "path_args": args,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-	s := &Syscalls{}
+	s := &Syscalls{cfg: cfg}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, missing("load the syscall programs", err, featBTF, featTpBTF, featTaskStorage)
 	}
+	s.netns = newNetnsTable(s.objs.NetnsDirect, s.objs.NetnsOverflow, cfg.MaxNetns)
 	if err := s.SetNetns(cfg.Netns); err != nil {
 		s.Close()
 		return nil, err
 	}
 	progs := []*ebpf.Program{s.objs.OnExit}
-	if cfg.Latency || cfg.Paths {
-		// Without them sys_enter has nothing to do: every syscall on the machine would pay
-		// for a program that returns at once.
+	if cfg.Latency {
+		// Without it sys_enter has nothing to do (paths are read at sys_exit, from the saved
+		// registers): every syscall on the machine would pay for a program that returns at once.
 		progs = append(progs, s.objs.OnEnter)
 	}
 	for _, p := range progs {
@@ -91,7 +128,7 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 
 // SetNetns replaces the set of traced network namespaces (used only with FilterNetns).
 func (s *Syscalls) SetNetns(inodes []uint32) error {
-	_, err := s.netns.set(s.objs.NetnsFilter, inodes)
+	_, err := s.netns.selectAll(inodes)
 	return err
 }
 
@@ -103,16 +140,34 @@ func (s *Syscalls) Close() error {
 	return s.objs.Close()
 }
 
-// Prune deletes the counts and errors of every namespace not in keep.
+// Prune deletes the rows of every namespace not in keep, and gives them back their budgets.
 func (s *Syscalls) Prune(keep map[uint32]bool) error {
 	if err := deleteKeys(s.objs.Counts, func(k syscallsScKey) bool { return !keep[k.Netns] }); err != nil {
 		return err
 	}
-	return deleteKeys(s.objs.Errors, func(k syscallsErrKey) bool { return !keep[k.Netns] })
+	if err := deleteKeys(s.objs.Errors, func(k syscallsErrKey) bool { return !keep[k.K.Netns] }); err != nil {
+		return err
+	}
+	if err := deleteKeys(s.objs.Paths, func(k syscallsPathKey) bool { return !keep[k.K.Netns] }); err != nil {
+		return err
+	}
+	if err := deleteKeys(s.objs.Rows, func(ino uint32) bool { return !keep[ino] }); err != nil {
+		return err
+	}
+	// The command names of processes that no longer have a row.
+	rows, err := keys[syscallsScKey](s.objs.Counts)
+	if err != nil {
+		return err
+	}
+	used := make(map[syscallsCommKey]bool, len(rows))
+	for _, k := range rows {
+		used[syscallsCommKey{Tgid: k.Tgid, ExecId: k.ExecId}] = true
+	}
+	return deleteKeys(s.objs.Comms, func(k syscallsCommKey) bool { return !used[k] })
 }
 
 // SyscallKey names who made a syscall: the task's netns, its process and command name, the
-// syscall number.
+// syscall number (SyscallInvalid, SyscallOther: see there).
 type SyscallKey struct {
 	Netns, Tgid, Nr uint32
 	Comm            string
@@ -146,18 +201,48 @@ type SyscallSnapshot struct {
 	Counts []SyscallCount
 	Errors []SyscallErrors
 	Paths  []PathCount
-	// Dropped counts keys that did not fit their map (counts, errors, paths).
+	// Dropped counts what did not fit a full map: processes' calls, errno counts, paths.
 	Dropped [3]uint64
+	// OverBudget counts new rows refused because their namespace had used its budget; their calls
+	// are in the namespace's SyscallOther row.
+	OverBudget uint64 `json:",omitempty"`
+}
+
+// SyscallDrops is what the syscall counters could not count as asked, by reason.
+type SyscallDrops struct {
+	CountsFull uint64 // calls not counted: the counts map was full
+	ErrorsFull uint64 // errno counts not kept: the errors map was full
+	PathsFull  uint64 // paths not kept: the paths map was full
+	OverBudget uint64 // rows refused to a namespace over its budget (its calls counted as "other")
+}
+
+// Drops reads the drop counters, summed over CPUs.
+func (s *Syscalls) Drops() (SyscallDrops, error) {
+	l, err := readLost(s.objs.Lost)
+	return SyscallDrops{CountsFull: l[lostSyscallCounts], ErrorsFull: l[lostSyscallErrors], PathsFull: l[lostSyscallPaths], OverBudget: l[lostSyscallBudget]}, err
 }
 
 // Read sums the per-CPU aggregates.
 func (s *Syscalls) Read() (SyscallSnapshot, error) {
 	var snap SyscallSnapshot
+	comms := map[syscallsCommKey]string{}
+	var ck syscallsCommKey
+	var cv syscallsCommVal
+	cit := s.objs.Comms.Iterate()
+	for cit.Next(&ck, &cv) {
+		comms[ck] = cString(cv.Comm[:])
+	}
+	if err := cit.Err(); err != nil {
+		return snap, fmt.Errorf("read command names: %w", err)
+	}
+	key := func(k syscallsScKey) SyscallKey {
+		return SyscallKey{k.Netns, k.Tgid, k.Nr, comms[syscallsCommKey{Tgid: k.Tgid, ExecId: k.ExecId}]}
+	}
 	var k syscallsScKey
 	var vals []syscallsScVal
 	it := s.objs.Counts.Iterate()
 	for it.Next(&k, &vals) {
-		c := SyscallCount{SyscallKey: SyscallKey{k.Netns, k.Tgid, k.Nr, cString(k.Comm[:])}}
+		c := SyscallCount{SyscallKey: key(k)}
 		for _, v := range vals {
 			c.Count += v.Count
 			c.Errors += v.Errors
@@ -173,7 +258,7 @@ func (s *Syscalls) Read() (SyscallSnapshot, error) {
 	var per []uint64
 	eit := s.objs.Errors.Iterate()
 	for eit.Next(&ek, &per) {
-		e := SyscallErrors{SyscallKey: SyscallKey{ek.Netns, ek.Tgid, ek.Nr, cString(ek.Comm[:])}, Errno: syscall.Errno(ek.Err)}
+		e := SyscallErrors{SyscallKey: key(ek.K), Errno: syscall.Errno(ek.Err)}
 		for _, v := range per {
 			e.Count += v
 		}
@@ -186,19 +271,17 @@ func (s *Syscalls) Read() (SyscallSnapshot, error) {
 	var n uint64
 	pit := s.objs.Paths.Iterate()
 	for pit.Next(&pk, &n) {
-		snap.Paths = append(snap.Paths, PathCount{SyscallKey: SyscallKey{pk.Netns, pk.Tgid, pk.Nr, cString(pk.Comm[:])}, Path: cString(pk.Path[:]), Count: n})
+		snap.Paths = append(snap.Paths, PathCount{SyscallKey: key(pk.K), Path: cString(pk.Path[:]), Count: n})
 	}
 	if err := pit.Err(); err != nil {
 		return snap, fmt.Errorf("read syscall paths: %w", err)
 	}
-	for i := range snap.Dropped {
-		if err := s.objs.Dropped.Lookup(uint32(i), &per); err != nil {
-			return snap, fmt.Errorf("read dropped counters: %w", err)
-		}
-		for _, v := range per {
-			snap.Dropped[i] += v
-		}
+	d, err := s.Drops()
+	if err != nil {
+		return snap, err
 	}
+	snap.Dropped = [3]uint64{d.CountsFull, d.ErrorsFull, d.PathsFull}
+	snap.OverBudget = d.OverBudget
 	return snap, nil
 }
 

@@ -13,32 +13,42 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type syscallsCommKey struct {
+	_      structs.HostLayout
+	Tgid   uint32
+	ExecId uint32
+}
+
+type syscallsCommVal struct {
+	_    structs.HostLayout
+	Comm [16]int8
+}
+
 type syscallsErrKey struct {
-	_     structs.HostLayout
-	Netns uint32
-	Tgid  uint32
-	Nr    uint32
-	Err   int32
-	Comm  [16]int8
+	_   structs.HostLayout
+	K   syscallsScKey
+	Err int32
+	Pad uint32
+}
+
+type syscallsNetnsSlot struct {
+	_    structs.HostLayout
+	Inum uint32
+	Slot uint32
 }
 
 type syscallsPathKey struct {
-	_     structs.HostLayout
-	Netns uint32
-	Tgid  uint32
-	Nr    uint32
-	Pad   uint32
-	Comm  [16]int8
-	Path  [128]int8
+	_    structs.HostLayout
+	K    syscallsScKey
+	Path [128]int8
 }
 
 type syscallsScKey struct {
-	_     structs.HostLayout
-	Netns uint32
-	Tgid  uint32
-	Nr    uint32
-	Pad   uint32
-	Comm  [16]int8
+	_      structs.HostLayout
+	Netns  uint32
+	Tgid   uint32
+	ExecId uint32
+	Nr     uint32
 }
 
 type syscallsScVal struct {
@@ -53,12 +63,15 @@ type syscallsScVal struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	syscallsMapComms         = "comms"
 	syscallsMapCounts        = "counts"
-	syscallsMapDropped       = "dropped"
 	syscallsMapErrors        = "errors"
-	syscallsMapNetnsFilter   = "netns_filter"
+	syscallsMapLost          = "lost"
+	syscallsMapNetnsDirect   = "netns_direct"
+	syscallsMapNetnsOverflow = "netns_overflow"
 	syscallsMapPathScratch   = "path_scratch"
 	syscallsMapPaths         = "paths"
+	syscallsMapRows          = "rows"
 	syscallsMapStarted       = "started"
 	syscallsProgOnEnter      = "on_enter"
 	syscallsProgOnExit       = "on_exit"
@@ -66,8 +79,12 @@ const (
 	syscallsVarExcludeTgid   = "exclude_tgid"
 	syscallsVarFilterNetns   = "filter_netns"
 	syscallsVarFilterPid     = "filter_pid"
+	syscallsVarNetnsMask     = "netns_mask"
 	syscallsVarPathArgs      = "path_args"
 	syscallsVarPathNrs       = "path_nrs"
+	syscallsVarRowsPerNetns  = "rows_per_netns"
+	syscallsVarUnusedCommKey = "unused_comm_key"
+	syscallsVarUnusedCommVal = "unused_comm_val"
 	syscallsVarUnusedErrKey  = "unused_err_key"
 	syscallsVarUnusedPathKey = "unused_path_key"
 	syscallsVarUnusedScKey   = "unused_sc_key"
@@ -126,13 +143,16 @@ type syscallsProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type syscallsMapSpecs struct {
-	Counts      *ebpf.MapSpec `ebpf:"counts"`
-	Dropped     *ebpf.MapSpec `ebpf:"dropped"`
-	Errors      *ebpf.MapSpec `ebpf:"errors"`
-	NetnsFilter *ebpf.MapSpec `ebpf:"netns_filter"`
-	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
-	Paths       *ebpf.MapSpec `ebpf:"paths"`
-	Started     *ebpf.MapSpec `ebpf:"started"`
+	Comms         *ebpf.MapSpec `ebpf:"comms"`
+	Counts        *ebpf.MapSpec `ebpf:"counts"`
+	Errors        *ebpf.MapSpec `ebpf:"errors"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
+	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
+	PathScratch   *ebpf.MapSpec `ebpf:"path_scratch"`
+	Paths         *ebpf.MapSpec `ebpf:"paths"`
+	Rows          *ebpf.MapSpec `ebpf:"rows"`
+	Started       *ebpf.MapSpec `ebpf:"started"`
 }
 
 // syscallsVariableSpecs contains global variables before they are loaded into the kernel.
@@ -143,8 +163,12 @@ type syscallsVariableSpecs struct {
 	ExcludeTgid   *ebpf.VariableSpec `ebpf:"exclude_tgid"`
 	FilterNetns   *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPid     *ebpf.VariableSpec `ebpf:"filter_pid"`
+	NetnsMask     *ebpf.VariableSpec `ebpf:"netns_mask"`
 	PathArgs      *ebpf.VariableSpec `ebpf:"path_args"`
 	PathNrs       *ebpf.VariableSpec `ebpf:"path_nrs"`
+	RowsPerNetns  *ebpf.VariableSpec `ebpf:"rows_per_netns"`
+	UnusedCommKey *ebpf.VariableSpec `ebpf:"unused_comm_key"`
+	UnusedCommVal *ebpf.VariableSpec `ebpf:"unused_comm_val"`
 	UnusedErrKey  *ebpf.VariableSpec `ebpf:"unused_err_key"`
 	UnusedPathKey *ebpf.VariableSpec `ebpf:"unused_path_key"`
 	UnusedScKey   *ebpf.VariableSpec `ebpf:"unused_sc_key"`
@@ -173,23 +197,29 @@ func (o *syscallsObjects) Close() error {
 //
 // It can be passed to loadSyscallsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type syscallsMaps struct {
-	Counts      *ebpf.Map `ebpf:"counts"`
-	Dropped     *ebpf.Map `ebpf:"dropped"`
-	Errors      *ebpf.Map `ebpf:"errors"`
-	NetnsFilter *ebpf.Map `ebpf:"netns_filter"`
-	PathScratch *ebpf.Map `ebpf:"path_scratch"`
-	Paths       *ebpf.Map `ebpf:"paths"`
-	Started     *ebpf.Map `ebpf:"started"`
+	Comms         *ebpf.Map `ebpf:"comms"`
+	Counts        *ebpf.Map `ebpf:"counts"`
+	Errors        *ebpf.Map `ebpf:"errors"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
+	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
+	PathScratch   *ebpf.Map `ebpf:"path_scratch"`
+	Paths         *ebpf.Map `ebpf:"paths"`
+	Rows          *ebpf.Map `ebpf:"rows"`
+	Started       *ebpf.Map `ebpf:"started"`
 }
 
 func (m *syscallsMaps) Close() error {
 	return _SyscallsClose(
+		m.Comms,
 		m.Counts,
-		m.Dropped,
 		m.Errors,
-		m.NetnsFilter,
+		m.Lost,
+		m.NetnsDirect,
+		m.NetnsOverflow,
 		m.PathScratch,
 		m.Paths,
+		m.Rows,
 		m.Started,
 	)
 }
@@ -202,8 +232,12 @@ type syscallsVariables struct {
 	ExcludeTgid   *ebpf.Variable `ebpf:"exclude_tgid"`
 	FilterNetns   *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPid     *ebpf.Variable `ebpf:"filter_pid"`
+	NetnsMask     *ebpf.Variable `ebpf:"netns_mask"`
 	PathArgs      *ebpf.Variable `ebpf:"path_args"`
 	PathNrs       *ebpf.Variable `ebpf:"path_nrs"`
+	RowsPerNetns  *ebpf.Variable `ebpf:"rows_per_netns"`
+	UnusedCommKey *ebpf.Variable `ebpf:"unused_comm_key"`
+	UnusedCommVal *ebpf.Variable `ebpf:"unused_comm_val"`
 	UnusedErrKey  *ebpf.Variable `ebpf:"unused_err_key"`
 	UnusedPathKey *ebpf.Variable `ebpf:"unused_path_key"`
 	UnusedScKey   *ebpf.Variable `ebpf:"unused_sc_key"`

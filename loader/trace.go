@@ -1,18 +1,18 @@
 // Package loader loads sockscope's kernel programs, attaches them, keeps their filter maps
-// current and reads what they produce: the ring buffer of TCP events and the lost-event counter.
-// It is the only package that talks to the kernel's BPF interfaces; events/ decodes what it reads.
+// current and reads what they produce: the ring buffer of TCP events, the counters and the lost
+// counts. It is the only package that talks to the kernel's BPF interfaces; events/ decodes what
+// it reads.
 package loader
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
-	"runtime"
 	"runtime/debug"
-	"time"
+	"sync"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 )
 
 // Address families, as the kernel numbers them.
@@ -22,32 +22,38 @@ const (
 )
 
 // TraceConfig selects what the kernel sends up; everything not selected is dropped in the kernel.
+// The owner, state and connect-error filters are user space's (events.Filter): the owner of a
+// socket and the time it spent in a state are kept there, from every transition.
 type TraceConfig struct {
 	// FilterNetns restricts events to the network namespaces in Netns (which may start empty
 	// and be filled later with SetNetns, e.g. when a selected container starts).
 	FilterNetns bool
 	Netns       []uint32
+	MaxNetns    uint32   // namespaces selected at once (default 4096)
 	Ports       []uint16 // local or remote port; empty = all
 	Family      uint8    // AFInet or AFInet6; 0 = both
-	Pid         uint32   // owner's tgid; 0 = all
-	State       uint8    // transitions from or to this TCP state; 0 = all
-	// ConnectErrorsOnly drops state transitions and successful connects.
-	ConnectErrorsOnly bool
+	// ConnectSyscall adds the connect() syscall tracepoints: failures before SYN_SENT
+	// (ENETUNREACH) and the exact errno of failures inside connect(). They put every syscall of
+	// the machine on the slow path while attached.
+	ConnectSyscall bool
 	// RingBytes is the ring buffer size (a power of two, at least a page); 0 = DefaultRingBytes.
 	RingBytes uint32
 }
 
-// DefaultRingBytes holds about 40,000 events: 160 ms at 250,000 transitions/s. The ring is
-// mapped twice into the reader (the kernel's wrap-around trick) and all of it is resident, so it
-// is most of sockscope's memory.
+// DefaultRingBytes holds about 80,000 IPv4 records: 160 ms at 500,000 transitions/s. The ring
+// is mapped twice into the reader and all of it is resident, so it is most of sockscope's memory.
 const DefaultRingBytes = 4 << 20
 
 // Tracer is the attached `trace` programs and the reader of their ring buffer.
 type Tracer struct {
-	objs   traceObjects
-	links  []link.Link
-	reader *ringbuf.Reader
-	netns  netnsSet
+	objs  traceLoaded
+	links []link.Link
+	ring  *Ring
+	netns *netnsTable
+	cfg   TraceConfig
+
+	mu    sync.Mutex
+	seeds []Owner // owners found by walks not yet taken (TakeOwners)
 }
 
 // OpenTrace loads and attaches the programs behind `sockscope trace`. Call Close to detach.
@@ -55,8 +61,10 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 	if err := memlock(); err != nil {
 		return nil, err
 	}
-	if err := mountTracefs(); err != nil {
-		return nil, err
+	if cfg.ConnectSyscall {
+		if err := mountTracefs(); err != nil {
+			return nil, err
+		}
 	}
 	spec, err := loadTrace()
 	if err != nil {
@@ -65,28 +73,41 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 	if cfg.RingBytes == 0 {
 		cfg.RingBytes = DefaultRingBytes
 	}
-	spec.Maps["events"].MaxEntries = cfg.RingBytes
-	consts := map[string]any{
-		"filter_netns":        cfg.FilterNetns,
-		"filter_ports":        len(cfg.Ports) > 0,
-		"filter_family":       cfg.Family,
-		"filter_pid":          cfg.Pid,
-		"filter_state":        cfg.State,
-		"connect_errors_only": cfg.ConnectErrorsOnly,
+	if cfg.MaxNetns == 0 {
+		cfg.MaxNetns = 4096
 	}
-	for name, v := range consts {
-		vs, ok := spec.Variables[name]
-		if !ok {
-			return nil, fmt.Errorf("BPF object has no variable %q", name)
-		}
-		if err := vs.Set(v); err != nil {
+	spec.Maps["events"].MaxEntries = cfg.RingBytes
+	if err := sizeNetnsMaps(spec, cfg.MaxNetns, cfg.FilterNetns); err != nil {
+		return nil, err
+	}
+	var ports [65536 / 32]uint32
+	for _, p := range cfg.Ports {
+		ports[p/32] |= 1 << (p % 32)
+	}
+	for name, v := range map[string]any{
+		"filter_ports": len(cfg.Ports) > 0, "filter_family": cfg.Family,
+		"connect_syscall": cfg.ConnectSyscall, "port_bits": ports,
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
 	}
-
-	t := &Tracer{}
-	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
-		return nil, missing("load the trace programs", err, featBTF, featRingBuf, featTpBTF, featSkStorage, featTaskStorage, featIterTaskFile)
+	needs := []featureID{featBTF, featRingBuf, featTpBTF, featTaskStorage, featIterTaskFile}
+	t := &Tracer{cfg: cfg}
+	if cfg.ConnectSyscall {
+		needs = append(needs, featSyscallTracepoints)
+		err = spec.LoadAndAssign(&t.objs, nil)
+	} else {
+		// Without --connect-syscall the syscall programs are not loaded at all.
+		var core struct {
+			traceMaps
+			traceCorePrograms
+		}
+		err = spec.LoadAndAssign(&core, nil)
+		t.objs.traceMaps, t.objs.traceCorePrograms = core.traceMaps, core.traceCorePrograms
+	}
+	if err != nil {
+		return nil, missing("load the trace programs", err, needs...)
 	}
 	ok := false
 	defer func() {
@@ -94,36 +115,37 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 			t.Close()
 		}
 	}()
-	for _, p := range cfg.Ports {
-		if err := t.objs.PortFilter.Put(p, uint8(1)); err != nil {
-			return nil, fmt.Errorf("set port filter: %w", err)
-		}
-	}
-	if err := t.SetNetns(cfg.Netns); err != nil {
+	t.netns = newNetnsTable(t.objs.NetnsDirect, t.objs.NetnsOverflow, cfg.MaxNetns)
+	if _, err := t.netns.selectAll(cfg.Netns); err != nil {
 		return nil, err
 	}
 
-	// Syscall hooks first: a connect() that starts between the two attachments must find its call.
-	l, err := link.Tracepoint("syscalls", "sys_enter_connect", t.objs.OnConnectEnter, nil)
-	if err != nil {
-		return nil, missing("attach tracepoint syscalls/sys_enter_connect", err, featSyscallTracepoints)
+	if cfg.ConnectSyscall {
+		// Syscall hooks first: a connect() that starts between the two attachments must find
+		// its call.
+		l, err := link.Tracepoint("syscalls", "sys_enter_connect", t.objs.OnConnectEnter, nil)
+		if err != nil {
+			return nil, missing("attach tracepoint syscalls/sys_enter_connect", err, featSyscallTracepoints)
+		}
+		t.links = append(t.links, l)
+		if l, err = link.Tracepoint("syscalls", "sys_exit_connect", t.objs.OnConnectExit, nil); err != nil {
+			return nil, missing("attach tracepoint syscalls/sys_exit_connect", err, featSyscallTracepoints)
+		}
+		t.links = append(t.links, l)
 	}
-	t.links = append(t.links, l)
-	if l, err = link.Tracepoint("syscalls", "sys_exit_connect", t.objs.OnConnectExit, nil); err != nil {
-		return nil, missing("attach tracepoint syscalls/sys_exit_connect", err, featSyscallTracepoints)
-	}
-	t.links = append(t.links, l)
+	// on_state first: its twin must run after it, to find it active only when it was interrupted.
 	for _, p := range []*ebpf.Program{t.objs.OnState, t.objs.OnStateNested} {
-		if l, err = link.AttachTracing(link.TracingOptions{Program: p}); err != nil {
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
 			return nil, missing("attach tp_btf/inet_sock_set_state", err, featTpBTF)
 		}
 		t.links = append(t.links, l)
 	}
 
-	if t.reader, err = ringbuf.NewReader(t.objs.Events); err != nil {
-		return nil, fmt.Errorf("open ring buffer: %w", err)
+	if t.ring, err = NewRing(t.objs.Events); err != nil {
+		return nil, err
 	}
-	if err := t.seedOwners(); err != nil {
+	if err := t.walkOwners(); err != nil {
 		return nil, err
 	}
 	// Loading parsed the kernel's BTF for the CO-RE relocations; it is garbage now: give the
@@ -133,10 +155,49 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 	return t, nil
 }
 
-// seedOwners runs the task_file iterator once, after the state program is attached, so that
-// sockets opened before sockscope started are attributed to their processes too.
-func (t *Tracer) seedOwners() error {
-	it, err := link.AttachIter(link.IterOptions{Program: t.objs.SeedOwners})
+// The trace object's programs in two sets, so that the syscall ones load only when asked for.
+type traceCorePrograms struct {
+	OnState       *ebpf.Program `ebpf:"on_state"`
+	OnStateNested *ebpf.Program `ebpf:"on_state_nested"`
+	DumpOwners    *ebpf.Program `ebpf:"dump_owners"`
+}
+
+type traceSyscallPrograms struct {
+	OnConnectEnter *ebpf.Program `ebpf:"on_connect_enter"`
+	OnConnectExit  *ebpf.Program `ebpf:"on_connect_exit"`
+}
+
+// Owner is a socket file of a process, from the owner walk: who owns the socket at address Sk.
+type Owner struct {
+	Sk    uint64
+	Netns uint32
+	Inode uint32
+	Pid   uint32
+	Comm  [16]byte
+	Port  uint16 // local port
+	State uint8  // TCP state (a listener's children are owned by its owner)
+}
+
+// OwnerRecordSize is the size of struct owner_record (bpf/owner.h).
+const OwnerRecordSize = 40
+
+// decodeOwners reads owner_records.
+func decodeOwners(b []byte) []Owner {
+	out := make([]Owner, 0, len(b)/OwnerRecordSize)
+	le := binary.LittleEndian
+	for ; len(b) >= OwnerRecordSize; b = b[OwnerRecordSize:] {
+		o := Owner{Inode: le.Uint32(b[0:]), Pid: le.Uint32(b[4:]), Sk: le.Uint64(b[24:]), Netns: le.Uint32(b[32:]), Port: le.Uint16(b[36:]), State: b[38]}
+		copy(o.Comm[:], b[8:24])
+		out = append(out, o)
+	}
+	return out
+}
+
+// walkOwners runs the owner walk over the selected namespaces and keeps what it finds for
+// TakeOwners: the owners of the sockets that existed before the trace, or before their
+// namespace was selected.
+func (t *Tracer) walkOwners() error {
+	it, err := link.AttachIter(link.IterOptions{Program: t.objs.DumpOwners})
 	if err != nil {
 		return missing("attach iter/task_file", err, featIterTaskFile)
 	}
@@ -146,34 +207,46 @@ func (t *Tracer) seedOwners() error {
 		return fmt.Errorf("run iter/task_file: %w", err)
 	}
 	defer rd.Close()
-	if _, err := io.Copy(io.Discard, rd); err != nil {
+	b, err := io.ReadAll(rd)
+	if err != nil {
 		return fmt.Errorf("run iter/task_file: %w", err)
 	}
+	owners := decodeOwners(b)
+	t.mu.Lock()
+	t.seeds = append(t.seeds, owners...)
+	t.mu.Unlock()
 	return nil
 }
 
-// SetNetns replaces the set of traced network namespaces (used only with FilterNetns).
+// TakeOwners returns the owners found by the walks since the last call.
+func (t *Tracer) TakeOwners() []Owner {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.seeds
+	t.seeds = nil
+	return s
+}
+
+// SetNetns replaces the set of traced network namespaces (used only with FilterNetns). The owners
+// of the sockets already in a namespace that joins are walked for TakeOwners.
 func (t *Tracer) SetNetns(inodes []uint32) error {
-	added, err := t.netns.set(t.objs.NetnsFilter, inodes)
+	added, err := t.netns.selectAll(inodes)
 	if err != nil {
 		return err
 	}
-	if added && t.reader != nil {
-		// The seeder only looks at traced namespaces: name the owners in the new ones.
-		return t.seedOwners()
+	if added && t.ring != nil {
+		return t.walkOwners()
 	}
 	return nil
 }
 
-// ReadInto blocks until the next ring-buffer record and stores it in rec, reusing its buffer.
-// It returns ringbuf.ErrFlushed after Flush once everything before the flush has been read,
-// and os.ErrClosed after Close.
-func (t *Tracer) ReadInto(rec *ringbuf.Record) error { return t.reader.ReadInto(rec) }
+// Drain hands every record the kernel has committed to fn, in order, and returns how many.
+// Records are struct event_v4 or event_v6 (bpf/trace.h), shortened where they carry no command
+// name; events.Tracker reads them. rec is valid only during the call.
+func (t *Tracer) Drain(fn func(rec []byte)) int { return t.ring.Drain(fn) }
 
-// Flush makes ReadInto return what the ring holds now, then ringbuf.ErrFlushed.
-func (t *Tracer) Flush() error { return t.reader.Flush() }
-
-// Detach stops the programs (no new events) and leaves the ring readable.
+// Detach stops the programs. Once it returns, every record they wrote is committed: Drain reads
+// the rest.
 func (t *Tracer) Detach() {
 	for _, l := range t.links {
 		l.Close()
@@ -184,8 +257,8 @@ func (t *Tracer) Detach() {
 // Lost counts events the kernel produced but sockscope could not report.
 type Lost struct {
 	RingFull uint64 // the ring buffer had no room
-	// Nested counts program runs the kernel skipped because another BPF program was already
-	// running on that CPU (e.g. softirq TCP work interrupting process context).
+	// Nested counts program runs the kernel skipped because the program was already running on
+	// that CPU (an interrupt's softirq work nested in it).
 	Nested uint64
 }
 
@@ -194,31 +267,29 @@ func (l Lost) Total() uint64 { return l.RingFull + l.Nested }
 
 // Lost returns what was lost since the programs were loaded.
 func (t *Tracer) Lost() (Lost, error) {
-	var l Lost
-	per := make([]uint64, runtime.NumCPU())
-	if err := t.objs.Lost.Lookup(uint32(0), &per); err != nil {
-		return l, fmt.Errorf("read lost-event counter: %w", err)
+	counts, err := readLost(t.objs.Lost)
+	if err != nil {
+		return Lost{}, err
 	}
-	for _, v := range per {
-		l.RingFull += v
+	progs := []*ebpf.Program{t.objs.OnState}
+	if t.objs.OnConnectEnter != nil {
+		progs = append(progs, t.objs.OnConnectEnter, t.objs.OnConnectExit)
 	}
-	// on_state's misses minus what its twin took over; the twin's own misses happen only
-	// where on_state handled the event or missed it too, so they are not counted again.
-	var misses uint64
-	for _, p := range []*ebpf.Program{t.objs.OnState, t.objs.OnConnectEnter, t.objs.OnConnectExit} {
-		st, err := p.Stats()
-		if err != nil {
-			return l, fmt.Errorf("read program statistics: %w", err)
-		}
-		misses += st.RecursionMisses
+	misses, err := recursionMisses(progs...)
+	if err != nil {
+		return Lost{}, err
 	}
+	// on_state's misses less those its twin took over. The twin's own misses happen only where
+	// on_state handled the transition or missed it too, so they are not counted again.
+	var per []uint64
 	if err := t.objs.Nesting.Lookup(uint32(1), &per); err != nil {
-		return l, fmt.Errorf("read nesting counter: %w", err)
+		return Lost{}, fmt.Errorf("read nesting counter: %w", err)
 	}
 	var rescued uint64
 	for _, v := range per {
 		rescued += v
 	}
+	l := Lost{RingFull: counts[lostRingFull]}
 	if misses > rescued {
 		l.Nested = misses - rescued
 	}
@@ -228,12 +299,33 @@ func (t *Tracer) Lost() (Lost, error) {
 // Close detaches the programs and frees the maps and the ring buffer.
 func (t *Tracer) Close() error {
 	t.Detach()
-	if t.reader != nil {
-		t.reader.Close()
+	if t.ring != nil {
+		t.ring.Close()
 	}
-	return t.objs.Close()
+	closeAll(t.objs.OnState, t.objs.OnStateNested, t.objs.DumpOwners, t.objs.OnConnectEnter, t.objs.OnConnectExit)
+	return t.objs.traceMaps.Close()
 }
 
-// SetDeadline makes a blocked ReadInto return os.ErrDeadlineExceeded at t once the ring is
-// empty; the zero time removes the deadline.
-func (t *Tracer) SetDeadline(d time.Time) { t.reader.SetDeadline(d) }
+// traceLoaded is what OpenTrace loads: the maps and the programs asked for.
+type traceLoaded struct {
+	traceMaps
+	traceCorePrograms
+	traceSyscallPrograms
+}
+
+func (p *traceCorePrograms) Close() error {
+	return closeAll(p.OnState, p.OnStateNested, p.DumpOwners)
+}
+
+func (p *traceSyscallPrograms) Close() error {
+	return closeAll(p.OnConnectEnter, p.OnConnectExit)
+}
+
+func closeAll(progs ...*ebpf.Program) error {
+	for _, p := range progs {
+		if p != nil {
+			p.Close()
+		}
+	}
+	return nil
+}

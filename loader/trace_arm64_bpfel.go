@@ -25,32 +25,53 @@ type traceConnectCall struct {
 }
 
 type traceEvent struct {
-	_           structs.HostLayout
-	TsNs        uint64
-	PrevStateNs uint64
-	LatencyNs   uint64
-	Netns       uint32
-	Pid         uint32
-	Err         int32
-	Sport       uint16
-	Dport       uint16
-	Saddr       [16]uint8
-	Daddr       [16]uint8
-	Comm        [16]int8
-	Family      uint8
-	OldState    uint8
-	NewState    uint8
-	Kind        uint8
-	Pad         uint32
+	_         structs.HostLayout
+	TsNs      uint64
+	Sk        uint64
+	Netns     uint32
+	Pid       uint32
+	Sport     uint16
+	Dport     uint16
+	Family    uint8
+	OldState  uint8
+	NewState  uint8
+	Kind      uint8
+	Err       int32
+	LatencyUs uint32
 }
 
-type traceSockInfo struct {
-	_         structs.HostLayout
-	StateTs   uint64
-	ConnectTs uint64
-	Pid       uint32
-	Comm      [16]int8
-	_         [4]byte
+type traceEventV4 struct {
+	_     structs.HostLayout
+	E     traceEvent
+	Saddr uint32
+	Daddr uint32
+	Comm  [16]int8
+}
+
+type traceEventV6 struct {
+	_     structs.HostLayout
+	E     traceEvent
+	Saddr [16]uint8
+	Daddr [16]uint8
+	Comm  [16]int8
+}
+
+type traceNetnsSlot struct {
+	_    structs.HostLayout
+	Inum uint32
+	Slot uint32
+}
+
+type traceOwnerRecord struct {
+	_      structs.HostLayout
+	Inode  uint32
+	Pid    uint32
+	Comm   [16]int8
+	Sk     uint64
+	Netns  uint32
+	Sport  uint16
+	State  uint8
+	Family uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -61,21 +82,22 @@ const (
 	traceMapEvents            = "events"
 	traceMapLost              = "lost"
 	traceMapNesting           = "nesting"
-	traceMapNetnsFilter       = "netns_filter"
-	traceMapPortFilter        = "port_filter"
-	traceMapSockInfos         = "sock_infos"
+	traceMapNetnsDirect       = "netns_direct"
+	traceMapNetnsOverflow     = "netns_overflow"
+	traceProgDumpOwners       = "dump_owners"
 	traceProgOnConnectEnter   = "on_connect_enter"
 	traceProgOnConnectExit    = "on_connect_exit"
 	traceProgOnState          = "on_state"
 	traceProgOnStateNested    = "on_state_nested"
-	traceProgSeedOwners       = "seed_owners"
-	traceVarConnectErrorsOnly = "connect_errors_only"
+	traceVarConnectSyscall    = "connect_syscall"
 	traceVarFilterFamily      = "filter_family"
 	traceVarFilterNetns       = "filter_netns"
-	traceVarFilterPid         = "filter_pid"
 	traceVarFilterPorts       = "filter_ports"
-	traceVarFilterState       = "filter_state"
-	traceVarUnusedEvent       = "unused_event"
+	traceVarNetnsMask         = "netns_mask"
+	traceVarPortBits          = "port_bits"
+	traceVarUnusedEventV4     = "unused_event_v4"
+	traceVarUnusedEventV6     = "unused_event_v6"
+	traceVarUnusedOwnerRecord = "unused_owner_record"
 )
 
 // loadTrace returns the embedded CollectionSpec for trace.
@@ -120,37 +142,38 @@ type traceSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type traceProgramSpecs struct {
+	DumpOwners     *ebpf.ProgramSpec `ebpf:"dump_owners"`
 	OnConnectEnter *ebpf.ProgramSpec `ebpf:"on_connect_enter"`
 	OnConnectExit  *ebpf.ProgramSpec `ebpf:"on_connect_exit"`
 	OnState        *ebpf.ProgramSpec `ebpf:"on_state"`
 	OnStateNested  *ebpf.ProgramSpec `ebpf:"on_state_nested"`
-	SeedOwners     *ebpf.ProgramSpec `ebpf:"seed_owners"`
 }
 
 // traceMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type traceMapSpecs struct {
-	ConnectCalls *ebpf.MapSpec `ebpf:"connect_calls"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	Lost         *ebpf.MapSpec `ebpf:"lost"`
-	Nesting      *ebpf.MapSpec `ebpf:"nesting"`
-	NetnsFilter  *ebpf.MapSpec `ebpf:"netns_filter"`
-	PortFilter   *ebpf.MapSpec `ebpf:"port_filter"`
-	SockInfos    *ebpf.MapSpec `ebpf:"sock_infos"`
+	ConnectCalls  *ebpf.MapSpec `ebpf:"connect_calls"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	Nesting       *ebpf.MapSpec `ebpf:"nesting"`
+	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
+	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
 }
 
 // traceVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type traceVariableSpecs struct {
-	ConnectErrorsOnly *ebpf.VariableSpec `ebpf:"connect_errors_only"`
+	ConnectSyscall    *ebpf.VariableSpec `ebpf:"connect_syscall"`
 	FilterFamily      *ebpf.VariableSpec `ebpf:"filter_family"`
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
 	FilterPorts       *ebpf.VariableSpec `ebpf:"filter_ports"`
-	FilterState       *ebpf.VariableSpec `ebpf:"filter_state"`
-	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
+	NetnsMask         *ebpf.VariableSpec `ebpf:"netns_mask"`
+	PortBits          *ebpf.VariableSpec `ebpf:"port_bits"`
+	UnusedEventV4     *ebpf.VariableSpec `ebpf:"unused_event_v4"`
+	UnusedEventV6     *ebpf.VariableSpec `ebpf:"unused_event_v6"`
+	UnusedOwnerRecord *ebpf.VariableSpec `ebpf:"unused_owner_record"`
 }
 
 // traceObjects contains all objects after they have been loaded into the kernel.
@@ -173,13 +196,12 @@ func (o *traceObjects) Close() error {
 //
 // It can be passed to loadTraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type traceMaps struct {
-	ConnectCalls *ebpf.Map `ebpf:"connect_calls"`
-	Events       *ebpf.Map `ebpf:"events"`
-	Lost         *ebpf.Map `ebpf:"lost"`
-	Nesting      *ebpf.Map `ebpf:"nesting"`
-	NetnsFilter  *ebpf.Map `ebpf:"netns_filter"`
-	PortFilter   *ebpf.Map `ebpf:"port_filter"`
-	SockInfos    *ebpf.Map `ebpf:"sock_infos"`
+	ConnectCalls  *ebpf.Map `ebpf:"connect_calls"`
+	Events        *ebpf.Map `ebpf:"events"`
+	Lost          *ebpf.Map `ebpf:"lost"`
+	Nesting       *ebpf.Map `ebpf:"nesting"`
+	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
+	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
 }
 
 func (m *traceMaps) Close() error {
@@ -188,9 +210,8 @@ func (m *traceMaps) Close() error {
 		m.Events,
 		m.Lost,
 		m.Nesting,
-		m.NetnsFilter,
-		m.PortFilter,
-		m.SockInfos,
+		m.NetnsDirect,
+		m.NetnsOverflow,
 	)
 }
 
@@ -198,33 +219,35 @@ func (m *traceMaps) Close() error {
 //
 // It can be passed to loadTraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type traceVariables struct {
-	ConnectErrorsOnly *ebpf.Variable `ebpf:"connect_errors_only"`
+	ConnectSyscall    *ebpf.Variable `ebpf:"connect_syscall"`
 	FilterFamily      *ebpf.Variable `ebpf:"filter_family"`
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
-	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`
 	FilterPorts       *ebpf.Variable `ebpf:"filter_ports"`
-	FilterState       *ebpf.Variable `ebpf:"filter_state"`
-	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
+	NetnsMask         *ebpf.Variable `ebpf:"netns_mask"`
+	PortBits          *ebpf.Variable `ebpf:"port_bits"`
+	UnusedEventV4     *ebpf.Variable `ebpf:"unused_event_v4"`
+	UnusedEventV6     *ebpf.Variable `ebpf:"unused_event_v6"`
+	UnusedOwnerRecord *ebpf.Variable `ebpf:"unused_owner_record"`
 }
 
 // tracePrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadTraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type tracePrograms struct {
+	DumpOwners     *ebpf.Program `ebpf:"dump_owners"`
 	OnConnectEnter *ebpf.Program `ebpf:"on_connect_enter"`
 	OnConnectExit  *ebpf.Program `ebpf:"on_connect_exit"`
 	OnState        *ebpf.Program `ebpf:"on_state"`
 	OnStateNested  *ebpf.Program `ebpf:"on_state_nested"`
-	SeedOwners     *ebpf.Program `ebpf:"seed_owners"`
 }
 
 func (p *tracePrograms) Close() error {
 	return _TraceClose(
+		p.DumpOwners,
 		p.OnConnectEnter,
 		p.OnConnectExit,
 		p.OnState,
 		p.OnStateNested,
-		p.SeedOwners,
 	)
 }
 

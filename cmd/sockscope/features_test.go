@@ -56,7 +56,7 @@ func TestMissingKernelFeaturesAreNamedInOneLine(t *testing.T) {
 	ns := newNetns(t)
 	features := kernelFeatures(t)
 	base := []string{"BTF (/sys/kernel/btf/vmlinux)", "tp_btf (BTF tracepoints)"}
-	traceNeeds := append([]string{"ring buffer", "socket storage (tracing)", "task storage", "owner walk (iter/task_file)", "syscall tracepoints"}, base...)
+	traceNeeds := append([]string{"ring buffer", "task storage", "owner walk (iter/task_file)"}, base...)
 	// The commands that run until stopped get --duration rather than a signal: trace, syscalls
 	// and record install their signal handlers only after they say they are attached.
 	for _, c := range []struct {

@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
 
 	"github.com/sockscope/sockscope/containers"
@@ -28,17 +27,18 @@ import (
 )
 
 type recordFlags struct {
-	file       string
-	containers []string
-	netns      []string
-	duration   time.Duration
-	interval   time.Duration
-	maxSize    int64
-	force      bool
-	syscalls   bool
-	runtimes   runtimeFlags
-	stacks     []string // --stacks: syscall names, or ["*"] for every syscall (sampled)
-	stackRate  int
+	file        string
+	containers  []string
+	netns       []string
+	duration    time.Duration
+	interval    time.Duration
+	maxSize     int64
+	force       bool
+	syscalls    bool
+	connectCall bool
+	runtimes    runtimeFlags
+	stacks      []string // --stacks: syscall names, or ["*"] for every syscall (sampled)
+	stackRate   int
 }
 
 func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, error) {
@@ -52,6 +52,7 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 	size := fs.String("max-size", "", "rotate the file at this size (e.g. 100M, 2G): FILE becomes FILE.1 and a new FILE starts")
 	fs.BoolVar(&f.force, "force", false, "overwrite FILE if it exists")
 	fs.BoolVar(&f.syscalls, "syscalls", true, "also count syscalls, their errors and file paths")
+	fs.BoolVar(&f.connectCall, "connect-syscall", false, "also take connect() failures from the syscall's return, as trace --connect-syscall does: failures before SYN_SENT (ENETUNREACH) and the exact errno of those inside connect()")
 	fs.StringSliceVar(&f.stacks, "stacks", nil, "also record user stacks: --stacks=openat,fsync for every call of these syscalls, or --stacks alone for a sample of all of them (see --stack-rate)")
 	fs.Lookup("stacks").NoOptDefVal = "*"
 	fs.IntVar(&f.stackRate, "stack-rate", defaultStackRate, "with --stacks alone: stacks copied per CPU per second")
@@ -188,7 +189,7 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	fixed := sc.FixedInodes()
 
 	// Everything that can fail on bad input is checked before the file is created.
-	if r.tracer, err = loader.OpenTrace(loader.TraceConfig{FilterNetns: sc.Filtered(), Netns: fixed}); err != nil {
+	if r.tracer, err = loader.OpenTrace(loader.TraceConfig{FilterNetns: sc.Filtered(), Netns: fixed, ConnectSyscall: f.connectCall}); err != nil {
 		return err
 	}
 	defer r.tracer.Close()
@@ -410,9 +411,11 @@ func (r *recorder) run(ctx context.Context, sigs <-chan os.Signal) error {
 		}
 	}()
 
-	// The event reader's result: it ends once the ring is flushed, or early on a write error.
+	// The event reader's result: it ends once the programs are detached and the ring drained
+	// (evStop), or early on a write error.
 	evErr := make(chan error, 1)
-	go func() { evErr <- r.readEvents(ctx) }()
+	evStop := make(chan struct{})
+	go func() { evErr <- r.readEvents(ctx, evStop) }()
 
 	// A failure ends the file with an end block that says why: what came before it reads.
 	fail := func(err error) error {
@@ -440,7 +443,7 @@ func (r *recorder) run(ctx context.Context, sigs <-chan os.Signal) error {
 	}
 	// The last events first, then the final snapshot, so the file ends with the latest state.
 	r.tracer.Detach()
-	r.tracer.Flush()
+	close(evStop)
 	if r.stacks != nil {
 		r.stacks.stop()
 	}
@@ -458,50 +461,50 @@ func (r *recorder) run(ctx context.Context, sigs <-chan os.Signal) error {
 	return nil
 }
 
-// readEvents copies ring buffer records into events blocks: one block every poll that found
-// records, or sooner when a block reaches eventBlock bytes.
-func (r *recorder) readEvents(ctx context.Context) error {
+// readEvents drains the ring buffer every poll interval and writes its events, with their owners
+// and times (events.Tracker), in events blocks: one block every tenth poll that found events, or
+// sooner when a block reaches eventBlock bytes. Once stop is closed (the programs detached), it
+// drains what is left and returns.
+func (r *recorder) readEvents(ctx context.Context, stop <-chan struct{}) error {
 	const eventBlock = 1 << 20
 	buf := make([]byte, 0, eventBlock+events.RecordSize)
-	flush := func() error {
-		if len(buf) == 0 {
-			return nil
+	var werr error
+	flush := func() {
+		if len(buf) == 0 || werr != nil {
+			return
 		}
 		r.nEvents += uint64(len(buf) / events.RecordSize)
-		err := r.sink.Write(recording.BlockEvents, time.Now(), buf)
+		if err := r.sink.Write(recording.BlockEvents, time.Now(), buf); err != nil {
+			werr = fmt.Errorf("write %s: %w", r.f.file, err)
+		}
 		buf = buf[:0]
-		if err != nil {
-			return fmt.Errorf("write %s: %w", r.f.file, err)
-		}
-		return nil
 	}
-	var rec ringbuf.Record
-	r.tracer.SetDeadline(time.Now().Add(pollInterval * 10))
-	for {
-		err := r.tracer.ReadInto(&rec)
-		switch {
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			if err := flush(); err != nil {
-				return err
-			}
-			r.tracer.SetDeadline(time.Now().Add(pollInterval * 10))
-			continue
-		case errors.Is(err, ringbuf.ErrFlushed) || errors.Is(err, os.ErrClosed):
-			return flush()
-		case err != nil:
-			return fmt.Errorf("read ring buffer: %w", err)
-		}
-		if len(rec.RawSample) < events.RecordSize {
-			continue
-		}
+	tr := newTracking(r.tracer)
+	take := func(ev *events.Event) {
 		// A namespace no runtime has named yet: a pod or container that just started. Asking now
 		// puts it in the container history before its first snapshot (rate-limited).
-		r.resolver.Resolve(ctx, events.RecordNetns(rec.RawSample))
-		buf = append(buf, rec.RawSample[:events.RecordSize]...)
+		r.resolver.Resolve(ctx, ev.Netns)
+		buf = events.AppendEvent(buf, ev)
 		if len(buf) >= eventBlock {
-			if err := flush(); err != nil {
-				return err
-			}
+			flush()
+		}
+	}
+	poll := time.NewTicker(pollInterval)
+	defer poll.Stop()
+	for n := 1; ; n++ {
+		select {
+		case <-stop:
+			tr.drain(take)
+			flush()
+			return werr
+		case <-poll.C:
+		}
+		tr.drain(take)
+		if n%10 == 0 {
+			flush()
+		}
+		if werr != nil {
+			return werr
 		}
 	}
 }

@@ -134,21 +134,9 @@ func replayTrace(f *traceFlags, stdout, stderr io.Writer) error {
 	}
 	defer closer.Close()
 	clockWarning(stderr, f.read, rec)
-	filter := events.Filter{Pid: uint32(f.pid), ConnectErrorsOnly: f.connectErrors}
+	filter := f.filter()
 	if filter.Netns, err = recordedNetns(rec, f.containers, f.netns); err != nil {
 		return err
-	}
-	for _, p := range f.ports {
-		filter.Ports = append(filter.Ports, uint16(p))
-	}
-	switch f.family {
-	case 4:
-		filter.Family = 2
-	case 6:
-		filter.Family = 10
-	}
-	if f.state != "" {
-		filter.State, _ = events.ParseState(f.state)
 	}
 	clock := rec.Clock()
 	names := rec.Namer()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -126,43 +127,65 @@ func TestConnectToAClosedPortFailsWithECONNREFUSED(t *testing.T) {
 // narrow range, and the next connect() fails inside the kernel with EADDRNOTAVAIL.
 func TestConnectFailsWithEADDRNOTAVAILWhenPortRangeIsExhausted(t *testing.T) {
 	requireTracing(t)
-	const ports, extra = 10, 7
-	ns := newNetns(t)
-	ns.sysctl(t, "net.ipv4.ip_local_port_range=40000 40009")
-	ns.sysctl(t, "net.ipv4.tcp_tw_reuse=0") // the default (2) reuses TIME_WAIT on loopback
-	tr := startTrace(t, "--netns", ns.path)
-	srv := ns.serve(t, "-addr", "127.0.0.1:8080")
-	client := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8080", "-n", strconv.Itoa(ports+extra))
-	srv.stop(t)
-	evs, _ := tr.stop(t)
+	// Both modes must agree: by default the errno is inferred from the transition back to CLOSE
+	// with no segment sent (bpf/connect.h); --connect-syscall takes the syscall's return value.
+	for _, mode := range [][]string{nil, {"--connect-syscall"}} {
+		t.Run(fmt.Sprint("flags", mode), func(t *testing.T) {
+			const ports, extra = 10, 7
+			ns := newNetns(t)
+			ns.sysctl(t, "net.ipv4.ip_local_port_range=40000 40009")
+			ns.sysctl(t, "net.ipv4.tcp_tw_reuse=0") // the default (2) reuses TIME_WAIT on loopback
+			tr := startTrace(t, append([]string{"--netns", ns.path}, mode...)...)
+			srv := ns.serve(t, "-addr", "127.0.0.1:8080")
+			client := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8080", "-n", strconv.Itoa(ports+extra))
+			srv.stop(t)
+			evs, _ := tr.stop(t)
 
-	if client.OK != ports || client.Errors["EADDRNOTAVAIL"] != extra {
-		t.Fatalf("tcpload: %+v, want %d ok and %d EADDRNOTAVAIL", client, ports, extra)
-	}
-	mine := func(e jsonEvent) bool { return e.Pid == client.Pid }
-	assertCounts(t, "connects", connects(evs, mine), map[string]int{"": ports, "EADDRNOTAVAIL": extra})
-	for _, e := range evs {
-		if e.Type == "connect" && e.Errno == "EADDRNOTAVAIL" && (e.Daddr != "127.0.0.1" || e.Dport != 8080) {
-			t.Errorf("EADDRNOTAVAIL event names the wrong destination: %+v", e)
-		}
-	}
-	// Each failed attempt still passed through SYN_SENT and back to CLOSE.
-	if got := transitions(evs, mine)["SYN_SENT->CLOSE"]; got != extra {
-		t.Errorf("SYN_SENT->CLOSE: %d, want %d", got, extra)
+			if client.OK != ports || client.Errors["EADDRNOTAVAIL"] != extra {
+				t.Fatalf("tcpload: %+v, want %d ok and %d EADDRNOTAVAIL", client, ports, extra)
+			}
+			mine := func(e jsonEvent) bool { return e.Pid == client.Pid }
+			assertCounts(t, "connects", connects(evs, mine), map[string]int{"": ports, "EADDRNOTAVAIL": extra})
+			for _, e := range evs {
+				if e.Type == "connect" && e.Errno == "EADDRNOTAVAIL" && (e.Daddr != "127.0.0.1" || e.Dport != 8080) {
+					t.Errorf("EADDRNOTAVAIL event names the wrong destination: %+v", e)
+				}
+			}
+			// Each failed attempt still passed through SYN_SENT and back to CLOSE.
+			if got := transitions(evs, mine)["SYN_SENT->CLOSE"]; got != extra {
+				t.Errorf("SYN_SENT->CLOSE: %d, want %d", got, extra)
+			}
+		})
 	}
 }
 
-// A connect() that fails before any state change (no route) is seen at the syscall's return.
+// A connect() that fails before any state change (no route) makes no transition: only the
+// syscall's return shows it, which trace reads with --connect-syscall. Without it (the default,
+// which leaves every other syscall of the machine on the fast path) trace sees nothing at all.
 func TestConnectWithoutARouteFailsWithENETUNREACH(t *testing.T) {
 	requireTracing(t)
-	const n = 5
-	ns := newNetnsWithoutLoopback(t)
-	tr := startTrace(t, "--netns", ns.path)
-	client := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8080", "-n", strconv.Itoa(n))
-	evs, _ := tr.stop(t)
-	assertCounts(t, "tcpload outcomes", client.Errors, map[string]int{"ENETUNREACH": n})
-	assertCounts(t, "connects", connects(evs, func(e jsonEvent) bool { return e.Pid == client.Pid && e.Dport == 8080 }), map[string]int{"ENETUNREACH": n})
-	assertCounts(t, "transitions", transitions(evs, nil), map[string]int{})
+	for _, tc := range []struct {
+		mode  string
+		flags []string
+		want  map[string]int
+	}{
+		{"connect-syscall", []string{"--connect-syscall"}, map[string]int{"ENETUNREACH": 5}},
+		{"default", nil, map[string]int{}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			const n = 5
+			ns := newNetnsWithoutLoopback(t)
+			tr := startTrace(t, append([]string{"--netns", ns.path}, tc.flags...)...)
+			client := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8080", "-n", strconv.Itoa(n))
+			evs, _ := tr.stop(t)
+			assertCounts(t, "tcpload outcomes", client.Errors, map[string]int{"ENETUNREACH": n})
+			assertCounts(t, "connects", connects(evs, func(e jsonEvent) bool { return e.Pid == client.Pid && e.Dport == 8080 }), tc.want)
+			assertCounts(t, "transitions", transitions(evs, nil), map[string]int{})
+			if want := tc.want["ENETUNREACH"]; len(evs) != want {
+				t.Errorf("%d events, want %d: %+v", len(evs), want, evs)
+			}
+		})
+	}
 }
 
 func TestFiltersByPortFamilyPidAndState(t *testing.T) {

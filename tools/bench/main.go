@@ -1,23 +1,23 @@
 // Command bench measures what `sockscope trace -o json > file` and `sockscope record -w FILE`
-// cost a loopback connect/accept/close storm; `make bench` runs it.
+// cost a loopback connect/accept/close storm, against the floor of being attached measured in the
+// same run; `make bench` runs it.
 //
-//	bench [-sockscope bin/sockscope] [-tcpload bin/tcpload] [-rounds 5] [-duration 5s]
-//	      [-warmup 1s] [-out FILE] [-cpu 0] [-port 7070] [-bpftrace auto] [-record both] [-strict]
+//	bench [-sockscope bin/sockscope] [-tcpload bin/tcpload] [-rounds 6] [-duration 3s]
+//	      [-warmup 1s] [-out FILE] [-cpu 0] [-port 7070] [-bpftrace auto] [-record both]
+//	      [-floors state,state2,connect,sysexit,writer] [-compare NAME=BIN]... [-strict]
 //
-// It creates a fresh network namespace sockscope-bench-PID, runs `tcpload storm` inside it
-// pinned to one CPU, alternately without a tracer and under
-// `sockscope trace -o json --netns /run/netns/NS > file` (ABAB), and once under a bpftrace
-// one-liner for comparison. It reports connections/s, the state events written against the
-// 10 transitions each connection makes, lost events, the tracer's CPU per connection, peak RSS,
-// time to attach and BPF run time per program (from one extra traced round with
-// kernel.bpf_stats_enabled=1), as a markdown fragment on stdout and in -out. Progress goes to stderr.
-//
-// With -record both (the default) each pair of rounds also has a round under
-// `sockscope record -w FILE --netns /run/netns/NS --interval 5s` and one with --syscalls=false
-// (-record on: only the former; off: trace only), the traced modes' order rotating from pair to
-// pair. Each recording is read back: its events are checked against the ring records the storm
-// makes, and its size per event is reported. The summary compares recording with trace against
-// the target that recording costs no more than trace mode.
+// It creates a fresh network namespace sockscope-bench-PID and runs `tcpload storm` inside it
+// pinned to one CPU. Each round runs every mode once, in an order rotated from round to round:
+// no tracer; the floors (programs that do nothing, attached by the harness to the hooks sockscope
+// uses, and the least a writer of every transition does); `sockscope trace -o json --netns NS >
+// file`; `sockscope record -w FILE --netns NS --interval 5s`, with and without --syscalls (-record
+// both, on or off); and trace with each -compare binary (a change measured against the build
+// before it). Each mode's ratio is taken against the baseline and the floor of its own round;
+// the report gives medians and the range. It checks that trace wrote every transition and that
+// each recording holds every ring record, reads the storm's own CPU per connection, sockscope's
+// CPU, peak RSS and time to attach, and the BPF run time per program (from extra rounds with
+// kernel.bpf_stats_enabled=1), plus one bpftrace round for scale. The report is a markdown
+// fragment on stdout and in -out; progress goes to stderr.
 //
 // It needs root. The namespace, the sysctl and all child processes are cleaned up on every
 // exit path, Ctrl-C included. Exit status: 0 done, 1 error, 3 done but a target missed
@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/sockscope/sockscope/tools/internal/benchkit"
@@ -51,6 +52,8 @@ type config struct {
 	attachTimeout time.Duration
 	exitTimeout   time.Duration
 	strict        bool
+	floors        string
+	compare       [][2]string // NAME, binary
 }
 
 type bench struct {
@@ -79,8 +82,8 @@ func main() {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.sockscope, "sockscope", "bin/sockscope", "sockscope binary under test")
 	fs.StringVar(&cfg.tcpload, "tcpload", "bin/tcpload", "tcpload binary (go build -o bin/tcpload ./tools/tcpload)")
-	fs.IntVar(&cfg.rounds, "rounds", 5, "rounds per mode (baseline and traced modes alternate: ABAB, ABCDABCD with -record)")
-	fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "measured window of each storm")
+	fs.IntVar(&cfg.rounds, "rounds", 6, "rounds; each runs every mode once, in an order rotated from round to round")
+	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured window of each storm")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "storm warm-up before the measured window")
 	fs.StringVar(&cfg.out, "out", "", "also write the markdown report to this file")
 	fs.StringVar(&cfg.cpu, "cpu", "0", `CPU list for taskset, or "none" to run the storm unpinned`)
@@ -90,6 +93,15 @@ func main() {
 	fs.DurationVar(&cfg.exitTimeout, "exit-timeout", 60*time.Second, "limit for a tracer to exit after SIGINT")
 	fs.StringVar(&cfg.record, "record", "both", `recording rounds in every pair: "both" (sockscope record, and with --syscalls=false), "on" (the former), "off"`)
 	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 3 when a target is missed")
+	fs.StringVar(&cfg.floors, "floors", "state,state2,connect,sysexit,writer", "floor variants in every round (comma list, or none): "+floorNames())
+	fs.Func("compare", "also trace with another sockscope binary in every round, NAME=PATH (repeatable): a step measured against the one before it", func(v string) error {
+		name, path, ok := strings.Cut(v, "=")
+		if !ok || name == "" || path == "" {
+			return fmt.Errorf("want NAME=PATH")
+		}
+		cfg.compare = append(cfg.compare, [2]string{name, path})
+		return nil
+	})
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -143,6 +155,14 @@ func (b *bench) run() (report string, missed bool, err error) {
 			return "", false, err
 		}
 	}
+	for i := range c.compare {
+		if c.compare[i][1], err = benchkit.Executable(c.compare[i][1]); err != nil {
+			return "", false, err
+		}
+	}
+	if _, err := parseFloors(c.floors); err != nil {
+		return "", false, err
+	}
 	need := []string{"ip"}
 	if c.cpu != "none" {
 		need = append(need, "taskset")
@@ -189,43 +209,25 @@ func (b *bench) run() (report string, missed bool, err error) {
 		return "", false, err
 	}
 	b.seeForeign()
-	benchkit.Logf("netns %s; %d rounds of %v (+%v warm-up) per mode, storm on CPU %s", b.ns, c.rounds, c.duration, c.warmup, c.cpu)
+	benchkit.Logf("netns %s; %d rounds of %v (+%v warm-up), every mode in each, storm on CPU %s", b.ns, c.rounds, c.duration, c.warmup, c.cpu)
 
+	modes := b.modes(recModes)
 	for i := 1; i <= c.rounds; i++ {
-		base := &round{Pair: i, Mode: modeBaseline}
-		if base.Storm, err = b.storm(); err != nil {
-			return "", false, fmt.Errorf("round %d baseline: %w", i, err)
-		}
-		b.rounds = append(b.rounds, base)
-		benchkit.Logf("round %d/%d baseline:  %8.0f conn/s", i, c.rounds, base.Storm.PerSecond)
-
-		for _, mode := range rotate(append([]string{modeSockscope}, recModes...), i-1) {
-			r := &round{Pair: i, Mode: mode}
-			if mode == modeSockscope {
-				if err := b.tracedRound(r, false); err != nil {
-					return "", false, fmt.Errorf("round %d traced: %w", i, err)
-				}
-				b.rounds = append(b.rounds, r)
-				benchkit.Logf("round %d/%d sockscope: %8.0f conn/s (%.3fx), attached in %.0f ms, %.2f µs CPU/conn, %d state lines for %d connections",
-					i, c.rounds, r.Storm.PerSecond, r.Storm.PerSecond/base.Storm.PerSecond, r.AttachMS, r.cpuPerConn(), r.StateLines, r.Storm.Total)
-				continue
-			}
-			if err := b.recordRound(r, false); err != nil {
-				return "", false, fmt.Errorf("round %d %s: %w", i, mode, err)
+		// Every mode once per round, the order rotated from round to round, so that none always
+		// runs first or after a given other mode.
+		for _, m := range rotate(modes, i-1) {
+			r := &round{Pair: i, Mode: m.key}
+			if err := b.runMode(m, r); err != nil {
+				return "", false, fmt.Errorf("round %d %s: %w", i, m.key, err)
 			}
 			b.rounds = append(b.rounds, r)
-			events := "no summary line"
-			if r.Rec != nil {
-				events = fmt.Sprintf("%d events (%d expected)", r.Rec.Events, expectedRecords(r.Storm.Total))
-			}
-			benchkit.Logf("round %d/%d %s: %8.0f conn/s (%.3fx), attached in %.0f ms, %.2f µs CPU/conn, %s, %d bytes",
-				i, c.rounds, mode, r.Storm.PerSecond, r.Storm.PerSecond/base.Storm.PerSecond, r.AttachMS, r.cpuPerConn(), events, r.File.Bytes)
+			benchkit.Logf("round %d/%d %-24s %8.0f conn/s, storm %.2f µs CPU/conn%s", i, c.rounds, m.key, r.Storm.PerSecond, r.Storm.CPUPerConn(), r.logTail())
 		}
 	}
 
 	if b.statsOrig != "" {
 		r := &round{Pair: c.rounds + 1, Mode: modeStats}
-		if err := b.tracedRound(r, true); err != nil {
+		if err := b.tracedRound(r, c.sockscope, true); err != nil {
 			return "", false, fmt.Errorf("BPF statistics round: %w", err)
 		}
 		b.statsRound = r

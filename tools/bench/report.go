@@ -5,104 +5,28 @@ import (
 	"math"
 	"strings"
 
+	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
-// Targets for sockscope.
+// Targets, each against the floor measured in the same rounds (one empty program on the state
+// tracepoint), and per transition.
 const (
-	targetSlowdown  = 0.03  // at most 3% fewer connections/s
-	targetCPUMicros = 5.0   // sockscope CPU per connection
-	targetAttachMS  = 150.0 // exec to "attached"
-	targetRSSMB     = 30.0  // peak RSS, MB (10^6 bytes)
+	targetTraceVsFloor  = 0.97  // trace -o json to a file: within 3% of the floor
+	targetRecordVsFloor = 0.95  // record: within 5%
+	targetBPFPerTrans   = 100.0 // ns of BPF run time per transition (trace's statistics round)
+	targetAttachMS      = 150.0 // exec to "attached"
+	targetRSSMB         = 30.0  // peak RSS, MB (10^6 bytes)
 )
 
 // report renders the markdown fragment; missed tells whether a target was missed (or could not
 // be judged).
 func (b *bench) report() (string, bool) {
 	c := b.cfg
-	var base, traced []*round
-	for _, r := range b.rounds {
-		switch r.Mode {
-		case modeBaseline:
-			base = append(base, r)
-		case modeSockscope:
-			traced = append(traced, r)
-		}
-	}
-	var baseRates, tracedRates, cpu, attach, rss []float64
-	var stateLines, connLines, otherLines, totalConns, lost int64
-	lostKnown := true
-	var lostLines []string
-	progs := map[string]*progStat{}
-	stormErrs := map[string]int64{}
-	for _, r := range base {
-		baseRates = append(baseRates, r.Storm.PerSecond)
-		for k, v := range r.Storm.Errors {
-			stormErrs[k] += v
-		}
-	}
-	var progNotes []string
-	for _, r := range traced {
-		tracedRates = append(tracedRates, r.Storm.PerSecond)
-		cpu = append(cpu, r.cpuPerConn())
-		attach = append(attach, r.AttachMS)
-		rss = append(rss, benchkit.RSSMB(r.MaxRSSKB))
-		stateLines += r.StateLines
-		connLines += r.ConnLines
-		otherLines += r.OtherLines
-		totalConns += r.Storm.Total
-		if r.Summary == nil {
-			lostKnown = false
-		} else {
-			lost += r.Summary.Lost
-		}
-		lostLines = append(lostLines, r.LostLines...)
-		for k, v := range r.Storm.Errors {
-			stormErrs[k] += v
-		}
-	}
-	var statsConns int64
-	if sr := b.statsRound; sr != nil {
-		statsConns = sr.Storm.Total
-		for _, p := range sr.Progs {
-			s := progs[p.Name]
-			if s == nil {
-				s = &progStat{Name: p.Name}
-				progs[p.Name] = s
-			}
-			s.RunTimeNS += p.RunTimeNS
-			s.RunCnt += p.RunCnt
-		}
-		if sr.ProgsNote != "" {
-			progNotes = append(progNotes, sr.ProgsNote)
-		}
-	}
-	medBase, medTraced := benchkit.Median(baseRates), benchkit.Median(tracedRates)
-	ratio := medTraced / medBase
-	wantState := benchkit.TransitionsPerConn * totalConns
-	medCPU := benchkit.Median(cpu)
-	_, maxRSS := benchkit.MinMax(rss)
-	medAttach := benchkit.Median(attach)
-	_, maxAttach := benchkit.MinMax(attach)
-
-	okRate := ratio >= 1-targetSlowdown
-	okState := stateLines >= wantState
-	okLost := lostKnown && lost == 0
-	okCPU := medCPU <= targetCPUMicros
-	okRSS := maxRSS < targetRSSMB
-	okAttach := maxAttach < targetAttachMS
-	missed := !(okRate && okState && okLost && okCPU && okRSS && okAttach)
-	recPara, recRows, recMissed := b.recordSummary()
-	missed = missed || recMissed
-
 	var w strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&w, format, args...) }
 	m := b.machine
-	if recRows != "" {
-		p("### `sockscope trace` and `sockscope record` benchmark\n\n")
-	} else {
-		p("### `sockscope trace` benchmark\n\n")
-	}
+	p("### `sockscope trace` and `sockscope record` against the floor\n\n")
 	p("Measured %s on Linux %s, %s, %d CPUs, %.1f GB memory (load average at start: %s, at end: %s).\n",
 		m.Date, m.Kernel, m.CPU, m.NumCPU, m.MemoryGB, m.LoadAvg, benchkit.LoadAvg())
 	pin := "pinned to CPU " + c.cpu
@@ -111,122 +35,280 @@ func (b *bench) report() (string, bool) {
 	}
 	p("Workload: `tcpload storm`, one client and one server thread on 127.0.0.1 in a fresh network namespace, %s; "+
 		"each connection is connect, accept, server close, client read to EOF, close: %d TCP state transitions. "+
-		"%d rounds of %v (after %v warm-up) without a tracer and under `sockscope trace -o json --netns /run/netns/NS > file`, alternating (ABAB)",
+		"%d rounds of %v (after %v warm-up); each round runs every mode once, in an order rotated from round to round, and each mode's ratio is "+
+		"its connections/s over the baseline (or the floor) of its own round: medians, and the range over the rounds. "+
+		"The floors are programs that do nothing, loaded by the harness on the hooks sockscope uses.",
 		pin, benchkit.TransitionsPerConn, c.rounds, c.duration, c.warmup)
-	if recRows != "" {
-		p(", each followed in the same pair by rounds under `sockscope record -w FILE --netns /run/netns/NS --interval %v`", recordInterval)
-		if b.figures(modeRecordNoSys) != nil {
-			p(" and the same with `--syscalls=false`")
-		}
-		p(" (the traced modes' order rotating from pair to pair; each recording read back and removed)")
-	}
 	if b.statsOrig != "" {
-		more := "one more traced round"
-		if b.recStatsRound != nil {
-			more = "one more traced round and one more recording round"
-		}
-		p("; BPF run times from %s with kernel.bpf_stats_enabled=1 (statistics cost time themselves, so the compared rounds run without them)", more)
+		p(" BPF run times come from extra rounds with kernel.bpf_stats_enabled=1 (statistics cost time themselves, so the compared rounds run without them).")
 	}
-	p(".\nsockscope binary: %s.\n\n", benchkit.FileID(c.sockscope, "2006-01-02 15:04"))
-	p("%s", recPara)
+	p("\nsockscope binary: %s.\n\n", benchkit.FileID(c.sockscope, "2006-01-02 15:04"))
 
-	p("| figure | result | target | met |\n|---|---|---|---|\n")
-	p("| connections/s without a tracer (median) | %s | | |\n", benchkit.Thousands(int64(math.Round(medBase))))
-	p("| connections/s traced (median) | %s (%+.1f%%) | ≤ %.0f%% fewer | %s |\n",
-		benchkit.Thousands(int64(math.Round(medTraced))), (ratio-1)*100, targetSlowdown*100, benchkit.Verdict(okRate))
-	p("| state events written | %s of %s (%d per connection) | all | %s |\n",
-		benchkit.Thousands(stateLines), benchkit.Thousands(wantState), benchkit.TransitionsPerConn, benchkit.Verdict(okState))
-	lostS, lostMet := benchkit.Thousands(lost), benchkit.Verdict(okLost)
-	if !lostKnown {
-		lostS, lostMet = "unknown (no summary line)", "?"
+	base := b.figures(modeBaseline)
+	missed := false
+	if base == nil {
+		return w.String() + "No baseline rounds.\n", true
 	}
-	p("| lost events (sockscope's summary) | %s | 0 | %s |\n", lostS, lostMet)
-	p("| sockscope CPU per connection (median) | %.2f µs | ≤ %.0f µs | %s |\n", medCPU, targetCPUMicros, benchkit.Verdict(okCPU))
-	p("| sockscope peak RSS (max) | %.1f MB | < %.0f MB | %s |\n", maxRSS, targetRSSMB, benchkit.Verdict(okRSS))
-	p("| time to `attached` (median / max) | %.0f / %.0f ms | < %.0f ms | %s |\n", medAttach, maxAttach, targetAttachMS, benchkit.Verdict(okAttach))
-	var bpfNS uint64
-	for _, s := range progs {
-		bpfNS += s.RunTimeNS
-	}
-	if bpfNS > 0 && statsConns > 0 {
-		p("| BPF run time per connection (statistics round) | %.2f µs | | |\n", float64(bpfNS)/float64(statsConns)/1000)
-	}
-	p("%s", b.recordStatsRow())
-	p("%s", recRows)
-	if bt := b.bt; bt != nil {
-		p("| bpftrace printing each transition to a file (1 round, for comparison) | %s conn/s (%.2fx), first event %.0f ms after exec, %.1f µs CPU/conn, %.0f MB RSS | | |\n",
-			benchkit.Thousands(int64(math.Round(bt.Storm.PerSecond))), bt.Storm.PerSecond/medBase, bt.AttachMS, bt.cpuPerConn(), benchkit.RSSMB(bt.MaxRSSKB))
+
+	// The floors.
+	p("| floor (what being attached costs, in this run) | conn/s | vs baseline (range) | storm CPU µs/conn | records (expected) |\n|---|---:|---:|---:|---:|\n")
+	p("| no tracer (baseline) | %s | 1.000x | %.2f | |\n", thousands(base.MedRate), base.MedStormCPU)
+	for _, f := range floorDefs {
+		fl := b.figures(f.mode)
+		if fl == nil {
+			continue
+		}
+		recs := ""
+		if f.mode == modeFloorWriter {
+			recs = fmt.Sprintf("%s (%s)", benchkit.Thousands(fl.Records), benchkit.Thousands(fl.Expected))
+		}
+		p("| %s | %s | %.3fx (%.3f–%.3f) | %.2f | %s |\n", f.label, thousands(fl.MedRate), fl.MedRatio, fl.MinRatio, fl.MaxRatio, fl.MedStormCPU, recs)
 	}
 	p("\n")
-	p("%s", b.modeTable())
 
-	if len(progs) > 0 {
-		p("BPF programs of sockscope (the statistics round; from `bpftool prog show -j`):\n\n")
+	// The modes against the floor.
+	floor := b.figures(modeFloor)
+	p("| mode | conn/s | vs baseline (range) | vs floor (range) | target | met | storm CPU µs/conn | sockscope CPU µs/conn | transitions written (expected) | lost | peak RSS MB | attached ms |\n")
+	p("|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|\n")
+	modes := []string{modeSockscope}
+	for _, mode := range []string{modeRecord, modeRecordNoSys} {
+		if b.figures(mode) != nil {
+			modes = append(modes, mode)
+		}
+	}
+	for _, cmp := range c.compare {
+		modes = append(modes, compareMode(cmp[0]))
+	}
+	for _, mode := range modes {
+		f := b.figures(mode)
+		if f == nil {
+			continue
+		}
+		target := targetTraceVsFloor
+		if isRecord(mode) {
+			target = targetRecordVsFloor
+		}
+		vsFloor, met := "no floor round", "?"
+		okRate := false
+		if floor != nil && !math.IsNaN(f.MedFloor) {
+			okRate = f.MedFloor >= target
+			vsFloor, met = fmt.Sprintf("%.3fx (%.3f–%.3f)", f.MedFloor, f.MinFloor, f.MaxFloor), benchkit.Verdict(okRate)
+		}
+		written, okWritten := b.written(mode, f)
+		lost, okLost := "?", f.LostKnown && f.Lost == 0
+		if f.LostKnown {
+			lost = benchkit.Thousands(f.Lost)
+		}
+		okMem := f.MaxRSS < targetRSSMB && f.MedAttach < targetAttachMS
+		if mode == modeSockscope || isRecord(mode) {
+			missed = missed || !okRate || !okWritten || !okLost || !okMem
+		}
+		p("| %s | %s | %.3fx (%.3f–%.3f) | %s | ≥ %.2fx of the floor, every transition, none lost | %s | %.2f | %.2f | %s | %s | %.1f | %.0f |\n",
+			modeLabel(mode), thousands(f.MedRate), f.MedRatio, f.MinRatio, f.MaxRatio, vsFloor, target,
+			verdictAll(met, okWritten, okLost), f.MedStormCPU, f.MedCPU, written, lost, f.MaxRSS, f.MedAttach)
+	}
+	p("\n")
+	p("Targets beside these: sockscope's peak RSS below %.0f MB and its time to `attached` below %.0f ms (both in the table); BPF run time at most %.0f ns per transition (below).\n\n", targetRSSMB, targetAttachMS, targetBPFPerTrans)
+
+	// BPF run time per program.
+	for _, sr := range []*round{b.statsRound, b.recStatsRound} {
+		if sr == nil || len(sr.Progs) == 0 {
+			continue
+		}
+		trans := float64(benchkit.TransitionsPerConn * max(sr.Storm.Total, 1))
+		var ns uint64
+		for _, s := range sr.Progs {
+			ns += s.RunTimeNS
+		}
+		who := "`sockscope trace`"
+		if sr == b.recStatsRound {
+			who = "`sockscope record`"
+		}
+		perTrans := float64(ns) / trans
+		ok := perTrans <= targetBPFPerTrans
+		if sr == b.statsRound {
+			missed = missed || !ok
+		}
+		p("BPF programs of %s (its statistics round, %s connections): %.0f ns per transition in all, %.2f µs per connection (target ≤ %.0f ns per transition: %s).\n\n",
+			who, benchkit.Thousands(sr.Storm.Total), perTrans, float64(ns)/float64(max(sr.Storm.Total, 1))/1000, targetBPFPerTrans, benchkit.Verdict(ok))
 		p("| program | runs | runs per connection | ns per run |\n|---|---:|---:|---:|\n")
-		for _, s := range sortedStats(progs) {
-			p("| %s | %s | %.2f | %.0f |\n", s.Name, benchkit.Thousands(int64(s.RunCnt)), float64(s.RunCnt)/float64(max(statsConns, 1)), s.nsPerRun())
+		for _, s := range sortedStats(sr.Progs) {
+			p("| %s | %s | %.2f | %.0f |\n", s.Name, benchkit.Thousands(int64(s.RunCnt)), float64(s.RunCnt)/float64(max(sr.Storm.Total, 1)), s.nsPerRun())
 		}
 		p("\n")
 	}
-	p("%s", b.recordProgTable())
 
-	p("Per round:\n\n")
-	p("| round | mode | conn/s | vs baseline of the round | connections (all) | state lines (expected) | connect lines | lost | CPU µs/conn | RSS MB | attached ms |\n")
+	// Every round.
+	base1 := b.pairBaselines()
+	p("Per round:\n\n| round | mode | conn/s | vs baseline of the round | storm CPU µs/conn | connections (all) | transitions written (expected) | lost | sockscope CPU µs/conn | RSS MB | attached ms |\n")
 	p("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	var pairBase float64
 	for _, r := range append(append([]*round(nil), b.rounds...), b.btRounds()...) {
-		switch r.Mode {
-		case modeBaseline:
-			pairBase = r.Storm.PerSecond
-			p("| %d | baseline | %s | | %s | | | | | | |\n", r.Pair, benchkit.Thousands(int64(r.Storm.PerSecond)), benchkit.Thousands(r.Storm.Total))
-		case modeSockscope:
-			lostR := "?"
-			if r.Summary != nil {
-				lostR = benchkit.Thousands(r.Summary.Lost)
-			}
-			p("| %d | sockscope | %s | %.3fx | %s | %s (%s) | %s | %s | %.2f | %.1f | %.0f |\n", r.Pair, benchkit.Thousands(int64(r.Storm.PerSecond)),
-				r.Storm.PerSecond/pairBase, benchkit.Thousands(r.Storm.Total), benchkit.Thousands(r.StateLines), benchkit.Thousands(benchkit.TransitionsPerConn*r.Storm.Total),
-				benchkit.Thousands(r.ConnLines), lostR, r.cpuPerConn(), benchkit.RSSMB(r.MaxRSSKB), r.AttachMS)
-		case modeBpftrace:
-			p("| %d | bpftrace | %s | %.3fx (median) | %s | %s (%s, system-wide) | | %s | %.2f | %.1f | %.0f |\n", r.Pair, benchkit.Thousands(int64(r.Storm.PerSecond)),
-				r.Storm.PerSecond/medBase, benchkit.Thousands(r.Storm.Total), benchkit.Thousands(r.StateLines), benchkit.Thousands(benchkit.TransitionsPerConn*r.Storm.Total),
-				benchkit.Thousands(r.BpftraceLost), r.cpuPerConn(), benchkit.RSSMB(r.MaxRSSKB), r.AttachMS)
+		vs := ""
+		if pb := base1[r.Pair]; pb > 0 && r.Mode != modeBaseline {
+			vs = fmt.Sprintf("%.3fx", r.Storm.PerSecond/pb)
 		}
+		if r.Mode == modeBpftrace {
+			vs = fmt.Sprintf("%.3fx (median)", r.Storm.PerSecond/base.MedRate)
+		}
+		written, lost, cpu, rss, attached := "", "", "", "", ""
+		switch {
+		case isTrace(r.Mode):
+			written = fmt.Sprintf("%s (%s)", benchkit.Thousands(r.StateLines), benchkit.Thousands(expectedRecords(r.Storm.Total)))
+			lost = "?"
+			if r.Summary != nil {
+				lost = benchkit.Thousands(r.Summary.Lost)
+			}
+		case isRecord(r.Mode):
+			written, lost = "? (no summary line)", "?"
+			if r.Rec != nil {
+				written = fmt.Sprintf("%s (%s), %s in the file", benchkit.Thousands(r.Rec.Events), benchkit.Thousands(expectedRecords(r.Storm.Total)), benchkit.Thousands(r.File.Events))
+				lost = benchkit.Thousands(r.Rec.Lost)
+			}
+		case r.Mode == modeFloorWriter:
+			written = fmt.Sprintf("%s (%s, machine-wide)", benchkit.Thousands(r.FloorRecords), benchkit.Thousands(expectedRecords(r.Storm.Total)))
+		case r.Mode == modeBpftrace:
+			written, lost = fmt.Sprintf("%s (%s, machine-wide)", benchkit.Thousands(r.StateLines), benchkit.Thousands(expectedRecords(r.Storm.Total))), benchkit.Thousands(r.BpftraceLost)
+		}
+		if isTrace(r.Mode) || isRecord(r.Mode) || r.Mode == modeBpftrace {
+			cpu, rss, attached = fmt.Sprintf("%.2f", r.cpuPerConn()), fmt.Sprintf("%.1f", benchkit.RSSMB(r.MaxRSSKB)), fmt.Sprintf("%.0f", r.AttachMS)
+		}
+		p("| %d | %s | %s | %s | %.2f | %s | %s | %s | %s | %s | %s |\n", r.Pair, r.Mode, benchkit.Thousands(int64(r.Storm.PerSecond)), vs,
+			r.Storm.CPUPerConn(), benchkit.Thousands(r.Storm.Total), written, lost, cpu, rss, attached)
 	}
 	p("\n")
-	p("%s", b.recordRoundTable())
 
 	var notes []string
 	notes = append(notes, b.notes...)
-	if extra := stateLines - wantState; extra != 0 {
-		notes = append(notes, fmt.Sprintf("State lines minus %d × connections: %+d (each storm's listener adds 2: CLOSE->LISTEN, LISTEN->CLOSE).", benchkit.TransitionsPerConn, extra))
-	}
-	if otherLines > 0 {
-		notes = append(notes, fmt.Sprintf("%s output lines were neither `\"type\":\"state\"` nor `\"type\":\"connect\"`.", benchkit.Thousands(otherLines)))
-	}
+	notes = append(notes, fmt.Sprintf("Transitions written: trace's state lines, and the ring records in a recording; each storm makes %d per connection plus %d for its listener (CLOSE->LISTEN, LISTEN->CLOSE). The writer floor and bpftrace see every transition of the machine.", benchkit.TransitionsPerConn, listenerTransitions))
 	notes = append(notes, b.recordNotes()...)
-	if len(lostLines) > 0 {
-		notes = append(notes, fmt.Sprintf("sockscope reported lost events during the run %d times, e.g. `%s`.", len(lostLines), lostLines[0]))
+	for _, r := range b.rounds {
+		if len(r.LostLines) > 0 {
+			notes = append(notes, fmt.Sprintf("Round %d %s printed lines about lost events, e.g. `%s`.", r.Pair, r.Mode, r.LostLines[0]))
+			break
+		}
 	}
 	if s := b.stalls(); s != "" {
 		notes = append(notes, s)
 	}
+	stormErrs := map[string]int64{}
+	for _, r := range b.rounds {
+		for k, v := range r.Storm.Errors {
+			stormErrs[k] += v
+		}
+	}
 	if len(stormErrs) > 0 {
 		notes = append(notes, fmt.Sprintf("The storm's connect() failed: %v.", stormErrs))
 	}
-	if len(progNotes) > 0 {
-		notes = append(notes, "BPF run times: "+progNotes[0]+".")
+	for _, sr := range []*round{b.statsRound, b.recStatsRound} {
+		if sr != nil && sr.ProgsNote != "" {
+			notes = append(notes, "BPF run times: "+sr.ProgsNote+".")
+		}
 	}
 	if f := b.foreignList(); len(f) > 0 {
-		notes = append(notes, "Other tracing BPF programs were loaded during the run and may have slowed both modes: "+strings.Join(f, ", ")+".")
+		notes = append(notes, "Other tracing BPF programs were loaded during the run and may have slowed every mode: "+strings.Join(f, ", ")+".")
 	}
-	if b.bt != nil {
-		notes = append(notes, fmt.Sprintf("bpftrace prints \"Attaching N probes...\" before it attaches (here %.0f ms after exec); its time to attach is the first event seen for a probe connection made every 2 ms. Its lines count every transition on the machine.", b.bt.AttachingMS))
+	if bt := b.bt; bt != nil {
+		notes = append(notes, fmt.Sprintf("For scale, bpftrace printing each transition to a file (one round): %s conn/s (%.2fx of the baseline median), %.1f µs CPU/conn, %.0f MB RSS, first event %.0f ms after exec (it prints \"Attaching N probes...\" %.0f ms after exec, before it attaches).",
+			thousands(bt.Storm.PerSecond), bt.Storm.PerSecond/base.MedRate, bt.cpuPerConn(), benchkit.RSSMB(bt.MaxRSSKB), bt.AttachMS, bt.AttachingMS))
 	} else if b.btNote != "" {
 		notes = append(notes, "No bpftrace comparison: "+b.btNote+".")
 	}
 	benchkit.WriteNotes(&w, notes)
 	return w.String(), missed
+}
+
+func thousands(v float64) string { return benchkit.Thousands(int64(math.Round(v))) }
+
+// written is a mode's "transitions written (expected)" cell and whether every one was written:
+// trace's state lines, or the records of a recording (its summary line, and the same in its files).
+func (b *bench) written(mode string, f *modeFigures) (string, bool) {
+	if isRecord(mode) {
+		if !f.RecordsKnown {
+			return "? (no summary line)", false
+		}
+		s := fmt.Sprintf("%s (%s)", benchkit.Thousands(f.Records), benchkit.Thousands(f.Expected))
+		if f.File.Events != f.Records {
+			s += fmt.Sprintf(", %s in the files", benchkit.Thousands(f.File.Events))
+		}
+		return s, f.recordsOK()
+	}
+	var lines int64
+	for _, r := range b.rounds {
+		if r.Mode == mode {
+			lines += r.StateLines
+		}
+	}
+	return fmt.Sprintf("%s (%s)", benchkit.Thousands(lines), benchkit.Thousands(f.Expected)), lines == f.Expected
+}
+
+// verdictAll is "yes" when the rate target and both exactness targets are met.
+func verdictAll(rate string, written, lost bool) string {
+	if rate == "?" {
+		return "?"
+	}
+	if rate == "yes" && written && lost {
+		return "yes"
+	}
+	var why []string
+	if rate != "yes" {
+		why = append(why, "rate")
+	}
+	if !written {
+		why = append(why, "transitions")
+	}
+	if !lost {
+		why = append(why, "lost")
+	}
+	return "**no** (" + strings.Join(why, ", ") + ")"
+}
+
+func modeLabel(mode string) string {
+	switch {
+	case mode == modeSockscope:
+		return "`sockscope trace -o json > file`"
+	case mode == modeRecord:
+		return "`sockscope record`"
+	case mode == modeRecordNoSys:
+		return "`sockscope record --syscalls=false`"
+	case strings.HasPrefix(mode, modeSockscope+"@"):
+		return "`sockscope trace` of " + strings.TrimPrefix(mode, modeSockscope+"@")
+	}
+	return mode
+}
+
+// recordNotes explain the recording figures and anything wrong with them.
+func (b *bench) recordNotes() []string {
+	var notes []string
+	for _, mode := range []string{modeRecord, modeRecordNoSys} {
+		f := b.figures(mode)
+		if f == nil {
+			continue
+		}
+		label := modeLabel(mode)
+		if f.File.Events > 0 && f.File.Bytes > 0 {
+			notes = append(notes, fmt.Sprintf("%s files: %s bytes for %s events; the events blocks take %.1f bytes per event as stored (%d-byte records, compressed), "+
+				"the %d socket snapshots %s bytes (%.0f%% of the files).",
+				label, benchkit.Thousands(f.File.Bytes), benchkit.Thousands(f.File.Events), float64(f.File.EventBytes)/float64(f.File.Events), events.RecordSize,
+				f.File.Snapshots, benchkit.Thousands(f.File.SocketBytes), 100*float64(f.File.SocketBytes)/float64(f.File.Bytes)))
+		}
+		if f.RecordsKnown && f.Records != f.Expected {
+			n := fmt.Sprintf("%s events minus the expected ring records: %+d", label, f.Records-f.Expected)
+			if f.LostKnown && f.Lost > 0 && f.Records+f.Lost == f.Expected {
+				n += fmt.Sprintf(", exactly its %s lost events", benchkit.Thousands(f.Lost))
+			}
+			notes = append(notes, n+".")
+		}
+		if !f.EventsMatched {
+			notes = append(notes, fmt.Sprintf("%s: the events in a file differ from its summary line's count (files: %s in all).", label, benchkit.Thousands(f.File.Events)))
+		}
+		if !f.File.Complete {
+			notes = append(notes, fmt.Sprintf("%s: a recording did not end with its end block.", label))
+		}
+		if len(f.FileErrs) > 0 {
+			notes = append(notes, fmt.Sprintf("%s: reading a recording back failed: %s.", label, strings.Join(f.FileErrs, "; ")))
+		}
+	}
+	return notes
 }
 
 func (b *bench) btRounds() []*round {

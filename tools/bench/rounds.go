@@ -50,6 +50,12 @@ const (
 	modeRecord      = "record"
 	modeRecordNoSys = "record --syscalls=false"
 	modeRecordStats = "record+stats"
+	// The floors (modes.go).
+	modeFloorState   = "floor"
+	modeFloorState2  = "floor×2"
+	modeFloorConnect = "floor-connect"
+	modeFloorSysExit = "floor-sysexit"
+	modeFloorWriter  = "floor-writer"
 )
 
 // round holds the figures of one storm.
@@ -73,6 +79,8 @@ type round struct {
 	BpftraceLost int64    // bpftrace: sum of its "Lost N events" lines
 	Progs        map[string]*progStat
 	ProgsNote    string
+
+	FloorRecords int64 // the writer floor's records
 
 	// Recording rounds.
 	Rec  *recSummary // `sockscope record`'s final line, nil if it did not print one
@@ -263,16 +271,16 @@ func (b *bench) bpfStats() func() {
 // tracedRound runs the storm under `sockscope trace -o json --netns NS > file`. With stats,
 // kernel.bpf_stats_enabled is on and the programs' run times are read; the statistics cost
 // time themselves, so the rounds compared with the baseline run without them.
-func (b *bench) tracedRound(r *round, stats bool) (err error) {
+func (b *bench) tracedRound(r *round, bin string, stats bool) (err error) {
 	if stats {
 		restore := b.bpfStats()
 		defer restore()
 	}
-	outPath := filepath.Join(b.tmp, fmt.Sprintf("sockscope-%d.jsonl", r.Pair))
+	outPath := b.tracePath(r)
 	defer os.Remove(outPath)
 
 	t, err := b.startTracer("sockscope", outPath, "sockscope: attached",
-		b.cfg.sockscope, "trace", "-o", "json", "--netns", b.nsPath)
+		bin, "trace", "-o", "json", "--netns", b.nsPath)
 	if err != nil {
 		return err
 	}

@@ -7,9 +7,11 @@
 // Three phases, each against a baseline taken in the same run:
 //
 //   - storm: the pinned loopback connection storm of tools/bench (`tcpload storm` on one CPU in
-//     a fresh network namespace), alternately (ABAB) without an exporter and with
-//     `sockscope export --netns bench=/run/netns/NS` running and scraped once a second (and, with
-//     -unscraped, running but not scraped). It reports connections/s of each, the exporter's CPU
+//     a fresh network namespace); each round runs every mode once, in an order rotated from round
+//     to round: no exporter, the floor (one empty program on inet_sock_set_state, attached by the
+//     harness), and `sockscope export --netns bench=/run/netns/NS` running and scraped once a
+//     second (and, with -unscraped, running but not scraped). It reports connections/s of each
+//     against the baseline and the floor of its round, the exporter's CPU
 //     during the storm minus its CPU during an equally long idle window with the same scrapes
 //     (per connection: what the events cost user space, which should be nothing), checks that the
 //     exporter counted every transition, and runs one more round with --bpf-stats for the BPF
@@ -105,7 +107,7 @@ func main() {
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 when a target is missed")
 	fs.StringVar(&c.cpu, "cpu", "0", `CPU list for the storm's taskset, or "none"`)
 	fs.IntVar(&c.port, "port", 7070, "storm port (inside the benchmark's own netns)")
-	fs.IntVar(&c.rounds, "rounds", 7, "storm rounds per mode (ABAB)")
+	fs.IntVar(&c.rounds, "rounds", 7, "storm rounds; each runs every mode once, the order rotated from round to round")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured window of each storm")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "storm warm-up before the measured window")
 	fs.DurationVar(&c.interval, "interval", time.Second, "scrape interval during the storm rounds")

@@ -14,6 +14,10 @@ const (
 	modeExport    = "export"
 	modeUnscraped = "export, not scraped"
 	modeStats     = "export --bpf-stats"
+	// modeFloor is one empty program on inet_sock_set_state, attached by the harness: the cost of
+	// being attached at all, the floor the exporter is judged against. (Its other hooks,
+	// retransmits and resets, do not fire in the storm.)
+	modeFloor = "floor"
 )
 
 type stormRound struct {
@@ -100,31 +104,34 @@ func (b *bench) runStorm() (*stormPhase, error) {
 	}
 	benchkit.Logf("storm: netns %s; %d rounds of %v (+%v warm-up) per mode, storm on CPU %s, a scrape every %v",
 		p.ns, c.rounds, c.duration, c.warmup, c.cpu, c.interval)
+	modes := []string{modeBaseline, modeFloor, modeExport}
+	if c.unscraped {
+		modes = append(modes, modeUnscraped)
+	}
 	for i := 1; i <= c.rounds; i++ {
-		base := &stormRound{Pair: i, Mode: modeBaseline}
-		if base.Storm, err = b.stormOnce(p); err != nil {
-			return nil, fmt.Errorf("round %d baseline: %w", i, err)
-		}
-		p.rounds = append(p.rounds, base)
-		benchkit.Logf("storm %d/%d baseline: %8.0f conn/s", i, c.rounds, base.Storm.PerSecond)
-
-		ex := &stormRound{Pair: i, Mode: modeExport}
-		if err := b.exportRound(p, ex, false, true); err != nil {
-			return nil, fmt.Errorf("round %d export: %w", i, err)
-		}
-		p.rounds = append(p.rounds, ex)
-		benchkit.Logf("storm %d/%d export:   %8.0f conn/s (%.3fx); exporter CPU %.3f s storm, %.3f s idle (%d/%d scrapes, %.3f/%.3f s in them): %+.3f µs/conn, outside scrapes %+.3f µs/conn; counted %.0f of %d transitions",
-			i, c.rounds, ex.Storm.PerSecond, ex.Storm.PerSecond/base.Storm.PerSecond, ex.PCPUStorm, ex.PCPUIdle,
-			ex.ScrapesStorm, ex.ScrapesIdle, ex.ScrapeCPU[0], ex.ScrapeCPU[1], perConn(ex.extraCPU(), ex.Storm.Total),
-			perConn(ex.extraCPUOutside(), ex.Storm.Total), ex.Transitions, benchkit.TransitionsPerConn*ex.Storm.Total+2)
-		if c.unscraped {
-			un := &stormRound{Pair: i, Mode: modeUnscraped}
-			if err := b.exportRound(p, un, false, false); err != nil {
-				return nil, fmt.Errorf("round %d export, not scraped: %w", i, err)
+		// Every mode once per round, the order rotated from round to round.
+		n := (i - 1) % len(modes)
+		for _, mode := range append(append([]string(nil), modes[n:]...), modes[:n]...) {
+			r := &stormRound{Pair: i, Mode: mode}
+			switch mode {
+			case modeBaseline:
+				r.Storm, err = b.stormOnce(p)
+			case modeFloor:
+				var fl *benchkit.Floor
+				if fl, err = benchkit.AttachFloor(benchkit.HookState); err == nil {
+					r.Storm, err = b.stormOnce(p)
+					fl.Close()
+				}
+			case modeExport:
+				err = b.exportRound(p, r, false, true)
+			case modeUnscraped:
+				err = b.exportRound(p, r, false, false)
 			}
-			p.rounds = append(p.rounds, un)
-			benchkit.Logf("storm %d/%d not scraped: %8.0f conn/s (%.3fx); exporter CPU %.3f s during the storm: %.4f µs/conn",
-				i, c.rounds, un.Storm.PerSecond, un.Storm.PerSecond/base.Storm.PerSecond, un.PCPUStorm, perConn(un.PCPUStorm, un.Storm.Total))
+			if err != nil {
+				return nil, fmt.Errorf("round %d %s: %w", i, mode, err)
+			}
+			p.rounds = append(p.rounds, r)
+			benchkit.Logf("storm %d/%d %-20s %8.0f conn/s, storm %.2f µs CPU/conn%s", i, c.rounds, mode, r.Storm.PerSecond, r.Storm.CPUPerConn(), r.logTail())
 		}
 	}
 	st := &stormRound{Pair: c.rounds + 1, Mode: modeStats}
@@ -134,6 +141,19 @@ func (b *bench) runStorm() (*stormPhase, error) {
 	p.stats = st
 	benchkit.Logf("storm --bpf-stats: %8.0f conn/s", st.Storm.PerSecond)
 	return p, nil
+}
+
+// logTail is the end of an exporter round's progress line.
+func (r *stormRound) logTail() string {
+	switch r.Mode {
+	case modeExport:
+		return fmt.Sprintf("; exporter CPU %.3f s storm, %.3f s idle (%d/%d scrapes, %.3f/%.3f s in them): %+.3f µs/conn, outside scrapes %+.3f µs/conn; counted %.0f of %d transitions",
+			r.PCPUStorm, r.PCPUIdle, r.ScrapesStorm, r.ScrapesIdle, r.ScrapeCPU[0], r.ScrapeCPU[1], perConn(r.extraCPU(), r.Storm.Total),
+			perConn(r.extraCPUOutside(), r.Storm.Total), r.Transitions, benchkit.TransitionsPerConn*r.Storm.Total+2)
+	case modeUnscraped:
+		return fmt.Sprintf("; exporter CPU %.3f s during the storm: %.4f µs/conn", r.PCPUStorm, perConn(r.PCPUStorm, r.Storm.Total))
+	}
+	return ""
 }
 
 // stormOnce runs one `tcpload storm` in the benchmark's netns, pinned as configured.

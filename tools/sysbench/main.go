@@ -1,9 +1,12 @@
 // Command sysbench measures what `sockscope syscalls` adds to each syscall: a tight getppid loop
 // (tools/sysload), pinned to one CPU, in a network namespace of its own, timed by the loop
-// itself, alternating in one run between no tracer, sockscope counting another namespace (the
-// loop's calls leave at the netns check), sockscope counting the loop, the same with --latency,
-// with --stacks (every call's stack copied, and a rate-limited sample), and bpftrace's
-// syscount.bt. `make bench` runs it; it needs root.
+// itself. Each round runs every mode once, in an order rotated from round to round: no tracer;
+// the floors (an empty tp_btf program on sys_exit, the counters' hook, and empty programs on
+// sys_enter and sys_exit, the hooks of --latency), attached by the harness; sockscope counting
+// another namespace (the loop's calls leave at the netns check); sockscope counting the loop; the
+// same with --latency; with --stacks (every call's stack copied, and a rate-limited sample); and,
+// where installed, libbpf-tools' syscount and bpftrace's syscount.bt. Each figure is the median
+// over the rounds, beside its floor. `make bench` runs it; it needs root.
 package main
 
 import (
@@ -18,19 +21,23 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sockscope/sockscope/tools/internal/benchkit"
 )
 
 type mode struct {
 	name   string
 	tracer func(ns, other string) []string // argv, nil for none
 	ready  string                          // stderr (or stdout) prefix once attached
+	floor  []string                        // hooks of empty programs the harness attaches itself
+	target string                          // what the mode must stay within
 }
 
 func main() {
 	sockscope := flag.String("sockscope", "bin/sockscope", "sockscope binary")
 	sysload := flag.String("sysload", "bin/sysload", "sysload binary")
 	calls := flag.Int("calls", 5000000, "getppid calls per measurement")
-	rounds := flag.Int("rounds", 5, "rounds (the median is reported)")
+	rounds := flag.Int("rounds", 6, "rounds, each running every mode once (the median is reported)")
 	out := flag.String("out", "", "also write the markdown report here")
 	flag.Parse()
 	if os.Geteuid() != 0 {
@@ -43,33 +50,45 @@ func main() {
 		}
 		defer exec.Command("ip", "netns", "delete", n).Run()
 	}
+	const exitFloor, bothFloor = "floor: an empty `tp_btf` program on sys_exit", "floor: empty `tp_btf` programs on sys_enter and sys_exit"
 	modes := []mode{
-		{"no tracer", nil, ""},
-		{"sockscope syscalls, another netns traced", func(ns, other string) []string {
+		{name: "no tracer"},
+		{name: exitFloor, floor: []string{benchkit.HookSysExit}},
+		{name: bothFloor, floor: []string{benchkit.HookSysEnter, benchkit.HookSysExit}},
+		{name: "sockscope syscalls, another netns traced", tracer: func(ns, other string) []string {
 			return []string{*sockscope, "syscalls", "--netns", "/run/netns/" + other, "--duration", "10m"}
-		}, "sockscope: attached"},
-		{"sockscope syscalls, the loop counted", func(ns, other string) []string {
+		}, ready: "sockscope: attached", target: exitFloor + " +10 ns"},
+		{name: "sockscope syscalls, the loop counted", tracer: func(ns, other string) []string {
 			return []string{*sockscope, "syscalls", "--netns", "/run/netns/" + ns, "--duration", "10m"}
-		}, "sockscope: attached"},
-		{"sockscope syscalls --latency, the loop counted", func(ns, other string) []string {
+		}, ready: "sockscope: attached", target: exitFloor + " +60 ns"},
+		{name: "sockscope syscalls --latency, the loop counted", tracer: func(ns, other string) []string {
 			return []string{*sockscope, "syscalls", "--latency", "--netns", "/run/netns/" + ns, "--duration", "10m"}
-		}, "sockscope: attached"},
+		}, ready: "sockscope: attached"},
 		// Every getppid's registers and 16 KB of stack copied to the ring (and unwound on the
 		// other CPU, or counted lost when the ring is full): the in-kernel cost of exact stacks.
-		{"sockscope syscalls --stacks --syscall getppid, the loop counted", func(ns, other string) []string {
+		{name: "sockscope syscalls --stacks --syscall getppid, the loop counted", tracer: func(ns, other string) []string {
 			return []string{*sockscope, "syscalls", "--stacks", "--syscall", "getppid", "--netns", "/run/netns/" + ns, "--duration", "10m", "--runtime-endpoint", "none"}
-		}, "sockscope: attached"},
+		}, ready: "sockscope: attached"},
 		// No syscall filter: 200 stacks per CPU per second, the rest pass the rate check.
-		{"sockscope syscalls --stacks (sampled), the loop counted", func(ns, other string) []string {
+		{name: "sockscope syscalls --stacks (sampled), the loop counted", tracer: func(ns, other string) []string {
 			return []string{*sockscope, "syscalls", "--stacks", "--netns", "/run/netns/" + ns, "--duration", "10m", "--runtime-endpoint", "none"}
-		}, "sockscope: attached"},
+		}, ready: "sockscope: attached"},
+	}
+	if p, err := exec.LookPath("syscount"); err == nil {
+		if sb, err := exec.LookPath("stdbuf"); err == nil {
+			// Line-buffered: it says "Tracing syscalls" once attached, into a pipe here.
+			modes = append(modes, mode{name: "libbpf-tools syscount", tracer: func(string, string) []string { return []string{sb, "-oL", p} }, ready: "Tracing syscalls"})
+		}
 	}
 	if p, err := exec.LookPath("syscount.bt"); err == nil {
-		modes = append(modes, mode{"bpftrace syscount.bt", func(string, string) []string { return []string{"bpftrace", p} }, "Attaching"})
+		modes = append(modes, mode{name: "bpftrace syscount.bt", tracer: func(string, string) []string { return []string{"bpftrace", p} }, ready: "Attaching"})
 	}
+	load0 := benchkit.LoadAvg()
 	results := make([][]float64, len(modes))
 	for r := 0; r < *rounds; r++ {
-		for i, m := range modes {
+		for k := range modes {
+			i := (k + r) % len(modes) // the order rotates from round to round
+			m := modes[i]
 			ns1, err := measure(m, ns, other, *sysload, *calls)
 			if err != nil {
 				fail(fmt.Errorf("%s: %w", m.name, err))
@@ -79,14 +98,24 @@ func main() {
 		}
 	}
 	var w strings.Builder
-	fmt.Fprintf(&w, "### `sockscope syscalls` benchmark\n\nMeasured %s, %d rounds of %d getppid calls pinned to CPU 0 in a netns of their own (modes alternate within each round; medians).\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), *rounds, *calls)
-	fmt.Fprintf(&w, "| mode | ns per getppid | added | target |\n|---|---:|---:|---|\n")
-	base := median(results[0])
-	targets := map[int]string{1: "≤ 30 ns", 2: "≤ 100 ns"}
+	fmt.Fprintf(&w, "### `sockscope syscalls` benchmark\n\nMeasured %s on Linux %s (load average at start: %s, at end: %s), %d rounds of %d getppid calls pinned to CPU 0 in a netns of their own; each round runs every mode once, in an order rotated from round to round; medians, and the range over the rounds.\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), benchkit.Kernel(), load0, benchkit.LoadAvg(), *rounds, *calls)
+	fmt.Fprintf(&w, "| mode | ns per getppid (range) | added | target | met |\n|---|---:|---:|---|---|\n")
+	base := benchkit.Median(results[0])
+	added := map[string]float64{}
 	for i, m := range modes {
-		med := median(results[i])
-		fmt.Fprintf(&w, "| %s | %.1f | %+.1f | %s |\n", m.name, med, med-base, targets[i])
+		med := benchkit.Median(results[i])
+		added[m.name] = med - base
+		lo, hi := slices.Min(results[i]), slices.Max(results[i])
+		target, met := "", ""
+		if m.target != "" {
+			floor, extra, _ := strings.Cut(m.target, " +")
+			var limit float64
+			fmt.Sscanf(extra, "%f", &limit)
+			target = fmt.Sprintf("≤ %+.1f (the floor %+.1f, +%s)", added[floor]+limit, added[floor], extra)
+			met = benchkit.Verdict(med-base <= added[floor]+limit)
+		}
+		fmt.Fprintf(&w, "| %s | %.1f (%.1f–%.1f) | %+.1f | %s | %s |\n", m.name, med, lo, hi, med-base, target, met)
 	}
 	fmt.Print(w.String())
 	if *out != "" {
@@ -96,12 +125,6 @@ func main() {
 	}
 }
 
-func median(v []float64) float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 func fail(err error) {
 	fmt.Fprintf(os.Stderr, "sysbench: %v\n", err)
 	os.Exit(1)
@@ -109,6 +132,13 @@ func fail(err error) {
 
 // measure starts the mode's tracer, waits until it is attached, runs the loop and stops it.
 func measure(m mode, ns, other, sysload string, calls int) (float64, error) {
+	if m.floor != nil {
+		f, err := benchkit.AttachFloor(m.floor...)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+	}
 	if m.tracer != nil {
 		argv := m.tracer(ns, other)
 		cmd := exec.Command(argv[0], argv[1:]...)

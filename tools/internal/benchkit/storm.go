@@ -1,8 +1,10 @@
 package benchkit
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"os/exec"
 	"strconv"
 	"time"
 )
@@ -25,6 +27,17 @@ type StormResult struct {
 	Total       int64            `json:"total"`
 	Errors      map[string]int64 `json:"errors"`
 	MaxConnMS   float64          `json:"max_conn_ms"`
+	// CPUMicros is the storm process's own CPU (user and system, softirq work that interrupted it
+	// included) over its whole run, from its rusage; not part of tcpload's line.
+	CPUMicros float64 `json:"-"`
+}
+
+// CPUPerConn is the storm's CPU per connection in µs; 0 when unknown.
+func (s StormResult) CPUPerConn() float64 {
+	if s.Total == 0 {
+		return 0
+	}
+	return s.CPUMicros / float64(s.Total)
 }
 
 // RunStorm runs one `tcpload storm` on port in the network namespace ns, pinned with taskset
@@ -36,11 +49,21 @@ func RunStorm(tcpload, ns, cpu string, port int, duration, warmup time.Duration)
 	}
 	args = append(args, tcpload, "storm", "-port", strconv.Itoa(port),
 		"-duration", duration.String(), "-warmup", warmup.String())
-	out, err := Run(warmup+duration+30*time.Second, "ip", args...)
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command("ip", args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	p, err := StartProc("tcpload storm", cmd)
 	if err != nil {
 		return StormResult{}, err
 	}
-	return parseStorm(out)
+	if err := p.Wait(warmup + duration + 30*time.Second); err != nil {
+		return StormResult{}, fmt.Errorf("tcpload storm: %v: %s", err, LastLine(stderr.String()))
+	}
+	res, err := parseStorm(stdout.String())
+	if ru := p.Rusage(); ru != nil {
+		res.CPUMicros = float64(ru.Utime.Sec*1e6+ru.Utime.Usec) + float64(ru.Stime.Sec*1e6+ru.Stime.Usec)
+	}
+	return res, err
 }
 
 func parseStorm(out string) (StormResult, error) {

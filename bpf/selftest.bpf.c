@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Programs that only the loader's tests run (BPF_PROG_RUN), to check the shared definitions
+ * where a race cannot be produced on demand. Never attached. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "count.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16);
+	__type(key, __u32);
+	__type(value, __u64);
+} race_counts SEC(".maps");
+
+/* One CPU's side of two CPUs making the same new key: its lookup found nothing, so it inserts.
+ * Run on two CPUs in turn, the second insert fails with -EEXIST, as the loser's does in a race. */
+SEC("raw_tp")
+int insert_after_miss(void *ctx)
+{
+	__u32 key = 7;
+	__u64 zero = 0;
+	__u64 *v = insert_or_find(&race_counts, &key, &zero);
+	if (v)
+		*v += 1;
+	return v ? 1 : 0;
+}
