@@ -289,7 +289,9 @@ func TestSyscallStacksOfAGoProgram(t *testing.T) {
 	ns := newNetns(t)
 	dir := t.TempDir()
 	c := startAttached(t, nil, "syscalls", "--stacks", "--syscall", "fsync", "--netns", ns.path, "-o", "folded", noDocker)
-	sh(t, "ip", "netns", "exec", ns.name, sysloadBin, "-dir", dir, "-fsync", strconv.Itoa(fsyncs))
+	// Stacks are unwound from the process's own mappings while it lives: sysload stays 5 s after
+	// its calls, for a reader that lags (a guest under qemu's TCG took seconds to read its first).
+	sh(t, "ip", "netns", "exec", ns.name, sysloadBin, "-dir", dir, "-fsync", strconv.Itoa(fsyncs), "-hold", "5s")
 	stdout, stderr := c.interrupt(t)
 	m := foldedCounts(t, stdout)
 	total := 0
