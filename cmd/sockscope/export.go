@@ -201,7 +201,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	defer socks.Close()
 	k := exporter.Kernel{Counters: counters, Sockets: socks, TopRemotes: f.topRemotes, MaxNetns: int(f.maxNetns)}
 	if f.syscalls {
-		sc, err := loader.OpenSyscalls(loader.SyscallConfig{FilterNetns: true, ByNetns: true})
+		sc, err := loader.OpenSyscalls(loader.SyscallConfig{FilterNetns: true, ByNetns: true, MaxNetns: f.maxNetns})
 		if err != nil {
 			return err
 		}

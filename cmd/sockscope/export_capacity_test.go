@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -102,6 +103,51 @@ func TestExportNamesAContainerCalledHostApart(t *testing.T) {
 	}
 	if !strings.Contains(exp.stderr.String(), `container="host (netns `+ino+`)"`) || strings.Contains(exp.stderr.String(), "collected before") {
 		t.Errorf("stderr:\n%s", exp.stderr.String())
+	}
+	exp.stop(t)
+}
+
+// One namespace calls 40,000 syscall numbers the kernel does not have, to fill the shared syscall
+// maps. It cannot: numbers no architecture has share one row, so its calls are all counted, in
+// 25 series, and a second namespace's calls, made after, are counted exactly too. Nothing is
+// dropped, and the exporter says so.
+func TestExportSyscallsSurviveAFloodOfInvalidNumbers(t *testing.T) {
+	requireTracing(t)
+	a, b := newNetns(t), newNetns(t)
+	exp := startExport(t, noDocker, "--host=false", "--netns", "a="+a.path, "--netns", "b="+b.path, "--max-netns", "2",
+		"--syscalls", "--syscalls.top", "1000")
+	dir := t.TempDir()
+	sh(t, "ip", "netns", "exec", a.name, sysloadBin, "-dir", filepath.Join(dir, "a"), "-invalid", "40000")
+	sh(t, "ip", "netns", "exec", b.name, sysloadBin, "-dir", filepath.Join(dir, "b"), "-fsync", "300")
+	m := exp.metrics(t)
+	// sysload calls 1000, 1001, ... 40999: 1000-1023 are rows of their own (no x86_64 or arm64
+	// syscall has those numbers, but they are below the kernel side's table), the rest one row.
+	invalid, series := 0.0, 0
+	for _, line := range strings.Split(m, "\n") {
+		rest, ok := strings.CutPrefix(line, `sockscope_syscalls_total{container="a",namespace="",pod="",syscall="`)
+		if !ok {
+			continue
+		}
+		name, v, _ := strings.Cut(rest, `"} `)
+		if name == "invalid" || strings.HasPrefix(name, "syscall_10") {
+			n, _ := strconv.ParseFloat(v, 64)
+			invalid += n
+			series++
+		}
+	}
+	if invalid != 40000 || series != 25 {
+		t.Errorf("the flood counted %v calls in %d series, want 40000 in 25", invalid, series)
+	}
+	if v := value(m, `sockscope_syscalls_total{container="b",namespace="",pod="",syscall="fsync"}`); v != 300 {
+		t.Errorf("fsync in b after the flood = %v, want 300", v)
+	}
+	for _, line := range strings.Split(m, "\n") {
+		if strings.HasPrefix(line, "sockscope_syscalls_dropped_total{") && !strings.HasSuffix(line, " 0") {
+			t.Errorf("dropped: %s", line)
+		}
+	}
+	if !strings.Contains(m, "sockscope_syscalls_dropped_total{") {
+		t.Errorf("no sockscope_syscalls_dropped_total series")
 	}
 	exp.stop(t)
 }
