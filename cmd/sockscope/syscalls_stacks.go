@@ -38,14 +38,14 @@ type stackCollector struct {
 	rate  uint32
 
 	mu         sync.Mutex
-	counts     map[string]*stackRow
+	counts     stacks.Counts     // labels: netns, comm, syscall
 	unresolved map[string]uint64 // why a sample could not be unwound -> samples
 	prevStats  loader.StackStats
 	done       chan struct{}
 	stopping   atomic.Bool
 }
 
-// stackRow is one distinct stack of one (container, comm, syscall).
+// stackRow is one distinct stack of one (netns, comm, syscall), as take returns it.
 type stackRow struct {
 	netns         uint32
 	comm, syscall string
@@ -88,7 +88,7 @@ func openStackCollector(o stackOptions, sc *containers.Scope, stderr io.Writer) 
 		return nil, err
 	}
 	c := &stackCollector{s: s, u: stacks.New(stacks.Options{}), arch: arch, exact: exact, rate: cfg.RatePerCPU,
-		counts: map[string]*stackRow{}, unresolved: map[string]uint64{}, done: make(chan struct{})}
+		unresolved: map[string]uint64{}, done: make(chan struct{})}
 	if o.kernel {
 		if c.kern, err = stacks.LoadKallsyms("/proc/kallsyms"); err != nil {
 			fmt.Fprintf(stderr, "sockscope: warning: kernel frames will not be named: %v\n", err)
@@ -143,17 +143,10 @@ func (c *stackCollector) add(smp *loader.StackSample) {
 	if len(smp.Kernel) > 0 {
 		st.Frames = append(kernelFrames(c.kern.Frames(smp.Kernel)), st.Frames...)
 	}
-	sys := events.SyscallName(runtime.GOARCH, smp.Nr)
-	var one stacks.Counts
-	one.Add(nil, st, 1)
-	key := strconv.FormatUint(uint64(smp.Netns), 10) + "\x00" + smp.Comm + "\x00" + sys + "\x00" + one.Sorted()[0].FoldedStack()
+	labels := []string{strconv.FormatUint(uint64(smp.Netns), 10), smp.Comm, events.SyscallName(runtime.GOARCH, smp.Nr)}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if r, ok := c.counts[key]; ok {
-		r.counted.Count++
-		return
-	}
-	c.counts[key] = &stackRow{netns: smp.Netns, comm: smp.Comm, syscall: sys, counted: one.Sorted()[0]}
+	c.counts.Add(labels, st, 1)
+	c.mu.Unlock()
 }
 
 // kernelFrames leaves out the innermost kernel frames that are sockscope's own: the BPF program
@@ -205,32 +198,17 @@ func (c *stackCollector) take() ([]*stackRow, map[string]uint64, loader.StackSta
 		return nil, nil, st, err
 	}
 	c.mu.Lock()
-	rows := make([]*stackRow, 0, len(c.counts))
-	for _, r := range c.counts {
-		rows = append(rows, r)
-	}
-	unresolved := c.unresolved
-	c.counts, c.unresolved = map[string]*stackRow{}, map[string]uint64{}
+	counts, unresolved := c.counts, c.unresolved
+	c.counts, c.unresolved = stacks.Counts{}, map[string]uint64{}
 	prev := c.prevStats
 	c.prevStats = st
 	c.mu.Unlock()
-	folded := make(map[*stackRow]string, len(rows))
-	for _, r := range rows {
-		folded[r] = r.counted.FoldedStack()
+	sorted := counts.Sorted()
+	rows := make([]*stackRow, len(sorted))
+	for i, e := range sorted {
+		netns, _ := strconv.ParseUint(e.Labels[0], 10, 32)
+		rows[i] = &stackRow{netns: uint32(netns), comm: e.Labels[1], syscall: e.Labels[2], counted: e}
 	}
-	sort.Slice(rows, func(i, j int) bool {
-		a, b := rows[i], rows[j]
-		if a.counted.Count != b.counted.Count {
-			return a.counted.Count > b.counted.Count
-		}
-		if a.comm != b.comm {
-			return a.comm < b.comm
-		}
-		if a.syscall != b.syscall {
-			return a.syscall < b.syscall
-		}
-		return folded[a] < folded[b]
-	})
 	d := loader.StackStats{Matched: st.Matched - prev.Matched, Sampled: st.Sampled - prev.Sampled, Rate: st.Rate - prev.Rate, Lost: st.Lost - prev.Lost}
 	return rows, unresolved, d, nil
 }
@@ -274,18 +252,12 @@ func (c *stackCollector) print(w io.Writer, stderr io.Writer, f *syscallsFlags) 
 		// comm;outermost;...;innermost COUNT, summed over containers and syscalls: the input of
 		// flamegraph.pl, inferno and speedscope. How they were sampled goes to stderr.
 		fmt.Fprintln(stderr, "sockscope: "+summary)
-		sum := map[string]uint64{}
-		var order []string
+		var folded stacks.Counts
 		for _, r := range rows {
-			l := events.Printable(foldedLabel(r.comm)) + ";" + strings.TrimPrefix(r.counted.FoldedStack(), ";")
-			if _, ok := sum[l]; !ok {
-				order = append(order, l)
-			}
-			sum[l] += r.counted.Count
+			folded.Add([]string{r.comm}, r.counted.Stack, r.counted.Count)
 		}
-		sort.SliceStable(order, func(i, j int) bool { return sum[order[i]] > sum[order[j]] })
-		for _, l := range order {
-			fmt.Fprintf(&out, "%s %d\n", events.Printable(l), sum[l])
+		for _, e := range folded.Sorted() {
+			fmt.Fprintf(&out, "%s %d\n", events.Printable(e.FoldedStack()), e.Count)
 		}
 	case "json":
 		b, _ := json.Marshal(map[string]any{"type": "stacks_summary", "matched": st.Matched, "sampled": st.Sampled,
@@ -360,9 +332,4 @@ func (c *stackCollector) recorded(syscalls []string) (recording.Stacks, error) {
 		out.NotUnwound = nil
 	}
 	return out, nil
-}
-
-// foldedLabel keeps a command name from splitting a folded line.
-func foldedLabel(comm string) string {
-	return strings.NewReplacer(";", ":", " ", "_", "\n", " ").Replace(comm)
 }
