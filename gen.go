@@ -3,7 +3,7 @@
 // `make generate` reruns this with the pinned clang, and CI checks the committed files match.
 package sockscope
 
-//go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -go-package loader -output-dir loader -type event -type event_v4 -type event_v6 -type owner_record -type netns_slot trace bpf/trace.bpf.c -- -I bpf
+//go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -go-package loader -output-dir loader -type event -type event_v4 -type event_v6 -type owner_record -type netns_slot -type owned_port trace bpf/trace.bpf.c -- -I bpf
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -go-package loader -output-dir loader -type sock_record -type owner_record sockets bpf/sockets.bpf.c -- -I bpf
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -go-package loader -output-dir loader -type sc_key -type sc_val -type err_key -type path_key -type comm_key -type comm_val syscalls bpf/syscalls.bpf.c -- -I bpf
 //go:generate go tool bpf2go -cc clang-14 -strip llvm-strip-14 -cflags "-O2 -g -Wall -Werror" -target amd64,arm64 -go-package loader -output-dir loader -type netns_counters -type rare_key -type handshake export bpf/export.bpf.c -- -I bpf

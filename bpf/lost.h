@@ -14,7 +14,8 @@ enum lost_reason {
 	LOST_SC_BUDGET = 4,       /* syscalls: a namespace used its budget of keys; counted under "other" */
 	LOST_SC_ERRORS = 5,       /* syscalls: the errors map was full */
 	LOST_SC_PATHS = 6,        /* syscalls: the paths map was full */
-	NLOST = 7,
+	LOST_OWNED_FULL = 7,      /* trace, record with --pid or --comm: the table of wanted sockets was full */
+	NLOST = 8,
 };
 
 struct {

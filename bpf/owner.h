@@ -63,7 +63,7 @@ static __always_inline int emit_owner(struct bpf_iter__task_file *ctx, bool only
 	o.sport = sk->__sk_common.skc_num;
 	o.state = sk->__sk_common.skc_state;
 	o.family = sk->__sk_common.skc_family;
-	bpf_probe_read_kernel(o.comm, sizeof(o.comm), task->comm);
+	bpf_probe_read_kernel(o.comm, sizeof(o.comm), task->group_leader->comm); /* the process's name */
 	bpf_seq_write(ctx->meta->seq, &o, sizeof(o));
 	return 0;
 }

@@ -4,15 +4,16 @@
  * frame-pointer walk here would stop at libc or follow garbage. It copies the user registers and
  * the top of the user stack, and Go unwinds them from each object's CFI (package stacks).
  *
- * Filters run cheapest first: the syscall number (an array slot), the process, the command name,
- * then the namespace (netns.h, the filter every program shares). With a --syscall or --comm filter every matching call is
- * sent, so counts per stack are exact; without one a per-CPU rate limit bounds the cost, and the
- * counters say how many were skipped. */
+ * Filters run cheapest first: the syscall number (an array slot), the process, the process name
+ * (comm.h), then the namespace (netns.h): the filters every program shares. With a --syscall or
+ * --comm filter every matching call is sent, so counts per stack are exact; without one a per-CPU
+ * rate limit bounds the cost, and the counters say how many were skipped. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "netns.h"
+#include "comm.h"
 #include "stacks.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -20,8 +21,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile bool filter_syscall = false;
 const volatile __u32 filter_pid = 0;
 const volatile __u32 exclude_tgid = 0;
-const volatile __u32 n_comms = 0;
-const volatile __u64 comms[COMM_FILTERS][2] = {};
 /* Samples per CPU per second when no --syscall or --comm filter selects the calls; 0: no limit. */
 const volatile __u32 rate_per_cpu = 0;
 const volatile bool want_kstack = false;
@@ -65,22 +64,6 @@ static __always_inline void stat(__u32 idx)
 	__u64 *n = bpf_map_lookup_elem(&stats, &idx);
 	if (n)
 		*n += 1;
-}
-
-/* The command name, zero-padded to 16 bytes by bpf_get_current_comm, compared as two words
- * with the names given (zero-padded by Go). */
-static __always_inline bool comm_matches(void)
-{
-	__u64 comm[2] = {};
-	bpf_get_current_comm(comm, sizeof(comm));
-#pragma unroll
-	for (int i = 0; i < COMM_FILTERS; i++) {
-		if (i >= n_comms)
-			return false;
-		if (comm[0] == comms[i][0] && comm[1] == comms[i][1])
-			return true;
-	}
-	return false;
 }
 
 /* Whether the rate limit lets one more sample through on this CPU. */
@@ -129,7 +112,7 @@ int BPF_PROG(on_enter, struct pt_regs *regs, long id)
 		return 0;
 	if (tgid == exclude_tgid)
 		return 0;
-	if (n_comms && !comm_matches())
+	if (!comm_wanted(task))
 		return 0;
 	__u32 netns = task_netns(task);
 	if (!netns_wanted(netns))
@@ -151,7 +134,7 @@ int BPF_PROG(on_enter, struct pt_regs *regs, long id)
 	s->netns = netns;
 	s->nr = (__u32)id;
 	s->_pad = 0;
-	bpf_get_current_comm(s->comm, sizeof(s->comm));
+	process_comm(task, s->comm);
 	s->regs_len = USER_REGS_LEN;
 	if (bpf_probe_read_kernel(s->regs, USER_REGS_LEN, regs))
 		s->regs_len = 0;

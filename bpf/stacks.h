@@ -9,7 +9,6 @@
 #define STACK_CHUNK 4096
 #define REGS_SIZE (34 * 8)     /* x86_64 pt_regs is 21*8, arm64 user_pt_regs 34*8 */
 #define KSTACK_DEPTH 32
-#define COMM_FILTERS 8
 #define SYSCALL_SLOTS 1024
 
 struct stack_sample {

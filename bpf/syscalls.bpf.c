@@ -4,8 +4,8 @@
  * Raw tracepoints (tp_btf) on sys_exit (and sys_enter, for latency only) need no tracefs.
  *
  * Every syscall of the machine runs these programs, so their filters come cheapest first: two
- * register compares (the process filters), then the task's namespace against the direct table of
- * netns.h; a task outside the traced namespaces leaves without a map lookup of any cost.
+ * register compares (the process filters), the process name with --comm (comm.h), then the task's
+ * namespace against the direct table of netns.h; a task outside the traced namespaces leaves without a map lookup of any cost.
  *
  * No namespace can starve the others: each may make at most `rows_per_netns` rows across the
  * counts, errors and paths maps; beyond that its calls are counted under SC_NR_OTHER, exactly,
@@ -16,6 +16,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 #include "netns.h"
+#include "comm.h"
 #include "lost.h"
 #include "count.h"
 #include "syscalls.h"
@@ -99,6 +100,8 @@ static __always_inline __u32 traced_netns(struct task_struct *task)
 	__u32 tgid = task->tgid;
 	if (tgid == exclude_tgid || (filter_pid && tgid != filter_pid))
 		return 0;
+	if (!comm_wanted(task))
+		return 0;
 	__u32 netns = task_netns(task);
 	if (!netns_wanted(netns))
 		return 0;
@@ -145,7 +148,7 @@ static __always_inline void remember_comm(struct task_struct *task, __u32 exec_i
 	if (bpf_map_lookup_elem(&comms, &ck))
 		return;
 	struct comm_val cv = {};
-	bpf_probe_read_kernel(cv.comm, sizeof(cv.comm), task->group_leader->comm);
+	process_comm(task, cv.comm);
 	bpf_map_update_elem(&comms, &ck, &cv, BPF_NOEXIST);
 }
 

@@ -16,7 +16,9 @@
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include "netns.h"
+#include "comm.h"
 #include "lost.h"
+#include "count.h"
 #include "owner.h"
 #include "connect.h"
 #include "trace.h"
@@ -38,6 +40,8 @@ const volatile bool filter_ports = false;  /* only sockets with a local or remot
 const volatile __u8 filter_family = 0;     /* AF_INET or AF_INET6; 0 = both */
 const volatile bool connect_syscall = false;
 const volatile __u32 port_bits[65536 / 32] = {};
+/* --pid: only sockets owned by this process. With it or --comm (comm.h), owned_socks below. */
+const volatile __u32 owner_pid = 0;
 
 /* Records are submitted with BPF_RB_NO_WAKEUP and the reader polls on a timer: a wakeup is an
  * irq_work self-IPI raised on the traced CPU, and softirq TCP work run on its exit would nest in
@@ -90,10 +94,106 @@ static __always_inline struct connect_call *current_call(void)
 static __always_inline void fill_comm(char *comm, bool owner)
 {
 	if (owner)
-		bpf_get_current_comm(comm, TASK_COMM_LEN);
+		process_comm(bpf_get_current_task_btf(), comm);
 }
 
-/* Cheapest checks first: two loads and compares, the namespace table, then the port bits. */
+/* The owner filter (--pid, --comm). Most transitions run in softirq, where `current` is not the
+ * owner (owner.h), so whether a socket is wanted is decided where the kernel runs in its owner's
+ * context and remembered for the rest of its life, by the socket's address:
+ * - a new life (connect() or listen(), from CLOSE) is wanted if the calling process is;
+ * - an accepted socket (LISTEN -> SYN_RECV) is wanted if a wanted listener has its port;
+ * - any other transition is wanted if its socket is, or if a wanted process closes it (the
+ *   socket is followed from there);
+ * - the sockets that existed before the trace are entered by Go from the owner walk.
+ * The table is a superset of what user space prints: several processes may share a port
+ * (SO_REUSEPORT) and a socket's owner may change when another process closes it. User space keeps
+ * every socket's owner from the records and applies the same predicate exactly (events.Filter). */
+#define filter_owner (owner_pid || n_comms)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* from Go */
+	__type(key, __u64);         /* the socket's address */
+	__type(value, __u8);
+} owned_socks SEC(".maps");
+
+struct owned_port {
+	__u32 netns;
+	__u16 port; /* host byte order */
+	__u16 _pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096); /* from Go */
+	__type(key, struct owned_port);
+	__type(value, __u32); /* wanted listeners on the port */
+} owned_ports SEC(".maps");
+
+const struct owned_port *unused_owned_port __attribute__((unused));
+
+static __always_inline bool task_wanted(struct task_struct *task)
+{
+	if (owner_pid && task->tgid != owner_pid)
+		return false;
+	return comm_wanted(task);
+}
+
+static __always_inline void port_listened(struct owned_port *p, int delta)
+{
+	if (delta > 0) {
+		__u32 zero = 0;
+		__u32 *n = insert_or_find(&owned_ports, p, &zero);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			note_lost(LOST_OWNED_FULL);
+		return;
+	}
+	/* listen() and close() run in process context, rarely at once on one port: a race leaves
+	 * the port in the table, which only widens the superset. */
+	__u32 *n = bpf_map_lookup_elem(&owned_ports, p);
+	if (!n)
+		return;
+	if (*n > 1)
+		__sync_fetch_and_add(n, -1);
+	else
+		bpf_map_delete_elem(&owned_ports, p);
+}
+
+/* owner_wanted applies the owner filter to one transition, and keeps the tables. */
+static __always_inline bool owner_wanted(struct sock *sk, __u32 netns, __u16 sport, int oldstate, int newstate)
+{
+	__u64 key = (__u64)sk;
+	struct owned_port port = {.netns = netns, .port = sport};
+	bool known = false;
+	bool wanted;
+	if (oldstate == TCP_CLOSE) {
+		wanted = task_wanted(bpf_get_current_task_btf());
+	} else if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
+		wanted = bpf_map_lookup_elem(&owned_ports, &port) != NULL;
+	} else {
+		known = bpf_map_lookup_elem(&owned_socks, &key) != NULL;
+		wanted = known || (owner_context(oldstate, newstate) && task_wanted(bpf_get_current_task_btf()));
+	}
+	if (!wanted)
+		return false;
+	if (newstate == TCP_CLOSE) {
+		bpf_map_delete_elem(&owned_socks, &key);
+		if (oldstate == TCP_LISTEN)
+			port_listened(&port, -1);
+	} else if (!known) {
+		__u8 one = 1;
+		if (bpf_map_update_elem(&owned_socks, &key, &one, BPF_ANY))
+			note_lost(LOST_OWNED_FULL);
+		else if (newstate == TCP_LISTEN)
+			port_listened(&port, 1);
+	}
+	return true;
+}
+
+/* Cheapest checks first: two loads and compares, the namespace table, the port bits, then the
+ * owner filter. */
 static __always_inline int handle_state(struct sock *sk, int oldstate, int newstate)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
@@ -109,6 +209,8 @@ static __always_inline int handle_state(struct sock *sk, int oldstate, int newst
 	__u16 sport = tp ? bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport) : 0;
 	__u16 dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (!port_wanted(sport, dport))
+		return 0;
+	if (filter_owner && !owner_wanted(sk, netns, sport, oldstate, newstate))
 		return 0;
 
 	__u8 kind = EVENT_STATE;

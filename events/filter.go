@@ -10,6 +10,7 @@ type Filter struct {
 	Ports             []uint16        // local or remote port
 	Family            uint8           // 2 (AF_INET) or 10 (AF_INET6); 0: both
 	Pid               uint32          // owner's tgid
+	Comms             []string        // owner's process name, one of these
 	State             State           // transitions from or to this state
 	ConnectErrorsOnly bool
 }
@@ -39,5 +40,8 @@ func (f *Filter) Keep(e *Event) bool {
 	if e.Kind == 0 {
 		return false
 	}
-	return f.Pid == 0 || e.Pid == f.Pid
+	if f.Pid != 0 && e.Pid != f.Pid {
+		return false
+	}
+	return len(f.Comms) == 0 || slices.Contains(f.Comms, e.CommString())
 }

@@ -15,6 +15,7 @@ const (
 	lostSyscallBudget
 	lostSyscallErrors
 	lostSyscallPaths
+	lostOwnedFull
 	nLost
 )
 

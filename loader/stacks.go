@@ -19,17 +19,14 @@ type StackConfig struct {
 	Pid         uint32
 	// Syscalls, when not empty, are the only syscall numbers sampled.
 	Syscalls []uint32
-	// Comms, when not empty, are the only command names sampled (at most MaxCommFilters; the
-	// kernel keeps 15 bytes of a name, and so does the filter).
+	// Comms, when not empty, are the only processes sampled, by name (at most MaxCommFilters;
+	// the kernel keeps 15 bytes of a name, and so does the filter; bpf/comm.h).
 	Comms []string
 	// RatePerCPU bounds the samples each CPU sends per second; 0 sends every matching call.
 	RatePerCPU uint32
 	// KernelStacks also copies the kernel stack (return addresses, for /proc/kallsyms).
 	KernelStacks bool
 }
-
-// MaxCommFilters is how many command names one StackConfig may select.
-const MaxCommFilters = 8
 
 // MaxSyscallNr is the largest syscall number the syscall filter holds.
 const MaxSyscallNr = 1023
@@ -88,9 +85,6 @@ var (
 
 // OpenStacks loads and attaches the stack sampler on sys_enter. Call Close to detach.
 func OpenStacks(cfg StackConfig) (*Stacks, error) {
-	if len(cfg.Comms) > MaxCommFilters {
-		return nil, fmt.Errorf("at most %d command names", MaxCommFilters)
-	}
 	if err := memlock(); err != nil {
 		return nil, err
 	}
@@ -98,18 +92,15 @@ func OpenStacks(cfg StackConfig) (*Stacks, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
-	var comms [MaxCommFilters][2]uint64
-	for i, c := range cfg.Comms {
-		var b [16]byte
-		copy(b[:15], c)
-		comms[i] = [2]uint64{binary.NativeEndian.Uint64(b[:8]), binary.NativeEndian.Uint64(b[8:])}
+	if err := setComms(spec, cfg.Comms); err != nil {
+		return nil, err
 	}
 	vars := []struct {
 		name string
 		v    any
 	}{
 		{"filter_syscall", len(cfg.Syscalls) > 0}, {"filter_pid", cfg.Pid},
-		{"exclude_tgid", uint32(os.Getpid())}, {"n_comms", uint32(len(cfg.Comms))}, {"comms", comms},
+		{"exclude_tgid", uint32(os.Getpid())},
 		{"rate_per_cpu", cfg.RatePerCPU}, {"want_kstack", cfg.KernelStacks},
 	}
 	for _, v := range vars {

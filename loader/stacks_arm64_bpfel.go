@@ -53,7 +53,7 @@ const (
 	stacksMapStats             = "stats"
 	stacksMapSyscallFilter     = "syscall_filter"
 	stacksProgOnEnter          = "on_enter"
-	stacksVarComms             = "comms"
+	stacksVarCommNames         = "comm_names"
 	stacksVarExcludeTgid       = "exclude_tgid"
 	stacksVarFilterNetns       = "filter_netns"
 	stacksVarFilterPid         = "filter_pid"
@@ -126,7 +126,7 @@ type stacksMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type stacksVariableSpecs struct {
-	Comms             *ebpf.VariableSpec `ebpf:"comms"`
+	CommNames         *ebpf.VariableSpec `ebpf:"comm_names"`
 	ExcludeTgid       *ebpf.VariableSpec `ebpf:"exclude_tgid"`
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
@@ -181,7 +181,7 @@ func (m *stacksMaps) Close() error {
 //
 // It can be passed to loadStacksObjects or ebpf.CollectionSpec.LoadAndAssign.
 type stacksVariables struct {
-	Comms             *ebpf.Variable `ebpf:"comms"`
+	CommNames         *ebpf.Variable `ebpf:"comm_names"`
 	ExcludeTgid       *ebpf.Variable `ebpf:"exclude_tgid"`
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`

@@ -26,8 +26,10 @@ type SyscallConfig struct {
 	FilterNetns bool
 	Netns       []uint32
 	Pid         uint32
-	Latency     bool
-	Paths       bool
+	// Comms, when not empty, are the only processes counted, by name (bpf/comm.h).
+	Comms   []string
+	Latency bool
+	Paths   bool
 	// ByNetns counts per namespace and syscall only, leaving Tgid and Comm zero (the exporter).
 	ByNetns bool
 	// PathSyscalls are the calls whose path argument is counted with Paths (at most 12).
@@ -86,6 +88,9 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 	spec.Maps["comms"].MaxEntries = max(cfg.MaxRows/2, 1)
 	// A row budget per namespace: all of them when unfiltered, else those selected at once.
 	spec.Maps["rows"].MaxEntries = cfg.MaxNetns
+	if err := setComms(spec, cfg.Comms); err != nil {
+		return nil, err
+	}
 	var nrs [12]uint32
 	var args [12]uint8
 	for i, p := range cfg.PathSyscalls {

@@ -6,9 +6,11 @@ package loader
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"runtime/debug"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf"
@@ -36,6 +38,14 @@ type TraceConfig struct {
 	// (ENETUNREACH) and the exact errno of failures inside connect(). They put every syscall of
 	// the machine on the slow path while attached.
 	ConnectSyscall bool
+	// Pid and Comms keep only the sockets owned by this process, or by processes of these names
+	// (at most MaxCommFilters; bpf/comm.h), in the kernel. The kernel's selection is a superset:
+	// events.Filter applies the same predicate exactly to the owners user space keeps.
+	Pid   uint32
+	Comms []string
+	// MaxOwned is how many sockets the owner filter follows at once (default 65536); sockets
+	// past it are lost, and counted.
+	MaxOwned uint32
 	// RingBytes is the ring buffer size (a power of two, at least a page); 0 = DefaultRingBytes.
 	RingBytes uint32
 }
@@ -77,6 +87,14 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 		cfg.MaxNetns = 4096
 	}
 	spec.Maps["events"].MaxEntries = cfg.RingBytes
+	if cfg.MaxOwned == 0 {
+		cfg.MaxOwned = 65536
+	}
+	spec.Maps["owned_socks"].MaxEntries = cfg.MaxOwned
+	spec.Maps["owned_ports"].MaxEntries = max(cfg.MaxOwned/16, 256)
+	if err := setComms(spec, cfg.Comms); err != nil {
+		return nil, err
+	}
 	if err := sizeNetnsMaps(spec, cfg.MaxNetns, cfg.FilterNetns); err != nil {
 		return nil, err
 	}
@@ -86,7 +104,7 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 	}
 	for name, v := range map[string]any{
 		"filter_ports": len(cfg.Ports) > 0, "filter_family": cfg.Family,
-		"connect_syscall": cfg.ConnectSyscall, "port_bits": ports,
+		"connect_syscall": cfg.ConnectSyscall, "port_bits": ports, "owner_pid": cfg.Pid,
 	} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
@@ -212,9 +230,45 @@ func (t *Tracer) walkOwners() error {
 		return fmt.Errorf("run iter/task_file: %w", err)
 	}
 	owners := decodeOwners(b)
+	if err := t.enterOwned(owners); err != nil {
+		return err
+	}
 	t.mu.Lock()
 	t.seeds = append(t.seeds, owners...)
 	t.mu.Unlock()
+	return nil
+}
+
+// enterOwned puts the sockets of the wanted owners among those a walk found into the owner
+// filter's tables (bpf/trace.bpf.c), which the kernel fills itself only for sockets it sees start.
+// A socket that closed since the walk stays until its address is reused: the table is a superset.
+func (t *Tracer) enterOwned(owners []Owner) error {
+	if t.cfg.Pid == 0 && len(t.cfg.Comms) == 0 {
+		return nil
+	}
+	var names [][16]byte
+	for _, c := range t.cfg.Comms {
+		var b [16]byte
+		copy(b[:15], c)
+		names = append(names, b)
+	}
+	for _, o := range owners {
+		if t.cfg.Pid != 0 && o.Pid != t.cfg.Pid {
+			continue
+		}
+		if len(names) > 0 && !slices.Contains(names, commKey(o.Comm)) {
+			continue
+		}
+		if err := t.objs.OwnedSocks.Update(o.Sk, uint8(1), ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+			return fmt.Errorf("owner filter: %w (raise the table's size)", err)
+		}
+		if o.State == tcpListen {
+			k := traceOwnedPort{Netns: o.Netns, Port: o.Port}
+			if err := t.objs.OwnedPorts.Update(k, uint32(1), ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+				return fmt.Errorf("owner filter: %w", err)
+			}
+		}
+	}
 	return nil
 }
 
@@ -260,10 +314,13 @@ type Lost struct {
 	// Nested counts program runs the kernel skipped because the program was already running on
 	// that CPU (an interrupt's softirq work nested in it).
 	Nested uint64
+	// Owned counts sockets the owner filter (Pid, Comms) could not follow: its table was full.
+	// Their later transitions are missing.
+	Owned uint64
 }
 
 // Total is all lost events.
-func (l Lost) Total() uint64 { return l.RingFull + l.Nested }
+func (l Lost) Total() uint64 { return l.RingFull + l.Nested + l.Owned }
 
 // Lost returns what was lost since the programs were loaded.
 func (t *Tracer) Lost() (Lost, error) {
@@ -289,7 +346,7 @@ func (t *Tracer) Lost() (Lost, error) {
 	for _, v := range per {
 		rescued += v
 	}
-	l := Lost{RingFull: counts[lostRingFull]}
+	l := Lost{RingFull: counts[lostRingFull], Owned: counts[lostOwnedFull]}
 	if misses > rescued {
 		l.Nested = misses - rescued
 	}

@@ -62,6 +62,13 @@ type traceNetnsSlot struct {
 	Slot uint32
 }
 
+type traceOwnedPort struct {
+	_     structs.HostLayout
+	Netns uint32
+	Port  uint16
+	Pad   uint16
+}
+
 type traceOwnerRecord struct {
 	_      structs.HostLayout
 	Inode  uint32
@@ -84,19 +91,25 @@ const (
 	traceMapNesting           = "nesting"
 	traceMapNetnsDirect       = "netns_direct"
 	traceMapNetnsOverflow     = "netns_overflow"
+	traceMapOwnedPorts        = "owned_ports"
+	traceMapOwnedSocks        = "owned_socks"
 	traceProgDumpOwners       = "dump_owners"
 	traceProgOnConnectEnter   = "on_connect_enter"
 	traceProgOnConnectExit    = "on_connect_exit"
 	traceProgOnState          = "on_state"
 	traceProgOnStateNested    = "on_state_nested"
+	traceVarCommNames         = "comm_names"
 	traceVarConnectSyscall    = "connect_syscall"
 	traceVarFilterFamily      = "filter_family"
 	traceVarFilterNetns       = "filter_netns"
 	traceVarFilterPorts       = "filter_ports"
+	traceVarN_comms           = "n_comms"
 	traceVarNetnsMask         = "netns_mask"
+	traceVarOwnerPid          = "owner_pid"
 	traceVarPortBits          = "port_bits"
 	traceVarUnusedEventV4     = "unused_event_v4"
 	traceVarUnusedEventV6     = "unused_event_v6"
+	traceVarUnusedOwnedPort   = "unused_owned_port"
 	traceVarUnusedOwnerRecord = "unused_owner_record"
 )
 
@@ -159,20 +172,26 @@ type traceMapSpecs struct {
 	Nesting       *ebpf.MapSpec `ebpf:"nesting"`
 	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
 	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
+	OwnedPorts    *ebpf.MapSpec `ebpf:"owned_ports"`
+	OwnedSocks    *ebpf.MapSpec `ebpf:"owned_socks"`
 }
 
 // traceVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type traceVariableSpecs struct {
+	CommNames         *ebpf.VariableSpec `ebpf:"comm_names"`
 	ConnectSyscall    *ebpf.VariableSpec `ebpf:"connect_syscall"`
 	FilterFamily      *ebpf.VariableSpec `ebpf:"filter_family"`
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPorts       *ebpf.VariableSpec `ebpf:"filter_ports"`
+	N_comms           *ebpf.VariableSpec `ebpf:"n_comms"`
 	NetnsMask         *ebpf.VariableSpec `ebpf:"netns_mask"`
+	OwnerPid          *ebpf.VariableSpec `ebpf:"owner_pid"`
 	PortBits          *ebpf.VariableSpec `ebpf:"port_bits"`
 	UnusedEventV4     *ebpf.VariableSpec `ebpf:"unused_event_v4"`
 	UnusedEventV6     *ebpf.VariableSpec `ebpf:"unused_event_v6"`
+	UnusedOwnedPort   *ebpf.VariableSpec `ebpf:"unused_owned_port"`
 	UnusedOwnerRecord *ebpf.VariableSpec `ebpf:"unused_owner_record"`
 }
 
@@ -202,6 +221,8 @@ type traceMaps struct {
 	Nesting       *ebpf.Map `ebpf:"nesting"`
 	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
 	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
+	OwnedPorts    *ebpf.Map `ebpf:"owned_ports"`
+	OwnedSocks    *ebpf.Map `ebpf:"owned_socks"`
 }
 
 func (m *traceMaps) Close() error {
@@ -212,6 +233,8 @@ func (m *traceMaps) Close() error {
 		m.Nesting,
 		m.NetnsDirect,
 		m.NetnsOverflow,
+		m.OwnedPorts,
+		m.OwnedSocks,
 	)
 }
 
@@ -219,14 +242,18 @@ func (m *traceMaps) Close() error {
 //
 // It can be passed to loadTraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type traceVariables struct {
+	CommNames         *ebpf.Variable `ebpf:"comm_names"`
 	ConnectSyscall    *ebpf.Variable `ebpf:"connect_syscall"`
 	FilterFamily      *ebpf.Variable `ebpf:"filter_family"`
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPorts       *ebpf.Variable `ebpf:"filter_ports"`
+	N_comms           *ebpf.Variable `ebpf:"n_comms"`
 	NetnsMask         *ebpf.Variable `ebpf:"netns_mask"`
+	OwnerPid          *ebpf.Variable `ebpf:"owner_pid"`
 	PortBits          *ebpf.Variable `ebpf:"port_bits"`
 	UnusedEventV4     *ebpf.Variable `ebpf:"unused_event_v4"`
 	UnusedEventV6     *ebpf.Variable `ebpf:"unused_event_v6"`
+	UnusedOwnedPort   *ebpf.Variable `ebpf:"unused_owned_port"`
 	UnusedOwnerRecord *ebpf.Variable `ebpf:"unused_owner_record"`
 }
 

@@ -30,6 +30,9 @@ type Meta struct {
 	Filtered    bool              `json:"filtered"`              // only some namespaces were recorded
 	Latency     bool              `json:"latency"`               // syscall latency was measured
 	Paths       bool              `json:"paths"`                 // syscall paths were counted
+	// Comms: only the sockets, syscalls and stacks of processes with these names were recorded
+	// (record --comm). Socket snapshots hold every socket of the namespaces, as ss shows them.
+	Comms []string `json:"comms,omitempty"`
 }
 
 // Container is one container (or pod sandbox) seen during the recording.

@@ -30,6 +30,7 @@ type recordFlags struct {
 	file        string
 	containers  []string
 	netns       []string
+	comms       []string
 	duration    time.Duration
 	interval    time.Duration
 	maxSize     int64
@@ -56,6 +57,7 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 	fs.StringSliceVar(&f.stacks, "stacks", nil, "also record user stacks: --stacks=openat,fsync for every call of these syscalls, or --stacks alone for a sample of all of them (see --stack-rate)")
 	fs.Lookup("stacks").NoOptDefVal = "*"
 	fs.IntVar(&f.stackRate, "stack-rate", defaultStackRate, "with --stacks alone: stacks copied per CPU per second")
+	commFlag(fs, &f.comms, "record only the sockets, syscalls and stacks")
 	f.runtimes.add(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope record -w FILE [flags]\n\nRecord TCP events, socket snapshots, syscall counts, container metadata and the settings that\nexplain incidents into one file, for trace/syscalls/sockets -r, report and diagnose.", "the file is given with -w FILE"); err != nil || helped {
 		return nil, helped, err
@@ -65,6 +67,9 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 	}
 	if f.duration < 0 {
 		return nil, false, usageError{fmt.Sprintf("--duration must not be negative, not %s", f.duration)}
+	}
+	if err := checkComms(f.comms); err != nil {
+		return nil, false, err
 	}
 	if fs.Changed("stacks") {
 		if len(f.stacks) == 1 && f.stacks[0] == "*" {
@@ -189,12 +194,12 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	fixed := sc.FixedInodes()
 
 	// Everything that can fail on bad input is checked before the file is created.
-	if r.tracer, err = loader.OpenTrace(loader.TraceConfig{FilterNetns: sc.Filtered(), Netns: fixed, ConnectSyscall: f.connectCall}); err != nil {
+	if r.tracer, err = loader.OpenTrace(loader.TraceConfig{FilterNetns: sc.Filtered(), Netns: fixed, ConnectSyscall: f.connectCall, Comms: f.comms}); err != nil {
 		return err
 	}
 	defer r.tracer.Close()
 	if f.syscalls {
-		cfg := loader.SyscallConfig{FilterNetns: sc.Filtered(), Netns: fixed, Paths: true}
+		cfg := loader.SyscallConfig{FilterNetns: sc.Filtered(), Netns: fixed, Comms: f.comms, Paths: true}
 		for _, p := range pathSyscalls {
 			if nr, ok := events.SyscallNumber(runtime.GOARCH, p.name); ok {
 				cfg.PathSyscalls = append(cfg.PathSyscalls, loader.PathSyscall{Nr: nr, Arg: p.arg})
@@ -210,7 +215,7 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	}
 	defer r.socks.Close()
 	if f.stacks != nil {
-		o := stackOptions{syscalls: f.stacks, rate: uint32(min(f.stackRate, 1<<20))}
+		o := stackOptions{syscalls: f.stacks, comms: f.comms, rate: uint32(min(f.stackRate, 1<<20))}
 		if r.stacks, err = openStackCollector(o, sc, stderr); err != nil {
 			return err
 		}
@@ -230,10 +235,13 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	if sc.Filtered() {
 		what = sc.Describe()
 	}
+	if len(f.comms) > 0 {
+		what += ", processes named " + strings.Join(f.comms, ", ")
+	}
 	meta := recording.Meta{
 		Sockscope: version, Hostname: hostname, Kernel: unix.ByteSliceToString(uts.Release[:]), Arch: runtime.GOARCH,
 		Start: start.UTC(), ClockOffset: r.clock.Offset(), Interval: f.interval, HostNetns: sc.Host.Inode,
-		Scope: what, Filtered: sc.Filtered(), Paths: f.syscalls, NetnsNames: map[uint32]string{},
+		Scope: what, Filtered: sc.Filtered(), Paths: f.syscalls, NetnsNames: map[uint32]string{}, Comms: f.comms,
 	}
 	for _, t := range sc.Fixed {
 		if t.Name.Name != "" && t.Inode != sc.Host.Inode {

@@ -378,6 +378,7 @@ func TestRecordBadCommandLines(t *testing.T) {
 		{[]string{"record", "-w", "x.rec", "--max-size", "1K"}, []string{"too small"}},
 		{[]string{"record", "-w", "-", "--max-size", "10M"}, []string{"standard output"}},
 		{[]string{"record", "-w", "x.rec", "--interval", "1ms"}, []string{"--interval"}},
+		{[]string{"record", "-w", "x.rec", "--comm", "a-very-long-process-name"}, []string{"--comm", "15 bytes"}},
 		{[]string{"trace", "-r", "x.rec", "--duration", "5s"}, []string{"--duration"}},
 		{[]string{"sockets", "--at", "5s"}, []string{"-r FILE"}},
 		{[]string{"report"}, []string{"give one recording"}},

@@ -54,7 +54,7 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	fs.StringArrayVar(&f.netns, "netns", nil, "only tasks in this network namespace: an inode, or a path such as /proc/PID/ns/net or /run/netns/NAME; repeatable")
 	fs.StringSliceVar(&f.by, "by", byFields, "aggregate by these fields: container, comm, pid, syscall")
 	fs.StringSliceVar(&f.syscalls, "syscall", nil, "only these syscalls, by name (e.g. openat,fsync)")
-	fs.StringArrayVar(&f.comms, "comm", nil, "only processes with this command name (DTrace's /execname == \"node\"/; the kernel keeps 15 bytes of it); repeatable, up to 8")
+	commFlag(fs, &f.comms, "only the calls")
 	fs.BoolVar(&f.stacks, "stacks", false, "also collect the user stacks of the calls, per container, command and syscall (unwound from the programs' CFI, named from their symbols and perf maps)")
 	fs.BoolVar(&f.kernelStacks, "kernel-stacks", false, "with --stacks: also the kernel stack at the syscall's entry")
 	stackRate := fs.Int("stack-rate", defaultStackRate, "with --stacks and no --syscall or --comm filter: stacks copied per CPU per second (a sample; the output gives the ratio)")
@@ -98,16 +98,8 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 		return nil, false, usageError{fmt.Sprintf("--stack-rate must be at least 1, not %d", *stackRate)}
 	}
 	f.stackRate = uint32(min(*stackRate, 1<<20))
-	if len(f.comms) > loader.MaxCommFilters {
-		return nil, false, usageError{fmt.Sprintf("--comm is given %d times; at most %d", len(f.comms), loader.MaxCommFilters)}
-	}
-	for _, c := range f.comms {
-		if c == "" {
-			return nil, false, usageError{"--comm needs a command name, as ps -o comm shows it"}
-		}
-		if len(c) > 15 {
-			return nil, false, usageError{fmt.Sprintf("--comm %q: the kernel keeps the first 15 bytes of a command name; give %q", c, c[:15])}
-		}
+	if err := checkComms(f.comms); err != nil {
+		return nil, false, err
 	}
 	if f.pid < 0 {
 		return nil, false, usageError{fmt.Sprintf("--pid must be a process ID, not %d", f.pid)}
@@ -162,7 +154,7 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	}
 	defer sc.Close()
 
-	cfg := loader.SyscallConfig{FilterNetns: sc.Filtered(), Netns: sc.FixedInodes(), Pid: uint32(f.pid), Latency: f.latency, Paths: f.paths}
+	cfg := loader.SyscallConfig{FilterNetns: sc.Filtered(), Netns: sc.FixedInodes(), Pid: uint32(f.pid), Comms: f.comms, Latency: f.latency, Paths: f.paths}
 	for _, p := range pathSyscalls {
 		if nr, ok := events.SyscallNumber(runtime.GOARCH, p.name); ok {
 			cfg.PathSyscalls = append(cfg.PathSyscalls, loader.PathSyscall{Nr: nr, Arg: p.arg})

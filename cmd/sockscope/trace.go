@@ -22,6 +22,7 @@ import (
 type traceFlags struct {
 	containers    []string
 	pid           int
+	comms         []string
 	netns         []string
 	ports         []int
 	family        int
@@ -40,7 +41,8 @@ func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error)
 	f := &traceFlags{}
 	fs := newFlagSet("sockscope trace")
 	fs.StringArrayVarP(&f.containers, "container", "c", nil, "trace this container or pod: a name, an ID prefix, NAMESPACE/POD, or a pod name; repeatable")
-	fs.IntVar(&f.pid, "pid", 0, "only sockets owned by this process (host PID)")
+	fs.IntVar(&f.pid, "pid", 0, "only sockets owned by this process (host PID); filtered in the kernel")
+	commFlag(fs, &f.comms, "only sockets owned by processes")
 	fs.StringArrayVar(&f.netns, "netns", nil, "only this network namespace: an inode, or a path such as /proc/PID/ns/net or /run/netns/NAME; repeatable")
 	fs.IntSliceVarP(&f.ports, "port", "p", nil, "only sockets with this local or remote port; repeatable")
 	fs.IntVar(&f.family, "family", 0, "only IPv4 (4) or IPv6 (6)")
@@ -75,6 +77,9 @@ func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error)
 	if f.pid < 0 {
 		return nil, false, usageError{fmt.Sprintf("--pid must be a process ID, not %d", f.pid)}
 	}
+	if err := checkComms(f.comms); err != nil {
+		return nil, false, err
+	}
 	if f.count < 0 {
 		return nil, false, usageError{fmt.Sprintf("--count must not be negative, not %d", f.count)}
 	}
@@ -99,7 +104,7 @@ func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error)
 // namespace, port and family filters first, and the tracker needs every transition of a socket
 // to know its owner and times, so the state, owner and connect-error filters come after it.
 func (f *traceFlags) filter() events.Filter {
-	filter := events.Filter{Pid: uint32(f.pid), ConnectErrorsOnly: f.connectErrors}
+	filter := events.Filter{Pid: uint32(f.pid), Comms: f.comms, ConnectErrorsOnly: f.connectErrors}
 	for _, p := range f.ports {
 		filter.Ports = append(filter.Ports, uint16(p))
 	}
@@ -127,7 +132,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	filter := f.filter()
-	cfg := loader.TraceConfig{Ports: filter.Ports, Family: filter.Family, ConnectSyscall: f.connectCall}
+	cfg := loader.TraceConfig{Ports: filter.Ports, Family: filter.Family, ConnectSyscall: f.connectCall, Pid: filter.Pid, Comms: f.comms}
 	if f.pid != 0 {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", f.pid)); err != nil {
 			return fmt.Errorf("--pid %d: no such process", f.pid)
@@ -231,8 +236,8 @@ func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *tr
 	var lostReported atomic.Uint64
 	reportLost := func(l loader.Lost) {
 		if prev := lostReported.Swap(l.Total()); l.Total() > prev {
-			fmt.Fprintf(stderr, "sockscope: lost %d events (%d in all: %d ring buffer full, %d skipped by the kernel while the program ran on that CPU)\n",
-				l.Total()-prev, l.Total(), l.RingFull, l.Nested)
+			fmt.Fprintf(stderr, "sockscope: lost %d events (%d in all: %d ring buffer full, %d skipped by the kernel while the program ran on that CPU, %d sockets the owner filter could not follow)\n",
+				l.Total()-prev, l.Total(), l.RingFull, l.Nested, l.Owned)
 		}
 	}
 	eo := &eventOut{f: f, fmtr: events.NewFormatter(events.NewClock()), out: out}

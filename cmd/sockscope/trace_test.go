@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -239,4 +241,80 @@ func TestFiltersByPortFamilyPidAndState(t *testing.T) {
 		"LISTEN->SYN_RECV": 5, "SYN_RECV->ESTABLISHED": 5, "ESTABLISHED->CLOSE_WAIT": 5,
 		"CLOSE_WAIT->LAST_ACK": 5, "LAST_ACK->CLOSE": 5, "LISTEN->CLOSE": 1,
 	})
+}
+
+// DTrace's /execname == "nginx"/ for sockets: --comm keeps the sockets of processes with those
+// names, in the kernel. Most transitions run in softirq, where the current process is not the
+// owner, so the kernel must remember which sockets are wanted: those a wanted process connects or
+// listens on (before or after the trace starts), and those its listeners accept. A recording made
+// with --comm at the same time and replayed without any filter shows exactly the same: the
+// kernel, not the replay, left the others out. Its syscall counts hold the wanted processes only.
+func TestCommKeepsTheSocketsOfThoseProcessesInTheKernel(t *testing.T) {
+	requireTracing(t)
+	ns := newNetns(t)
+	dir := t.TempDir()
+	link := func(name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.Symlink(tcploadBin, p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	srvName, cliName := link("srv-wanted"), link("cli-wanted")
+	other := link("srv-other")
+	early := ns.serveBin(t, srvName, "-addr", "127.0.0.1:7005") // its listener comes from the owner walk
+	unwanted := ns.serveBin(t, other, "-addr", "127.0.0.1:7006")
+	filter := []string{"--netns", ns.path, "--comm", "srv-wanted", "--comm", "cli-wanted"}
+	tr := startTrace(t, filter...)
+	rec, file := startRecord(t, filter...)
+	late := ns.serveBin(t, srvName, "-addr", "[::1]:7007") // its listen() is seen by the kernel
+
+	ns.tcpload(t, "connect", "-addr", "127.0.0.1:7005", "-n", "5")
+	ns.tcpload(t, "connect", "-addr", "[::1]:7007", "-n", "4")
+	out := sh(t, "ip", "netns", "exec", ns.name, cliName, "connect", "-addr", "127.0.0.1:7006", "-n", "7")
+	if !strings.Contains(out, `"ok":7`) {
+		t.Fatalf("cli-wanted connect: %s", out)
+	}
+	ns.tcpload(t, "connect", "-addr", "127.0.0.1:7006", "-n", "3")
+	early.stop(t)
+	late.stop(t)
+	unwanted.stop(t)
+	evs, _ := tr.stop(t)
+	stopRecord(t, rec)
+
+	want := map[string]int{
+		// the wanted servers' side of their 9 connections
+		"LISTEN->SYN_RECV": 9, "SYN_RECV->ESTABLISHED": 9, "ESTABLISHED->CLOSE_WAIT": 9,
+		"CLOSE_WAIT->LAST_ACK": 9, "LAST_ACK->CLOSE": 9, "CLOSE->LISTEN": 1, "LISTEN->CLOSE": 2,
+		// the wanted client's side of its 7
+		"CLOSE->SYN_SENT": 7, "SYN_SENT->ESTABLISHED": 7, "ESTABLISHED->FIN_WAIT1": 7,
+		"FIN_WAIT1->FIN_WAIT2": 7, "FIN_WAIT2->CLOSE": 7,
+	}
+	replay := jsonLines[jsonEvent](t, runSockscope(t, "trace", "-r", file, "-o", "json").stdout)
+	for _, run := range []struct {
+		what string
+		evs  []jsonEvent
+	}{{"trace --comm", evs}, {"trace -r of record --comm, unfiltered", replay}} {
+		for _, e := range run.evs {
+			if e.Comm != "srv-wanted" && e.Comm != "cli-wanted" {
+				t.Errorf("%s: an event of %q: %+v", run.what, e.Comm, e)
+			}
+		}
+		assertCounts(t, run.what+" transitions", transitions(run.evs, nil), want)
+		assertCounts(t, run.what+" connects", connects(run.evs, nil), map[string]int{"": 7})
+	}
+
+	sys := runSockscope(t, "syscalls", "-r", file, "--by", "comm,syscall", "--top", "1000", "-o", "json")
+	connectCalls := map[string]uint64{}
+	for _, r := range jsonLines[sysRowJSON](t, sys.stdout) {
+		if r.Comm != "srv-wanted" && r.Comm != "cli-wanted" {
+			t.Errorf("record --comm counted the syscalls of %q: %+v", r.Comm, r)
+		}
+		if r.Syscall == "connect" {
+			connectCalls[r.Comm] += r.Count
+		}
+	}
+	if connectCalls["cli-wanted"] != 7 || len(connectCalls) != 1 {
+		t.Errorf("connect calls by process: %v; want cli-wanted's 7 only\n%s\n%s", connectCalls, sys.stdout, sys.stderr)
+	}
 }
