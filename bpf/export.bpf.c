@@ -112,6 +112,7 @@ int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
+	__u64 now = bpf_ktime_get_ns();
 	/* Before the namespace check: a connect whose namespace stopped being counted must still
 	 * free its entry. */
 	struct handshake *h = NULL;
@@ -120,7 +121,7 @@ int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
 		__u64 addr = sk_addr(sk);
 		h = handshake_of(addr);
 		if (h && h->sk == addr) {
-			took = bpf_ktime_get_ns() - h->ts;
+			took = now - h->ts;
 			h->sk = 0;
 		} else {
 			h = NULL;
@@ -151,7 +152,7 @@ int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
 			if (n->sk)
 				note_lost(LOST_HANDSHAKES); /* another connect in progress loses its start */
 			n->sk = addr;
-			n->ts = bpf_ktime_get_ns();
+			n->ts = now;
 		}
 		return 0;
 	}

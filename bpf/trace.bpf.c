@@ -204,6 +204,10 @@ static __always_inline int handle_state(struct sock *sk, int oldstate, int newst
 	__u32 netns = sk_netns(sk);
 	if (!netns_wanted(netns))
 		return 0;
+	/* The clock is read here, as early as the namespace filter allows, and at the same point of
+	 * every transition: a connect's latency is the difference of two reads, and the exporter
+	 * reads at its entry too, so the two measure the same interval (bpf/connect.h). */
+	__u64 now = bpf_ktime_get_ns();
 	/* inet_sport, as the tracepoint itself reports it: skc_num is released at CLOSE. */
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	__u16 sport = tp ? bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport) : 0;
@@ -238,7 +242,6 @@ static __always_inline int handle_state(struct sock *sk, int oldstate, int newst
 	if (owner)
 		kind |= EVENT_OWNER;
 
-	__u64 now = bpf_ktime_get_ns();
 	struct event *e;
 	if (family == AF_INET6) {
 		struct event_v6 *r = owner ? bpf_ringbuf_reserve(&events, sizeof(*r), 0)

@@ -128,8 +128,8 @@ func TestAppendJSON(t *testing.T) {
 	wall := time.Date(2026, 11, 21, 22, 53, 1, 123456789, time.UTC)
 	f := NewFormatter(Clock{offset: wall.UnixNano()})
 	got := string(f.AppendJSON(nil, &e, Name{Name: "web", ID: "0123456789ab"}))
-	want := `{"time":"2026-11-21T22:53:01.123456789Z","type":"state","container":"web","container_id":"0123456789ab","k8s_namespace":"","k8s_pod":"","netns":4026532000,"pid":31337,"comm":"node","family":"ipv4","saddr":"127.0.0.1","sport":40000,"daddr":"127.0.0.2","dport":8080,"old_state":"SYN_SENT","new_state":"ESTABLISHED","prev_state_us":1,"errno":"","latency_us":0}
-{"time":"2026-11-21T22:53:01.123456789Z","type":"connect","container":"web","container_id":"0123456789ab","k8s_namespace":"","k8s_pod":"","netns":4026532000,"pid":31337,"comm":"node","family":"ipv4","saddr":"127.0.0.1","sport":40000,"daddr":"127.0.0.2","dport":8080,"old_state":"SYN_SENT","new_state":"ESTABLISHED","prev_state_us":0,"errno":"","latency_us":2}
+	want := `{"time":"2026-11-21T22:53:01.123456789Z","type":"state","container":"web","container_id":"0123456789ab","k8s_namespace":"","k8s_pod":"","netns":4026532000,"pid":31337,"comm":"node","family":"ipv4","saddr":"127.0.0.1","sport":40000,"daddr":"127.0.0.2","dport":8080,"old_state":"SYN_SENT","new_state":"ESTABLISHED","prev_state_us":1,"errno":"","latency_us":0,"latency_ns":0}
+{"time":"2026-11-21T22:53:01.123456789Z","type":"connect","container":"web","container_id":"0123456789ab","k8s_namespace":"","k8s_pod":"","netns":4026532000,"pid":31337,"comm":"node","family":"ipv4","saddr":"127.0.0.1","sport":40000,"daddr":"127.0.0.2","dport":8080,"old_state":"SYN_SENT","new_state":"ESTABLISHED","prev_state_us":0,"errno":"","latency_us":2,"latency_ns":2500}
 `
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)

@@ -113,8 +113,10 @@ func appendJSONLine(b []byte, typ string, e *Event, stamp []byte, n Name) []byte
 	b = append(b, `","latency_us":`...)
 	if typ == "connect" {
 		b = strconv.AppendInt(b, e.Latency.Microseconds(), 10)
+		b = append(b, `,"latency_ns":`...)
+		b = strconv.AppendInt(b, e.Latency.Nanoseconds(), 10)
 	} else {
-		b = append(b, '0')
+		b = append(b, `0,"latency_ns":0`...)
 	}
 	return append(b, "}\n"...)
 }

@@ -99,6 +99,7 @@ type jsonEvent struct {
 	PrevStateUs  int64  `json:"prev_state_us"`
 	Errno        string `json:"errno"`
 	LatencyUs    int64  `json:"latency_us"`
+	LatencyNs    int64  `json:"latency_ns"`
 }
 
 func requireTracing(t *testing.T) {

@@ -19,6 +19,7 @@ var matrixTests = []string{
 	"TestConnectFailsWithEADDRNOTAVAILWhenPortRangeIsExhausted",
 	"TestConnectWithoutARouteFailsWithENETUNREACH",
 	"TestFiltersByPortFamilyPidAndState",
+	"TestCommKeepsTheSocketsOfThoseProcessesInTheKernel",
 	"TestSocketsEqualSsInsideTheNetns",
 	"TestSocketsOwnersAreNamed",
 	"TestSyscallsCountExactlyWhatAProcessDid",
