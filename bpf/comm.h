@@ -13,7 +13,7 @@
 #define COMM_FILTERS 8
 
 /* Set from Go before load: how many names are given, and the names. */
-const volatile __u32 n_comms = 0;
+const volatile __u32 comm_count = 0;
 const volatile __u64 comm_names[COMM_FILTERS][2] = {};
 
 /* process_comm reads the name of task's process into comm. */
@@ -25,13 +25,13 @@ static __always_inline void process_comm(struct task_struct *task, void *comm)
 /* comm_wanted tells whether task's process has one of the names given (true when none is). */
 static __always_inline bool comm_wanted(struct task_struct *task)
 {
-	if (!n_comms)
+	if (!comm_count)
 		return true;
 	__u64 comm[2] = {};
 	process_comm(task, comm);
 #pragma unroll
 	for (int i = 0; i < COMM_FILTERS; i++) {
-		if (i >= n_comms)
+		if (i >= comm_count)
 			return false;
 		if (comm[0] == comm_names[i][0] && comm[1] == comm_names[i][1])
 			return true;

@@ -108,7 +108,7 @@ static __always_inline void fill_comm(char *comm, bool owner)
  * The table is a superset of what user space prints: several processes may share a port
  * (SO_REUSEPORT) and a socket's owner may change when another process closes it. User space keeps
  * every socket's owner from the records and applies the same predicate exactly (events.Filter). */
-#define filter_owner (owner_pid || n_comms)
+#define filter_owner (owner_pid || comm_count)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

@@ -22,18 +22,18 @@ func netnsDirectSize(max uint32) uint32 {
 	return n
 }
 
-// sizeNetnsMaps sizes a program set's namespace filter (bpf/netns.h) for max namespaces, and
-// sets whether it applies.
+// sizeNetnsMaps is netnsSpecs.size for a loader that looks its specs up by name.
 func sizeNetnsMaps(spec *ebpf.CollectionSpec, max uint32, filter bool) error {
-	size := netnsDirectSize(max)
-	spec.Maps["netns_direct"].MaxEntries = size
-	spec.Maps["netns_overflow"].MaxEntries = max
-	for name, v := range map[string]any{"netns_mask": size - 1, "filter_netns": filter} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return fmt.Errorf("set %s: %w", name, err)
-		}
+	var s struct {
+		Direct   *ebpf.MapSpec      `ebpf:"netns_direct"`
+		Overflow *ebpf.MapSpec      `ebpf:"netns_overflow"`
+		Mask     *ebpf.VariableSpec `ebpf:"netns_mask"`
+		Filter   *ebpf.VariableSpec `ebpf:"filter_netns"`
 	}
-	return nil
+	if err := assignSpecs(spec, &s, "namespace filter of a"); err != nil {
+		return err
+	}
+	return netnsSpecs{s.Direct, s.Overflow, s.Mask, s.Filter}.size(max, filter)
 }
 
 // netnsTable mirrors a program set's namespace filter: the selected inodes and their slots, in

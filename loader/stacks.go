@@ -92,27 +92,21 @@ func OpenStacks(cfg StackConfig) (*Stacks, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
-	if err := setComms(spec, cfg.Comms); err != nil {
+	var sp stacksSpecs
+	if err := assignSpecs(spec, &sp, "stacks"); err != nil {
 		return nil, err
 	}
-	vars := []struct {
-		name string
-		v    any
-	}{
-		{"filter_syscall", len(cfg.Syscalls) > 0}, {"filter_pid", cfg.Pid},
-		{"exclude_tgid", uint32(os.Getpid())},
-		{"rate_per_cpu", cfg.RatePerCPU}, {"want_kstack", cfg.KernelStacks},
+	if err := (commSpecs{sp.CommCount, sp.CommNames}).set(cfg.Comms); err != nil {
+		return nil, err
 	}
-	for _, v := range vars {
-		sv, ok := spec.Variables[v.name]
-		if !ok {
-			return nil, fmt.Errorf("the stacks BPF object has no variable %s", v.name)
-		}
-		if err := sv.Set(v.v); err != nil {
-			return nil, fmt.Errorf("set %s: %w", v.name, err)
-		}
+	if err := setConstants(
+		constant{sp.FilterSyscall, len(cfg.Syscalls) > 0}, constant{sp.FilterPid, cfg.Pid},
+		constant{sp.ExcludeTgid, uint32(os.Getpid())}, constant{sp.RatePerCpu, cfg.RatePerCPU},
+		constant{sp.WantKstack, cfg.KernelStacks},
+	); err != nil {
+		return nil, err
 	}
-	if err := sizeNetnsMaps(spec, maxStacksNetns, cfg.FilterNetns); err != nil {
+	if err := (netnsSpecs{sp.NetnsDirect, sp.NetnsOverflow, sp.NetnsMask, sp.FilterNetns}).size(maxStacksNetns, cfg.FilterNetns); err != nil {
 		return nil, err
 	}
 	s := &Stacks{}

@@ -53,12 +53,12 @@ const (
 	stacksMapStats             = "stats"
 	stacksMapSyscallFilter     = "syscall_filter"
 	stacksProgOnEnter          = "on_enter"
+	stacksVarCommCount         = "comm_count"
 	stacksVarCommNames         = "comm_names"
 	stacksVarExcludeTgid       = "exclude_tgid"
 	stacksVarFilterNetns       = "filter_netns"
 	stacksVarFilterPid         = "filter_pid"
 	stacksVarFilterSyscall     = "filter_syscall"
-	stacksVarN_comms           = "n_comms"
 	stacksVarNetnsMask         = "netns_mask"
 	stacksVarRatePerCpu        = "rate_per_cpu"
 	stacksVarUnusedStackSample = "unused_stack_sample"
@@ -126,12 +126,12 @@ type stacksMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type stacksVariableSpecs struct {
+	CommCount         *ebpf.VariableSpec `ebpf:"comm_count"`
 	CommNames         *ebpf.VariableSpec `ebpf:"comm_names"`
 	ExcludeTgid       *ebpf.VariableSpec `ebpf:"exclude_tgid"`
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPid         *ebpf.VariableSpec `ebpf:"filter_pid"`
 	FilterSyscall     *ebpf.VariableSpec `ebpf:"filter_syscall"`
-	N_comms           *ebpf.VariableSpec `ebpf:"n_comms"`
 	NetnsMask         *ebpf.VariableSpec `ebpf:"netns_mask"`
 	RatePerCpu        *ebpf.VariableSpec `ebpf:"rate_per_cpu"`
 	UnusedStackSample *ebpf.VariableSpec `ebpf:"unused_stack_sample"`
@@ -181,12 +181,12 @@ func (m *stacksMaps) Close() error {
 //
 // It can be passed to loadStacksObjects or ebpf.CollectionSpec.LoadAndAssign.
 type stacksVariables struct {
+	CommCount         *ebpf.Variable `ebpf:"comm_count"`
 	CommNames         *ebpf.Variable `ebpf:"comm_names"`
 	ExcludeTgid       *ebpf.Variable `ebpf:"exclude_tgid"`
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPid         *ebpf.Variable `ebpf:"filter_pid"`
 	FilterSyscall     *ebpf.Variable `ebpf:"filter_syscall"`
-	N_comms           *ebpf.Variable `ebpf:"n_comms"`
 	NetnsMask         *ebpf.Variable `ebpf:"netns_mask"`
 	RatePerCpu        *ebpf.Variable `ebpf:"rate_per_cpu"`
 	UnusedStackSample *ebpf.Variable `ebpf:"unused_stack_sample"`

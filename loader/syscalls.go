@@ -79,16 +79,20 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 	if cfg.RowsPerNetns == 0 {
 		cfg.RowsPerNetns = max(cfg.MaxRows/8, 256)
 	}
-	if err := sizeNetnsMaps(spec, cfg.MaxNetns, cfg.FilterNetns); err != nil {
+	var sp syscallsSpecs
+	if err := assignSpecs(spec, &sp, "syscalls"); err != nil {
 		return nil, err
 	}
-	spec.Maps["counts"].MaxEntries = cfg.MaxRows
-	spec.Maps["errors"].MaxEntries = max(cfg.MaxRows/2, 1)
-	spec.Maps["paths"].MaxEntries = max(cfg.MaxRows/4, 1)
-	spec.Maps["comms"].MaxEntries = max(cfg.MaxRows/2, 1)
+	if err := (netnsSpecs{sp.NetnsDirect, sp.NetnsOverflow, sp.NetnsMask, sp.FilterNetns}).size(cfg.MaxNetns, cfg.FilterNetns); err != nil {
+		return nil, err
+	}
+	sp.Counts.MaxEntries = cfg.MaxRows
+	sp.Errors.MaxEntries = max(cfg.MaxRows/2, 1)
+	sp.Paths.MaxEntries = max(cfg.MaxRows/4, 1)
+	sp.Comms.MaxEntries = max(cfg.MaxRows/2, 1)
 	// A row budget per namespace: all of them when unfiltered, else those selected at once.
-	spec.Maps["rows"].MaxEntries = cfg.MaxNetns
-	if err := setComms(spec, cfg.Comms); err != nil {
+	sp.Rows.MaxEntries = cfg.MaxNetns
+	if err := (commSpecs{sp.CommCount, sp.CommNames}).set(cfg.Comms); err != nil {
 		return nil, err
 	}
 	var nrs [12]uint32
@@ -96,13 +100,12 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 	for i, p := range cfg.PathSyscalls {
 		nrs[i], args[i] = p.Nr, p.Arg
 	}
-	for name, v := range map[string]any{
-		"filter_pid": cfg.Pid, "want_latency": cfg.Latency, "want_paths": cfg.Paths, "by_netns": cfg.ByNetns,
-		"exclude_tgid": uint32(os.Getpid()), "rows_per_netns": cfg.RowsPerNetns, "path_nrs": nrs, "path_args": args,
-	} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("set %s: %w", name, err)
-		}
+	if err := setConstants(
+		constant{sp.FilterPid, cfg.Pid}, constant{sp.WantLatency, cfg.Latency}, constant{sp.WantPaths, cfg.Paths},
+		constant{sp.ByNetns, cfg.ByNetns}, constant{sp.ExcludeTgid, uint32(os.Getpid())},
+		constant{sp.RowsPerNetns, cfg.RowsPerNetns}, constant{sp.PathNrs, nrs}, constant{sp.PathArgs, args},
+	); err != nil {
+		return nil, err
 	}
 	s := &Syscalls{cfg: cfg}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {

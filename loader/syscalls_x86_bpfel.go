@@ -76,11 +76,11 @@ const (
 	syscallsProgOnEnter      = "on_enter"
 	syscallsProgOnExit       = "on_exit"
 	syscallsVarByNetns       = "by_netns"
+	syscallsVarCommCount     = "comm_count"
 	syscallsVarCommNames     = "comm_names"
 	syscallsVarExcludeTgid   = "exclude_tgid"
 	syscallsVarFilterNetns   = "filter_netns"
 	syscallsVarFilterPid     = "filter_pid"
-	syscallsVarN_comms       = "n_comms"
 	syscallsVarNetnsMask     = "netns_mask"
 	syscallsVarPathArgs      = "path_args"
 	syscallsVarPathNrs       = "path_nrs"
@@ -162,11 +162,11 @@ type syscallsMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type syscallsVariableSpecs struct {
 	ByNetns       *ebpf.VariableSpec `ebpf:"by_netns"`
+	CommCount     *ebpf.VariableSpec `ebpf:"comm_count"`
 	CommNames     *ebpf.VariableSpec `ebpf:"comm_names"`
 	ExcludeTgid   *ebpf.VariableSpec `ebpf:"exclude_tgid"`
 	FilterNetns   *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPid     *ebpf.VariableSpec `ebpf:"filter_pid"`
-	N_comms       *ebpf.VariableSpec `ebpf:"n_comms"`
 	NetnsMask     *ebpf.VariableSpec `ebpf:"netns_mask"`
 	PathArgs      *ebpf.VariableSpec `ebpf:"path_args"`
 	PathNrs       *ebpf.VariableSpec `ebpf:"path_nrs"`
@@ -233,11 +233,11 @@ func (m *syscallsMaps) Close() error {
 // It can be passed to loadSyscallsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type syscallsVariables struct {
 	ByNetns       *ebpf.Variable `ebpf:"by_netns"`
+	CommCount     *ebpf.Variable `ebpf:"comm_count"`
 	CommNames     *ebpf.Variable `ebpf:"comm_names"`
 	ExcludeTgid   *ebpf.Variable `ebpf:"exclude_tgid"`
 	FilterNetns   *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPid     *ebpf.Variable `ebpf:"filter_pid"`
-	N_comms       *ebpf.Variable `ebpf:"n_comms"`
 	NetnsMask     *ebpf.Variable `ebpf:"netns_mask"`
 	PathArgs      *ebpf.Variable `ebpf:"path_args"`
 	PathNrs       *ebpf.Variable `ebpf:"path_nrs"`

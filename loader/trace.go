@@ -86,29 +86,31 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 	if cfg.MaxNetns == 0 {
 		cfg.MaxNetns = 4096
 	}
-	spec.Maps["events"].MaxEntries = cfg.RingBytes
 	if cfg.MaxOwned == 0 {
 		cfg.MaxOwned = 65536
 	}
-	spec.Maps["owned_socks"].MaxEntries = cfg.MaxOwned
-	spec.Maps["owned_ports"].MaxEntries = max(cfg.MaxOwned/16, 256)
-	if err := setComms(spec, cfg.Comms); err != nil {
+	var s traceSpecs
+	if err := assignSpecs(spec, &s, "trace"); err != nil {
 		return nil, err
 	}
-	if err := sizeNetnsMaps(spec, cfg.MaxNetns, cfg.FilterNetns); err != nil {
+	s.Events.MaxEntries = cfg.RingBytes
+	s.OwnedSocks.MaxEntries = cfg.MaxOwned
+	s.OwnedPorts.MaxEntries = max(cfg.MaxOwned/16, 256)
+	if err := (commSpecs{s.CommCount, s.CommNames}).set(cfg.Comms); err != nil {
+		return nil, err
+	}
+	if err := (netnsSpecs{s.NetnsDirect, s.NetnsOverflow, s.NetnsMask, s.FilterNetns}).size(cfg.MaxNetns, cfg.FilterNetns); err != nil {
 		return nil, err
 	}
 	var ports [65536 / 32]uint32
 	for _, p := range cfg.Ports {
 		ports[p/32] |= 1 << (p % 32)
 	}
-	for name, v := range map[string]any{
-		"filter_ports": len(cfg.Ports) > 0, "filter_family": cfg.Family,
-		"connect_syscall": cfg.ConnectSyscall, "port_bits": ports, "owner_pid": cfg.Pid,
-	} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("set %s: %w", name, err)
-		}
+	if err := setConstants(
+		constant{s.FilterPorts, len(cfg.Ports) > 0}, constant{s.FilterFamily, cfg.Family}, constant{s.PortBits, ports},
+		constant{s.ConnectSyscall, cfg.ConnectSyscall}, constant{s.OwnerPid, cfg.Pid},
+	); err != nil {
+		return nil, err
 	}
 	needs := []featureID{featBTF, featRingBuf, featTpBTF, featTaskStorage, featIterTaskFile}
 	t := &Tracer{cfg: cfg}

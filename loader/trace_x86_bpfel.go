@@ -98,12 +98,12 @@ const (
 	traceProgOnConnectExit    = "on_connect_exit"
 	traceProgOnState          = "on_state"
 	traceProgOnStateNested    = "on_state_nested"
+	traceVarCommCount         = "comm_count"
 	traceVarCommNames         = "comm_names"
 	traceVarConnectSyscall    = "connect_syscall"
 	traceVarFilterFamily      = "filter_family"
 	traceVarFilterNetns       = "filter_netns"
 	traceVarFilterPorts       = "filter_ports"
-	traceVarN_comms           = "n_comms"
 	traceVarNetnsMask         = "netns_mask"
 	traceVarOwnerPid          = "owner_pid"
 	traceVarPortBits          = "port_bits"
@@ -180,12 +180,12 @@ type traceMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type traceVariableSpecs struct {
+	CommCount         *ebpf.VariableSpec `ebpf:"comm_count"`
 	CommNames         *ebpf.VariableSpec `ebpf:"comm_names"`
 	ConnectSyscall    *ebpf.VariableSpec `ebpf:"connect_syscall"`
 	FilterFamily      *ebpf.VariableSpec `ebpf:"filter_family"`
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FilterPorts       *ebpf.VariableSpec `ebpf:"filter_ports"`
-	N_comms           *ebpf.VariableSpec `ebpf:"n_comms"`
 	NetnsMask         *ebpf.VariableSpec `ebpf:"netns_mask"`
 	OwnerPid          *ebpf.VariableSpec `ebpf:"owner_pid"`
 	PortBits          *ebpf.VariableSpec `ebpf:"port_bits"`
@@ -242,12 +242,12 @@ func (m *traceMaps) Close() error {
 //
 // It can be passed to loadTraceObjects or ebpf.CollectionSpec.LoadAndAssign.
 type traceVariables struct {
+	CommCount         *ebpf.Variable `ebpf:"comm_count"`
 	CommNames         *ebpf.Variable `ebpf:"comm_names"`
 	ConnectSyscall    *ebpf.Variable `ebpf:"connect_syscall"`
 	FilterFamily      *ebpf.Variable `ebpf:"filter_family"`
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	FilterPorts       *ebpf.Variable `ebpf:"filter_ports"`
-	N_comms           *ebpf.Variable `ebpf:"n_comms"`
 	NetnsMask         *ebpf.Variable `ebpf:"netns_mask"`
 	OwnerPid          *ebpf.Variable `ebpf:"owner_pid"`
 	PortBits          *ebpf.Variable `ebpf:"port_bits"`
