@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader"
 )
 
 // goldenV2 is a version 2 recording holding every block type, written by sockscope 7352828,
@@ -25,7 +24,7 @@ const goldenV2 = "testdata/golden-v2.rec"
 type goldenBlock struct {
 	typ   BlockType
 	at    time.Time
-	value any // Meta, Containers, Facts, []events.Event, SocketSnapshot, the syscall counts, Lost, Stacks, End
+	value any // Meta, Containers, Facts, []events.Event, SocketSnapshot, SyscallCounts, Lost, Stacks, End
 }
 
 var (
@@ -87,36 +86,36 @@ var (
 )
 
 var (
-	goldenNginx    = loader.SyscallKey{Netns: webNetns, Tgid: 2417, Nr: 42, Comm: "nginx"}     // connect
-	goldenPostgres = loader.SyscallKey{Netns: webNetns, Tgid: 2301, Nr: 257, Comm: "postgres"} // openat
+	goldenNginx    = SyscallKey{Netns: webNetns, Tgid: 2417, Nr: 42, Comm: "nginx"}     // connect
+	goldenPostgres = SyscallKey{Netns: webNetns, Tgid: 2301, Nr: 257, Comm: "postgres"} // openat
 )
 
 // goldenSyscalls are the three syscall blocks: nothing counted yet (the snapshot's slices are
 // nil: "null" in the file), then two cumulative snapshots, the second with rows refused over
 // the namespace's budget.
-var goldenSyscalls = []loader.SyscallSnapshot{
+var goldenSyscalls = []SyscallCounts{
 	{},
 	{
-		Counts: []loader.SyscallCount{
+		Counts: []SyscallCount{
 			{SyscallKey: goldenNginx, Count: 120, Errors: 9, LatTotal: 3 * time.Millisecond, LatMax: 410 * time.Microsecond},
 			{SyscallKey: goldenPostgres, Count: 40, LatTotal: 900 * time.Microsecond, LatMax: 60 * time.Microsecond},
 		},
-		Errors:  []loader.SyscallErrors{{SyscallKey: goldenNginx, Errno: syscall.ECONNREFUSED, Count: 9}},
-		Paths:   []loader.PathCount{{SyscallKey: goldenPostgres, Path: "/var/lib/postgresql/data/base/16384", Count: 40}},
-		Dropped: [3]uint64{0, 1, 2},
+		Errors:  []SyscallErrors{{SyscallKey: goldenNginx, Errno: syscall.ECONNREFUSED, Count: 9}},
+		Paths:   []SyscallPath{{SyscallKey: goldenPostgres, Path: "/var/lib/postgresql/data/base/16384", Count: 40}},
+		Dropped: SyscallDrops{CountsFull: 0, ErrorsFull: 1, PathsFull: 2},
 	},
 	{
-		Counts: []loader.SyscallCount{
+		Counts: []SyscallCount{
 			{SyscallKey: goldenNginx, Count: 260, Errors: 31, LatTotal: 7 * time.Millisecond, LatMax: 2 * time.Millisecond},
 			{SyscallKey: goldenPostgres, Count: 95, Errors: 1, LatTotal: 2 * time.Millisecond, LatMax: 75 * time.Microsecond},
 		},
-		Errors: []loader.SyscallErrors{
+		Errors: []SyscallErrors{
 			{SyscallKey: goldenNginx, Errno: syscall.ECONNREFUSED, Count: 30},
 			{SyscallKey: goldenNginx, Errno: syscall.EMFILE, Count: 1},
 			{SyscallKey: goldenPostgres, Errno: syscall.ENOENT, Count: 1},
 		},
-		Paths:      []loader.PathCount{{SyscallKey: goldenPostgres, Path: "/var/lib/postgresql/data/base/16384", Count: 95}},
-		Dropped:    [3]uint64{3, 0, 7},
+		Paths:      []SyscallPath{{SyscallKey: goldenPostgres, Path: "/var/lib/postgresql/data/base/16384", Count: 95}},
+		Dropped:    SyscallDrops{CountsFull: 3, ErrorsFull: 0, PathsFull: 7},
 		OverBudget: 4,
 	},
 }
@@ -178,7 +177,7 @@ func TestARecordingWrittenBeforeWireTypesReadsToTheSameValues(t *testing.T) {
 		Meta:    goldenMeta(),
 		Events:  []events.Event{goldenConnRefused, goldenEstablished, goldenReset},
 		Sockets: []SocketSnapshot{goldenSockets},
-		Syscalls: []Timed[loader.SyscallSnapshot]{
+		Syscalls: []Timed[SyscallCounts]{
 			{at(2), goldenSyscalls[0]}, {at(6), goldenSyscalls[1]}, {at(8), goldenSyscalls[2]},
 		},
 		Facts:  []Timed[Facts]{{at(2), goldenFacts}, {at(6), goldenFacts}},
@@ -268,7 +267,8 @@ func TestTheWriterWritesTheGoldenBlocksByteForByte(t *testing.T) {
 	if compressed == 0 {
 		t.Error("no block of the golden file is compressed: the test would not read DEFLATE")
 	}
-	// The syscall counts as they were encoded before the recording had its own types.
+	// The syscall counts as loader.SyscallSnapshot encoded them, literally: SyscallCounts
+	// writes the same.
 	var found int
 	for _, g := range blocks {
 		if g.typ == BlockSyscalls {
