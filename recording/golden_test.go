@@ -165,6 +165,13 @@ func (g goldenBlock) encode(t testing.TB) []byte {
 // TestARecordingWrittenBeforeWireTypesReadsToTheSameValues loads goldenV2 and compares every
 // value with what was written.
 func TestARecordingWrittenBeforeWireTypesReadsToTheSameValues(t *testing.T) {
+	// The binary blocks' records, as version 2 lays them out: the events recordings keep, and
+	// the kernel's socket and owner records, stored as the iterator gives them. Another size is
+	// a new format version, whose reader still reads these.
+	if events.RecordSize != 96 || events.SocketRecordSize != 56 || events.OwnerRecordSize != 24 {
+		t.Errorf("event, socket and owner records are %d, %d and %d bytes; version 2 files hold 96, 56 and 24",
+			events.RecordSize, events.SocketRecordSize, events.OwnerRecordSize)
+	}
 	data, err := os.ReadFile(goldenV2)
 	if err != nil {
 		t.Fatal(err)
