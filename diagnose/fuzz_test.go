@@ -12,7 +12,6 @@ import (
 
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/internal/craft"
-	"github.com/sockscope/sockscope/loader"
 	"github.com/sockscope/sockscope/recording"
 )
 
@@ -32,10 +31,10 @@ func fuzzRecording(t testing.TB) []byte {
 	addEvent(r, 2, events.Event{Kind: events.KindConnect, Errno: syscall.EADDRNOTAVAIL})
 	addEvent(r, 3, events.Event{Kind: events.KindConnect, Errno: syscall.ECONNREFUSED})
 	addEvent(r, 5, events.Event{Kind: events.KindState, OldState: events.StateEstablished, NewState: events.StateClose, Saddr: netip.MustParseAddr("127.0.0.1"), Sport: 40000})
-	key := loader.SyscallKey{Netns: testNetns, Tgid: 7, Nr: 257, Comm: "api"}
-	r.Syscalls = []recording.Timed[loader.SyscallSnapshot]{{Time: t0.Add(6 * time.Second), Value: loader.SyscallSnapshot{
-		Counts: []loader.SyscallCount{{SyscallKey: key, Count: 9, Errors: 2}},
-		Errors: []loader.SyscallErrors{{SyscallKey: key, Errno: syscall.EMFILE, Count: 2}},
+	key := recording.SyscallKey{Netns: testNetns, Tgid: 7, Nr: 257, Comm: "api"}
+	r.Syscalls = []recording.Timed[recording.SyscallCounts]{{Time: t0.Add(6 * time.Second), Value: recording.SyscallCounts{
+		Counts: []recording.SyscallCount{{SyscallKey: key, Count: 9, Errors: 2}},
+		Errors: []recording.SyscallErrors{{SyscallKey: key, Errno: syscall.EMFILE, Count: 2}},
 	}}}
 	r.Facts = []recording.Timed[recording.Facts]{{Time: t0.Add(6 * time.Second), Value: recording.Facts{
 		Netns:     []recording.NetnsFacts{{Netns: testNetns, PortRange: [2]int{40000, 40099}}},

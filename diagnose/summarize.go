@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader"
 	"github.com/sockscope/sockscope/recording"
 )
 
@@ -175,7 +174,7 @@ type view struct {
 
 	facts     map[uint32]recording.NetnsFacts // the last of each namespace
 	processes map[uint32]recording.Process    // the last of each process
-	syscalls  *loader.SyscallSnapshot         // the last
+	syscalls  *recording.SyscallCounts        // the last
 	kills     map[uint32][]recording.Container
 	// The processes holding the ESTABLISHED sockets of the busiest local endpoints (servers),
 	// in any namespace, as last seen.
@@ -616,7 +615,7 @@ func Summarize(f *recording.File, source string, only map[uint32]bool, top int) 
 		Sockets: func(s *recording.SocketSnapshot) error {
 			return v.addSnapshot(s)
 		},
-		Syscalls: func(_ time.Time, s *loader.SyscallSnapshot) error {
+		Syscalls: func(_ time.Time, s *recording.SyscallCounts) error {
 			c := *s
 			v.syscalls = &c
 			return nil

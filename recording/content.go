@@ -157,6 +157,8 @@ const socketsHeader = 24
 
 // EncodeSockets is the payload of a sockets block:
 // netns u32 | port range low i32 | high i32 | tcp_tw_reuse i32 | records u32 | owners u32 | records | owners.
+// The records are the kernel iterator's (struct sock_record and owner_record, bpf/sockets.h) as
+// it gives them: changing those structs changes the format (testdata/golden-v2.rec holds them).
 func EncodeSockets(s *SocketSnapshot) []byte {
 	b := make([]byte, socketsHeader, socketsHeader+len(s.Records)+len(s.Owners))
 	le := binary.LittleEndian

@@ -62,7 +62,7 @@ const (
 	BlockFacts      BlockType = 3 // JSON Facts: every interval
 	BlockEvents     BlockType = 4 // raw trace records, events.RecordSize bytes each
 	BlockSockets    BlockType = 5 // one namespace's socket snapshot (binary, see EncodeSockets)
-	BlockSyscalls   BlockType = 6 // JSON loader.SyscallSnapshot, cumulative since the start
+	BlockSyscalls   BlockType = 6 // JSON SyscallCounts, cumulative since the start
 	BlockLost       BlockType = 7 // JSON Lost, cumulative since the start
 	BlockEnd        BlockType = 8 // JSON End: the last block of a complete file
 	// JSON Containers holding only the containers that changed since the last block of either

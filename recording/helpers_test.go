@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader"
 )
 
 // t0 is when the test recordings start; block i of a fixture is written at at(i).
@@ -246,16 +245,16 @@ func sampleSockets() ([]SocketSnapshot, [][]events.Socket) {
 	return []SocketSnapshot{web, cli}, want
 }
 
-func sampleSyscalls(gen uint64) loader.SyscallSnapshot {
-	key := loader.SyscallKey{Netns: webNetns, Tgid: 2417, Nr: 42, Comm: "nginx"}
-	return loader.SyscallSnapshot{
-		Counts: []loader.SyscallCount{
+func sampleSyscalls(gen uint64) SyscallCounts {
+	key := SyscallKey{Netns: webNetns, Tgid: 2417, Nr: 42, Comm: "nginx"}
+	return SyscallCounts{
+		Counts: []SyscallCount{
 			{SyscallKey: key, Count: 100 * gen, Errors: 3 * gen, LatTotal: time.Duration(gen) * time.Millisecond, LatMax: 250 * time.Microsecond},
-			{SyscallKey: loader.SyscallKey{Netns: webNetns, Tgid: 2301, Nr: 257, Comm: "postgres"}, Count: 7 * gen},
+			{SyscallKey: SyscallKey{Netns: webNetns, Tgid: 2301, Nr: 257, Comm: "postgres"}, Count: 7 * gen},
 		},
-		Errors:  []loader.SyscallErrors{{SyscallKey: key, Errno: syscall.EADDRNOTAVAIL, Count: 3 * gen}},
-		Paths:   []loader.PathCount{{SyscallKey: loader.SyscallKey{Netns: webNetns, Tgid: 2301, Nr: 257, Comm: "postgres"}, Path: "/var/lib/postgresql/data/base", Count: 7 * gen}},
-		Dropped: [3]uint64{0, gen, 2 * gen},
+		Errors:  []SyscallErrors{{SyscallKey: key, Errno: syscall.EADDRNOTAVAIL, Count: 3 * gen}},
+		Paths:   []SyscallPath{{SyscallKey: SyscallKey{Netns: webNetns, Tgid: 2301, Nr: 257, Comm: "postgres"}, Path: "/var/lib/postgresql/data/base", Count: 7 * gen}},
+		Dropped: SyscallDrops{ErrorsFull: gen, PathsFull: 2 * gen},
 	}
 }
 
@@ -312,7 +311,7 @@ func sampleFixture(t testing.TB) fixture {
 		Meta:       sampleMeta(),
 		Events:     []events.Event{sampleEvents[0].want, sampleEvents[1].want, sampleEvents[2].want, sampleEvents[0].want},
 		Sockets:    snaps,
-		Syscalls:   []Timed[loader.SyscallSnapshot]{{at(7), sampleSyscalls(1)}, {at(11), sampleSyscalls(2)}},
+		Syscalls:   []Timed[SyscallCounts]{{at(7), sampleSyscalls(1)}, {at(11), sampleSyscalls(2)}},
 		Facts:      []Timed[Facts]{{at(2), sampleFacts(0)}, {at(10), sampleFacts(1)}},
 		Containers: []Timed[Containers]{{at(1), sampleContainers(0)}, {at(9), sampleContainers(1)}},
 		Lost:       Lost{RingFull: 9, Nested: 2},

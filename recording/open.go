@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader"
 )
 
 // File is a recording opened for reading, in two passes so that memory follows what the file
@@ -176,7 +175,7 @@ type Visitor struct {
 	// at is the block's time.
 	Events   func(at time.Time, evs []events.Event) error
 	Sockets  func(s *SocketSnapshot) error
-	Syscalls func(at time.Time, s *loader.SyscallSnapshot) error
+	Syscalls func(at time.Time, s *SyscallCounts) error
 	Facts    func(at time.Time, f *Facts) error
 	Stacks   func(at time.Time, s *Stacks) error
 }
@@ -271,7 +270,7 @@ func (f *File) Scan(v Visitor) error {
 				return err
 			}
 		case BlockSyscalls:
-			var s loader.SyscallSnapshot
+			var s SyscallCounts
 			if err := json.Unmarshal(b.Payload, &s); err != nil {
 				return bad("%v", err)
 			}
@@ -304,7 +303,7 @@ type Recording struct {
 	Meta       Meta
 	Events     []events.Event
 	Sockets    []SocketSnapshot
-	Syscalls   []Timed[loader.SyscallSnapshot]
+	Syscalls   []Timed[SyscallCounts]
 	Facts      []Timed[Facts]
 	Stacks     []Timed[Stacks]
 	Containers []Timed[Containers]
@@ -387,8 +386,8 @@ func Load(rd io.Reader) (*Recording, error) {
 			rec.Sockets = append(rec.Sockets, *s)
 			return nil
 		},
-		Syscalls: func(at time.Time, s *loader.SyscallSnapshot) error {
-			rec.Syscalls = append(rec.Syscalls, Timed[loader.SyscallSnapshot]{at, *s})
+		Syscalls: func(at time.Time, s *SyscallCounts) error {
+			rec.Syscalls = append(rec.Syscalls, Timed[SyscallCounts]{at, *s})
 			return nil
 		},
 		Facts: func(at time.Time, fa *Facts) error {

@@ -560,7 +560,7 @@ func (r *recorder) snapshot() error {
 		if err != nil {
 			return err
 		}
-		if err := write(recording.BlockSyscalls, counts); err != nil {
+		if err := write(recording.BlockSyscalls, recordedSyscalls(counts)); err != nil {
 			return err
 		}
 	}

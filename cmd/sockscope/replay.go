@@ -274,13 +274,13 @@ func replaySyscalls(f *syscallsFlags, stdout, stderr io.Writer) error {
 	}
 	printed := rec.Meta.Start
 	i := 0
-	err = rec.Scan(recording.Visitor{Syscalls: func(at time.Time, s *loader.SyscallSnapshot) error {
+	err = rec.Scan(recording.Visitor{Syscalls: func(at time.Time, s *recording.SyscallCounts) error {
 		i++
 		last := i == n
 		if !last && (f.interval == 0 || at.Sub(printed) < f.interval-f.interval/10) {
 			return nil
 		}
-		snap := *s
+		snap := replayedSyscalls(s)
 		snap.Counts = slices.DeleteFunc(snap.Counts, func(c loader.SyscallCount) bool { return !keep(c.SyscallKey) })
 		snap.Errors = slices.DeleteFunc(snap.Errors, func(c loader.SyscallErrors) bool { return !keep(c.SyscallKey) })
 		snap.Paths = slices.DeleteFunc(snap.Paths, func(c loader.PathCount) bool { return !keep(c.SyscallKey) })
