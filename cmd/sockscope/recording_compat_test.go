@@ -11,8 +11,9 @@ import (
 // TestARecordingMadeBeforeWireTypesReportsAndReplaysUnchanged reads recording/testdata/golden-v2.rec,
 // a file of every block type written by sockscope 7352828 (before the recording had wire types
 // of its own), with every command that reads recordings, and compares what each prints with
-// what sockscope 7352828 printed for it (testdata/golden-v2/, made by that binary and never
-// rewritten). No privileges needed.
+// what sockscope 7352828 printed for it (testdata/golden-v2/, made by that binary). The one edit
+// since is deliberate and mechanical: trace's JSON gained latency_ns (latency_us times 1,000 for
+// these records). No privileges needed.
 func TestARecordingMadeBeforeWireTypesReportsAndReplaysUnchanged(t *testing.T) {
 	const file = "../../recording/testdata/golden-v2.rec"
 	for _, tc := range []struct {
