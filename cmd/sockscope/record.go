@@ -24,6 +24,7 @@ import (
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
 	"github.com/sockscope/sockscope/recording"
+	"github.com/sockscope/sockscope/stacks/collector"
 )
 
 type recordFlags struct {
@@ -56,7 +57,7 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 	fs.BoolVar(&f.connectCall, "connect-syscall", false, "also take connect() failures from the syscall's return, as trace --connect-syscall does: failures before SYN_SENT (ENETUNREACH) and the exact errno of those inside connect()")
 	fs.StringSliceVar(&f.stacks, "stacks", nil, "also record user stacks: --stacks=openat,fsync for every call of these syscalls, or --stacks alone for a sample of all of them (see --stack-rate)")
 	fs.Lookup("stacks").NoOptDefVal = "*"
-	fs.IntVar(&f.stackRate, "stack-rate", defaultStackRate, "with --stacks alone: stacks copied per CPU per second")
+	fs.IntVar(&f.stackRate, "stack-rate", collector.DefaultRate, "with --stacks alone: stacks copied per CPU per second")
 	commFlag(fs, &f.comms, "record only the sockets, syscalls and stacks")
 	f.runtimes.add(fs)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope record -w FILE [flags]\n\nRecord TCP events, socket snapshots, syscall counts, container metadata and the settings that\nexplain incidents into one file, for trace/syscalls/sockets -r, report and diagnose.", "the file is given with -w FILE"); err != nil || helped {
@@ -81,7 +82,7 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 					strings.Join(containers.Closest(name, events.SyscallNames(runtime.GOARCH), 3), ", "))}
 			}
 		}
-		if _, err := stackArch(); err != nil {
+		if _, err := collector.Arch(); err != nil {
 			return nil, false, err
 		}
 	} else {
@@ -147,7 +148,7 @@ type recorder struct {
 
 	tracer  *loader.Tracer
 	counter *loader.Syscalls
-	stacks  *stackCollector
+	stacks  *collector.Collector
 	socks   *loader.Sockets
 
 	mu      sync.Mutex
@@ -215,11 +216,11 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	}
 	defer r.socks.Close()
 	if f.stacks != nil {
-		o := stackOptions{syscalls: f.stacks, comms: f.comms, rate: uint32(min(f.stackRate, 1<<20))}
-		if r.stacks, err = openStackCollector(o, sc, stderr); err != nil {
+		o := collector.Options{Syscalls: f.stacks, Comms: f.comms, Rate: uint32(min(f.stackRate, 1<<20))}
+		if r.stacks, err = collector.Open(o, sc, stderr); err != nil {
 			return err
 		}
-		defer r.stacks.close()
+		defer r.stacks.Close()
 	}
 
 	if r.sink, err = recording.Create(f.file, f.maxSize, f.force, stdout); err != nil {
@@ -259,7 +260,7 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 			errs = append(errs, r.counter.SetNetns(ns))
 		}
 		if r.stacks != nil {
-			errs = append(errs, r.stacks.s.SetNetns(ns))
+			errs = append(errs, r.stacks.SetNetns(ns))
 		}
 		return errors.Join(errs...)
 	}
@@ -453,7 +454,7 @@ func (r *recorder) run(ctx context.Context, sigs <-chan os.Signal) error {
 	r.tracer.Detach()
 	close(evStop)
 	if r.stacks != nil {
-		r.stacks.stop()
+		r.stacks.Stop()
 	}
 	if err := <-evErr; err != nil {
 		return fail(err)
@@ -565,7 +566,7 @@ func (r *recorder) snapshot() error {
 		}
 	}
 	if r.stacks != nil {
-		st, err := r.stacks.recorded(r.f.stacks)
+		st, err := recordedStacks(r.stacks, r.f.stacks)
 		if err != nil {
 			return err
 		}
@@ -631,4 +632,27 @@ func processesIn(inodes map[uint32]bool) []recording.Process {
 		out = append(out, p)
 	}
 	return out
+}
+
+// recordedStacks returns the stacks counted since the last take, as a recording's stacks block
+// holds them.
+func recordedStacks(c *collector.Collector, syscalls []string) (recording.Stacks, error) {
+	rows, unresolved, st, err := c.Take()
+	if err != nil {
+		return recording.Stacks{}, err
+	}
+	out := recording.Stacks{Exact: c.Exact(), Syscalls: syscalls, RatePerCPU: c.Rate(), Matched: st.Matched, Sampled: st.Sampled,
+		Lost: st.Lost, NotUnwound: unresolved, List: make([]recording.StackCount, 0, len(rows))}
+	for _, r := range rows {
+		sc := recording.StackCount{Netns: r.Netns, Comm: r.Comm, Syscall: r.Syscall, Truncated: r.Counted.Stack.Truncated, Count: r.Counted.Count,
+			Frames: make([]string, len(r.Counted.Stack.Frames))}
+		for i := range r.Counted.Stack.Frames {
+			sc.Frames[i] = r.Counted.Stack.Frames[i].Name()
+		}
+		out.List = append(out.List, sc)
+	}
+	if len(out.NotUnwound) == 0 {
+		out.NotUnwound = nil
+	}
+	return out, nil
 }

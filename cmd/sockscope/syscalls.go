@@ -20,6 +20,7 @@ import (
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
 	"github.com/sockscope/sockscope/recording"
+	"github.com/sockscope/sockscope/stacks/collector"
 )
 
 type syscallsFlags struct {
@@ -57,7 +58,7 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	commFlag(fs, &f.comms, "only the calls")
 	fs.BoolVar(&f.stacks, "stacks", false, "also collect the user stacks of the calls, per container, command and syscall (unwound from the programs' CFI, named from their symbols and perf maps)")
 	fs.BoolVar(&f.kernelStacks, "kernel-stacks", false, "with --stacks: also the kernel stack at the syscall's entry")
-	stackRate := fs.Int("stack-rate", defaultStackRate, "with --stacks and no --syscall or --comm filter: stacks copied per CPU per second (a sample; the output gives the ratio)")
+	stackRate := fs.Int("stack-rate", collector.DefaultRate, "with --stacks and no --syscall or --comm filter: stacks copied per CPU per second (a sample; the output gives the ratio)")
 	fs.BoolVar(&f.errors, "errors", false, "also list failures by syscall and errno")
 	fs.BoolVar(&f.latency, "latency", false, "also measure time spent in each syscall (average and maximum)")
 	fs.BoolVar(&f.paths, "paths", false, "also count the file paths given to open, unlink, rename and friends")
@@ -165,34 +166,29 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer counter.Close()
-	var sampler *loader.Stacks
+	var col *collector.Collector
 	setNetns := func(inodes []uint32) error {
 		if err := counter.SetNetns(inodes); err != nil {
 			return err
 		}
-		if sampler != nil {
-			return sampler.SetNetns(inodes)
+		if col != nil {
+			return col.SetNetns(inodes)
 		}
 		return nil
 	}
-	var col *stackCollector
 	if f.stacks {
 		// The sampler starts before the watcher, so the watcher's first namespaces reach it too.
-		o := stackOptions{pid: f.pid, comms: f.comms, syscalls: f.syscalls, kernel: f.kernelStacks, rate: f.stackRate}
-		if col, err = openStackCollector(o, sc, stderr); err != nil {
+		o := collector.Options{Pid: f.pid, Comms: f.comms, Syscalls: f.syscalls, Kernel: f.kernelStacks, Rate: f.stackRate}
+		if col, err = collector.Open(o, sc, stderr); err != nil {
 			return err
 		}
-		defer col.close()
-		sampler = col.s
+		defer col.Close()
 	}
 	w, err := follow(ctx, sc, setNetns, stderr)
 	if err != nil {
 		return err
 	}
 	names := w.Names()
-	if col != nil {
-		col.names = names // read only when printing
-	}
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -220,7 +216,7 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 		case <-end:
 		}
 		if col != nil {
-			col.stop()
+			col.Stop()
 		}
 		return p.readAll(counter, col, stderr)
 	}
@@ -276,7 +272,7 @@ func (p *syscallPrinter) wanted(k loader.SyscallKey) bool {
 }
 
 // readAll prints the counts, then the stacks (with -o folded, only the stacks).
-func (p *syscallPrinter) readAll(counter *loader.Syscalls, col *stackCollector, stderr io.Writer) error {
+func (p *syscallPrinter) readAll(counter *loader.Syscalls, col *collector.Collector, stderr io.Writer) error {
 	if p.f.output != "folded" {
 		if err := p.read(counter, stderr); err != nil {
 			return err
@@ -285,7 +281,7 @@ func (p *syscallPrinter) readAll(counter *loader.Syscalls, col *stackCollector, 
 	if col == nil {
 		return nil
 	}
-	return col.print(p.w, stderr, p.f)
+	return printStacks(col, p.names, p.w, stderr, p.f)
 }
 
 func (p *syscallPrinter) read(counter *loader.Syscalls, stderr io.Writer) error {
