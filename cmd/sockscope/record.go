@@ -200,12 +200,7 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 	}
 	defer r.tracer.Close()
 	if f.syscalls {
-		cfg := loader.SyscallConfig{FilterNetns: sc.Filtered(), Netns: fixed, Comms: f.comms, Paths: true}
-		for _, p := range pathSyscalls {
-			if nr, ok := events.SyscallNumber(runtime.GOARCH, p.name); ok {
-				cfg.PathSyscalls = append(cfg.PathSyscalls, loader.PathSyscall{Nr: nr, Arg: p.arg})
-			}
-		}
+		cfg := loader.SyscallConfig{FilterNetns: sc.Filtered(), Netns: fixed, Comms: f.comms, Paths: true, PathSyscalls: loader.PathSyscallsFor(runtime.GOARCH)}
 		if r.counter, err = loader.OpenSyscalls(cfg); err != nil {
 			return err
 		}
@@ -264,7 +259,7 @@ func record(f *recordFlags, stdout, stderr io.Writer) error {
 		}
 		return errors.Join(errs...)
 	}
-	w, err := follow(ctx, sc, setNetns, stderr, func(w *containers.Watcher) {
+	w, err := containers.Follow(ctx, sc, setNetns, stderr, func(w *containers.Watcher) {
 		w.OnUpdate = r.update
 		w.OnDie = r.died
 	})
@@ -488,7 +483,7 @@ func (r *recorder) readEvents(ctx context.Context, stop <-chan struct{}) error {
 		}
 		buf = buf[:0]
 	}
-	tr := newTracking(r.tracer)
+	tr := loader.NewTracking(r.tracer)
 	take := func(ev *events.Event) {
 		// A namespace no runtime has named yet: a pod or container that just started. Asking now
 		// puts it in the container history before its first snapshot (rate-limited).
@@ -498,17 +493,17 @@ func (r *recorder) readEvents(ctx context.Context, stop <-chan struct{}) error {
 			flush()
 		}
 	}
-	poll := time.NewTicker(pollInterval)
+	poll := time.NewTicker(loader.PollInterval)
 	defer poll.Stop()
 	for n := 1; ; n++ {
 		select {
 		case <-stop:
-			tr.drain(take)
+			tr.Drain(take)
 			flush()
 			return werr
 		case <-poll.C:
 		}
-		tr.drain(take)
+		tr.Drain(take)
 		if n%10 == 0 {
 			flush()
 		}

@@ -122,15 +122,6 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	return f, false, nil
 }
 
-// pathSyscalls are the calls whose path argument --paths counts, with its position.
-var pathSyscalls = []struct {
-	name string
-	arg  uint8
-}{
-	{"open", 0}, {"creat", 0}, {"openat", 1}, {"openat2", 1}, {"unlink", 0}, {"unlinkat", 1},
-	{"rename", 0}, {"renameat", 1}, {"renameat2", 1}, {"mkdir", 0}, {"mkdirat", 1}, {"truncate", 0},
-}
-
 func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	f, helped, err := parseSyscallsFlags(args, stdout)
 	if err != nil || helped {
@@ -155,12 +146,8 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	}
 	defer sc.Close()
 
-	cfg := loader.SyscallConfig{FilterNetns: sc.Filtered(), Netns: sc.FixedInodes(), Pid: uint32(f.pid), Comms: f.comms, Latency: f.latency, Paths: f.paths}
-	for _, p := range pathSyscalls {
-		if nr, ok := events.SyscallNumber(runtime.GOARCH, p.name); ok {
-			cfg.PathSyscalls = append(cfg.PathSyscalls, loader.PathSyscall{Nr: nr, Arg: p.arg})
-		}
-	}
+	cfg := loader.SyscallConfig{FilterNetns: sc.Filtered(), Netns: sc.FixedInodes(), Pid: uint32(f.pid), Comms: f.comms, Latency: f.latency, Paths: f.paths,
+		PathSyscalls: loader.PathSyscallsFor(runtime.GOARCH)}
 	counter, err := loader.OpenSyscalls(cfg)
 	if err != nil {
 		return err
@@ -184,7 +171,7 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 		}
 		defer col.Close()
 	}
-	w, err := follow(ctx, sc, setNetns, stderr)
+	w, err := containers.Follow(ctx, sc, setNetns, stderr)
 	if err != nil {
 		return err
 	}

@@ -153,7 +153,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer tracer.Close()
-	w, err := follow(ctx, sc, tracer.SetNetns, stderr)
+	w, err := containers.Follow(ctx, sc, tracer.SetNetns, stderr)
 	if err != nil {
 		return err
 	}
@@ -167,11 +167,6 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	return traceLoop(ctx, tracer, w, f, sigs, stdout, stderr)
 }
 
-// pollInterval is how often the reader drains the ring buffer: the kernel side never wakes it
-// (see bpf/trace.bpf.c). At 560,000 events/s a 4 MiB ring holds about 140 ms, 14 intervals.
-// Output is flushed at the same pace, so an event reaches the terminal within about 10 ms.
-const pollInterval = 10 * time.Millisecond
-
 // writeChunk is how much output is gathered before one write: events are appended straight into
 // the output buffer, so each byte is copied once before the kernel takes it.
 const writeChunk = 128 << 10
@@ -179,36 +174,6 @@ const writeChunk = 128 << 10
 // resolver names a namespace, asking the runtimes again when it is new (see Watcher.Resolve).
 type resolver interface {
 	Resolve(ctx context.Context, inode uint32) (containers.Name, bool)
-}
-
-// eventSource is the kernel side as the trace loop reads it: records to drain, the owners of
-// sockets that existed before (loader.Tracer).
-type eventSource interface {
-	Drain(fn func(rec []byte)) int
-	TakeOwners() []loader.Owner
-}
-
-// tracking turns the kernel's records into events, with their sockets' owners and times.
-type tracking struct {
-	src     eventSource
-	tracker *events.Tracker
-	ev      events.Event
-}
-
-func newTracking(src eventSource) *tracking {
-	return &tracking{src: src, tracker: events.NewTracker()}
-}
-
-// drain seeds the owners found since the last drain, then hands each event to fn.
-func (t *tracking) drain(fn func(ev *events.Event)) {
-	for _, o := range t.src.TakeOwners() {
-		t.tracker.Seed(o.Sk, o.Netns, o.Pid, o.Comm, events.State(o.State), o.Port)
-	}
-	t.src.Drain(func(rec []byte) {
-		if t.tracker.Event(rec, &t.ev) {
-			fn(&t.ev)
-		}
-	})
 }
 
 func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *traceFlags, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
@@ -242,7 +207,7 @@ func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *tr
 	}
 	eo := &eventOut{f: f, fmtr: events.NewFormatter(events.NewClock()), out: out}
 	filter := f.filter()
-	tr := newTracking(tracer)
+	tr := loader.NewTracking(tracer)
 	if f.output == "table" {
 		out.buf = events.AppendTableHeader(out.buf)
 	}
@@ -264,7 +229,7 @@ func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *tr
 			}
 		}
 	}
-	poll := time.NewTicker(pollInterval)
+	poll := time.NewTicker(loader.PollInterval)
 	defer poll.Stop()
 	lostTick := time.NewTicker(time.Second)
 	defer lostTick.Stop()
@@ -279,7 +244,7 @@ func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *tr
 			continue
 		case <-poll.C:
 		}
-		tr.drain(take)
+		tr.Drain(take)
 		if werr != nil {
 			return werr
 		}
@@ -295,7 +260,7 @@ func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *tr
 	// Detaching waits for the programs' last runs: then the ring holds everything they wrote.
 	tracer.Detach()
 	if !full && !pipeClosed {
-		tr.drain(take)
+		tr.Drain(take)
 	}
 	if werr != nil {
 		return werr
