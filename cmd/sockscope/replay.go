@@ -16,6 +16,7 @@ import (
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/recorder"
 	"github.com/sockscope/sockscope/recording"
 )
 
@@ -280,7 +281,7 @@ func replaySyscalls(f *syscallsFlags, stdout, stderr io.Writer) error {
 		if !last && (f.interval == 0 || at.Sub(printed) < f.interval-f.interval/10) {
 			return nil
 		}
-		snap := replayedSyscalls(s)
+		snap := recorder.ReplayedSyscalls(s)
 		snap.Counts = slices.DeleteFunc(snap.Counts, func(c loader.SyscallCount) bool { return !keep(c.SyscallKey) })
 		snap.Errors = slices.DeleteFunc(snap.Errors, func(c loader.SyscallErrors) bool { return !keep(c.SyscallKey) })
 		snap.Paths = slices.DeleteFunc(snap.Paths, func(c loader.PathCount) bool { return !keep(c.SyscallKey) })

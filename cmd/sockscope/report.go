@@ -11,7 +11,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/diagnose"
+	"github.com/sockscope/sockscope/recorder"
 	"github.com/sockscope/sockscope/recording"
 )
 
@@ -138,16 +140,17 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		defer signal.Stop(sigs)
-		rf := &recordFlags{file: filepath.Join(dir, "live.rec"), containers: *queries, netns: *netns, duration: *duration,
-			interval: *interval, syscalls: true, runtimes: rf}
-		if rf.interval < recording.MinInterval {
-			return usageError{fmt.Sprintf("--interval must be at least %s, not %s", recording.MinInterval, rf.interval)}
+		o := recorder.Options{File: filepath.Join(dir, "live.rec"), Stdout: io.Discard,
+			Scope:    containers.Spec{Runtime: rf.options(), Containers: *queries, Netns: *netns},
+			Duration: *duration, Interval: *interval, Syscalls: true}
+		if o.Interval < recording.MinInterval {
+			return usageError{fmt.Sprintf("--interval must be at least %s, not %s", recording.MinInterval, o.Interval)}
 		}
 		fmt.Fprintf(stderr, "sockscope: watching for %s before diagnosing\n", *duration)
-		if err := record(rf, io.Discard, stderr); err != nil {
+		if err := runRecorder(o, stderr); err != nil {
 			return err
 		}
-		source = rf.file
+		source = o.File
 		*queries, *netns = nil, nil // the recording holds only what was asked for
 	}
 	rec, closer, err := openRecording(source, budget)

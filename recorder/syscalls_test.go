@@ -1,4 +1,4 @@
-package main
+package recorder
 
 import (
 	"encoding/json"
@@ -57,7 +57,7 @@ func TestRecordedSyscallCountsAreWhatTheRecorderWroteBefore(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rec := recordedSyscalls(tc.snap)
+			rec := RecordedSyscalls(tc.snap)
 			now, err := json.Marshal(rec)
 			if err != nil {
 				t.Fatal(err)
@@ -65,7 +65,7 @@ func TestRecordedSyscallCountsAreWhatTheRecorderWroteBefore(t *testing.T) {
 			if string(now) != string(before) {
 				t.Errorf("recorded as\n %s\nthe loader's struct was\n %s", now, before)
 			}
-			if back := replayedSyscalls(&rec); !reflect.DeepEqual(back, tc.snap) {
+			if back := ReplayedSyscalls(&rec); !reflect.DeepEqual(back, tc.snap) {
 				t.Errorf("replayed as\n %+v\nrecorded\n %+v", back, tc.snap)
 			}
 		})

@@ -1,13 +1,13 @@
-package main
+package recorder
 
 import (
 	"github.com/sockscope/sockscope/loader"
 	"github.com/sockscope/sockscope/recording"
 )
 
-// recordedSyscalls is the loader's syscall counts as a recording stores them: the file format
+// RecordedSyscalls is the loader's syscall counts as a recording stores them: the file format
 // has its own types, so that renaming a loader field does not change what files say.
-func recordedSyscalls(s loader.SyscallSnapshot) recording.SyscallCounts {
+func RecordedSyscalls(s loader.SyscallSnapshot) recording.SyscallCounts {
 	key := func(k loader.SyscallKey) recording.SyscallKey {
 		return recording.SyscallKey{Netns: k.Netns, Tgid: k.Tgid, Nr: k.Nr, Comm: k.Comm}
 	}
@@ -36,8 +36,8 @@ func recordedSyscalls(s loader.SyscallSnapshot) recording.SyscallCounts {
 	return out
 }
 
-// replayedSyscalls is a recording's syscall counts as the live syscall table prints them.
-func replayedSyscalls(s *recording.SyscallCounts) loader.SyscallSnapshot {
+// ReplayedSyscalls is a recording's syscall counts as the live syscall table prints them.
+func ReplayedSyscalls(s *recording.SyscallCounts) loader.SyscallSnapshot {
 	key := func(k recording.SyscallKey) loader.SyscallKey {
 		return loader.SyscallKey{Netns: k.Netns, Tgid: k.Tgid, Nr: k.Nr, Comm: k.Comm}
 	}
