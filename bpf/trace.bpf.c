@@ -170,6 +170,12 @@ static __always_inline bool owner_wanted(struct sock *sk, __u32 netns, __u16 spo
 	bool wanted;
 	if (oldstate == TCP_CLOSE) {
 		wanted = task_wanted(bpf_get_current_task_btf());
+		if (!wanted) {
+			/* An entry left by an earlier life at this address (a socket the walk entered that
+			 * closed before Go did) must not carry over to this one. */
+			bpf_map_delete_elem(&owned_socks, &key);
+			return false;
+		}
 	} else if (oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV) {
 		wanted = bpf_map_lookup_elem(&owned_ports, &port) != NULL;
 	} else {

@@ -33,6 +33,7 @@ func untimedJSON(t *testing.T, out string) []string {
 		delete(m, "time")
 		delete(m, "prev_state_us")
 		delete(m, "latency_us")
+		delete(m, "latency_ns")
 		b, _ := json.Marshal(m)
 		lines = append(lines, string(b))
 	}
