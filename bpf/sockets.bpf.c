@@ -98,8 +98,8 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 }
 
 /* Sockets per state for one walk, for the exporter, which needs only these: one 64-byte record
- * at the end instead of one record per socket. A walk starts by zeroing them, so the loader lets
- * one walk run at a time. */
+ * at the end instead of one record per socket. A walk zeroes them at its start and its end, so
+ * the loader lets one walk run at a time. */
 __u32 state_counts[16] = {};
 
 SEC("iter/tcp")
@@ -112,8 +112,13 @@ int count_tcp(struct bpf_iter__tcp *ctx)
 			state_counts[i] = 0;
 	}
 	if (!skc) {
-		/* The last call of a walk. */
+		/* The last call of a walk. Its seq_num is that of the walk's last socket (the kernel
+		 * takes one off in the stop call), so a walk of an empty namespace never sees seq_num 0:
+		 * zero the counts here too, or it would report the previous walk's. */
 		bpf_seq_write(ctx->meta->seq, state_counts, sizeof(state_counts));
+#pragma unroll
+		for (int i = 0; i < 16; i++)
+			state_counts[i] = 0;
 		return 0;
 	}
 	state_counts[ss_state(skc) & 15]++;
