@@ -117,6 +117,13 @@ type Exporter struct {
 	per []exportNetnsCounters
 }
 
+// ExportNeeds says in one line what this kernel lacks of what export needs (its counters, its
+// socket gauges and the socket iterators), or nil: the command checks it before loading
+// anything, so that one line names all of it.
+func ExportNeeds() error {
+	return lacking("start the exporter", featBTF, featTpBTF, featSockStorage, featIterTCP, featIterTaskFile)
+}
+
 // OpenExport loads and attaches the exporter's counters. Nothing is counted until SetTracked.
 func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	if cfg.MaxNetns == 0 {
@@ -178,7 +185,7 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 		e.free = append(e.free, s)
 	}
 	if err := spec.LoadAndAssign(&e.objs, nil); err != nil {
-		return nil, missing("load the exporter's programs", err, featBTF, featTpBTF)
+		return nil, missing("load the exporter's programs", err, featBTF, featTpBTF, featSockStorage)
 	}
 	e.netns = newNetnsTable(e.objs.NetnsDirect, e.objs.NetnsOverflow, cfg.MaxNetns)
 	e.progs = []namedProgram{

@@ -193,6 +193,9 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		}
 		defer st.Close()
 	}
+	if err := loader.ExportNeeds(); err != nil {
+		return err
+	}
 	counters, err := loader.OpenExport(loader.ExportConfig{MaxNetns: f.maxNetns, MaxCounters: f.maxCounters})
 	if err != nil {
 		return err
