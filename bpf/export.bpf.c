@@ -273,26 +273,24 @@ int BPF_PROG(count_reset_received, struct sock *sk)
 
 /* Full sockets per state of the walking thread's namespace (an iter/tcp iterator lists only
  * that one), the starting point of its gauges; listeners found on the way get their storage.
- * The counts are globals, written out as one record at the end of a walk and zeroed: Go runs
- * one walk at a time. */
+ * The counts are globals, written out as one record by the last call of a walk; Go runs one walk
+ * at a time. A walk zeroes them at its first call, which it knows by its session id: seq_num
+ * cannot tell (the first socket and the last call of a walk of one socket both have 0). */
 __u32 full_counts[NSTATES] = {};
+__u64 full_session = 0;
 
 SEC("iter/tcp")
 int walk_full(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
-	if (ctx->meta->seq_num == 0) {
+	if (ctx->meta->session_id != full_session) {
+		full_session = ctx->meta->session_id;
 #pragma unroll
 		for (int i = 0; i < NSTATES; i++)
 			full_counts[i] = 0;
 	}
 	if (!skc) {
-		/* The last call. Its seq_num is the walk's last object's, so a walk of an empty
-		 * namespace never sees seq_num 0: the counts are zeroed here for the next walk too. */
 		bpf_seq_write(ctx->meta->seq, full_counts, sizeof(full_counts));
-#pragma unroll
-		for (int i = 0; i < NSTATES; i++)
-			full_counts[i] = 0;
 		return 0;
 	}
 	int state = skc->skc_state;

@@ -98,27 +98,25 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 }
 
 /* Sockets per state for one walk, for the exporter, which needs only these: one 64-byte record
- * at the end instead of one record per socket. A walk zeroes them at its start and its end, so
- * the loader lets one walk run at a time. */
+ * at the end instead of one record per socket. A walk zeroes them at its first call, known by its
+ * session id (seq_num cannot tell: the first socket and the last call of a walk of one socket
+ * both have 0), so the loader lets one walk run at a time. */
 __u32 state_counts[16] = {};
+__u64 count_session = 0;
 
 SEC("iter/tcp")
 int count_tcp(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
-	if (ctx->meta->seq_num == 0) {
+	if (ctx->meta->session_id != count_session) {
+		count_session = ctx->meta->session_id;
 #pragma unroll
 		for (int i = 0; i < 16; i++)
 			state_counts[i] = 0;
 	}
 	if (!skc) {
-		/* The last call of a walk. Its seq_num is that of the walk's last socket (the kernel
-		 * takes one off in the stop call), so a walk of an empty namespace never sees seq_num 0:
-		 * zero the counts here too, or it would report the previous walk's. */
+		/* The last call of a walk. */
 		bpf_seq_write(ctx->meta->seq, state_counts, sizeof(state_counts));
-#pragma unroll
-		for (int i = 0; i < 16; i++)
-			state_counts[i] = 0;
 		return 0;
 	}
 	state_counts[ss_state(skc) & 15]++;

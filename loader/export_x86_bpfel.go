@@ -72,6 +72,7 @@ const (
 	exportVarErrnoSlot              = "errno_slot"
 	exportVarFilterNetns            = "filter_netns"
 	exportVarFullCounts             = "full_counts"
+	exportVarFullSession            = "full_session"
 	exportVarHandshakeMask          = "handshake_mask"
 	exportVarNetnsMask              = "netns_mask"
 	exportVarRetransmitHasErr       = "retransmit_has_err"
@@ -152,6 +153,7 @@ type exportVariableSpecs struct {
 	ErrnoSlot              *ebpf.VariableSpec `ebpf:"errno_slot"`
 	FilterNetns            *ebpf.VariableSpec `ebpf:"filter_netns"`
 	FullCounts             *ebpf.VariableSpec `ebpf:"full_counts"`
+	FullSession            *ebpf.VariableSpec `ebpf:"full_session"`
 	HandshakeMask          *ebpf.VariableSpec `ebpf:"handshake_mask"`
 	NetnsMask              *ebpf.VariableSpec `ebpf:"netns_mask"`
 	RetransmitHasErr       *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
@@ -210,6 +212,7 @@ type exportVariables struct {
 	ErrnoSlot              *ebpf.Variable `ebpf:"errno_slot"`
 	FilterNetns            *ebpf.Variable `ebpf:"filter_netns"`
 	FullCounts             *ebpf.Variable `ebpf:"full_counts"`
+	FullSession            *ebpf.Variable `ebpf:"full_session"`
 	HandshakeMask          *ebpf.Variable `ebpf:"handshake_mask"`
 	NetnsMask              *ebpf.Variable `ebpf:"netns_mask"`
 	RetransmitHasErr       *ebpf.Variable `ebpf:"retransmit_has_err"`

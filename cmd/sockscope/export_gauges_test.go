@@ -9,8 +9,9 @@ import (
 	"time"
 )
 
-// The exporter's socket gauges follow the transitions, not a walk per scrape: three namespaces,
-// one with sockets from before the exporter started (its first walk counts them), then every
+// The exporter's socket gauges follow the transitions, not a walk per scrape: four namespaces,
+// one with sockets from before the exporter started (its first walk counts them), one with a
+// single IPv6 listener, then every
 // namespace's population changes while the exporter runs (listeners, established connections
 // held open, CLOSE_WAIT, TIME_WAIT, handshakes stuck in SYN_SENT, request sockets in SYN_RECV,
 // connections that close again). At each step sockscope_tcp_sockets equals ss -tan in each
@@ -19,10 +20,12 @@ import (
 // came from the transitions, the time-wait count and the listeners' queues alone.
 func TestExportSocketGaugesFollowTransitionsInEveryNetns(t *testing.T) {
 	requireTracing(t)
-	a, b, c := newNetns(t), newNetns(t), newNetns(t)
+	a, b, c, d := newNetns(t), newNetns(t), newNetns(t), newNetns(t)
 	for _, ns := range []netns{a, b, c} {
 		ns.sysctl(t, "net.ipv4.tcp_tw_reuse=0")
 	}
+	// d: one socket, an IPv6 listener (a walk of exactly one socket once read as none).
+	d.serve(t, "-addr", "[::1]:8000")
 	// Before the exporter: in a, a listener with 3 connections held open and 4 closed by the
 	// client (TIME_WAIT on its side).
 	a.serve(t, "-addr", "127.0.0.1:8000")
@@ -32,20 +35,21 @@ func TestExportSocketGaugesFollowTransitionsInEveryNetns(t *testing.T) {
 	}
 	a.settle(t)
 
-	exp := startExport(t, noDocker, "--host=false", "--sockets.reconcile=0",
-		"--netns", "a="+a.path, "--netns", "b="+b.path, "--netns", "c="+c.path)
+	all := map[string]netns{"a": a, "b": b, "c": c, "d": d}
+	nsFlags := []string{"--netns", "a=" + a.path, "--netns", "b=" + b.path, "--netns", "c=" + c.path, "--netns", "d=" + d.path}
+	exp := startExport(t, append([]string{noDocker, "--host=false", "--sockets.reconcile=0"}, nsFlags...)...)
 	want := map[string]map[string]int{
 		"a": {"LISTEN": 1, "ESTABLISHED": 6, "TIME_WAIT": 4},
 		"b": {},
 		"c": {},
+		"d": {"LISTEN": 1},
 	}
-	assertSocketGauges(t, exp, want, map[string]netns{"a": a, "b": b, "c": c}, 3)
+	assertSocketGauges(t, exp, want, all, 4)
 	// --sockets.walk walks every namespace at every scrape: exactly ss's states (orphaned
 	// FIN_WAIT2 ends in the time-wait table as FIN_WAIT2), and an empty namespace walked after a
 	// busy one reads 0, not the busy one's counts.
-	walker := startExport(t, noDocker, "--host=false", "--sockets.walk",
-		"--netns", "a="+a.path, "--netns", "b="+b.path, "--netns", "c="+c.path)
-	assertWalkEqualsSs(t, walker, map[string]netns{"a": a, "b": b, "c": c})
+	walker := startExport(t, append([]string{noDocker, "--host=false", "--sockets.walk"}, nsFlags...)...)
+	assertWalkEqualsSs(t, walker, all)
 
 	// a: 5 more held open, 6 more closed by the client.
 	a.hold(t, "-addr", "127.0.0.1:8000", "-n", "5")
@@ -88,10 +92,11 @@ func TestExportSocketGaugesFollowTransitionsInEveryNetns(t *testing.T) {
 		// The held connection (both ends, its server end in the accept queue), 2 SYN_SENT, and
 		// the 2 connections the server closed first: their client ends in TIME_WAIT.
 		"c": {"LISTEN": 1, "ESTABLISHED": 2, "SYN_SENT": 2, "TIME_WAIT": 2},
+		"d": {"LISTEN": 1},
 	}
-	assertSocketGauges(t, exp, want, map[string]netns{"a": a, "b": b, "c": c}, 3)
+	assertSocketGauges(t, exp, want, all, 4)
 
-	assertWalkEqualsSs(t, walker, map[string]netns{"a": a, "b": b, "c": c})
+	assertWalkEqualsSs(t, walker, all)
 	if after := ssStates(t, "ip", "netns", "exec", b.name, "ss", "-tanH"); after["FIN_WAIT2"] != 4 {
 		t.Errorf("b: ss shows %d FIN_WAIT2, want the 4 orphaned server ends", after["FIN_WAIT2"])
 	}
