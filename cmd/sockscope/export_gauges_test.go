@@ -38,6 +38,10 @@ func TestExportSocketGaugesFollowTransitionsInEveryNetns(t *testing.T) {
 	all := map[string]netns{"a": a, "b": b, "c": c, "d": d}
 	nsFlags := []string{"--netns", "a=" + a.path, "--netns", "b=" + b.path, "--netns", "c=" + c.path, "--netns", "d=" + d.path}
 	exp := startExport(t, append([]string{noDocker, "--host=false", "--sockets.reconcile=0"}, nsFlags...)...)
+	// Another exporter checks its gauges with a walk at every scrape (one namespace each time):
+	// a walk during which no socket moved must find exactly what the transitions say.
+	checked := startExport(t, append([]string{noDocker, "--host=false", "--sockets.reconcile=1ns"}, nsFlags...)...)
+	checked.metrics(t) // its first walks, before the changes below
 	want := map[string]map[string]int{
 		"a": {"LISTEN": 1, "ESTABLISHED": 6, "TIME_WAIT": 4},
 		"b": {},
@@ -103,6 +107,17 @@ func TestExportSocketGaugesFollowTransitionsInEveryNetns(t *testing.T) {
 	if strings.Contains(walker.metrics(t), "sockscope_tcp_socket_walks_total") {
 		t.Error("--sockets.walk exposes sockscope_tcp_socket_walks_total")
 	}
+	for range 2 * len(all) { // every namespace reconciled at least once, after the changes
+		checked.metrics(t)
+	}
+	m := checked.metrics(t)
+	if w := value(m, "sockscope_tcp_socket_walks_total"); w < float64(len(all)+2*len(all)) {
+		t.Errorf("--sockets.reconcile=1ns: %v walks after %d scrapes, want at least %d", w, 2*len(all)+1, 3*len(all))
+	}
+	if c := value(m, "sockscope_tcp_socket_corrections_total"); c != 0 {
+		t.Errorf("--sockets.reconcile=1ns: the walks corrected %v sockets of the gauges kept from the transitions, want 0", c)
+	}
+	checked.stop(t)
 	walker.stop(t)
 	exp.stop(t)
 }
