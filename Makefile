@@ -40,13 +40,15 @@ fuzz:
 	$(GO) test ./recording -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 	$(GO) test ./diagnose -run '^$$' -fuzz FuzzReport -fuzztime $(FUZZTIME)
 
-# The benchmarks (root): a pinned loopback storm with and without `sockscope trace`, and
+# The benchmarks (root): a pinned loopback storm with and without `sockscope trace`, the scrape
+# time by number of namespaces (BEFORE=path/to/an/older/sockscope adds it to that comparison), and
 # `sockscope sockets` against ss and netstat with 30,000 and 80,000 TIME_WAIT sockets; naming pods
 # needs the CRI runtime of .ci/cri.sh.
 bench: build bin/tcpload
 	$(GO) run ./tools/bench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-trace.md
 	$(GO) run ./tools/exportbench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-export.md
 	$(GO) run ./tools/exportbench -sockscope bin/sockscope -phases naming -out docs/performance-naming.md
+	$(GO) run ./tools/exportbench -sockscope bin/sockscope -phases netns -out docs/performance-scrape.md $(if $(BEFORE),-sockscope-before $(BEFORE))
 	$(GO) run ./tools/sockbench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-sockets.md
 	$(GO) build -o bin/sysload ./tools/sysload
 	$(GO) run ./tools/sysbench -sockscope bin/sockscope -sysload bin/sysload -out docs/performance-syscalls.md

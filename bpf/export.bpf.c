@@ -7,6 +7,13 @@
  * map insert, so there is nothing to race on and nothing to fill up; the rare transitions and
  * errnos that have no place there go to a small per-CPU hash.
  *
+ * Socket gauges (sockets per state) come from the same transitions: each move of a full socket
+ * from one state to another counts out of the old state and into the new one, so a scrape reads
+ * them instead of walking the namespace's share of the host's TCP hash. A namespace's starting
+ * point is one walk (walk_full) when it gets its slot; what the transitions never show is read
+ * live at the scrape: the request sockets of its listeners (listener_requests) and its time-wait
+ * count (Go, from /proc/net/sockstat in the namespace).
+ *
  * Connect outcomes and durations follow connect.h, the definition trace uses: from CLOSE ->
  * SYN_SENT to the transition out of SYN_SENT. No syscall tracepoint is attached (they would put
  * every syscall of the machine on the slow path), so failures before SYN_SENT (ENETUNREACH) are
@@ -33,6 +40,7 @@ const volatile __u32 handshake_mask = 0;          /* handshakes' size less one (
 /* Put the types Go reads into BTF, so bpf2go can generate their twins. */
 const struct netns_counters *unused_netns_counters __attribute__((unused));
 const struct rare_key *unused_rare_key __attribute__((unused));
+const struct listener_requests *unused_listener_requests __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -55,6 +63,26 @@ struct {
 	__type(key, __u32);
 	__type(value, struct handshake);
 } handshakes SEC(".maps");
+
+/* The listening sockets of counted namespaces carry this storage (the value is unused): the
+ * listener iterator visits only them, however large the host's TCP tables are. A listener gets it
+ * at CLOSE -> LISTEN, or, if it listened before its namespace was counted, from walk_full. The
+ * kernel frees it with the socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+} listeners SEC(".maps");
+
+/* gauged says whether full sockets in state are counted by the gauges: every state a full
+ * socket can be listed in. CLOSE sockets are in no table, time-wait sockets are not full sockets
+ * (the full socket reads X -> CLOSE when its time-wait socket takes its place) and request
+ * sockets (NEW_SYN_RECV) never pass the tracepoint. */
+static __always_inline bool gauged(int state)
+{
+	return state > 0 && state < TCP_NEW_SYN_RECV && state != TCP_CLOSE && state != TCP_TIME_WAIT;
+}
 
 static __always_inline struct netns_counters *counters_of(__u32 netns)
 {
@@ -145,6 +173,20 @@ int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
 	} else
 		add_rare(netns, RARE_TRANSITION, (__u16)(oldstate << 8 | newstate));
 
+	/* LISTEN -> SYN_RECV is a new socket, the listener's clone, not the listener moving. */
+	if (gauged(oldstate) && !(oldstate == TCP_LISTEN && newstate == TCP_SYN_RECV)) {
+		__u32 o = oldstate;
+		barrier_var(o);
+		c->gauge_out[o & (NSTATES - 1)] += 1;
+	}
+	if (gauged(newstate)) {
+		__u32 n = newstate;
+		barrier_var(n);
+		c->gauge_in[n & (NSTATES - 1)] += 1;
+		if (newstate == TCP_LISTEN)
+			bpf_sk_storage_get(&listeners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	}
+
 	if (connect_starts(oldstate, newstate)) {
 		__u64 addr = sk_addr(sk);
 		struct handshake *n = handshake_of(addr);
@@ -227,5 +269,63 @@ int BPF_PROG(count_reset_received, struct sock *sk)
 	struct netns_counters *c = counters_of(sk_netns(sk));
 	if (c)
 		c->resets_received += 1;
+	return 0;
+}
+
+/* Full sockets per state of the walking thread's namespace (an iter/tcp iterator lists only
+ * that one), the starting point of its gauges; listeners found on the way get their storage.
+ * The counts are globals, written out as one record by the last call of a walk; Go runs one walk
+ * at a time. A walk zeroes them at its first call, which it knows by its session id: seq_num
+ * cannot tell (the first socket and the last call of a walk of one socket both have 0). */
+__u32 full_counts[NSTATES] = {};
+__u64 full_session = 0;
+
+SEC("iter/tcp")
+int walk_full(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (ctx->meta->session_id != full_session) {
+		full_session = ctx->meta->session_id;
+#pragma unroll
+		for (int i = 0; i < NSTATES; i++)
+			full_counts[i] = 0;
+	}
+	if (!skc) {
+		bpf_seq_write(ctx->meta->seq, full_counts, sizeof(full_counts));
+		return 0;
+	}
+	int state = skc->skc_state;
+	if (!gauged(state))
+		return 0;
+	/* The compiler folds gauged() into a bit test, which leaves the verifier no bound. */
+	__u32 i = state;
+	barrier_var(i);
+	full_counts[i & (NSTATES - 1)]++;
+	if (state == TCP_LISTEN) {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+		if (tp)
+			bpf_sk_storage_get(&listeners, tp, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	}
+	return 0;
+}
+
+/* One record per listener of a counted namespace: its slot and its request sockets, the
+ * handshakes that ss lists as SYN_RECV before they have a full socket (the listener's SYN queue
+ * length). It visits only the sockets that carry listener storage. */
+SEC("iter/bpf_sk_storage_map")
+int count_requests(struct bpf_iter__bpf_sk_storage_map *ctx)
+{
+	struct sock *sk = ctx->sk;
+	if (!sk || sk->__sk_common.skc_state != TCP_LISTEN)
+		return 0;
+	__u32 slot = netns_slot_of(sk_netns(sk));
+	if (!slot)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return 0;
+	struct listener_requests r = {.slot = slot};
+	r.requests = tp->inet_conn.icsk_accept_queue.qlen.counter;
+	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
 	return 0;
 }

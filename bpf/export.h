@@ -8,6 +8,7 @@
 #define NTRANS 32   /* transitions counted in place; trans_slot (from Go) maps from<<4|to to one, 0 = rare */
 #define NCONN 16    /* connect outcomes in place: [0] success, errno_slot (from Go) maps errnos to 1..15, 0 = rare */
 #define NERRNO 256
+#define NSTATES 16  /* TCP state numbers, include/net/tcp_states.h */
 
 /* One namespace's counters, a per-CPU array element indexed by the namespace's slot: a transition
  * costs an array load and an increment. Go zeroes an element before it gives its slot to a
@@ -20,6 +21,12 @@ struct netns_counters {
 	__u64 retransmits;
 	__u64 resets_sent;
 	__u64 resets_received;
+	/* Socket gauges: moves of full sockets into and out of each state (the kernel's numbers;
+	 * CLOSE, TIME_WAIT and NEW_SYN_RECV are never counted). Both only grow, so Go knows that no
+	 * socket of the namespace moved between two reads when neither changed; a state's sockets are
+	 * a walk's count plus the moves in and less the moves out since that walk. */
+	__u64 gauge_in[NSTATES];
+	__u64 gauge_out[NSTATES];
 };
 
 /* What has no place in netns_counters: unusual transitions and errnos, counted exactly here. */
@@ -39,6 +46,13 @@ struct rare_key {
 struct handshake {
 	__u64 sk;
 	__u64 ts;
+};
+
+/* One listener's request sockets (handshakes in SYN_RECV that have no full socket yet), as the
+ * listener iterator reports them. */
+struct listener_requests {
+	__u32 slot;
+	__u32 requests;
 };
 
 #endif

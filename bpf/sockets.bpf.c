@@ -98,15 +98,18 @@ int dump_tcp(struct bpf_iter__tcp *ctx)
 }
 
 /* Sockets per state for one walk, for the exporter, which needs only these: one 64-byte record
- * at the end instead of one record per socket. A walk starts by zeroing them, so the loader lets
- * one walk run at a time. */
+ * at the end instead of one record per socket. A walk zeroes them at its first call, known by its
+ * session id (seq_num cannot tell: the first socket and the last call of a walk of one socket
+ * both have 0), so the loader lets one walk run at a time. */
 __u32 state_counts[16] = {};
+__u64 count_session = 0;
 
 SEC("iter/tcp")
 int count_tcp(struct bpf_iter__tcp *ctx)
 {
 	struct sock_common *skc = ctx->sk_common;
-	if (ctx->meta->seq_num == 0) {
+	if (ctx->meta->session_id != count_session) {
+		count_session = ctx->meta->session_id;
 #pragma unroll
 		for (int i = 0; i < 16; i++)
 			state_counts[i] = 0;

@@ -1,6 +1,7 @@
 // Package exporter turns sockscope's in-kernel counters into Prometheus metrics. Nothing is
-// collected between scrapes: each scrape reads the kernel's counter map once, walks the TCP table
-// of each namespace with a counting iterator, and builds constant metrics. Namespaces are named
+// collected between scrapes: each scrape reads the kernel's counter map once, reads each
+// namespace's socket gauges from it (with its time-wait count and its listeners' request
+// sockets; gauges.go), and builds constant metrics. Namespaces are named
 // after their containers, the host's is "host", and all share one view.
 package exporter
 
@@ -61,6 +62,12 @@ type Kernel struct {
 	// TopRemotes > 0 adds sockscope_tcp_remote_sockets for that many endpoints per namespace
 	// (--top-remotes); the socket walk then returns one record per socket.
 	TopRemotes int
+	// Walk counts sockscope_tcp_sockets with a walk of every namespace's TCP tables at every
+	// scrape (--sockets.walk), as --top-remotes does, instead of from the transitions.
+	Walk bool
+	// Reconcile is how old a namespace's last walk may get before a scrape walks it again to
+	// check its gauges (--sockets.reconcile); 0 never.
+	Reconcile time.Duration
 }
 
 // Collector is a prometheus.Collector over the kernel's counters.
@@ -85,6 +92,8 @@ type Collector struct {
 
 	runtimes     map[containers.Info]*runtimeState // by kind and endpoint (Version cleared)
 	scrapeErrors uint64
+	gauges       gaugeState
+	gk           gaugeKernel // k.Counters, or a test's fake
 
 	smu      sync.Mutex
 	scraping *scrape // the read of the kernel in progress, if any
@@ -92,8 +101,16 @@ type Collector struct {
 
 // New returns a collector counting nothing until SetNamespaces.
 func New(k Kernel, version string, bpfStats bool) *Collector {
+	c := newCollector(k, version, bpfStats)
+	if k.Counters != nil {
+		c.gk = k.Counters
+	}
+	return c
+}
+
+func newCollector(k Kernel, version string, bpfStats bool) *Collector {
 	return &Collector{k: k, version: version, ns: map[uint32]Namespace{}, statsOn: bpfStats, runtimes: map[containers.Info]*runtimeState{},
-		seen: map[uint32]uint64{}, base: map[uint32]string{}, Warn: func(string) {}}
+		seen: map[uint32]uint64{}, base: map[uint32]string{}, Warn: func(string) {}, gauges: gaugeState{base: map[uint32]gaugeBase{}}}
 }
 
 // SetNamespaces replaces the set of namespaces that want counting. The kernel counts as many as
@@ -129,6 +146,12 @@ func (c *Collector) SetNamespaces(nss []Namespace) error {
 		return err
 	}
 	c.ns, c.untracked = counted, untracked
+	// A namespace that left, or whose counters started again from zero, needs a new walk.
+	for ino := range c.gauges.base {
+		if _, ok := counted[ino]; !ok || reused[ino] {
+			delete(c.gauges.base, ino)
+		}
+	}
 	if c.k.Syscalls != nil {
 		if err := c.k.Syscalls.SetTracked(inodes); err != nil {
 			return err
@@ -390,9 +413,26 @@ func (c *Collector) collect(ch chan<- prometheus.Metric) {
 	}
 	c.collectCounters(ch)
 
+	var moves map[uint32]*loader.Moves
+	var requests map[uint32]uint32
+	walking := c.k.Walk || c.k.TopRemotes > 0
+	var reconcile uint32 // the namespace whose gauges this scrape checks with a walk, if any
+	if !walking {
+		moves = movesOf(c.buf)
+		if requests, err = c.k.Counters.Requests(); err != nil {
+			ch <- prometheus.NewInvalidMetric(descSockets, err)
+			requests = map[uint32]uint32{}
+		}
+		reconcile = c.dueForWalk(start)
+	}
 	for _, n := range c.sortedNamespaces() {
 		c.collectInfo(ch, n)
-		counts, err := c.countSockets(ch, n)
+		var counts loader.NetnsCounts
+		if walking {
+			counts, err = c.countSockets(ch, n)
+		} else {
+			counts, err = c.gaugeSockets(n, moves[n.Inode], requests[n.Inode], n.Inode == reconcile, start)
+		}
 		if err != nil {
 			if !errors.Is(err, loader.ErrNetnsGone) { // a container that exited meanwhile is no error
 				c.scrapeErrors++
@@ -408,6 +448,10 @@ func (c *Collector) collect(ch chan<- prometheus.Metric) {
 		if counts.TWReuse >= 0 {
 			ch <- prometheus.MustNewConstMetric(descTWReuse, prometheus.GaugeValue, float64(counts.TWReuse), n.labels()...)
 		}
+	}
+	if !walking {
+		ch <- prometheus.MustNewConstMetric(descGaugeWalks, prometheus.CounterValue, float64(c.gauges.walks))
+		ch <- prometheus.MustNewConstMetric(descGaugeCorrections, prometheus.CounterValue, float64(c.gauges.corrections))
 	}
 	if c.k.Syscalls != nil {
 		c.k.Syscalls.collect(ch, c.ns)
@@ -433,6 +477,71 @@ func (c *Collector) countSockets(ch chan<- prometheus.Metric, n Namespace) (load
 	}
 	topRemotes(ch, n, byRemote, c.k.TopRemotes)
 	return loader.NetnsCounts{States: states, PortRange: snap.PortRange, TWReuse: snap.TWReuse}, nil
+}
+
+// gaugeSockets counts one namespace's sockets by state from its gauges: from a walk when it has
+// none yet or this scrape checks it (walk), otherwise from the moves since its walk; and, at
+// every scrape, its time-wait count and its listeners' request sockets.
+func (c *Collector) gaugeSockets(n Namespace, moves *loader.Moves, requests uint32, walk bool, now time.Time) (loader.NetnsCounts, error) {
+	b, ok := c.gauges.base[n.Inode]
+	var s loader.NetnsSample
+	var full [16]uint64
+	if !ok || walk {
+		s2, nb, walks, err := walkBase(c.gk, n, now)
+		c.gauges.walks += uint64(walks)
+		if err != nil {
+			return loader.NetnsCounts{}, err
+		}
+		s = s2
+		switch {
+		case !ok || !b.settled:
+			b = nb
+		case nb.settled:
+			c.gauges.corrections += disagreement(b.full(nb.moves), nb.walk)
+			b = nb
+		default:
+			b.at = now // sockets kept moving: the old base stays, checked again at the next interval
+		}
+		c.gauges.base[n.Inode] = b
+		full = b.full(nb.moves)
+	} else {
+		var err error
+		if s, err = c.gk.Sample(n.Path, false); err != nil {
+			return loader.NetnsCounts{}, err
+		}
+		var m loader.Moves
+		if moves != nil {
+			m = *moves
+		}
+		full = b.full(m)
+	}
+	states := socketStates(full, requests, s.TimeWait)
+	out := loader.NetnsCounts{PortRange: s.PortRange, TWReuse: s.TWReuse}
+	for st, v := range states {
+		out.States[st] = uint32(v)
+	}
+	return out, nil
+}
+
+// dueForWalk returns the counted namespace whose gauges this scrape checks with a walk, if any:
+// one whose last walk was not exact (its sockets moved during it), else the one whose last walk
+// is the oldest, if that is older than Kernel.Reconcile. One namespace per scrape, so that a
+// scrape's cost stays that of one walk however many namespaces there are.
+func (c *Collector) dueForWalk(now time.Time) uint32 {
+	var due uint32
+	var dueSettled bool
+	var oldest time.Time
+	for ino := range c.ns {
+		b, ok := c.gauges.base[ino]
+		if !ok || (b.settled && (c.k.Reconcile <= 0 || now.Sub(b.at) < c.k.Reconcile)) {
+			continue
+		}
+		// Unsettled first, then the oldest.
+		if due == 0 || (dueSettled && !b.settled) || (dueSettled == b.settled && b.at.Before(oldest)) {
+			due, dueSettled, oldest = ino, b.settled, b.at
+		}
+	}
+	return due
 }
 
 func (c *Collector) sortedNamespaces() []Namespace {

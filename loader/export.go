@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/bits"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -21,6 +22,8 @@ const (
 	KindRetransmit    = 5
 	KindResetSent     = 6
 	KindResetReceived = 7
+	KindMoveIn        = 8 // Arg = state: full sockets that entered it (the socket gauges, see Moves)
+	KindMoveOut       = 9 // Arg = state: full sockets that left it
 )
 
 // Kinds of the rare counters (bpf/export.h).
@@ -105,10 +108,20 @@ type Exporter struct {
 	free  []uint32
 	progs []namedProgram
 	links []link.Link
-	cfg   ExportConfig
-	ncpu  int
+	// The socket gauges' iterators: a namespace's full sockets, the listeners' requests.
+	walk, reqs *link.Iter
+	walkMu     sync.Mutex
+	cfg        ExportConfig
+	ncpu       int
 	// Reused between reads.
 	per []exportNetnsCounters
+}
+
+// ExportNeeds says in one line what this kernel lacks of what export needs (its counters, its
+// socket gauges and the socket iterators), or nil: the command checks it before loading
+// anything, so that one line names all of it.
+func ExportNeeds() error {
+	return lacking("start the exporter", featBTF, featTpBTF, featSockStorage, featIterTCP, featIterTaskFile)
 }
 
 // OpenExport loads and attaches the exporter's counters. Nothing is counted until SetTracked.
@@ -172,7 +185,7 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 		e.free = append(e.free, s)
 	}
 	if err := spec.LoadAndAssign(&e.objs, nil); err != nil {
-		return nil, missing("load the exporter's programs", err, featBTF, featTpBTF)
+		return nil, missing("load the exporter's programs", err, featBTF, featTpBTF, featSockStorage)
 	}
 	e.netns = newNetnsTable(e.objs.NetnsDirect, e.objs.NetnsOverflow, cfg.MaxNetns)
 	e.progs = []namedProgram{
@@ -186,6 +199,10 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 			return nil, missing("attach "+p.name, err, featTpBTF)
 		}
 		e.links = append(e.links, l)
+	}
+	if err := e.attachGauges(); err != nil {
+		e.Close()
+		return nil, err
 	}
 	debug.FreeOSMemory() // the kernel BTF parsed for CO-RE is garbage now
 	return e, nil
@@ -204,6 +221,11 @@ func (e *Exporter) Warnings() []error {
 func (e *Exporter) Close() error {
 	for _, l := range e.links {
 		l.Close()
+	}
+	for _, l := range []*link.Iter{e.walk, e.reqs} {
+		if l != nil {
+			l.Close()
+		}
 	}
 	return e.objs.Close()
 }
@@ -288,6 +310,10 @@ func (e *Exporter) Counters(out []Counter) ([]Counter, error) {
 			sum.Retransmits += p.Retransmits
 			sum.ResetsSent += p.ResetsSent
 			sum.ResetsReceived += p.ResetsReceived
+			for j := range sum.GaugeIn {
+				sum.GaugeIn[j] += p.GaugeIn[j]
+				sum.GaugeOut[j] += p.GaugeOut[j]
+			}
 		}
 		add := func(kind, arg uint16, v uint64) {
 			if v != 0 {
@@ -308,6 +334,10 @@ func (e *Exporter) Counters(out []Counter) ([]Counter, error) {
 		add(KindRetransmit, 0, sum.Retransmits)
 		add(KindResetSent, 0, sum.ResetsSent)
 		add(KindResetReceived, 0, sum.ResetsReceived)
+		for st := range sum.GaugeIn {
+			add(KindMoveIn, uint16(st), sum.GaugeIn[st])
+			add(KindMoveOut, uint16(st), sum.GaugeOut[st])
+		}
 	}
 	var k exportRareKey
 	var per []uint64

@@ -19,6 +19,12 @@ type exportHandshake struct {
 	Ts uint64
 }
 
+type exportListenerRequests struct {
+	_        structs.HostLayout
+	Slot     uint32
+	Requests uint32
+}
+
 type exportNetnsCounters struct {
 	_              structs.HostLayout
 	Transitions    [32]uint64
@@ -28,6 +34,8 @@ type exportNetnsCounters struct {
 	Retransmits    uint64
 	ResetsSent     uint64
 	ResetsReceived uint64
+	GaugeIn        [16]uint64
+	GaugeOut       [16]uint64
 }
 
 type exportNetnsSlot struct {
@@ -47,25 +55,31 @@ type exportRareKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	exportMapCounters            = "counters"
-	exportMapHandshakes          = "handshakes"
-	exportMapLost                = "lost"
-	exportMapNetnsDirect         = "netns_direct"
-	exportMapNetnsOverflow       = "netns_overflow"
-	exportMapRare                = "rare"
-	exportProgCountResetReceived = "count_reset_received"
-	exportProgCountResetSent     = "count_reset_sent"
-	exportProgCountRetransmit    = "count_retransmit"
-	exportProgCountState         = "count_state"
-	exportVarBucketLeNs          = "bucket_le_ns"
-	exportVarErrnoSlot           = "errno_slot"
-	exportVarFilterNetns         = "filter_netns"
-	exportVarHandshakeMask       = "handshake_mask"
-	exportVarNetnsMask           = "netns_mask"
-	exportVarRetransmitHasErr    = "retransmit_has_err"
-	exportVarTransSlot           = "trans_slot"
-	exportVarUnusedNetnsCounters = "unused_netns_counters"
-	exportVarUnusedRareKey       = "unused_rare_key"
+	exportMapCounters               = "counters"
+	exportMapHandshakes             = "handshakes"
+	exportMapListeners              = "listeners"
+	exportMapLost                   = "lost"
+	exportMapNetnsDirect            = "netns_direct"
+	exportMapNetnsOverflow          = "netns_overflow"
+	exportMapRare                   = "rare"
+	exportProgCountRequests         = "count_requests"
+	exportProgCountResetReceived    = "count_reset_received"
+	exportProgCountResetSent        = "count_reset_sent"
+	exportProgCountRetransmit       = "count_retransmit"
+	exportProgCountState            = "count_state"
+	exportProgWalkFull              = "walk_full"
+	exportVarBucketLeNs             = "bucket_le_ns"
+	exportVarErrnoSlot              = "errno_slot"
+	exportVarFilterNetns            = "filter_netns"
+	exportVarFullCounts             = "full_counts"
+	exportVarFullSession            = "full_session"
+	exportVarHandshakeMask          = "handshake_mask"
+	exportVarNetnsMask              = "netns_mask"
+	exportVarRetransmitHasErr       = "retransmit_has_err"
+	exportVarTransSlot              = "trans_slot"
+	exportVarUnusedListenerRequests = "unused_listener_requests"
+	exportVarUnusedNetnsCounters    = "unused_netns_counters"
+	exportVarUnusedRareKey          = "unused_rare_key"
 )
 
 // loadExport returns the embedded CollectionSpec for export.
@@ -110,10 +124,12 @@ type exportSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type exportProgramSpecs struct {
+	CountRequests      *ebpf.ProgramSpec `ebpf:"count_requests"`
 	CountResetReceived *ebpf.ProgramSpec `ebpf:"count_reset_received"`
 	CountResetSent     *ebpf.ProgramSpec `ebpf:"count_reset_sent"`
 	CountRetransmit    *ebpf.ProgramSpec `ebpf:"count_retransmit"`
 	CountState         *ebpf.ProgramSpec `ebpf:"count_state"`
+	WalkFull           *ebpf.ProgramSpec `ebpf:"walk_full"`
 }
 
 // exportMapSpecs contains maps before they are loaded into the kernel.
@@ -122,6 +138,7 @@ type exportProgramSpecs struct {
 type exportMapSpecs struct {
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	Handshakes    *ebpf.MapSpec `ebpf:"handshakes"`
+	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
 	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
 	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
@@ -132,15 +149,18 @@ type exportMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type exportVariableSpecs struct {
-	BucketLeNs          *ebpf.VariableSpec `ebpf:"bucket_le_ns"`
-	ErrnoSlot           *ebpf.VariableSpec `ebpf:"errno_slot"`
-	FilterNetns         *ebpf.VariableSpec `ebpf:"filter_netns"`
-	HandshakeMask       *ebpf.VariableSpec `ebpf:"handshake_mask"`
-	NetnsMask           *ebpf.VariableSpec `ebpf:"netns_mask"`
-	RetransmitHasErr    *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
-	TransSlot           *ebpf.VariableSpec `ebpf:"trans_slot"`
-	UnusedNetnsCounters *ebpf.VariableSpec `ebpf:"unused_netns_counters"`
-	UnusedRareKey       *ebpf.VariableSpec `ebpf:"unused_rare_key"`
+	BucketLeNs             *ebpf.VariableSpec `ebpf:"bucket_le_ns"`
+	ErrnoSlot              *ebpf.VariableSpec `ebpf:"errno_slot"`
+	FilterNetns            *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FullCounts             *ebpf.VariableSpec `ebpf:"full_counts"`
+	FullSession            *ebpf.VariableSpec `ebpf:"full_session"`
+	HandshakeMask          *ebpf.VariableSpec `ebpf:"handshake_mask"`
+	NetnsMask              *ebpf.VariableSpec `ebpf:"netns_mask"`
+	RetransmitHasErr       *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
+	TransSlot              *ebpf.VariableSpec `ebpf:"trans_slot"`
+	UnusedListenerRequests *ebpf.VariableSpec `ebpf:"unused_listener_requests"`
+	UnusedNetnsCounters    *ebpf.VariableSpec `ebpf:"unused_netns_counters"`
+	UnusedRareKey          *ebpf.VariableSpec `ebpf:"unused_rare_key"`
 }
 
 // exportObjects contains all objects after they have been loaded into the kernel.
@@ -165,6 +185,7 @@ func (o *exportObjects) Close() error {
 type exportMaps struct {
 	Counters      *ebpf.Map `ebpf:"counters"`
 	Handshakes    *ebpf.Map `ebpf:"handshakes"`
+	Listeners     *ebpf.Map `ebpf:"listeners"`
 	Lost          *ebpf.Map `ebpf:"lost"`
 	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
 	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
@@ -175,6 +196,7 @@ func (m *exportMaps) Close() error {
 	return _ExportClose(
 		m.Counters,
 		m.Handshakes,
+		m.Listeners,
 		m.Lost,
 		m.NetnsDirect,
 		m.NetnsOverflow,
@@ -186,33 +208,40 @@ func (m *exportMaps) Close() error {
 //
 // It can be passed to loadExportObjects or ebpf.CollectionSpec.LoadAndAssign.
 type exportVariables struct {
-	BucketLeNs          *ebpf.Variable `ebpf:"bucket_le_ns"`
-	ErrnoSlot           *ebpf.Variable `ebpf:"errno_slot"`
-	FilterNetns         *ebpf.Variable `ebpf:"filter_netns"`
-	HandshakeMask       *ebpf.Variable `ebpf:"handshake_mask"`
-	NetnsMask           *ebpf.Variable `ebpf:"netns_mask"`
-	RetransmitHasErr    *ebpf.Variable `ebpf:"retransmit_has_err"`
-	TransSlot           *ebpf.Variable `ebpf:"trans_slot"`
-	UnusedNetnsCounters *ebpf.Variable `ebpf:"unused_netns_counters"`
-	UnusedRareKey       *ebpf.Variable `ebpf:"unused_rare_key"`
+	BucketLeNs             *ebpf.Variable `ebpf:"bucket_le_ns"`
+	ErrnoSlot              *ebpf.Variable `ebpf:"errno_slot"`
+	FilterNetns            *ebpf.Variable `ebpf:"filter_netns"`
+	FullCounts             *ebpf.Variable `ebpf:"full_counts"`
+	FullSession            *ebpf.Variable `ebpf:"full_session"`
+	HandshakeMask          *ebpf.Variable `ebpf:"handshake_mask"`
+	NetnsMask              *ebpf.Variable `ebpf:"netns_mask"`
+	RetransmitHasErr       *ebpf.Variable `ebpf:"retransmit_has_err"`
+	TransSlot              *ebpf.Variable `ebpf:"trans_slot"`
+	UnusedListenerRequests *ebpf.Variable `ebpf:"unused_listener_requests"`
+	UnusedNetnsCounters    *ebpf.Variable `ebpf:"unused_netns_counters"`
+	UnusedRareKey          *ebpf.Variable `ebpf:"unused_rare_key"`
 }
 
 // exportPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadExportObjects or ebpf.CollectionSpec.LoadAndAssign.
 type exportPrograms struct {
+	CountRequests      *ebpf.Program `ebpf:"count_requests"`
 	CountResetReceived *ebpf.Program `ebpf:"count_reset_received"`
 	CountResetSent     *ebpf.Program `ebpf:"count_reset_sent"`
 	CountRetransmit    *ebpf.Program `ebpf:"count_retransmit"`
 	CountState         *ebpf.Program `ebpf:"count_state"`
+	WalkFull           *ebpf.Program `ebpf:"walk_full"`
 }
 
 func (p *exportPrograms) Close() error {
 	return _ExportClose(
+		p.CountRequests,
 		p.CountResetReceived,
 		p.CountResetSent,
 		p.CountRetransmit,
 		p.CountState,
+		p.WalkFull,
 	)
 }
 

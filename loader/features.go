@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
 )
 
 // Feature is one kernel capability sockscope relies on, and whether this kernel has it.
@@ -34,6 +35,7 @@ const (
 	featIterTaskFile
 	featSyscallTracepoints
 	featEveryReset
+	featSockStorage
 )
 
 // featureDef is a probe, what it finds (a name of at most 29 characters, for sockscope version's
@@ -69,13 +71,16 @@ var featureDefs = map[featureID]featureDef{
 	featSyscallTracepoints: {"syscall tracepoints", "any, with CONFIG_FTRACE_SYSCALLS=y",
 		"trace and record --connect-syscall cannot run: they take connect() failures at the syscall's return",
 		probeSyscallTracepoints},
+	featSockStorage: {"socket storage (tracing)", "5.11",
+		"export cannot run: its socket gauges find the listeners of the namespaces it counts by their socket storage",
+		probeSockStorage},
 	featEveryReset: {"tcp_send_reset, every reset", "6.10",
 		"export's sockscope_tcp_resets_sent_total counts only resets sent by established sockets, not those answering connects to closed ports or segments of connections already closed",
 		probeEveryReset},
 }
 
 // featureOrder is how sockscope version lists them.
-var featureOrder = []featureID{featBTF, featRingBuf, featTpBTF, featTaskStorage, featIterTCP, featIterTaskFile, featSyscallTracepoints, featEveryReset}
+var featureOrder = []featureID{featBTF, featRingBuf, featTpBTF, featTaskStorage, featSockStorage, featIterTCP, featIterTaskFile, featSyscallTracepoints, featEveryReset}
 
 // probed runs each probe once per process: a failed load says which were missing.
 var probed = sync.OnceValue(func() map[featureID]error {
@@ -108,6 +113,14 @@ func Features() []Feature {
 // kernel features it lacks, when the probes find any of those it needs; otherwise err itself,
 // on one line.
 func missing(what string, err error, needs ...featureID) error {
+	if lerr := lacking(what, needs...); lerr != nil {
+		return lerr
+	}
+	return fmt.Errorf("%s: %s", what, oneLine(err))
+}
+
+// lacking names, in one line, what of needs this kernel lacks; nil when it has them all.
+func lacking(what string, needs ...featureID) error {
 	m := probed()
 	var lacks []string
 	for _, id := range needs {
@@ -118,7 +131,7 @@ func missing(what string, err error, needs ...featureID) error {
 	if len(lacks) > 0 {
 		return fmt.Errorf("%s: this kernel lacks %s", what, strings.Join(lacks, "; and "))
 	}
-	return fmt.Errorf("%s: %s", what, oneLine(err))
+	return nil
 }
 
 // oneLine keeps the first line of a multi-line error (a verifier log), which says what failed.
@@ -168,6 +181,34 @@ func probeSockFromFile() error {
 			asm.JEq.Imm(asm.R1, 0, "out"),
 			asm.FnSockFromFile.Call(),
 			asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
+			asm.Return(),
+		},
+	})
+}
+
+// probeSockStorage calls bpf_sk_storage_get on the socket of inet_sock_set_state from a tp_btf
+// program, as the exporter's count_state does (5.11 allowed it in tracing programs).
+func probeSockStorage() error {
+	m, err := ebpf.NewMap(&ebpf.MapSpec{
+		Type: ebpf.SkStorage, KeySize: 4, ValueSize: 4, Flags: unix.BPF_F_NO_PREALLOC,
+		Key: &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}, Value: &btf.Int{Name: "unsigned int", Size: 4},
+	})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return loadProbe(&ebpf.ProgramSpec{
+		Type:       ebpf.Tracing,
+		AttachType: ebpf.AttachTraceRawTp,
+		AttachTo:   "inet_sock_set_state",
+		License:    "GPL",
+		Instructions: asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, 0, asm.DWord), // sk
+			asm.LoadMapPtr(asm.R1, m.FD()),
+			asm.Mov.Imm(asm.R3, 0),
+			asm.Mov.Imm(asm.R4, 0),
+			asm.FnSkStorageGet.Call(),
+			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
 		},
 	})

@@ -56,6 +56,7 @@ const (
 	socketsProgCountTcp         = "count_tcp"
 	socketsProgDumpOwners       = "dump_owners"
 	socketsProgDumpTcp          = "dump_tcp"
+	socketsVarCountSession      = "count_session"
 	socketsVarFilterNetns       = "filter_netns"
 	socketsVarNetnsMask         = "netns_mask"
 	socketsVarStateCounts       = "state_counts"
@@ -122,6 +123,7 @@ type socketsMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsVariableSpecs struct {
+	CountSession      *ebpf.VariableSpec `ebpf:"count_session"`
 	FilterNetns       *ebpf.VariableSpec `ebpf:"filter_netns"`
 	NetnsMask         *ebpf.VariableSpec `ebpf:"netns_mask"`
 	StateCounts       *ebpf.VariableSpec `ebpf:"state_counts"`
@@ -164,6 +166,7 @@ func (m *socketsMaps) Close() error {
 //
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsVariables struct {
+	CountSession      *ebpf.Variable `ebpf:"count_session"`
 	FilterNetns       *ebpf.Variable `ebpf:"filter_netns"`
 	NetnsMask         *ebpf.Variable `ebpf:"netns_mask"`
 	StateCounts       *ebpf.Variable `ebpf:"state_counts"`

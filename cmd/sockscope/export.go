@@ -75,6 +75,8 @@ type exportFlags struct {
 	maxCounters uint32
 	host        bool
 	topRemotes  int
+	walk        bool
+	reconcile   time.Duration
 }
 
 func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, error) {
@@ -93,6 +95,8 @@ func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, erro
 	fs.BoolVar(&f.syscalls, "syscalls", false, "also count syscalls per container (sockscope_syscalls_total); costs every syscall on the machine a few hundred ns")
 	fs.IntVar(&f.syscallsTop, "syscalls.top", 20, "syscall series per container (and syscall/errno pairs); the rest add up in \"other\"")
 	fs.IntVar(&f.topRemotes, "top-remotes", 0, "also break sockets down by remote endpoint (address:port), the top K per container plus \"other\" (sockscope_tcp_remote_sockets); 0 = off")
+	fs.BoolVar(&f.walk, "sockets.walk", false, "count sockscope_tcp_sockets with a walk of each namespace's TCP tables at every scrape (exactly ss's states, at a cost that grows with the host's TCP hash times the namespaces) instead of from the transitions")
+	fs.DurationVar(&f.reconcile, "sockets.reconcile", 10*time.Minute, "walk one namespace per scrape whose gauges were last checked longer ago than this, and correct them (sockscope_tcp_socket_corrections_total); 0 never")
 	fs.BoolVar(&f.bpfStats, "bpf-stats", false, "make the kernel keep run counts and run time of BPF programs (sockscope_bpf_program_*); costs about 20 ns per program run")
 	fs.Uint32Var(&f.maxNetns, "max-netns", 4096, "network namespaces counted at once; past it, those seen last wait (sockscope_namespaces_untracked)")
 	fs.Uint32Var(&f.maxCounters, "max-counters", 65536, "in-kernel counters over all namespaces (about 40 per busy namespace)")
@@ -118,6 +122,9 @@ func parseExportFlags(args []string, stdout io.Writer) (*exportFlags, bool, erro
 	}
 	if f.topRemotes < 0 {
 		return nil, false, usageError{fmt.Sprintf("--top-remotes must be 0 (off) or more, not %d", f.topRemotes)}
+	}
+	if f.reconcile < 0 {
+		return nil, false, usageError{fmt.Sprintf("--sockets.reconcile must be 0 (never) or more, not %s", f.reconcile)}
 	}
 	if f.syscallsTop < 1 {
 		return nil, false, usageError{fmt.Sprintf("--syscalls.top must be at least 1, not %d", f.syscallsTop)}
@@ -186,6 +193,9 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		}
 		defer st.Close()
 	}
+	if err := loader.ExportNeeds(); err != nil {
+		return err
+	}
 	counters, err := loader.OpenExport(loader.ExportConfig{MaxNetns: f.maxNetns, MaxCounters: f.maxCounters})
 	if err != nil {
 		return err
@@ -199,7 +209,8 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer socks.Close()
-	k := exporter.Kernel{Counters: counters, Sockets: socks, TopRemotes: f.topRemotes, MaxNetns: int(f.maxNetns)}
+	k := exporter.Kernel{Counters: counters, Sockets: socks, TopRemotes: f.topRemotes, MaxNetns: int(f.maxNetns),
+		Walk: f.walk, Reconcile: f.reconcile}
 	if f.syscalls {
 		sc, err := loader.OpenSyscalls(loader.SyscallConfig{FilterNetns: true, ByNetns: true, MaxNetns: f.maxNetns})
 		if err != nil {

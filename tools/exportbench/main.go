@@ -22,6 +22,9 @@
 //   - churn: an hour of scrapes (3,600, back to back) while containers are started and removed
 //     a few at a time, then the exporter's RSS, threads, fds and BPF map entries against their
 //     values at the start.
+//   - netns: scrape time with 1, 10, 50 and 100 namespaces of the harness's own, with the socket
+//     gauges kept from the transitions against --sockets.walk (a walk of each namespace's TCP
+//     tables at every scrape) and, with -sockscope-before, an older binary, all in one run.
 //   - naming: on the CRI containerd of .ci/cri.sh, the time from a pod's start to its name in the
 //     exposition, and the exporter's CPU per resync and RSS under a churn of 100 pods, against an
 //     exporter that names nothing running through the same phases.
@@ -75,6 +78,12 @@ type config struct {
 	churnCycles  int
 	churnHold    time.Duration
 
+	// netns
+	netnsCounts  string
+	netnsScrapes int
+	netnsRounds  int
+	before       string
+
 	// naming
 	criEndpoint   string
 	namingLatency int
@@ -91,6 +100,7 @@ type bench struct {
 	scale   *scalePhase
 	churn   *churnPhase
 	naming  *namingPhase
+	netns   *netnsPhase
 	notes   []string
 }
 
@@ -102,7 +112,7 @@ func main() {
 	fs.StringVar(&c.tcpload, "tcpload", "bin/tcpload", "tcpload binary (make bin/tcpload)")
 	fs.StringVar(&c.out, "out", "", "also write the markdown report to this file")
 	fs.StringVar(&c.image, "image", "sockscope-test/busybox", "container image with sh, sleep, httpd and wget (bash .ci/docker.sh builds it)")
-	fs.StringVar(&c.phases, "phases", "storm,scale,churn", "phases to run, comma-separated: storm, scale, churn, naming (make bench runs naming on its own, into docs/performance-naming.md)")
+	fs.StringVar(&c.phases, "phases", "storm,scale,churn", "phases to run, comma-separated: storm, scale, churn, naming, netns (make bench runs naming and netns on their own, into docs/performance-naming.md and docs/performance-scrape.md)")
 	fs.BoolVar(&c.quick, "quick", false, "a short smoke run: 2 rounds of 3 s, 10 containers, 3,000 sockets, 10 timed scrapes, 200 churn scrapes, 30 churn cycles (explicit flags win)")
 	fs.BoolVar(&c.strict, "strict", false, "exit with status 3 when a target is missed")
 	fs.StringVar(&c.cpu, "cpu", "0", `CPU list for the storm's taskset, or "none"`)
@@ -120,6 +130,10 @@ func main() {
 	fs.IntVar(&c.churnScrapes, "churn-scrapes", 3600, "scrapes in the churn phase (an hour at one a second)")
 	fs.IntVar(&c.churnCycles, "churn-cycles", 600, "container start/remove cycles in the churn phase")
 	fs.DurationVar(&c.churnHold, "churn-hold", time.Second, "how long each churn container lives")
+	fs.StringVar(&c.netnsCounts, "netns-counts", "1,10,50,100", "netns phase: numbers of namespaces counted")
+	fs.IntVar(&c.netnsScrapes, "netns-scrapes", 10, "netns phase: scrapes timed per variant per round")
+	fs.IntVar(&c.netnsRounds, "netns-rounds", 6, "netns phase: rounds, each scraping every variant, the order rotated")
+	fs.StringVar(&c.before, "sockscope-before", "", "netns phase: also run this sockscope binary (e.g. one built from before the socket gauges) with default flags")
 	fs.StringVar(&c.criEndpoint, "cri", critest.DefaultEndpoint, "CRI socket for the naming phase: .ci/cri.sh starts containerd 1.6 there (polled); .ci/cri2.sh starts containerd 2 at /run/sockscope-cri2/containerd.sock (events)")
 	fs.IntVar(&c.namingLatency, "naming-latency", 20, "pods whose time to a name is measured, one at a time")
 	fs.IntVar(&c.namingPods, "naming-pods", 100, "pods created and removed in the naming phase's churn")
@@ -190,11 +204,11 @@ func (b *bench) run() (string, bool, error) {
 	phases := map[string]bool{}
 	for _, p := range strings.Split(c.phases, ",") {
 		switch p = strings.TrimSpace(p); p {
-		case "storm", "scale", "churn", "naming":
+		case "storm", "scale", "churn", "naming", "netns":
 			phases[p] = true
 		case "":
 		default:
-			return "", false, fmt.Errorf("-phases: unknown phase %q (want storm, scale, churn, naming)", p)
+			return "", false, fmt.Errorf("-phases: unknown phase %q (want storm, scale, churn, naming, netns)", p)
 		}
 	}
 	if c.rounds < 1 || c.duration <= 0 || c.warmup < 0 || c.interval <= 0 {
@@ -223,6 +237,17 @@ func (b *bench) run() (string, bool, error) {
 	}
 	if phases["scale"] {
 		need = append(need, "ss", "nsenter", "sh")
+	}
+	if phases["netns"] {
+		need = append(need, "ip")
+		if c.before != "" {
+			if c.before, err = benchkit.Executable(c.before); err != nil {
+				return "", false, err
+			}
+		}
+		if c.netnsScrapes < 1 || c.netnsRounds < 1 {
+			return "", false, errors.New("-netns-scrapes and -netns-rounds must be at least 1")
+		}
 	}
 	if err := benchkit.NeedOnPath(need...); err != nil {
 		return "", false, err
@@ -254,6 +279,11 @@ func (b *bench) run() (string, bool, error) {
 	if phases["naming"] {
 		if b.naming, err = b.runNaming(); err != nil {
 			return "", false, fmt.Errorf("naming: %w", err)
+		}
+	}
+	if phases["netns"] {
+		if b.netns, err = b.runNetns(); err != nil {
+			return "", false, fmt.Errorf("netns: %w", err)
 		}
 	}
 	report, missed := b.report()

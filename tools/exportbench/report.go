@@ -39,13 +39,20 @@ func (b *bench) report() (string, bool) {
 	if s := b.naming; s != nil {
 		b.reportNaming(p, s)
 	}
+	if s := b.netns; s != nil {
+		b.reportNetns(p, s)
+	}
 	var notes []string
 	notes = append(notes, b.notes...)
 	var namingWarnings []string
 	if b.naming != nil {
 		namingWarnings = b.naming.warnings
 	}
-	for _, ws := range [][]string{b.stormWarnings(), b.scaleWarnings(), b.churnWarnings(), namingWarnings} {
+	var netnsWarnings []string
+	if b.netns != nil {
+		netnsWarnings = b.netns.warnings
+	}
+	for _, ws := range [][]string{b.stormWarnings(), b.scaleWarnings(), b.churnWarnings(), namingWarnings, netnsWarnings} {
 		if len(ws) > 0 {
 			notes = append(notes, fmt.Sprintf("The exporter printed %d warning lines, e.g. `%s`.", len(ws), ws[0]))
 		}

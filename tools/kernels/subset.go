@@ -10,8 +10,8 @@ import (
 // They cover each kernel-facing capability without Docker (which stays on the host): trace
 // counts and owners for IPv4 and IPv6, the connect errors from the state path and from the
 // syscall tracepoints, the filters, sockets against ss, syscall counts, the exporter's counters
-// through Prometheus, record then replay, one incident seen alike by trace, export and record, and
-// the feature probes.
+// through Prometheus, its socket gauges against ss, record then replay, one incident seen alike
+// by trace, export and record, and the feature probes.
 var matrixTests = []string{
 	"TestVersionListsTheKernelFeatures",
 	"TestConnectionsAreOwnedByTheirClientAndServerProcesses",
@@ -25,6 +25,7 @@ var matrixTests = []string{
 	"TestSyscallsCountExactlyWhatAProcessDid",
 	"TestSyscallStacksOfAGoProgram",
 	"TestExportCountsExactlyWhatANetnsDid",
+	"TestExportSocketGaugesFollowTransitionsInEveryNetns",
 	"TestExportSyscallsCountExactlyWhatANetnsDid",
 	"TestRecordThenReplayGivesTheLiveOutput",
 	"TestOneIncidentGivesTheSameConnectOutcomesInTraceExportAndRecord",
