@@ -162,10 +162,12 @@ struct pt_regs___sockscope_arm64 {
 } __attribute__((preserve_access_index));
 #define ARM64_REGS(r) ((struct pt_regs___sockscope_arm64 *)(r))
 #define SYSCALL_NR(r) BPF_CORE_READ(ARM64_REGS(r), syscallno)
+#define NR_RT_SIGRETURN 139
 #define SYSCALL_ARG1(r) BPF_CORE_READ(ARM64_REGS(r), orig_x0)
 #define SYSCALL_ARG2(r) BPF_CORE_READ(ARM64_REGS(r), regs[1])
 #else
 #define SYSCALL_NR(r) ((r)->orig_ax)
+#define NR_RT_SIGRETURN 15
 #define SYSCALL_ARG1(r) BPF_CORE_READ((r), di)
 #define SYSCALL_ARG2(r) BPF_CORE_READ((r), si)
 #endif
@@ -217,6 +219,10 @@ int BPF_PROG(on_exit, struct pt_regs *regs, long ret)
 	if (!netns)
 		return 0;
 	__u64 nr = SYSCALL_NR(regs);
+	/* A return from a signal handler reaches sys_exit without a number: rt_sigreturn clears it,
+	 * so that the call the signal interrupted is not restarted. It is counted as what it is. */
+	if (nr == (__u64)-1)
+		nr = NR_RT_SIGRETURN;
 	struct sc_key key = {.netns = netns, .nr = nr < SC_NR_MAX ? (__u32)nr : SC_NR_INVALID};
 	if (!by_netns) {
 		key.tgid = task->tgid;

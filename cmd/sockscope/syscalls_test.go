@@ -3,9 +3,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sockscope/sockscope/internal/testenv"
 )
 
 var sysloadBin string
@@ -118,4 +123,63 @@ func TestSyscallsOfAContainerAreNamed(t *testing.T) {
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
+}
+
+// A return from a signal handler reaches the kernel's syscall exit without a syscall number
+// (rt_sigreturn clears it, so the interrupted call is not restarted). It is counted as
+// rt_sigreturn, exactly once per handled signal, never as an invalid number: a Go program's
+// preemption signals once made a flood of invalid numbers count one more than was made.
+func TestSignalReturnsAreCountedAsRtSigreturn(t *testing.T) {
+	requireTracing(t)
+	testenv.Command(t, "gcc")
+	const signals = 250
+	dir := t.TempDir()
+	src := filepath.Join(dir, "sigs.c")
+	prog := `#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+static volatile sig_atomic_t handled;
+static void on_usr1(int sig) { (void)sig; handled++; }
+int main(int argc, char **argv) {
+	struct sigaction sa = {0};
+	sa.sa_handler = on_usr1;
+	sigaction(SIGUSR1, &sa, NULL);
+	char c;
+	if (read(0, &c, 1) != 1) return 1; /* wait until sockscope is attached */
+	int n = atoi(argv[1]);
+	for (int i = 0; i < n; i++) raise(SIGUSR1);
+	printf("handled %d\n", (int)handled);
+	return 0;
+}
+`
+	if err := os.WriteFile(src, []byte(prog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "sigs")
+	if out, err := exec.Command("gcc", "-O2", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, strconv.Itoa(signals))
+	stdin, _ := cmd.StdinPipe()
+	var out strings.Builder
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	c := startSyscalls(t, "--pid", strconv.Itoa(cmd.Process.Pid), "--errors")
+	stdin.Write([]byte{'x'})
+	if err := cmd.Wait(); err != nil || strings.TrimSpace(out.String()) != fmt.Sprintf("handled %d", signals) {
+		t.Fatalf("the program: %v, %q", err, out.String())
+	}
+	got := map[string]uint64{}
+	for _, r := range syscallRows(t, c) {
+		if r.Type == "syscall" {
+			got[r.Syscall] += r.Count
+		}
+	}
+	if got["rt_sigreturn"] != signals || got["invalid"] != 0 {
+		t.Errorf("rt_sigreturn %d (want %d), invalid %d (want 0); all: %v", got["rt_sigreturn"], signals, got["invalid"], got)
+	}
 }
