@@ -9,8 +9,8 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/sockscope ./cmd/sockscope
 
-bin/tcpload: $(wildcard tools/tcpload/*.go)
-	$(GO) build -o bin/tcpload ./tools/tcpload
+bin/tcpload: $(wildcard tools/load/tcpload/*.go)
+	$(GO) build -o bin/tcpload ./tools/load/tcpload
 
 # Rebuild the BPF objects and their Go bindings from bpf/*.c with the pinned clang
 # (Debian's clang-14, llvm-14); the outputs in loader/ are committed.
@@ -45,13 +45,13 @@ fuzz:
 # `sockscope sockets` against ss and netstat with 30,000 and 80,000 TIME_WAIT sockets; naming pods
 # needs the CRI runtime of .ci/cri.sh.
 bench: build bin/tcpload
-	$(GO) run ./tools/bench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-trace.md
-	$(GO) run ./tools/exportbench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-export.md
-	$(GO) run ./tools/exportbench -sockscope bin/sockscope -phases naming -out docs/performance-naming.md
-	$(GO) run ./tools/exportbench -sockscope bin/sockscope -phases netns -out docs/performance-scrape.md $(if $(BEFORE),-sockscope-before $(BEFORE))
-	$(GO) run ./tools/sockbench -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-sockets.md
-	$(GO) build -o bin/sysload ./tools/sysload
-	$(GO) run ./tools/sysbench -sockscope bin/sockscope -sysload bin/sysload -out docs/performance-syscalls.md
+	$(GO) run ./tools/bench/trace -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-trace.md
+	$(GO) run ./tools/bench/export -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-export.md
+	$(GO) run ./tools/bench/export -sockscope bin/sockscope -phases naming -out docs/performance-naming.md
+	$(GO) run ./tools/bench/export -sockscope bin/sockscope -phases netns -out docs/performance-scrape.md $(if $(BEFORE),-sockscope-before $(BEFORE))
+	$(GO) run ./tools/bench/sockets -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-sockets.md
+	$(GO) build -o bin/sysload ./tools/load/sysload
+	$(GO) run ./tools/bench/syscalls -sockscope bin/sockscope -sysload bin/sysload -out docs/performance-syscalls.md
 
 # The kernel matrix: the privileged tests of tools/kernels/subset.go natively and on Debian's
 # kernels under qemu (packages pinned in tools/kernels/debian.go, cached in ~/.cache/sockscope).

@@ -1,6 +1,6 @@
 package events
 
-//go:generate go run ../tools/gensyscalls -out syscallnames_gen.go
+//go:generate go run ../tools/gen/syscalls -out syscallnames_gen.go
 
 import (
 	"slices"

@@ -156,14 +156,14 @@ func TestSyscallNameAllocs(t *testing.T) {
 // compares it with the committed file.
 func TestSyscallTablesCurrent(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and runs ../tools/gensyscalls")
+		t.Skip("builds and runs ../tools/gen/syscalls")
 	}
 	goCmd := testenv.Command(t, "go")
 	dir := t.TempDir()
 	// Built rather than `go run`, which turns every failure into exit status 1.
 	gen := filepath.Join(dir, "gensyscalls")
-	if b, err := exec.Command(goCmd, "build", "-o", gen, "../tools/gensyscalls").CombinedOutput(); err != nil {
-		t.Fatalf("go build ../tools/gensyscalls: %v\n%s", err, b)
+	if b, err := exec.Command(goCmd, "build", "-o", gen, "../tools/gen/syscalls").CombinedOutput(); err != nil {
+		t.Fatalf("go build ../tools/gen/syscalls: %v\n%s", err, b)
 	}
 	out := filepath.Join(dir, "syscallnames_gen.go")
 	stderr, err := exec.Command(gen, "-out", out).CombinedOutput()

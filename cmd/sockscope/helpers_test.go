@@ -38,10 +38,10 @@ func TestMain(m *testing.M) {
 	}
 	sockscopeBin = filepath.Join(dir, "sockscope")
 	tcploadBin = filepath.Join(dir, "tcpload")
-	builds := map[string]string{sockscopeBin: ".", tcploadBin: "../../tools/tcpload"}
+	builds := map[string]string{sockscopeBin: ".", tcploadBin: "../../tools/load/tcpload"}
 	for name, p := range extraBins {
 		*p = filepath.Join(dir, name)
-		builds[*p] = "../../tools/" + name
+		builds[*p] = "../../tools/load/" + name
 	}
 	for bin, pkg := range builds {
 		cmd := exec.Command("go", "build", "-o", bin, pkg)

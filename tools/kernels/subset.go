@@ -60,7 +60,7 @@ func runPattern(tests []string) string {
 // when one is missing, so a new one fails the matrix with its name.
 var guestBinaries = map[string]string{
 	"sockscope": "./cmd/sockscope",
-	"tcpload":   "./tools/tcpload",
-	"sysload":   "./tools/sysload",
-	"pgload":    "./tools/pgload",
+	"tcpload":   "./tools/load/tcpload",
+	"sysload":   "./tools/load/sysload",
+	"pgload":    "./tools/load/pgload",
 }

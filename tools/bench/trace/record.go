@@ -18,7 +18,7 @@ import (
 
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/recording"
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 // recordInterval is the recordings' --interval (socket snapshots, syscall counts, facts).

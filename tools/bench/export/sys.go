@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 // Docker, through its CLI.

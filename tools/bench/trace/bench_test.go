@@ -9,7 +9,7 @@ import (
 
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/recording"
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 func TestParseSummary(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 // The floor variants: programs that do nothing on the hooks sockscope's modes use, loaded by the

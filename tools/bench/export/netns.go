@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 // The netns phase: what a scrape costs as the namespaces grow, with the socket gauges kept from

@@ -1,5 +1,5 @@
 // Command tcpload generates loopback TCP traffic for sockscope's integration tests and for the
-// trace benchmark (tools/bench).
+// trace benchmark (tools/bench/trace).
 //
 // Subcommands:
 //

@@ -1,5 +1,5 @@
 // Command sysbench measures what `sockscope syscalls` adds to each syscall: a tight getppid loop
-// (tools/sysload), pinned to one CPU, in a network namespace of its own, timed by the loop
+// (tools/load/sysload), pinned to one CPU, in a network namespace of its own, timed by the loop
 // itself. Each round runs every mode once, in an order rotated from round to round: no tracer;
 // the floors (an empty tp_btf program on sys_exit, the counters' hook, and empty programs on
 // sys_enter and sys_exit, the hooks of --latency), attached by the harness; sockscope counting
@@ -22,7 +22,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 type mode struct {
@@ -43,12 +43,14 @@ func main() {
 	if os.Geteuid() != 0 {
 		fail(errors.New("needs root"))
 	}
+	// The namespaces are deleted on every exit path: a failure, Ctrl-C, or the end.
+	benchkit.CleanupOnSignal()
+	defer benchkit.RunCleanups()
 	ns, other := fmt.Sprintf("sysbench-%d", os.Getpid()), fmt.Sprintf("sysbench-other-%d", os.Getpid())
 	for _, n := range []string{ns, other} {
-		if err := exec.Command("ip", "netns", "add", n).Run(); err != nil {
+		if _, err := benchkit.CreateNetns(n); err != nil {
 			fail(fmt.Errorf("ip netns add %s: %v", n, err))
 		}
-		defer exec.Command("ip", "netns", "delete", n).Run()
 	}
 	const exitFloor, bothFloor = "floor: an empty `tp_btf` program on sys_exit", "floor: empty `tp_btf` programs on sys_enter and sys_exit"
 	modes := []mode{
@@ -127,6 +129,7 @@ func main() {
 
 func fail(err error) {
 	fmt.Fprintf(os.Stderr, "sysbench: %v\n", err)
+	benchkit.RunCleanups()
 	os.Exit(1)
 }
 

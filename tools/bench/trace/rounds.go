@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 // summary is sockscope's final stderr line:

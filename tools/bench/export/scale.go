@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 // scaleState is a series of back-to-back scrapes in one state of the machine.

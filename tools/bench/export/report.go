@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 // Targets of the exporter benchmark.
@@ -26,7 +26,7 @@ func (b *bench) report() (string, bool) {
 	p("### `sockscope export` benchmark\n\n")
 	p("Measured %s on Linux %s, %s, %d vCPUs, %.1f GB memory (load average at start: %s, at end: %s); the whole run took %v.\n",
 		m.Date, m.Kernel, m.CPU, m.NumCPU, m.MemoryGB, m.LoadAvg, benchkit.LoadAvg(), time.Since(b.started).Round(time.Second))
-	p("sockscope binary: %s. Command: `go run ./tools/exportbench %s`.\n\n", benchkit.FileID(c.sockscope, "2006-01-02 15:04 UTC"), strings.Join(os.Args[1:], " "))
+	p("sockscope binary: %s. Command: `go run ./tools/bench/export %s`.\n\n", benchkit.FileID(c.sockscope, "2006-01-02 15:04 UTC"), strings.Join(os.Args[1:], " "))
 	if s := b.storm; s != nil {
 		missed = b.reportStorm(p, s) || missed
 	}

@@ -35,7 +35,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 type config struct {
@@ -81,7 +81,7 @@ func main() {
 	var cfg config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&cfg.sockscope, "sockscope", "bin/sockscope", "sockscope binary under test")
-	fs.StringVar(&cfg.tcpload, "tcpload", "bin/tcpload", "tcpload binary (go build -o bin/tcpload ./tools/tcpload)")
+	fs.StringVar(&cfg.tcpload, "tcpload", "bin/tcpload", "tcpload binary (go build -o bin/tcpload ./tools/load/tcpload)")
 	fs.IntVar(&cfg.rounds, "rounds", 6, "rounds; each runs every mode once, in an order rotated from round to round")
 	fs.DurationVar(&cfg.duration, "duration", 3*time.Second, "measured window of each storm")
 	fs.DurationVar(&cfg.warmup, "warmup", time.Second, "storm warm-up before the measured window")

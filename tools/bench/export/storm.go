@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 const (

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 // sample is one line of the Prometheus text exposition.

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/tools/internal/benchkit"
+	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
 // Targets, each against the floor measured in the same rounds (one empty program on the state
