@@ -51,10 +51,29 @@ func nsLabelNames(extra ...string) []string {
 	return append([]string{"container", "namespace", "pod"}, extra...)
 }
 
+// Counters is the exporter's kernel side as the collector reads it (loader.Exporter; a test's
+// fixture in the unit tests).
+type Counters interface {
+	SetTracked(netns []uint32) error
+	Counters(out []loader.Counter) ([]loader.Counter, error)
+	Requests() (map[uint32]uint32, error)
+	Moves(netns uint32) (loader.Moves, error)
+	Sample(nsPath string, walk bool) (loader.NetnsSample, error)
+	Stats() ([]loader.ProgramStats, error)
+	Lost() (loader.ExportLost, error)
+	Usage(counters int) ([]loader.MapUsage, error)
+}
+
+// SocketWalker walks a namespace's TCP tables (loader.Sockets).
+type SocketWalker interface {
+	Count(nsPath string) (loader.NetnsCounts, error)
+	Snapshot(nsPath string) (loader.NetnsSnapshot, error)
+}
+
 // Kernel is what the collector reads: the exporter's counters and the socket iterator.
 type Kernel struct {
-	Counters *loader.Exporter
-	Sockets  *loader.Sockets
+	Counters Counters
+	Sockets  SocketWalker
 	// MaxNetns is how many namespaces the kernel maps count at once (--max-netns).
 	MaxNetns int
 	// Syscalls, when set, adds the syscall metrics (--syscalls).
@@ -92,6 +111,7 @@ type Collector struct {
 
 	runtimes     map[containers.Info]*runtimeState // by kind and endpoint (Version cleared)
 	scrapeErrors uint64
+	warned       map[string]time.Time // when each failing part was last reported
 	gauges       gaugeState
 	gk           gaugeKernel // k.Counters, or a test's fake
 
@@ -110,7 +130,7 @@ func New(k Kernel, version string, bpfStats bool) *Collector {
 
 func newCollector(k Kernel, version string, bpfStats bool) *Collector {
 	return &Collector{k: k, version: version, ns: map[uint32]Namespace{}, statsOn: bpfStats, runtimes: map[containers.Info]*runtimeState{},
-		seen: map[uint32]uint64{}, base: map[uint32]string{}, Warn: func(string) {}, gauges: gaugeState{base: map[uint32]gaugeBase{}}}
+		seen: map[uint32]uint64{}, base: map[uint32]string{}, Warn: func(string) {}, warned: map[string]time.Time{}, gauges: gaugeState{base: map[uint32]gaugeBase{}}}
 }
 
 // SetNamespaces replaces the set of namespaces that want counting. The kernel counts as many as
@@ -333,10 +353,14 @@ var (
 		"Entries in use in each of the exporter's BPF maps.", []string{"map"}, nil)
 	descMapCapacity = prometheus.NewDesc("sockscope_bpf_map_capacity",
 		"Capacity of each of the exporter's BPF maps.", []string{"map"}, nil)
+	descPartSuccess = prometheus.NewDesc("sockscope_scrape_collector_success",
+		"1 when this part of the scrape read what it exposes, 0 when it failed (its metrics are then left out; the others are still exposed).", []string{"collector"}, nil)
+	descPartDuration = prometheus.NewDesc("sockscope_scrape_collector_duration_seconds",
+		"Time this part of the scrape took.", []string{"collector"}, nil)
 	descScrape = prometheus.NewDesc("sockscope_scrape_duration_seconds",
 		"Time this scrape took to read the kernel.", nil, nil)
 	descScrapeErrors = prometheus.NewDesc("sockscope_scrape_errors_total",
-		"Namespaces whose sockets could not be counted at a scrape (a namespace that vanished meanwhile, such as an exited container's, is not counted).", nil, nil)
+		"Parts of scrapes that failed (see sockscope_scrape_collector_success; a namespace that vanished meanwhile, such as an exited container's, is no failure).", nil, nil)
 	descRuntimeErrors = prometheus.NewDesc("sockscope_runtime_errors_total",
 		"Failed calls to a container runtime and broken event streams; sockscope reconnects with backoff.", []string{"runtime", "endpoint"}, nil)
 	descRuntimeSyncs = prometheus.NewDesc("sockscope_runtime_syncs_total",
@@ -395,6 +419,15 @@ type scrape struct {
 	metrics []prometheus.Metric
 }
 
+// The collector's parts, each reported on its own as node_exporter does: one that fails says so in
+// sockscope_scrape_collector_success and the others' metrics are still exposed.
+const (
+	partConnections = "connections" // transitions, connects, durations, retransmits, resets
+	partSockets     = "sockets"     // sockets by state, port range, tw_reuse
+	partSyscalls    = "syscalls"    // --syscalls
+	partPrograms    = "programs"    // the BPF programs' statistics, losses and maps
+)
+
 // collect reads the kernel and sends the metrics.
 func (c *Collector) collect(ch chan<- prometheus.Metric) {
 	start := time.Now()
@@ -404,38 +437,84 @@ func (c *Collector) collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBuild, prometheus.GaugeValue, 1, c.version, runtime.Version())
 	ch <- prometheus.MustNewConstMetric(descNamespaces, prometheus.GaugeValue, float64(len(c.ns)))
 	ch <- prometheus.MustNewConstMetric(descUntracked, prometheus.GaugeValue, float64(c.untracked))
+	for _, n := range c.sortedNamespaces() {
+		c.collectInfo(ch, n)
+	}
 
-	var err error
-	c.buf, err = c.k.Counters.Counters(c.buf[:0])
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(descTransitions, err)
+	part := func(name string, f func() error) {
+		t := time.Now()
+		err := f()
+		ok := 1.0
+		if err != nil {
+			ok = 0
+			c.scrapeErrors++
+			c.failed(name, err)
+		}
+		ch <- prometheus.MustNewConstMetric(descPartSuccess, prometheus.GaugeValue, ok, name)
+		ch <- prometheus.MustNewConstMetric(descPartDuration, prometheus.GaugeValue, time.Since(t).Seconds(), name)
+	}
+	var countersErr error
+	part(partConnections, func() error {
+		c.buf, countersErr = c.k.Counters.Counters(c.buf[:0])
+		if countersErr != nil {
+			c.buf = c.buf[:0]
+			return fmt.Errorf("read the connection counters: %w", countersErr)
+		}
+		c.collectCounters(ch)
+		return nil
+	})
+	part(partSockets, func() error { return c.collectSockets(ch, start, countersErr) })
+	if c.k.Syscalls != nil {
+		part(partSyscalls, func() error { return c.k.Syscalls.collect(ch, c.ns) })
+	}
+	part(partPrograms, func() error { return c.collectSelf(ch) })
+	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.CounterValue, float64(c.scrapeErrors))
+	ch <- prometheus.MustNewConstMetric(descScrape, prometheus.GaugeValue, time.Since(start).Seconds())
+}
+
+// failed reports a part's failure through Warn, once a minute per part at most: a scrape every
+// second must not flood the log with one broken part.
+func (c *Collector) failed(part string, err error) {
+	now := time.Now()
+	if last, ok := c.warned[part]; ok && now.Sub(last) < time.Minute {
 		return
 	}
-	c.collectCounters(ch)
+	c.warned[part] = now
+	c.Warn(fmt.Sprintf("the %s collector failed: %v (its metrics are left out of the scrape; sockscope_scrape_collector_success{collector=%q} is 0)", part, err, part))
+}
 
+// collectSockets sends each namespace's sockets by state, kept from the transitions (the moves
+// counted with the connection counters, which countersErr says could not be read), or walked.
+// A namespace that could not be counted is left out and makes the part fail; one that vanished
+// meanwhile (an exited container's) is no failure.
+func (c *Collector) collectSockets(ch chan<- prometheus.Metric, start time.Time, countersErr error) error {
+	walking := c.k.Walk || c.k.TopRemotes > 0
 	var moves map[uint32]*loader.Moves
 	var requests map[uint32]uint32
-	walking := c.k.Walk || c.k.TopRemotes > 0
 	var reconcile uint32 // the namespace whose gauges this scrape checks with a walk, if any
 	if !walking {
+		if countersErr != nil {
+			return fmt.Errorf("the socket gauges need the connection counters: %w", countersErr)
+		}
 		moves = movesOf(c.buf)
+		var err error
 		if requests, err = c.k.Counters.Requests(); err != nil {
-			ch <- prometheus.NewInvalidMetric(descSockets, err)
-			requests = map[uint32]uint32{}
+			return fmt.Errorf("read the SYN queues: %w", err)
 		}
 		reconcile = c.dueForWalk(start)
 	}
+	var errs []error
 	for _, n := range c.sortedNamespaces() {
-		c.collectInfo(ch, n)
 		var counts loader.NetnsCounts
+		var err error
 		if walking {
 			counts, err = c.countSockets(ch, n)
 		} else {
 			counts, err = c.gaugeSockets(n, moves[n.Inode], requests[n.Inode], n.Inode == reconcile, start)
 		}
 		if err != nil {
-			if !errors.Is(err, loader.ErrNetnsGone) { // a container that exited meanwhile is no error
-				c.scrapeErrors++
+			if !errors.Is(err, loader.ErrNetnsGone) {
+				errs = append(errs, fmt.Errorf("%s: %w", n.Name.Name, err))
 			}
 			continue
 		}
@@ -453,12 +532,10 @@ func (c *Collector) collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descGaugeWalks, prometheus.CounterValue, float64(c.gauges.walks))
 		ch <- prometheus.MustNewConstMetric(descGaugeCorrections, prometheus.CounterValue, float64(c.gauges.corrections))
 	}
-	if c.k.Syscalls != nil {
-		c.k.Syscalls.collect(ch, c.ns)
+	if len(errs) > 0 {
+		return fmt.Errorf("%d namespaces not counted: %w", len(errs), errors.Join(errs...))
 	}
-	c.collectSelf(ch)
-	ch <- prometheus.MustNewConstMetric(descScrapeErrors, prometheus.CounterValue, float64(c.scrapeErrors))
-	ch <- prometheus.MustNewConstMetric(descScrape, prometheus.GaugeValue, time.Since(start).Seconds())
+	return nil
 }
 
 // countSockets counts one namespace's sockets by state: in the kernel, or, with --top-remotes,
@@ -654,7 +731,8 @@ func (c *Collector) collectInfo(ch chan<- prometheus.Metric, n Namespace) {
 	}
 }
 
-func (c *Collector) collectSelf(ch chan<- prometheus.Metric) {
+func (c *Collector) collectSelf(ch chan<- prometheus.Metric) error {
+	var errs []error
 	var recursion uint64
 	if stats, err := c.k.Counters.Stats(); err == nil {
 		for _, s := range stats {
@@ -663,7 +741,7 @@ func (c *Collector) collectSelf(ch chan<- prometheus.Metric) {
 			recursion += s.RecursionMisses
 		}
 	} else {
-		ch <- prometheus.NewInvalidMetric(descRuns, err)
+		errs = append(errs, fmt.Errorf("read the programs' statistics: %w", err))
 	}
 	on := 0.0
 	if c.statsOn || statsEnabled() {
@@ -674,7 +752,7 @@ func (c *Collector) collectSelf(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(l.CountersFull), "counters_full")
 		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(l.HandshakesFull), "handshakes_full")
 	} else {
-		ch <- prometheus.NewInvalidMetric(descLost, err)
+		errs = append(errs, fmt.Errorf("read the lost counters: %w", err))
 	}
 	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(recursion), "recursion")
 	if usage, err := c.k.Counters.Usage(len(c.buf)); err == nil {
@@ -683,7 +761,7 @@ func (c *Collector) collectSelf(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descMapCapacity, prometheus.GaugeValue, float64(u.Capacity), u.Name)
 		}
 	} else {
-		ch <- prometheus.NewInvalidMetric(descMapEntries, err)
+		errs = append(errs, fmt.Errorf("read the maps' usage: %w", err))
 	}
 	for rt, st := range c.runtimes {
 		up := 0.0
@@ -694,6 +772,7 @@ func (c *Collector) collectSelf(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRuntimeSyncs, prometheus.CounterValue, float64(st.syncs), rt.Kind, rt.Endpoint)
 		ch <- prometheus.MustNewConstMetric(descRuntimeUp, prometheus.GaugeValue, up, rt.Kind, rt.Endpoint)
 	}
+	return errors.Join(errs...)
 }
 
 // statsEnabled reads kernel.bpf_stats_enabled: someone else (bpftool, another tool) may have

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"cmp"
+	"fmt"
 	"maps"
 	"runtime"
 	"slices"
@@ -104,14 +105,14 @@ func (s *Syscalls) SetTracked(inodes []uint32) error {
 	return s.k.Prune(keep)
 }
 
-func (s *Syscalls) collect(ch chan<- prometheus.Metric, nss map[uint32]Namespace) {
+func (s *Syscalls) collect(ch chan<- prometheus.Metric, nss map[uint32]Namespace) error {
 	snap, err := s.k.Read()
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(descSyscalls, err)
-		return
+		return fmt.Errorf("read the syscall counts: %w", err)
 	}
+	var dropsErr error
 	if drops, err := s.k.Drops(); err != nil {
-		ch <- prometheus.NewInvalidMetric(descSyscallDrops, err)
+		dropsErr = fmt.Errorf("read the syscall drops: %w", err)
 	} else {
 		for _, m := range slices.Sorted(maps.Keys(drops)) {
 			ch <- prometheus.MustNewConstMetric(descSyscallDrops, prometheus.CounterValue, float64(drops[m]), m)
@@ -159,6 +160,7 @@ func (s *Syscalls) collect(ch chan<- prometheus.Metric, nss map[uint32]Namespace
 			ch <- prometheus.MustNewConstMetric(descSyscallErrors, prometheus.CounterValue, float64(other), n.labels("other", "other")...)
 		}
 	}
+	return dropsErr
 }
 
 // bound splits one namespace's cumulative counts into those with a series of their own and the
