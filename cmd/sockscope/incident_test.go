@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -93,22 +95,33 @@ func TestOneIncidentGivesTheSameConnectOutcomesInTraceExportAndRecord(t *testing
 	// The recording holds the incident; it stops before the timed connects below.
 	stopRecord(t, rec)
 
-	// Then the durations: 200 more connects, with ports to spare, to another port. The
-	// histogram's sum and trace's latencies measure the same interval (bpf/connect.h: from the
-	// transition to SYN_SENT to the outcome, each program reading the clock at the same point),
-	// so they agree within 5%. Only trace and the exporter are attached then: a program attached
-	// between the two on the tracepoint (the recording's) runs inside one program's interval and
-	// not the other's, and costs more at a connect's start than at its end (7% apart once, on a
-	// busy machine).
-	const timed = 200
+	// Then the durations: three rounds of 200 more connects, with ports to spare, each to a port
+	// of its own. The histogram's sum and trace's latencies measure the same interval
+	// (bpf/connect.h: from the transition to SYN_SENT to the outcome, each program reading the
+	// clock at the same point), so they agree within 5%. Only trace and the exporter are attached
+	// then: a program attached between the two on the tracepoint (the recording's) runs inside
+	// one program's interval and not the other's. An interrupt that runs between the two programs
+	// does the same to one connect; on a busy machine one round of 200 was once 45% apart for it,
+	// so the median round is held to 5%, and every count is exact.
+	const timed, rounds = 200, 3
 	ns.sysctl(t, "net.ipv4.ip_local_port_range=32768 60999")
-	srv2 := ns.serve(t, "-addr", "127.0.0.1:8001", "-n", strconv.Itoa(timed))
-	if r := ns.tcpload(t, "connect", "-addr", "127.0.0.1:8001", "-n", strconv.Itoa(timed)); r.OK != timed {
-		t.Fatalf("timed connects: %+v, want %d ok", r, timed)
+	var exportedSums [rounds]float64
+	sumBefore, countBefore := afterSum, afterCount
+	for r := range rounds {
+		addr := fmt.Sprintf("127.0.0.1:%d", 8001+r)
+		srv2 := ns.serve(t, "-addr", addr, "-n", strconv.Itoa(timed))
+		if res := ns.tcpload(t, "connect", "-addr", addr, "-n", strconv.Itoa(timed)); res.OK != timed {
+			t.Fatalf("timed connects: %+v, want %d ok", res, timed)
+		}
+		srv2.waitAccepted(t, timed)
+		srv2.stop(t)
+		_, count, sum := connectsExposed(t, exp.metrics(t), "t")
+		if got := count - countBefore; got != timed {
+			t.Errorf("round %d: sockscope_tcp_connect_duration_seconds_count increased by %v, want %d", r+1, got, timed)
+		}
+		exportedSums[r] = sum - sumBefore
+		sumBefore, countBefore = sum, count
 	}
-	srv2.waitAccepted(t, timed)
-	srv2.stop(t)
-	_, timedCount, timedSum := connectsExposed(t, exp.metrics(t), "t")
 
 	evs, _ := live.stop(t)
 	replay := runSockscope(t, "trace", "-r", file, "-o", "json")
@@ -117,7 +130,7 @@ func TestOneIncidentGivesTheSameConnectOutcomesInTraceExportAndRecord(t *testing
 	}
 	replayed := jsonLines[jsonEvent](t, replay.stdout)
 
-	incident := func(e jsonEvent) bool { return e.Dport != 8001 }
+	incident := func(e jsonEvent) bool { return e.Dport < 8001 || e.Dport >= 8001+rounds }
 	assertCounts(t, "live trace", connects(evs, incident), want)
 	assertCounts(t, "exporter's sockscope_tcp_connects_total increase", exported, want)
 	assertCounts(t, "trace -r of the recording", connects(replayed, incident), want)
@@ -125,20 +138,24 @@ func TestOneIncidentGivesTheSameConnectOutcomesInTraceExportAndRecord(t *testing
 		t.Errorf("live %v, replayed %v", connects(evs, incident), connects(replayed, nil))
 	}
 
-	if got := timedCount - afterCount; got != timed {
-		t.Errorf("sockscope_tcp_connect_duration_seconds_count increased by %v over the timed connects, want %d", got, timed)
-	}
-	var traced float64
-	n := 0
-	for _, e := range evs {
-		if e.Type == "connect" && e.Errno == "" && e.Dport == 8001 {
-			traced += float64(e.LatencyNs) / 1e9
-			n++
+	var ratios []float64
+	for r := range rounds {
+		var traced float64
+		n := 0
+		for _, e := range evs {
+			if e.Type == "connect" && e.Errno == "" && e.Dport == 8001+r {
+				traced += float64(e.LatencyNs) / 1e9
+				n++
+			}
 		}
+		t.Logf("round %d: connect durations of %d connects: exporter %.3f µs, trace %.3f µs (%d connects)", r+1, timed, exportedSums[r]*1e6, traced*1e6, n)
+		if n != timed || traced <= 0 {
+			t.Fatalf("round %d: trace saw %d successful connects, want %d", r+1, n, timed)
+		}
+		ratios = append(ratios, exportedSums[r]/traced)
 	}
-	exportedSum := timedSum - afterSum
-	t.Logf("connect durations of %d connects: exporter %.3f µs, trace %.3f µs (%d connects)", timed, exportedSum*1e6, traced*1e6, n)
-	if n != timed || traced <= 0 || math.Abs(exportedSum-traced) > 0.05*traced {
-		t.Errorf("the exporter's connect durations sum to %.3f µs, trace's latencies of %d connects to %.3f µs: want within 5%%", exportedSum*1e6, n, traced*1e6)
+	slices.Sort(ratios)
+	if median := ratios[rounds/2]; math.Abs(median-1) > 0.05 {
+		t.Errorf("the exporter's connect durations against trace's latencies, by round: %.3f; the median round is %.1f%% apart, want within 5%%", ratios, 100*math.Abs(median-1))
 	}
 }

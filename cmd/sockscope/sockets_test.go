@@ -150,12 +150,13 @@ func TestSocketsEqualSsInsideTheNetns(t *testing.T) {
 }
 
 // The incident: tens of thousands of TIME_WAIT sockets (ss -s showed 30,000), every one counted.
-// The kernel drops a few time-wait sockets of its own accord (here about 0.6% of what its TW
-// counter says entered TIME_WAIT, with no kill counted), so the test makes more than 30,000 and
-// holds sockscope to exactly what ss sees in the same netns.
+// The kernel drops some time-wait sockets of its own accord (0.6% to 13% of what its TW counter
+// says entered TIME_WAIT, on busy runs: loopback segments crossing a close draw resets, and a
+// reset ends a time-wait socket), so the test makes 35,000 and holds sockscope to exactly what ss
+// sees in the same netns.
 func TestThirtyThousandTimeWaitSocketsAreAllCounted(t *testing.T) {
 	requireTracing(t)
-	const perDest, atLeast = 15500, 30000
+	const perDest, atLeast = 17500, 30000
 	ns := newNetns(t)
 	ns.sysctl(t, "net.ipv4.ip_local_port_range=10000 60999")
 	ns.sysctl(t, "net.ipv4.tcp_max_tw_buckets=200000")
