@@ -43,5 +43,20 @@ func (f *Filter) Keep(e *Event) bool {
 	if f.Pid != 0 && e.Pid != f.Pid {
 		return false
 	}
-	return len(f.Comms) == 0 || slices.Contains(f.Comms, e.CommString())
+	return len(f.Comms) == 0 || f.commKept(e)
+}
+
+// commKept tells whether e's owner has one of the names in Comms. It runs for every record of a
+// trace with --comm, so it compares the kernel's bytes in place rather than making a string.
+func (f *Filter) commKept(e *Event) bool {
+	n := 0
+	for n < len(e.Comm) && e.Comm[n] != 0 {
+		n++
+	}
+	for _, c := range f.Comms {
+		if c == string(e.Comm[:n]) { // no allocation: the conversion is only compared
+			return true
+		}
+	}
+	return false
 }

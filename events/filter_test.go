@@ -31,3 +31,13 @@ func TestFilterKeepsOwnersByPidAndName(t *testing.T) {
 		}
 	}
 }
+
+// The owner-name predicate runs on every record of a trace with --comm: it must not allocate.
+func TestFilterByNameDoesNotAllocate(t *testing.T) {
+	f := Filter{Comms: []string{"postgres", "nginx"}}
+	e := &Event{Kind: KindState, Pid: 1}
+	copy(e.Comm[:], "nginx")
+	if n := testing.AllocsPerRun(100, func() { f.Keep(e) }); n != 0 {
+		t.Errorf("Keep with --comm allocates %v times per record", n)
+	}
+}

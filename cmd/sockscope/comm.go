@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/spf13/pflag"
 
@@ -28,10 +27,4 @@ func checkComms(comms []string) error {
 		}
 	}
 	return nil
-}
-
-// commWanted tells whether a process name (NUL-padded, as the kernel has it) is one of comms,
-// or comms is empty.
-func commWanted(comms []string, comm string) bool {
-	return len(comms) == 0 || slices.Contains(comms, comm)
 }
