@@ -211,6 +211,42 @@ func TestNetnsOfRunningContainer(t *testing.T) {
 	}
 }
 
+// TestInspectWaitsForTheDaemonToSeeAnExit kills a container's process and inspects the container
+// at once, while the daemon still says it runs: that is a container exiting, not a /proc without
+// the host's processes, so the answer is "stopped", not an error. (A watcher listing an exiting
+// container used to fail with "is sockscope running in a container without --pid=host?".)
+func TestInspectWaitsForTheDaemonToSeeAnExit(t *testing.T) {
+	t.Parallel()
+	c := needDocker(t)
+	for round := range 10 {
+		name := uniqueName(t, fmt.Sprintf("exit%d", round))
+		id := runContainer(t, name)
+		pid := inspectPid(t, id)
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		// Wait until the process is reaped, so that /proc no longer shows it: the daemon learns of
+		// it only after that.
+		// it only after that. Poll without sleeping: the daemon's window is a few milliseconds.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d/ns/net", pid)); err != nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("PID %d still in /proc 5 s after SIGKILL", pid)
+			}
+		}
+		ct, err := c.Inspect(context.Background(), id)
+		if err != nil {
+			t.Fatalf("round %d: Inspect of a container whose process was just killed: %v", round, err)
+		}
+		if ct.Up || ct.Pid != 0 || ct.Netns != 0 {
+			t.Errorf("round %d: Inspect after the kill = Up %v, Pid %d, Netns %d; want a stopped container", round, ct.Up, ct.Pid, ct.Netns)
+		}
+	}
+}
+
 func TestHostNetns(t *testing.T) {
 	host, err := HostNetns()
 	if err != nil {

@@ -155,6 +155,11 @@ func (d *Docker) Info() Info { return Info{Kind: d.kind, Endpoint: d.host, Versi
 
 // Inspect returns one container by ID or name; Pid and Netns are filled when it is running.
 func (d *Docker) Inspect(ctx context.Context, id string) (Container, error) {
+	return d.inspect(ctx, id, len(exitPatience))
+}
+
+// inspect is Inspect asking again at most patience times while /proc does not show the process.
+func (d *Docker) inspect(ctx context.Context, id string, patience int) (Container, error) {
 	for attempt := 0; ; attempt++ {
 		res, err := d.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 		if err != nil {
@@ -172,9 +177,14 @@ func (d *Docker) Inspect(ctx context.Context, id string) (Container, error) {
 			ct.Netns, ct.NetnsPath = ns, procNetns(ct.Pid)
 			return ct, nil
 		}
-		// The process may have exited since the daemon answered: ask again once. If the daemon
-		// still says it runs, /proc does not show the host's processes.
-		if errors.Is(err, fs.ErrNotExist) && attempt == 0 {
+		// The process may have exited since the daemon answered, and the daemon learns of an
+		// exit a moment after it happens (from containerd's shim): ask again, a few times over
+		// about a second. If the daemon still says it runs, /proc does not show the host's
+		// processes.
+		if errors.Is(err, fs.ErrNotExist) && attempt < patience {
+			if err := waitExit(ctx, attempt); err != nil {
+				return Container{}, err
+			}
 			continue
 		}
 		if errors.Is(err, fs.ErrNotExist) {
@@ -216,7 +226,13 @@ func (d *Docker) Running(ctx context.Context) ([]Container, error) {
 			out = append(out, ct)
 			continue
 		}
-		ct, err := d.Inspect(ctx, s.ID)
+		// Once a container's process stayed invisible and none was visible, the next ones are
+		// asked once more only: if /proc is not the host's, each would wait a second in vain.
+		patience := len(exitPatience)
+		if noProcess != nil && len(out) == 0 {
+			patience = 1
+		}
+		ct, err := d.inspect(ctx, s.ID, patience)
 		if errors.Is(err, ErrNotFound) {
 			continue // removed meanwhile
 		}

@@ -56,3 +56,20 @@ var ErrNotFound = errors.New("container not found")
 // ErrNoProcess means the runtime names a PID for a running container that /proc does not show:
 // the container is exiting or restarting, or sockscope does not see the host's PID namespace.
 var ErrNoProcess = errors.New("that process is not visible")
+
+// exitPatience is how long to wait before asking a runtime again about a container whose process
+// /proc does not show: about a second in all. A runtime learns of an exit a moment after it
+// happens (from the shim), and says "running" until then.
+var exitPatience = []time.Duration{0, 10 * time.Millisecond, 40 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, 600 * time.Millisecond}
+
+// waitExit waits before the question after the attempt-th one, or until ctx is done.
+func waitExit(ctx context.Context, attempt int) error {
+	t := time.NewTimer(exitPatience[attempt])
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
