@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
@@ -18,12 +19,23 @@ const (
 	// being attached at all, the floor the exporter is judged against. (Its other hooks,
 	// retransmits and resets, do not fire in the storm.)
 	modeFloor = "floor"
+	// modeCountFloor is the least a per-namespace counter does on that hook, attached by the
+	// harness: the socket's namespace read, a one-entry namespace table checked, one per-CPU
+	// counter added to (benchkit.HookStateCounter). It shows what counting at all costs.
+	modeCountFloor = "counting floor"
 )
 
 type stormRound struct {
-	Pair  int
-	Mode  string
-	Storm benchkit.StormResult
+	Pair    int
+	Mode    string
+	Storm   benchkit.StormResult
+	Counted uint64 // the counting floor's count
+	// Resets is the storm namespace's TcpEstabResets over the round: a connection reset ends a
+	// client socket CLOSE_WAIT -> CLOSE (and may end its server's FIN_WAIT1 -> CLOSE), one or two
+	// transitions short of the usual 10.
+	Resets uint64
+	// ShortEnds is what the exporter counted of those two transitions.
+	ShortEnds, ResetEnds float64
 
 	// Exporter rounds.
 	ReadyMS      float64       // exec to "exporting on"
@@ -89,6 +101,7 @@ func (p progStat) nsPerRun() float64 {
 
 type stormPhase struct {
 	ns, nsPath string
+	inode      uint64 // of the netns
 	rounds     []*stormRound
 	stats      *stormRound
 	warnings   []string
@@ -102,9 +115,14 @@ func (b *bench) runStorm() (*stormPhase, error) {
 	if p.nsPath, err = benchkit.CreateNetns(p.ns); err != nil {
 		return nil, err
 	}
+	var nsStat syscall.Stat_t
+	if err := syscall.Stat(p.nsPath, &nsStat); err != nil {
+		return nil, err
+	}
+	p.inode = nsStat.Ino
 	benchkit.Logf("storm: netns %s; %d rounds of %v (+%v warm-up) per mode, storm on CPU %s, a scrape every %v",
 		p.ns, c.rounds, c.duration, c.warmup, c.cpu, c.interval)
-	modes := []string{modeBaseline, modeFloor, modeExport}
+	modes := []string{modeBaseline, modeFloor, modeCountFloor, modeExport}
 	if c.unscraped {
 		modes = append(modes, modeUnscraped)
 	}
@@ -121,6 +139,14 @@ func (b *bench) runStorm() (*stormPhase, error) {
 				if fl, err = benchkit.AttachFloor(benchkit.HookState); err == nil {
 					r.Storm, err = b.stormOnce(p)
 					fl.Close()
+				}
+			case modeCountFloor:
+				var fl *benchkit.Floor
+				if fl, err = benchkit.AttachFloor(fmt.Sprintf("%s@%d", benchkit.HookStateCounter, p.inode)); err == nil {
+					r.Storm, r.Resets, err = b.stormCountingResets(p)
+					time.Sleep(200 * time.Millisecond) // the last connection's last transitions
+					fl.Close()
+					r.Counted = fl.Counts
 				}
 			case modeExport:
 				err = b.exportRound(p, r, false, true)
@@ -147,9 +173,9 @@ func (b *bench) runStorm() (*stormPhase, error) {
 func (r *stormRound) logTail() string {
 	switch r.Mode {
 	case modeExport:
-		return fmt.Sprintf("; exporter CPU %.3f s storm, %.3f s idle (%d/%d scrapes, %.3f/%.3f s in them): %+.3f µs/conn, outside scrapes %+.3f µs/conn; counted %.0f of %d transitions",
+		return fmt.Sprintf("; exporter CPU %.3f s storm, %.3f s idle (%d/%d scrapes, %.3f/%.3f s in them): %+.3f µs/conn, outside scrapes %+.3f µs/conn; counted %.0f of %.0f transitions (%d resets)",
 			r.PCPUStorm, r.PCPUIdle, r.ScrapesStorm, r.ScrapesIdle, r.ScrapeCPU[0], r.ScrapeCPU[1], perConn(r.extraCPU(), r.Storm.Total),
-			perConn(r.extraCPUOutside(), r.Storm.Total), r.Transitions, benchkit.TransitionsPerConn*r.Storm.Total+2)
+			perConn(r.extraCPUOutside(), r.Storm.Total), r.Transitions, r.expectedCount(), r.Resets)
 	case modeUnscraped:
 		return fmt.Sprintf("; exporter CPU %.3f s during the storm: %.4f µs/conn", r.PCPUStorm, perConn(r.PCPUStorm, r.Storm.Total))
 	}
@@ -160,6 +186,29 @@ func (r *stormRound) logTail() string {
 func (b *bench) stormOnce(p *stormPhase) (benchkit.StormResult, error) {
 	c := b.cfg
 	return benchkit.RunStorm(c.tcpload, p.ns, c.cpu, c.port, c.duration, c.warmup)
+}
+
+// stormCountingResets is stormOnce with the namespace's connection resets over it.
+func (b *bench) stormCountingResets(p *stormPhase) (benchkit.StormResult, uint64, error) {
+	r0, err := benchkit.Nstat(p.ns, "TcpEstabResets")
+	if err != nil {
+		return benchkit.StormResult{}, 0, err
+	}
+	res, err := b.stormOnce(p)
+	if err != nil {
+		return res, 0, err
+	}
+	r1, err := benchkit.Nstat(p.ns, "TcpEstabResets")
+	return res, r1 - r0, err
+}
+
+// expected is how many transitions the exporter must have counted in the round: 10 per
+// connection and the listener's 2, less the ends that resets cut short. It is exact only if the
+// exporter's CLOSE_WAIT -> CLOSE count equals the kernel's reset count, and its FIN_WAIT1 ->
+// CLOSE count is at most that (no counter tells those apart from resets in FIN_WAIT2).
+func (r *stormRound) expected() (n float64, exact bool) {
+	n = float64(benchkit.TransitionsPerConn*r.Storm.Total+2) - r.ShortEnds
+	return n, r.ResetEnds == float64(r.Resets) && r.ShortEnds-r.ResetEnds <= float64(r.Resets)
 }
 
 // timedScrape is one scrape of the background loop.
@@ -247,7 +296,7 @@ func (b *bench) exportRound(p *stormPhase, r *stormRound, stats, scraped bool) (
 	if scraped {
 		results = scrapeLoop(e, c.interval, stop)
 	}
-	r.Storm, err = b.stormOnce(p)
+	r.Storm, r.Resets, err = b.stormCountingResets(p)
 	t1 := time.Now()
 	cerr := read(1)
 	if err == nil {
@@ -299,12 +348,27 @@ func (b *bench) exportRound(p *stormPhase, r *stormRound, stats, scraped bool) (
 		r.TimeWait = lastStorm.M.value("sockscope_tcp_sockets", "container", "bench", "state", "TIME_WAIT")
 	}
 
-	// The storm is over: the counters are final.
+	// The storm is over. Its last connections' final transitions can still be on their way
+	// (an ACK in a softirq, a timer): scrape until the count holds still for 200 ms, up to 2 s.
 	last, err := e.scrape()
 	if err != nil {
 		return fmt.Errorf("final scrape: %w", err)
 	}
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		again, err := e.scrape()
+		if err != nil {
+			return fmt.Errorf("final scrape: %w", err)
+		}
+		was := last.M.value("sockscope_tcp_state_transitions_total", "container", "bench")
+		last = again
+		if last.M.value("sockscope_tcp_state_transitions_total", "container", "bench") == was {
+			break
+		}
+	}
 	r.Transitions = last.M.value("sockscope_tcp_state_transitions_total", "container", "bench")
+	r.ResetEnds = last.M.value("sockscope_tcp_state_transitions_total", "container", "bench", "from", "CLOSE_WAIT", "to", "CLOSE")
+	r.ShortEnds = r.ResetEnds + last.M.value("sockscope_tcp_state_transitions_total", "container", "bench", "from", "FIN_WAIT1", "to", "CLOSE")
 	r.ConnectsOK = last.M.value("sockscope_tcp_connects_total", "container", "bench", "result", "success")
 	r.Lost = last.M.byLabel("sockscope_lost_events_total", "reason")
 	if stats {
@@ -325,5 +389,8 @@ func (b *bench) exportRound(p *stormPhase, r *stormRound, stats, scraped bool) (
 	p.warnings = append(p.warnings, e.warnings()...)
 	return nil
 }
+
+// expectedCount is expected() for a progress line.
+func (r *stormRound) expectedCount() float64 { n, _ := r.expected(); return n }
 
 func secs(d time.Duration) float64 { return d.Seconds() }

@@ -2,7 +2,8 @@
 // (tools/load/sysload), pinned to one CPU, in a network namespace of its own, timed by the loop
 // itself. Each round runs every mode once, in an order rotated from round to round: no tracer;
 // the floors (an empty tp_btf program on sys_exit, the counters' hook, and empty programs on
-// sys_enter and sys_exit, the hooks of --latency), attached by the harness; sockscope counting
+// sys_enter and sys_exit, the hooks of --latency; the counting floor on sys_exit, the least a
+// per-namespace counter does, selecting another namespace and the loop's), attached by the harness; sockscope counting
 // another namespace (the loop's calls leave at the netns check); sockscope counting the loop; the
 // same with --latency; with --stacks (every call's stack copied, and a rate-limited sample); and,
 // where installed, libbpf-tools' syscount and bpftrace's syscount.bt. Each figure is the median
@@ -52,10 +53,22 @@ func main() {
 			fail(fmt.Errorf("ip netns add %s: %v", n, err))
 		}
 	}
+	inode := func(n string) uint64 {
+		var st syscall.Stat_t
+		if err := syscall.Stat("/run/netns/"+n, &st); err != nil {
+			fail(err)
+		}
+		return st.Ino
+	}
 	const exitFloor, bothFloor = "floor: an empty `tp_btf` program on sys_exit", "floor: empty `tp_btf` programs on sys_enter and sys_exit"
 	modes := []mode{
 		{name: "no tracer"},
 		{name: exitFloor, floor: []string{benchkit.HookSysExit}},
+		// The least a per-namespace filter does on sys_exit: the task's namespace read (three
+		// dependent loads), a one-entry namespace table checked; and, for the loop's own
+		// namespace, one per-CPU counter added to.
+		{name: "counting floor on sys_exit, another netns selected", floor: []string{fmt.Sprintf("%s@%d", benchkit.HookSysExitFilter, inode(other))}},
+		{name: "counting floor on sys_exit, the loop's netns selected", floor: []string{fmt.Sprintf("%s@%d", benchkit.HookSysExitFilter, inode(ns))}},
 		{name: bothFloor, floor: []string{benchkit.HookSysEnter, benchkit.HookSysExit}},
 		{name: "sockscope syscalls, another netns traced", tracer: func(ns, other string) []string {
 			return []string{*sockscope, "syscalls", "--netns", "/run/netns/" + other, "--duration", "10m"}

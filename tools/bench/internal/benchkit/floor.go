@@ -34,9 +34,12 @@ type Floor struct {
 	links   []link.Link
 	progs   []*ebpf.Program
 	ring    *ebpf.Map
+	maps    []*ebpf.Map
+	counts  *ebpf.Map // a counting floor's per-CPU counters
 	stop    chan struct{}
 	done    sync.WaitGroup
 	Records uint64 // what the writer's reader took, valid after Close
+	Counts  uint64 // what a counting floor counted, valid after Close
 }
 
 // AttachFloor loads and attaches one floor program per hook (a hook may be given twice).
@@ -75,6 +78,10 @@ func AttachFloor(hooks ...string) (_ *Floor, err error) {
 			}
 			f.progs = append(f.progs, p)
 			if l, err = link.Tracepoint(group, name, p, nil); err != nil {
+				return nil, fmt.Errorf("floor %s: %w", h, err)
+			}
+		case "counter", "nsfilter":
+			if l, err = f.nsCounter(kind, target); err != nil {
 				return nil, fmt.Errorf("floor %s: %w", h, err)
 			}
 		case "writer":
@@ -155,6 +162,9 @@ func (f *Floor) Close() {
 	for _, l := range f.links {
 		l.Close()
 	}
+	if f.counts != nil {
+		f.Counts, _ = f.Counted()
+	}
 	close(f.stop)
 	f.done.Wait()
 	for _, p := range f.progs {
@@ -162,6 +172,9 @@ func (f *Floor) Close() {
 	}
 	if f.ring != nil {
 		f.ring.Close()
+	}
+	for _, m := range f.maps {
+		m.Close()
 	}
 }
 

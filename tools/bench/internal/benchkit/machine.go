@@ -138,3 +138,18 @@ func NeedOnPath(names ...string) error {
 	}
 	return nil
 }
+
+// Nstat reads one of the kernel's SNMP counters (as nstat names it, e.g. TcpEstabResets) in the
+// named network namespace: an absolute value, the history file left alone.
+func Nstat(netns, counter string) (uint64, error) {
+	out, err := Run(10*time.Second, "ip", "netns", "exec", netns, "nstat", "-asz", counter)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == counter {
+			return strconv.ParseUint(f[1], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("nstat in %s: no %s in %q", netns, counter, out)
+}
