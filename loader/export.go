@@ -143,12 +143,17 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
-	if err := sizeNetnsMaps(spec, cfg.MaxNetns, true); err != nil {
+	var specs exportSpecs
+	if err := assignSpecs(spec, &specs, "exporter's"); err != nil {
 		return nil, err
 	}
-	spec.Maps["counters"].MaxEntries = cfg.MaxNetns + 1 // slot 0 is no slot
-	spec.Maps["rare"].MaxEntries = cfg.MaxCounters
-	spec.Maps["handshakes"].MaxEntries = cfg.MaxHandshakes
+	ns := netnsSpecs{specs.NetnsDirect, specs.NetnsOverflow, specs.NetnsMask, specs.FilterNetns}
+	if err := ns.size(cfg.MaxNetns, true); err != nil {
+		return nil, err
+	}
+	specs.Counters.MaxEntries = cfg.MaxNetns + 1 // slot 0 is no slot
+	specs.Rare.MaxEntries = cfg.MaxCounters
+	specs.Handshakes.MaxEntries = cfg.MaxHandshakes
 	if len(DurationBuckets) != 18 {
 		return nil, fmt.Errorf("internal: %d duration buckets, the BPF side has 18", len(DurationBuckets))
 	}
@@ -168,13 +173,11 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	for name, v := range map[string]any{
-		"bucket_le_ns": bounds, "trans_slot": transSlot, "errno_slot": errnoSlot,
-		"handshake_mask": cfg.MaxHandshakes - 1, "retransmit_has_err": nargs >= 3,
-	} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("set %s: %w", name, err)
-		}
+	if err := setConstants(
+		constant{specs.BucketLeNs, bounds}, constant{specs.TransSlot, transSlot}, constant{specs.ErrnoSlot, errnoSlot},
+		constant{specs.HandshakeMask, cfg.MaxHandshakes - 1}, constant{specs.RetransmitHasErr, nargs >= 3},
+	); err != nil {
+		return nil, err
 	}
 	ncpu, err := ebpf.PossibleCPU()
 	if err != nil {

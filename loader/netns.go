@@ -22,20 +22,6 @@ func netnsDirectSize(max uint32) uint32 {
 	return n
 }
 
-// sizeNetnsMaps is netnsSpecs.size for a loader that looks its specs up by name.
-func sizeNetnsMaps(spec *ebpf.CollectionSpec, max uint32, filter bool) error {
-	var s struct {
-		Direct   *ebpf.MapSpec      `ebpf:"netns_direct"`
-		Overflow *ebpf.MapSpec      `ebpf:"netns_overflow"`
-		Mask     *ebpf.VariableSpec `ebpf:"netns_mask"`
-		Filter   *ebpf.VariableSpec `ebpf:"filter_netns"`
-	}
-	if err := assignSpecs(spec, &s, "namespace filter of a"); err != nil {
-		return err
-	}
-	return netnsSpecs{s.Direct, s.Overflow, s.Mask, s.Filter}.size(max, filter)
-}
-
 // netnsTable mirrors a program set's namespace filter: the selected inodes and their slots, in
 // the direct table and its overflow hash, so that an update writes only what changed.
 type netnsTable struct {

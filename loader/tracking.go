@@ -36,3 +36,28 @@ func (t *Tracking) Drain(fn func(ev *events.Event)) {
 		}
 	})
 }
+
+// Follow is the reading loop of trace and record. It drains every PollInterval, handing each
+// event to fn, and then calls batch, which writes what fn gathered and says whether to end
+// (done) or fail. When stop closes, it detaches the programs (once that returns, every record
+// they wrote is committed), drains the rest and calls batch(true) a last time. It returns
+// batch's error, or nil once batch said done or stop closed; after done, nothing more is drained.
+func (t *Tracking) Follow(stop <-chan struct{}, fn func(ev *events.Event), batch func(final bool) (done bool, err error)) error {
+	poll := time.NewTicker(PollInterval)
+	defer poll.Stop()
+	for {
+		select {
+		case <-stop:
+			t.tracer.Detach()
+			t.Drain(fn)
+			_, err := batch(true)
+			return err
+		case <-poll.C:
+		}
+		t.Drain(fn)
+		if done, err := batch(false); done || err != nil {
+			t.tracer.Detach()
+			return err
+		}
+	}
+}

@@ -326,22 +326,11 @@ func (r *recorder) readEvents(ctx context.Context, stop <-chan struct{}) error {
 			flush()
 		}
 	}
-	poll := time.NewTicker(loader.PollInterval)
-	defer poll.Stop()
-	for n := 1; ; n++ {
-		select {
-		case <-stop:
-			tr.Drain(take)
-			flush()
-			return werr
-		case <-poll.C:
-		}
-		tr.Drain(take)
-		if n%10 == 0 {
+	polls := 0
+	return tr.Follow(stop, take, func(final bool) (bool, error) {
+		if polls++; final || polls%10 == 0 {
 			flush()
 		}
-		if werr != nil {
-			return werr
-		}
-	}
+		return werr != nil, werr
+	})
 }

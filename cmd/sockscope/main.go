@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -66,6 +67,19 @@ func parseFlags(fs *pflag.FlagSet, args []string, stdout io.Writer, usage, hint 
 		return false, usageError{msg}
 	}
 	return false, nil
+}
+
+// oneOf checks a flag that takes one of a few words, as every --output does:
+// `--output must be table or json, not "csv"`.
+func oneOf(flag, value string, choices ...string) error {
+	if slices.Contains(choices, value) {
+		return nil
+	}
+	list := choices[0]
+	if n := len(choices); n > 1 {
+		list = strings.Join(choices[:n-1], ", ") + " or " + choices[n-1]
+	}
+	return usageError{fmt.Sprintf("--%s must be %s, not %q", flag, list, value)}
 }
 
 // usageError is a bad command line: exit status 2, with a hint to --help.

@@ -31,8 +31,8 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() != 1 {
 		return usageError{"give one recording: sockscope report FILE (made with sockscope record -w FILE)"}
 	}
-	if *output != "text" && *output != "json" {
-		return usageError{fmt.Sprintf("--output must be text or json, not %q", *output)}
+	if err := oneOf("output", *output, "text", "json"); err != nil {
+		return err
 	}
 	if *top < 1 {
 		return usageError{fmt.Sprintf("--top must be at least 1, not %d", *top)}
@@ -113,8 +113,8 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 	if helped, err := parseFlags(fs, args, stdout, "sockscope diagnose [flags]\n\nWatch live (or read a recording) and report what is wrong: local port exhaustion, connection\nleaks (still growing, or stopped at the server's limit), file descriptor limits, refusals\n(connects refused, or accepted and closed at once), resets, retransmits, containers killed with\nopen connections. Each finding has its evidence, the command that verifies it, and the fix.", "a recording is given with -r FILE"); err != nil || helped {
 		return err
 	}
-	if *output != "text" && *output != "json" {
-		return usageError{fmt.Sprintf("--output must be text or json, not %q", *output)}
+	if err := oneOf("output", *output, "text", "json"); err != nil {
+		return err
 	}
 	if *duration <= 0 {
 		return usageError{fmt.Sprintf("--duration must be positive, not %s", *duration)}

@@ -49,8 +49,8 @@ func parseSocketsFlags(args []string, stdout io.Writer) (*socketsFlags, bool, er
 	if helped, err := parseFlags(fs, args, stdout, "sockscope sockets [flags]\n\nThe TCP sockets of the host or of containers, like ss -tan, read from the kernel's tables with a BPF iterator.\nWithout --container, --netns or --all: the host's network namespace.", "containers are given with --container NAME"); err != nil || helped {
 		return nil, helped, err
 	}
-	if f.output != "table" && f.output != "json" {
-		return nil, false, usageError{fmt.Sprintf("--output must be table or json, not %q", f.output)}
+	if err := oneOf("output", f.output, "table", "json"); err != nil {
+		return nil, false, err
 	}
 	for _, p := range f.ports {
 		if p < 1 || p > 65535 {

@@ -83,8 +83,8 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 				strings.Join(containers.Closest(name, events.SyscallNames(runtime.GOARCH), 3), ", "))}
 		}
 	}
-	if f.output != "table" && f.output != "json" && f.output != "folded" {
-		return nil, false, usageError{fmt.Sprintf("--output must be table, json or folded, not %q", f.output)}
+	if err := oneOf("output", f.output, "table", "json", "folded"); err != nil {
+		return nil, false, err
 	}
 	if f.output == "folded" && !f.stacks {
 		return nil, false, usageError{"--output folded prints stacks: add --stacks"}

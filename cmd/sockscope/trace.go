@@ -58,8 +58,8 @@ func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error)
 	if helped, err := parseFlags(fs, args, stdout, "sockscope trace [flags]\n\nLive TCP state transitions and connect outcomes (errno, latency), named by container.", "containers are given with --container NAME"); err != nil || helped {
 		return nil, helped, err
 	}
-	if f.output != "table" && f.output != "json" {
-		return nil, false, usageError{fmt.Sprintf("--output must be table or json, not %q", f.output)}
+	if err := oneOf("output", f.output, "table", "json"); err != nil {
+		return nil, false, err
 	}
 	if f.family != 0 && f.family != 4 && f.family != 6 {
 		return nil, false, usageError{fmt.Sprintf("--family must be 4 or 6, not %d", f.family)}
@@ -229,47 +229,27 @@ func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *tr
 			}
 		}
 	}
-	poll := time.NewTicker(loader.PollInterval)
-	defer poll.Stop()
-	lostTick := time.NewTicker(time.Second)
-	defer lostTick.Stop()
-	for running := true; running; {
-		select {
-		case <-stopc:
-			running = false
-		case <-lostTick.C:
-			if l, err := tracer.Lost(); err == nil {
-				reportLost(l)
-			}
-			continue
-		case <-poll.C:
-		}
-		tr.Drain(take)
+	// Lost events are also reported as they happen, once a second.
+	lastLost := time.Now()
+	err := tr.Follow(stopc, take, func(final bool) (bool, error) {
 		if werr != nil {
-			return werr
+			return true, werr
 		}
 		if err := out.Flush(); err != nil {
 			if pipeClosed = isEPIPE(err); !pipeClosed {
-				return fmt.Errorf("write output: %w", err)
+				return true, fmt.Errorf("write output: %w", err)
 			}
 		}
-		if full || pipeClosed {
-			break
+		if !final && time.Since(lastLost) >= time.Second {
+			lastLost = time.Now()
+			if l, err := tracer.Lost(); err == nil {
+				reportLost(l)
+			}
 		}
-	}
-	// Detaching waits for the programs' last runs: then the ring holds everything they wrote.
-	tracer.Detach()
-	if !full && !pipeClosed {
-		tr.Drain(take)
-	}
-	if werr != nil {
-		return werr
-	}
-	if pipeClosed {
-		return nil
-	}
-	if err := out.Flush(); err != nil && !isEPIPE(err) {
-		return fmt.Errorf("write output: %w", err)
+		return full || pipeClosed, nil
+	})
+	if err != nil || pipeClosed {
+		return err
 	}
 	lost, err := tracer.Lost()
 	if err != nil {
