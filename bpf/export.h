@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Shared between bpf/export.bpf.c and loader/export.go (via bpf2go): the exporter's counters.
- * loader/layout_test.go guards the Go twins' sizes. */
+/* Shared between bpf/export.bpf.c and loader/counters (via bpf2go): the exporter's counters.
+ * Go reads them through the twins bpf2go generates from these declarations. */
 #ifndef SOCKSCOPE_EXPORT_H
 #define SOCKSCOPE_EXPORT_H
 

@@ -7,8 +7,8 @@
  * bits; where two do, their entry holds NETNS_SHARED and the overflow hash has them. A lookup is
  * an array load and a compare, where a hash lookup (jhash, a bucket walk) cost a measurable share
  * of every transition; it comes after the cheaper checks, as the first thing that touches a map.
- * Go writes both maps (loader/netns.go): the overflow entry before the marker, and the marker away
- * before the overflow entry. */
+ * Go writes both maps (loader/netns.go, the NetnsTable every capability uses): the overflow
+ * entry before the marker, and the marker away before the overflow entry. */
 #ifndef SOCKSCOPE_NETNS_H
 #define SOCKSCOPE_NETNS_H
 

@@ -23,6 +23,8 @@ import (
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/counters"
+	"github.com/sockscope/sockscope/loader/sockets"
 )
 
 // Namespace is one network namespace the exporter counts.
@@ -51,23 +53,23 @@ func nsLabelNames(extra ...string) []string {
 	return append([]string{"container", "namespace", "pod"}, extra...)
 }
 
-// Counters is the exporter's kernel side as the collector reads it (loader.Exporter; a test's
+// Counters is the exporter's kernel side as the collector reads it (counters.Counters; a test's
 // fixture in the unit tests).
 type Counters interface {
 	SetTracked(netns []uint32) error
-	Counters(out []loader.Counter) ([]loader.Counter, error)
+	Counters(out []counters.Counter) ([]counters.Counter, error)
 	Requests() (map[uint32]uint32, error)
-	Moves(netns uint32) (loader.Moves, error)
-	Sample(nsPath string, walk bool) (loader.NetnsSample, error)
-	Stats() ([]loader.ProgramStats, error)
-	Lost() (loader.ExportLost, error)
-	Usage(counters int) ([]loader.MapUsage, error)
+	Moves(netns uint32) (counters.Moves, error)
+	Sample(nsPath string, walk bool) (counters.NetnsSample, error)
+	Stats() ([]counters.ProgramStats, error)
+	Lost() (counters.Lost, error)
+	Usage(counters int) ([]counters.MapUsage, error)
 }
 
-// SocketWalker walks a namespace's TCP tables (loader.Sockets).
+// SocketWalker walks a namespace's TCP tables (sockets.Iterators).
 type SocketWalker interface {
-	Count(nsPath string) (loader.NetnsCounts, error)
-	Snapshot(nsPath string) (loader.NetnsSnapshot, error)
+	Count(nsPath string) (sockets.Counts, error)
+	Snapshot(nsPath string) (sockets.Snapshot, error)
 }
 
 // Kernel is what the collector reads: the exporter's counters and the socket iterator.
@@ -96,7 +98,7 @@ type Collector struct {
 
 	mu      sync.Mutex           // one scrape at a time; guards the fields below
 	ns      map[uint32]Namespace // the namespaces counted, by display names that are all different
-	buf     []loader.Counter
+	buf     []counters.Counter
 	statsOn bool
 
 	// The namespaces that want counting, with when each was first seen: when more want it than
@@ -489,7 +491,7 @@ func (c *Collector) failed(part string, err error) {
 // meanwhile (an exited container's) is no failure.
 func (c *Collector) collectSockets(ch chan<- prometheus.Metric, start time.Time, countersErr error) error {
 	walking := c.k.Walk || c.k.TopRemotes > 0
-	var moves map[uint32]*loader.Moves
+	var moves map[uint32]*counters.Moves
 	var requests map[uint32]uint32
 	var reconcile uint32 // the namespace whose gauges this scrape checks with a walk, if any
 	if !walking {
@@ -505,7 +507,7 @@ func (c *Collector) collectSockets(ch chan<- prometheus.Metric, start time.Time,
 	}
 	var errs []error
 	for _, n := range c.sortedNamespaces() {
-		var counts loader.NetnsCounts
+		var counts sockets.Counts
 		var err error
 		if walking {
 			counts, err = c.countSockets(ch, n)
@@ -540,34 +542,34 @@ func (c *Collector) collectSockets(ch chan<- prometheus.Metric, start time.Time,
 
 // countSockets counts one namespace's sockets by state: in the kernel, or, with --top-remotes,
 // from the full table, which also gives the per-endpoint breakdown.
-func (c *Collector) countSockets(ch chan<- prometheus.Metric, n Namespace) (loader.NetnsCounts, error) {
+func (c *Collector) countSockets(ch chan<- prometheus.Metric, n Namespace) (sockets.Counts, error) {
 	if c.k.TopRemotes <= 0 {
 		return c.k.Sockets.Count(n.Path)
 	}
 	snap, err := c.k.Sockets.Snapshot(n.Path)
 	if err != nil {
-		return loader.NetnsCounts{}, err
+		return sockets.Counts{}, err
 	}
 	states, byRemote, err := remoteCounts(snap)
 	if err != nil {
-		return loader.NetnsCounts{}, err
+		return sockets.Counts{}, err
 	}
 	topRemotes(ch, n, byRemote, c.k.TopRemotes)
-	return loader.NetnsCounts{States: states, PortRange: snap.PortRange, TWReuse: snap.TWReuse}, nil
+	return sockets.Counts{States: states, PortRange: snap.PortRange, TWReuse: snap.TWReuse}, nil
 }
 
 // gaugeSockets counts one namespace's sockets by state from its gauges: from a walk when it has
 // none yet or this scrape checks it (walk), otherwise from the moves since its walk; and, at
 // every scrape, its time-wait count and its listeners' request sockets.
-func (c *Collector) gaugeSockets(n Namespace, moves *loader.Moves, requests uint32, walk bool, now time.Time) (loader.NetnsCounts, error) {
+func (c *Collector) gaugeSockets(n Namespace, moves *counters.Moves, requests uint32, walk bool, now time.Time) (sockets.Counts, error) {
 	b, ok := c.gauges.base[n.Inode]
-	var s loader.NetnsSample
+	var s counters.NetnsSample
 	var full [16]uint64
 	if !ok || walk {
 		s2, nb, walks, err := walkBase(c.gk, n, now)
 		c.gauges.walks += uint64(walks)
 		if err != nil {
-			return loader.NetnsCounts{}, err
+			return sockets.Counts{}, err
 		}
 		s = s2
 		switch {
@@ -584,16 +586,16 @@ func (c *Collector) gaugeSockets(n Namespace, moves *loader.Moves, requests uint
 	} else {
 		var err error
 		if s, err = c.gk.Sample(n.Path, false); err != nil {
-			return loader.NetnsCounts{}, err
+			return sockets.Counts{}, err
 		}
-		var m loader.Moves
+		var m counters.Moves
 		if moves != nil {
 			m = *moves
 		}
 		full = b.full(m)
 	}
 	states := socketStates(full, requests, s.TimeWait)
-	out := loader.NetnsCounts{PortRange: s.PortRange, TWReuse: s.TWReuse}
+	out := sockets.Counts{PortRange: s.PortRange, TWReuse: s.TWReuse}
 	for st, v := range states {
 		out.States[st] = uint32(v)
 	}
@@ -643,7 +645,7 @@ type perNetns struct {
 func (c *Collector) collectCounters(ch chan<- prometheus.Metric) {
 	per := make(map[uint32]*perNetns, len(c.ns))
 	for ino := range c.ns {
-		per[ino] = &perNetns{buckets: make([]uint64, len(loader.DurationBuckets)+1), seen: map[uint16]bool{}}
+		per[ino] = &perNetns{buckets: make([]uint64, len(counters.DurationBuckets)+1), seen: map[uint16]bool{}}
 	}
 	for _, k := range c.buf {
 		n, ok := c.ns[k.Netns]
@@ -652,23 +654,23 @@ func (c *Collector) collectCounters(ch chan<- prometheus.Metric) {
 		}
 		p := per[k.Netns]
 		switch k.Kind {
-		case loader.KindTransition:
+		case counters.KindTransition:
 			from, to := events.State(k.Arg>>8), events.State(k.Arg&0xff)
 			ch <- prometheus.MustNewConstMetric(descTransitions, prometheus.CounterValue, float64(k.Value), n.labels(from.String(), to.String())...)
-		case loader.KindConnect:
+		case counters.KindConnect:
 			p.seen[k.Arg] = true
 			ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, float64(k.Value), n.labels(connectResult(k.Arg))...)
-		case loader.KindDuration:
+		case counters.KindDuration:
 			if int(k.Arg) < len(p.buckets) {
 				p.buckets[k.Arg] += k.Value
 			}
-		case loader.KindDurationSum:
+		case counters.KindDurationSum:
 			p.sumNs += k.Value
-		case loader.KindRetransmit:
+		case counters.KindRetransmit:
 			p.retrans += k.Value
-		case loader.KindResetSent:
+		case counters.KindResetSent:
 			p.rstSent += k.Value
-		case loader.KindResetReceived:
+		case counters.KindResetReceived:
 			p.rstRecvd += k.Value
 		}
 	}
@@ -681,13 +683,13 @@ func (c *Collector) collectCounters(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, 0, n.labels(connectResult(r))...)
 			}
 		}
-		cum := make(map[float64]uint64, len(loader.DurationBuckets))
+		cum := make(map[float64]uint64, len(counters.DurationBuckets))
 		var total uint64
-		for i, le := range loader.DurationBuckets {
+		for i, le := range counters.DurationBuckets {
 			total += p.buckets[i]
 			cum[le.Seconds()] = total
 		}
-		total += p.buckets[len(loader.DurationBuckets)]
+		total += p.buckets[len(counters.DurationBuckets)]
 		ch <- prometheus.MustNewConstHistogram(descDuration, total, float64(p.sumNs)/1e9, cum, n.labels()...)
 		ch <- prometheus.MustNewConstMetric(descRetransmits, prometheus.CounterValue, float64(p.retrans), n.labels()...)
 		ch <- prometheus.MustNewConstMetric(descResetsSent, prometheus.CounterValue, float64(p.rstSent), n.labels()...)

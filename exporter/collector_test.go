@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/sockscope/sockscope/containers"
-	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/syscalls"
 )
 
 func ns(ino uint32, name string, fixed bool) Namespace {
@@ -86,17 +86,17 @@ func TestDisplayNamesAreUnique(t *testing.T) {
 	}
 }
 
-// The kernel counts a namespace's calls past its budget of rows under loader.SyscallOther: they
+// The kernel counts a namespace's calls past its budget of rows under syscalls.Other: they
 // belong to syscall="other", never to a series of their own named "other" too, even when they are
 // the biggest count.
 func TestKernelOtherRowAddsUpInOther(t *testing.T) {
 	members := map[scKey]bool{}
-	counts := map[scKey]uint64{{nr: loader.SyscallOther}: 1000, {nr: 0}: 7, {nr: 1}: 5, {nr: 2}: 3}
+	counts := map[scKey]uint64{{nr: syscalls.Other}: 1000, {nr: 0}: 7, {nr: 1}: 5, {nr: 2}: 3}
 	named, other := bound(members, counts, 2)
 	if len(named) != 2 || named[scKey{nr: 0}] != 7 || named[scKey{nr: 1}] != 5 || other != 1003 {
 		t.Errorf("named %v, other %d; want nr 0 (7) and 1 (5) named, other 1003", named, other)
 	}
-	if members[scKey{nr: loader.SyscallOther}] {
+	if members[scKey{nr: syscalls.Other}] {
 		t.Error("the kernel's other row became a member")
 	}
 }

@@ -5,11 +5,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/counters"
 )
 
 // The socket gauges (sockscope_tcp_sockets) without a walk per scrape: the kernel counts each
-// move of a full socket into and out of each state (loader.Moves), so a namespace's full
+// move of a full socket into and out of each state (counters.Moves), so a namespace's full
 // sockets per state are what one walk counted plus the moves since that walk. A walk is made
 // when a namespace is first counted, and again every Kernel.Reconcile (one namespace per scrape),
 // which corrects the gauges if a transition was ever missed and says by how much
@@ -30,7 +30,7 @@ const walkTries = 3
 // gaugeBase is where a namespace's gauges start: a walk, and the moves when it was exact.
 type gaugeBase struct {
 	walk    [16]uint32
-	moves   loader.Moves
+	moves   counters.Moves
 	at      time.Time
 	settled bool // no socket moved during the walk
 }
@@ -38,7 +38,7 @@ type gaugeBase struct {
 // full returns the full sockets per state, given the moves now: the walk, plus what entered each
 // state since, less what left it. A count below zero (a transition the kernel did not report)
 // reads 0 until the next walk corrects it.
-func (b gaugeBase) full(now loader.Moves) [16]uint64 {
+func (b gaugeBase) full(now counters.Moves) [16]uint64 {
 	var out [16]uint64
 	for st := range out {
 		v := int64(b.walk[st]) + int64(now.In[st]-b.moves.In[st]) - int64(now.Out[st]-b.moves.Out[st])
@@ -80,18 +80,18 @@ const (
 )
 
 // movesOf gathers each namespace's moves from a read of the counters.
-func movesOf(buf []loader.Counter) map[uint32]*loader.Moves {
-	out := map[uint32]*loader.Moves{}
+func movesOf(buf []counters.Counter) map[uint32]*counters.Moves {
+	out := map[uint32]*counters.Moves{}
 	for _, k := range buf {
-		if k.Kind != loader.KindMoveIn && k.Kind != loader.KindMoveOut || k.Arg >= 16 {
+		if k.Kind != counters.KindMoveIn && k.Kind != counters.KindMoveOut || k.Arg >= 16 {
 			continue
 		}
 		m := out[k.Netns]
 		if m == nil {
-			m = &loader.Moves{}
+			m = &counters.Moves{}
 			out[k.Netns] = m
 		}
-		if k.Kind == loader.KindMoveIn {
+		if k.Kind == counters.KindMoveIn {
 			m.In[k.Arg] = k.Value
 		} else {
 			m.Out[k.Arg] = k.Value
@@ -100,16 +100,16 @@ func movesOf(buf []loader.Counter) map[uint32]*loader.Moves {
 	return out
 }
 
-// gaugeKernel is what the gauges read of the kernel (loader.Exporter).
+// gaugeKernel is what the gauges read of the kernel (counters.Counters).
 type gaugeKernel interface {
-	Moves(netns uint32) (loader.Moves, error)
-	Sample(nsPath string, walk bool) (loader.NetnsSample, error)
+	Moves(netns uint32) (counters.Moves, error)
+	Sample(nsPath string, walk bool) (counters.NetnsSample, error)
 }
 
 // walkBase walks a namespace until no socket moved during a walk (at most walkTries times) and
 // returns the sample of the last walk and the base it gives.
-func walkBase(k gaugeKernel, n Namespace, now time.Time) (loader.NetnsSample, gaugeBase, int, error) {
-	var s loader.NetnsSample
+func walkBase(k gaugeKernel, n Namespace, now time.Time) (counters.NetnsSample, gaugeBase, int, error) {
+	var s counters.NetnsSample
 	var b gaugeBase
 	for try := 1; ; try++ {
 		before, err := k.Moves(n.Inode)

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/counters"
 )
 
 const (
@@ -18,7 +18,7 @@ const (
 // fakeKernel plays a namespace's kernel: the walk counts what the sockets are, the moves are
 // what the transitions counted, and sockets may move while a walk runs.
 type fakeKernel struct {
-	moves      loader.Moves
+	moves      counters.Moves
 	full       [16]uint32
 	tw         int
 	requests   uint32 // the listeners' request sockets
@@ -26,10 +26,10 @@ type fakeKernel struct {
 	duringWalk func(k *fakeKernel) // a socket moving while the walk runs
 }
 
-func (k *fakeKernel) Moves(uint32) (loader.Moves, error) { return k.moves, nil }
+func (k *fakeKernel) Moves(uint32) (counters.Moves, error) { return k.moves, nil }
 
-func (k *fakeKernel) Sample(_ string, walk bool) (loader.NetnsSample, error) {
-	s := loader.NetnsSample{TimeWait: k.tw, PortRange: [2]int{32768, 60999}}
+func (k *fakeKernel) Sample(_ string, walk bool) (counters.NetnsSample, error) {
+	s := counters.NetnsSample{TimeWait: k.tw, PortRange: [2]int{32768, 60999}}
 	if walk {
 		k.walks++
 		s.Full, s.Walked = k.full, true
@@ -186,11 +186,11 @@ func TestGaugeArithmetic(t *testing.T) {
 	if st[3] != 6 || st[6] != 7 || st[stEstablished] != 2 {
 		t.Errorf("states %v: want SYN_RECV 1+5, TIME_WAIT 7", st)
 	}
-	moves := movesOf([]loader.Counter{
-		{Netns: 1, Kind: loader.KindMoveIn, Arg: stListen, Value: 3},
-		{Netns: 1, Kind: loader.KindMoveOut, Arg: stListen, Value: 1},
-		{Netns: 1, Kind: loader.KindTransition, Arg: 7<<8 | stListen, Value: 3},
-		{Netns: 2, Kind: loader.KindMoveIn, Arg: stEstablished, Value: 9},
+	moves := movesOf([]counters.Counter{
+		{Netns: 1, Kind: counters.KindMoveIn, Arg: stListen, Value: 3},
+		{Netns: 1, Kind: counters.KindMoveOut, Arg: stListen, Value: 1},
+		{Netns: 1, Kind: counters.KindTransition, Arg: 7<<8 | stListen, Value: 3},
+		{Netns: 2, Kind: counters.KindMoveIn, Arg: stEstablished, Value: 9},
 	})
 	if len(moves) != 2 || moves[1].In[stListen] != 3 || moves[1].Out[stListen] != 1 || moves[2].In[stEstablished] != 9 {
 		t.Errorf("moves %+v", moves)

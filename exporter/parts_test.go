@@ -12,35 +12,35 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/counters"
 )
 
 // fixture is the exporter's kernel side as a table: counters, a namespace's sample, and the
 // parts that fail.
 type fixture struct {
-	counters              []loader.Counter
-	sample                loader.NetnsSample
+	counters              []counters.Counter
+	sample                counters.NetnsSample
 	countersErr, statsErr error
 }
 
 func (f *fixture) SetTracked([]uint32) error { return nil }
-func (f *fixture) Counters(out []loader.Counter) ([]loader.Counter, error) {
+func (f *fixture) Counters(out []counters.Counter) ([]counters.Counter, error) {
 	if f.countersErr != nil {
 		return out, f.countersErr
 	}
 	return append(out, f.counters...), nil
 }
-func (f *fixture) Requests() (map[uint32]uint32, error)            { return map[uint32]uint32{}, nil }
-func (f *fixture) Moves(uint32) (loader.Moves, error)              { return loader.Moves{}, nil }
-func (f *fixture) Sample(string, bool) (loader.NetnsSample, error) { return f.sample, nil }
-func (f *fixture) Stats() ([]loader.ProgramStats, error) {
+func (f *fixture) Requests() (map[uint32]uint32, error)              { return map[uint32]uint32{}, nil }
+func (f *fixture) Moves(uint32) (counters.Moves, error)              { return counters.Moves{}, nil }
+func (f *fixture) Sample(string, bool) (counters.NetnsSample, error) { return f.sample, nil }
+func (f *fixture) Stats() ([]counters.ProgramStats, error) {
 	if f.statsErr != nil {
 		return nil, f.statsErr
 	}
-	return []loader.ProgramStats{{Name: "count_state", Runs: 10, RunTime: time.Microsecond}}, nil
+	return []counters.ProgramStats{{Name: "count_state", Runs: 10, RunTime: time.Microsecond}}, nil
 }
-func (f *fixture) Lost() (loader.ExportLost, error)     { return loader.ExportLost{}, nil }
-func (f *fixture) Usage(int) ([]loader.MapUsage, error) { return nil, nil }
+func (f *fixture) Lost() (counters.Lost, error)           { return counters.Lost{}, nil }
+func (f *fixture) Usage(int) ([]counters.MapUsage, error) { return nil, nil }
 
 // scrapeFixture registers a collector over f counting one namespace, "web" (inode 10), and
 // gathers it as Prometheus would: every series as "name{labels} value", and the warnings given.
@@ -90,17 +90,17 @@ func value(m *dto.Metric) float64 {
 // series exact.
 func TestConnectionCountersFromAFixture(t *testing.T) {
 	const web = 10
-	f := &fixture{counters: []loader.Counter{
-		{Netns: web, Kind: loader.KindTransition, Arg: 7<<8 | 2, Value: 5}, // CLOSE -> SYN_SENT
-		{Netns: web, Kind: loader.KindTransition, Arg: 2<<8 | 1, Value: 4}, // SYN_SENT -> ESTABLISHED
-		{Netns: web, Kind: loader.KindConnect, Arg: 0, Value: 4},
-		{Netns: web, Kind: loader.KindConnect, Arg: uint16(syscall.ECONNREFUSED), Value: 1},
-		{Netns: web, Kind: loader.KindDuration, Arg: 0, Value: 3},
-		{Netns: web, Kind: loader.KindDuration, Arg: 2, Value: 1},
-		{Netns: web, Kind: loader.KindDurationSum, Value: 90_000},
-		{Netns: web, Kind: loader.KindRetransmit, Value: 2},
-		{Netns: 99, Kind: loader.KindRetransmit, Value: 7}, // a namespace no longer counted
-	}, sample: loader.NetnsSample{PortRange: [2]int{32768, 60999}, TWReuse: 2, TimeWait: 0}}
+	f := &fixture{counters: []counters.Counter{
+		{Netns: web, Kind: counters.KindTransition, Arg: 7<<8 | 2, Value: 5}, // CLOSE -> SYN_SENT
+		{Netns: web, Kind: counters.KindTransition, Arg: 2<<8 | 1, Value: 4}, // SYN_SENT -> ESTABLISHED
+		{Netns: web, Kind: counters.KindConnect, Arg: 0, Value: 4},
+		{Netns: web, Kind: counters.KindConnect, Arg: uint16(syscall.ECONNREFUSED), Value: 1},
+		{Netns: web, Kind: counters.KindDuration, Arg: 0, Value: 3},
+		{Netns: web, Kind: counters.KindDuration, Arg: 2, Value: 1},
+		{Netns: web, Kind: counters.KindDurationSum, Value: 90_000},
+		{Netns: web, Kind: counters.KindRetransmit, Value: 2},
+		{Netns: 99, Kind: counters.KindRetransmit, Value: 7}, // a namespace no longer counted
+	}, sample: counters.NetnsSample{PortRange: [2]int{32768, 60999}, TWReuse: 2, TimeWait: 0}}
 	got, warned := scrapeFixture(t, f)
 	want := map[string]float64{
 		"sockscope_tcp_state_transitions_total{container=web,from=CLOSE,to=SYN_SENT}":       5,
@@ -137,7 +137,7 @@ func TestConnectionCountersFromAFixture(t *testing.T) {
 // answers, and the failure is said once a minute at most.
 func TestAFailingPartLeavesTheOthersInTheScrape(t *testing.T) {
 	const web = 10
-	counters := []loader.Counter{{Netns: web, Kind: loader.KindConnect, Arg: 0, Value: 4}}
+	counters := []counters.Counter{{Netns: web, Kind: counters.KindConnect, Arg: 0, Value: 4}}
 	for _, tc := range []struct {
 		name        string
 		f           *fixture

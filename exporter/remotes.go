@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/sockets"
 )
 
 var descRemotes = prometheus.NewDesc("sockscope_tcp_remote_sockets",
@@ -17,7 +17,7 @@ var descRemotes = prometheus.NewDesc("sockscope_tcp_remote_sockets",
 
 // remoteCounts walks the namespace's sockets record by record (instead of counting in the
 // kernel) and returns the per-state counts and the sockets per remote endpoint and state.
-func remoteCounts(snap loader.NetnsSnapshot) (states [16]uint32, byRemote map[netip.AddrPort]*[16]uint32, err error) {
+func remoteCounts(snap sockets.Snapshot) (states [16]uint32, byRemote map[netip.AddrPort]*[16]uint32, err error) {
 	socks, err := events.DecodeSockets(snap.Records, 0, nil)
 	if err != nil {
 		return states, nil, err

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/syscalls"
 )
 
 // SyscallCounter is the kernel side of the syscall metrics: the counts per namespace and syscall,
@@ -22,23 +22,23 @@ type SyscallCounter interface {
 	// Prune deletes the counts of every namespace not in keep.
 	Prune(keep map[uint32]bool) error
 	// Read returns the counts since the start, per namespace and syscall.
-	Read() (loader.SyscallSnapshot, error)
+	Read() (syscalls.Snapshot, error)
 	// Drops returns, per map that had no room ("counts", "errors", ...), the calls not counted
 	// since the start. Called after Read in each scrape.
 	Drops() (map[string]uint64, error)
 }
 
-// LoaderSyscalls is the SyscallCounter of attached loader.Syscalls (SyscallConfig{FilterNetns,
+// LoaderSyscalls is the SyscallCounter of attached syscalls.Counter (syscalls.Config{FilterNetns,
 // ByNetns}): its drops are the snapshot's Dropped, read with the counts.
-func LoaderSyscalls(s *loader.Syscalls) SyscallCounter { return &loaderSyscalls{Syscalls: s} }
+func LoaderSyscalls(s *syscalls.Counter) SyscallCounter { return &loaderSyscalls{Counter: s} }
 
 type loaderSyscalls struct {
-	*loader.Syscalls
+	*syscalls.Counter
 	dropped [3]uint64 // of the last Read
 }
 
-func (l *loaderSyscalls) Read() (loader.SyscallSnapshot, error) {
-	snap, err := l.Syscalls.Read()
+func (l *loaderSyscalls) Read() (syscalls.Snapshot, error) {
+	snap, err := l.Counter.Read()
 	if err == nil {
 		l.dropped = snap.Dropped
 	}
@@ -176,7 +176,7 @@ func bound(members map[scKey]bool, counts map[scKey]uint64, k int) (map[scKey]ui
 	for _, key := range keys {
 		// The kernel's own "other" row (a namespace's calls past its budget of rows) never gets a
 		// series of its own: it would repeat the series of syscall="other".
-		if key.nr != loader.SyscallOther && !members[key] && len(members) < k {
+		if key.nr != syscalls.Other && !members[key] && len(members) < k {
 			members[key] = true
 		}
 		if members[key] {

@@ -35,7 +35,7 @@ func TestTwoCPUsInsertingTheSameNewKeyBothCount(t *testing.T) {
 	if runtime.NumCPU() < 2 {
 		t.Skip("needs two CPUs")
 	}
-	if err := memlock(); err != nil {
+	if err := Memlock(); err != nil {
 		t.Fatal(err)
 	}
 	var objs selftestObjects

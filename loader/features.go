@@ -1,3 +1,9 @@
+// Package loader is what every kernel capability of sockscope shares: the feature probes and
+// the one-line errors that say what a kernel lacks, privileges, BTF, tracefs, the typed load step
+// (AssignSpecs, SetConstants, NetnsSpecs, CommSpecs), the namespace filter's table, reading inside
+// a network namespace, the ring buffer reader and the lost counts. Each capability has a package
+// below it (loader/trace, loader/sockets, loader/syscalls, loader/counters, loader/stacks) holding
+// its bpf2go output and its typed loader.
 package loader
 
 import (
@@ -23,19 +29,19 @@ type Feature struct {
 	Err error
 }
 
-// featureID names a probe; each program set lists those it needs (see missing).
-type featureID int
+// Need names a probe; each program set lists those it needs (see Missing).
+type Need int
 
 const (
-	featBTF featureID = iota
-	featRingBuf
-	featTpBTF
-	featTaskStorage
-	featIterTCP
-	featIterTaskFile
-	featSyscallTracepoints
-	featEveryReset
-	featSockStorage
+	NeedBTF Need = iota
+	NeedRingBuf
+	NeedTpBTF
+	NeedTaskStorage
+	NeedIterTCP
+	NeedIterTaskFile
+	NeedSyscallTracepoints
+	NeedEveryReset
+	NeedSockStorage
 )
 
 // featureDef is a probe, what it finds (a name of at most 29 characters, for sockscope version's
@@ -49,43 +55,43 @@ type featureDef struct {
 	probe func() error
 }
 
-var featureDefs = map[featureID]featureDef{
-	featBTF: {"BTF (/sys/kernel/btf/vmlinux)", "5.4 with CONFIG_DEBUG_INFO_BTF=y",
+var featureDefs = map[Need]featureDef{
+	NeedBTF: {"BTF (/sys/kernel/btf/vmlinux)", "5.4 with CONFIG_DEBUG_INFO_BTF=y",
 		"nothing runs: every program is CO-RE, fitted to this kernel by its BTF",
 		func() error { _, err := btf.LoadKernelSpec(); return err }},
-	featRingBuf: {"ring buffer", "5.8",
+	NeedRingBuf: {"ring buffer", "5.8",
 		"trace and record cannot run: their events come through it",
 		func() error { return features.HaveMapType(ebpf.RingBuf) }},
-	featTpBTF: {"tp_btf (BTF tracepoints)", "5.5",
+	NeedTpBTF: {"tp_btf (BTF tracepoints)", "5.5",
 		"trace, syscalls, export and record cannot run: their hooks are BTF tracepoints",
 		func() error { return probeTracing(ebpf.AttachTraceRawTp, "inet_sock_set_state") }},
-	featTaskStorage: {"task storage", "5.11",
+	NeedTaskStorage: {"task storage", "5.11",
 		"trace, syscalls and record cannot run: they keep each thread's connect() or syscall in progress in task storage",
 		func() error { return features.HaveMapType(ebpf.TaskStorage) }},
-	featIterTCP: {"socket iterators (iter/tcp)", "5.9",
+	NeedIterTCP: {"socket iterators (iter/tcp)", "5.9",
 		"sockets, export and record cannot run: they read the socket tables with it",
 		func() error { return probeTracing(ebpf.AttachTraceIter, "tcp") }},
-	featIterTaskFile: {"owner walk (iter/task_file)", "5.11",
+	NeedIterTaskFile: {"owner walk (iter/task_file)", "5.11",
 		"sockets, export, trace and record cannot run: they find sockets' owners, and those of sockets opened before they started, with it",
 		probeSockFromFile},
-	featSyscallTracepoints: {"syscall tracepoints", "any, with CONFIG_FTRACE_SYSCALLS=y",
+	NeedSyscallTracepoints: {"syscall tracepoints", "any, with CONFIG_FTRACE_SYSCALLS=y",
 		"trace and record --connect-syscall cannot run: they take connect() failures at the syscall's return",
 		probeSyscallTracepoints},
-	featSockStorage: {"socket storage (tracing)", "5.11",
+	NeedSockStorage: {"socket storage (tracing)", "5.11",
 		"export cannot run: its socket gauges find the listeners of the namespaces it counts by their socket storage",
 		probeSockStorage},
-	featEveryReset: {"tcp_send_reset, every reset", "6.10",
+	NeedEveryReset: {"tcp_send_reset, every reset", "6.10",
 		"export's sockscope_tcp_resets_sent_total counts only resets sent by established sockets, not those answering connects to closed ports or segments of connections already closed",
 		probeEveryReset},
 }
 
 // featureOrder is how sockscope version lists them.
-var featureOrder = []featureID{featBTF, featRingBuf, featTpBTF, featTaskStorage, featSockStorage, featIterTCP, featIterTaskFile, featSyscallTracepoints, featEveryReset}
+var featureOrder = []Need{NeedBTF, NeedRingBuf, NeedTpBTF, NeedTaskStorage, NeedSockStorage, NeedIterTCP, NeedIterTaskFile, NeedSyscallTracepoints, NeedEveryReset}
 
 // probed runs each probe once per process: a failed load says which were missing.
-var probed = sync.OnceValue(func() map[featureID]error {
-	memlock() // where the kernel is older than 5.11, the probes' maps count against it too
-	m := map[featureID]error{}
+var probed = sync.OnceValue(func() map[Need]error {
+	Memlock() // where the kernel is older than 5.11, the probes' maps count against it too
+	m := map[Need]error{}
 	for _, id := range featureOrder {
 		if err := featureDefs[id].probe(); err != nil {
 			m[id] = missingError(id, err)
@@ -94,7 +100,7 @@ var probed = sync.OnceValue(func() map[featureID]error {
 	return m
 })
 
-func missingError(id featureID, err error) error {
+func missingError(id Need, err error) error {
 	d := featureDefs[id]
 	return fmt.Errorf("%v; Linux %s has it; without it %s", oneLine(err), d.since, d.lost)
 }
@@ -109,18 +115,18 @@ func Features() []Feature {
 	return fs
 }
 
-// missing turns a failure to load or attach a program set into the one line that names the
+// Missing turns a failure to load or attach a program set into the one line that names the
 // kernel features it lacks, when the probes find any of those it needs; otherwise err itself,
 // on one line.
-func missing(what string, err error, needs ...featureID) error {
-	if lerr := lacking(what, needs...); lerr != nil {
+func Missing(what string, err error, needs ...Need) error {
+	if lerr := Lacking(what, needs...); lerr != nil {
 		return lerr
 	}
 	return fmt.Errorf("%s: %s", what, oneLine(err))
 }
 
-// lacking names, in one line, what of needs this kernel lacks; nil when it has them all.
-func lacking(what string, needs ...featureID) error {
+// Lacking names, in one line, what of needs this kernel lacks; nil when it has them all.
+func Lacking(what string, needs ...Need) error {
 	m := probed()
 	var lacks []string
 	for _, id := range needs {
@@ -217,7 +223,7 @@ func probeSockStorage() error {
 // probeSyscallTracepoints looks for the connect() syscall tracepoints in tracefs (mounting it
 // where it is not, as trace does).
 func probeSyscallTracepoints() error {
-	if err := mountTracefs(); err != nil {
+	if err := MountTracefs(); err != nil {
 		return err
 	}
 	for _, dir := range []string{tracefsDir, "/sys/kernel/debug/tracing"} {
@@ -231,7 +237,7 @@ func probeSyscallTracepoints() error {
 // probeEveryReset: until 6.10, tcp_send_reset fired only for resets that full sockets sent. The
 // same release gave it a third argument, the reason, which is how this kernel's BTF tells.
 func probeEveryReset() error {
-	n, err := tracepointArgs("tcp_send_reset")
+	n, err := TracepointArgs("tcp_send_reset")
 	if err != nil {
 		return err
 	}
@@ -241,9 +247,16 @@ func probeEveryReset() error {
 	return nil
 }
 
-// memlock lifts RLIMIT_MEMLOCK where the kernel charges BPF maps to it (before 5.11, whose
+// Name is what the probe finds, as sockscope version lists it.
+func (n Need) Name() string { return featureDefs[n].name }
+
+// Has says whether this kernel has what n names: nil, or one line on what it lacks. Each probe
+// runs once per process.
+func Has(n Need) error { return probed()[n] }
+
+// Memlock lifts RLIMIT_MEMLOCK where the kernel charges BPF maps to it (before 5.11, whose
 // cgroup accounting made that a no-op here); without it the first map fails with EPERM.
-var memlock = sync.OnceValue(func() error {
+var Memlock = sync.OnceValue(func() error {
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return fmt.Errorf("this kernel (before 5.11) charges BPF maps to RLIMIT_MEMLOCK, and raising it failed (%v): run sockscope as root or give it CAP_SYS_RESOURCE", err)
 	}

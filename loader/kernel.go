@@ -12,9 +12,9 @@ import (
 
 const tracefsDir = "/sys/kernel/tracing"
 
-// mountTracefs makes the classic tracepoints findable: they are looked up by id in tracefs,
+// MountTracefs makes the classic tracepoints findable: they are looked up by id in tracefs,
 // which a fresh machine may not have mounted. It is left mounted, as other tools expect.
-func mountTracefs() error {
+func MountTracefs() error {
 	for _, dir := range []string{tracefsDir, "/sys/kernel/debug/tracing"} {
 		if _, err := os.Stat(dir + "/events"); err == nil {
 			return nil
@@ -41,15 +41,15 @@ func CheckPrivileges() error {
 		return fmt.Errorf("read own capabilities: %w", err)
 	}
 	has := func(c uint) bool { return data[c/32].Effective&(1<<(c%32)) != 0 }
-	var missing []string
+	var Missing []string
 	if !has(capBPF) && !has(capSysAdmin) {
-		missing = append(missing, "CAP_BPF")
+		Missing = append(Missing, "CAP_BPF")
 	}
 	if !has(capPerfmon) && !has(capSysAdmin) {
-		missing = append(missing, "CAP_PERFMON")
+		Missing = append(Missing, "CAP_PERFMON")
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("sockscope needs root, or the capabilities CAP_BPF and CAP_PERFMON (plus CAP_SYS_ADMIN where tracefs is not mounted or namespaces are entered); missing: %s", strings.Join(missing, ", "))
+	if len(Missing) > 0 {
+		return fmt.Errorf("sockscope needs root, or the capabilities CAP_BPF and CAP_PERFMON (plus CAP_SYS_ADMIN where tracefs is not mounted or namespaces are entered); missing: %s", strings.Join(Missing, ", "))
 	}
 	return nil
 }
@@ -62,10 +62,10 @@ func CheckBTF() error {
 	return nil
 }
 
-// tracepointArgs returns how many arguments the kernel passes to programs on the BTF tracepoint
+// TracepointArgs returns how many arguments the kernel passes to programs on the BTF tracepoint
 // name (its btf_trace_ typedef, less the context pointer): tracepoints gain arguments between
 // kernel versions, and a program may read only those that exist.
-func tracepointArgs(name string) (int, error) {
+func TracepointArgs(name string) (int, error) {
 	spec, err := btf.LoadKernelSpec()
 	if err != nil {
 		return 0, fmt.Errorf("kernel BTF: %w", err)

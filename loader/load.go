@@ -8,59 +8,62 @@ import (
 )
 
 // The typed load step every program set shares. bpf2go generates a struct of specs per object
-// (traceSpecs, syscallsSpecs, ...); a loader assigns its object's specs once, sizes maps and sets
-// constants through their fields, and so can neither misspell a name nor meet a missing one
-// later than the Assign.
+// (traceSpecs in loader/trace, syscallsSpecs in loader/syscalls, ...); a capability's loader
+// assigns its object's specs once, sizes maps and sets constants through their fields, and so can
+// neither misspell a name nor meet a missing one later than the Assign.
 
-// assignSpecs fills a generated specs struct from an object's spec; what names the object.
-func assignSpecs(spec *ebpf.CollectionSpec, specs any, what string) error {
+// AssignSpecs fills a generated specs struct from an object's spec; what names the object.
+func AssignSpecs(spec *ebpf.CollectionSpec, specs any, what string) error {
 	if err := spec.Assign(specs); err != nil {
 		return fmt.Errorf("the %s BPF object does not match its loader (rebuild it with make generate): %w", what, err)
 	}
 	return nil
 }
 
-// constant is one of a program set's `const volatile` settings and the value to give it.
-type constant struct {
-	v     *ebpf.VariableSpec
-	value any
+// Constant is one of a program set's `const volatile` settings and the value to give it.
+type Constant struct {
+	V     *ebpf.VariableSpec
+	Value any
 }
 
-// setConstants sets constants before load; an error names the one that failed.
-func setConstants(cs ...constant) error {
+// Const is a Constant: v set to value.
+func Const(v *ebpf.VariableSpec, value any) Constant { return Constant{V: v, Value: value} }
+
+// SetConstants sets constants before load; an error names the one that failed.
+func SetConstants(cs ...Constant) error {
 	for _, c := range cs {
-		if err := c.v.Set(c.value); err != nil {
-			return fmt.Errorf("set %s: %w", c.v.Name, err)
+		if err := c.V.Set(c.Value); err != nil {
+			return fmt.Errorf("set %s: %w", c.V.Name, err)
 		}
 	}
 	return nil
 }
 
-// netnsSpecs is a program set's namespace filter (bpf/netns.h).
-type netnsSpecs struct {
-	direct, overflow *ebpf.MapSpec
-	mask, filter     *ebpf.VariableSpec
+// NetnsSpecs is a program set's namespace filter (bpf/netns.h), from its generated specs.
+type NetnsSpecs struct {
+	Direct, Overflow *ebpf.MapSpec
+	Mask, Filter     *ebpf.VariableSpec
 }
 
-// size sizes the filter for max namespaces selected at once, and sets whether it applies.
-func (n netnsSpecs) size(max uint32, filter bool) error {
+// Size sizes the filter for max namespaces selected at once, and sets whether it applies.
+func (n NetnsSpecs) Size(max uint32, filter bool) error {
 	size := netnsDirectSize(max)
-	n.direct.MaxEntries = size
-	n.overflow.MaxEntries = max
-	return setConstants(constant{n.mask, size - 1}, constant{n.filter, filter})
+	n.Direct.MaxEntries = size
+	n.Overflow.MaxEntries = max
+	return SetConstants(Const(n.Mask, size-1), Const(n.Filter, filter))
 }
 
 // MaxCommFilters is how many process names one program may select (COMM_FILTERS in bpf/comm.h).
 const MaxCommFilters = 8
 
-// commSpecs is a program set's --comm predicate (bpf/comm.h).
-type commSpecs struct {
-	count, names *ebpf.VariableSpec
+// CommSpecs is a program set's --comm predicate (bpf/comm.h), from its generated specs.
+type CommSpecs struct {
+	Count, Names *ebpf.VariableSpec
 }
 
-// set selects the processes whose name (their main thread's command name, as `ps -o comm`
+// Set selects the processes whose name (their main thread's command name, as `ps -o comm`
 // shows it) is one of comms; none selects all.
-func (c commSpecs) set(comms []string) error {
+func (c CommSpecs) Set(comms []string) error {
 	if len(comms) > MaxCommFilters {
 		return fmt.Errorf("at most %d process names", MaxCommFilters)
 	}
@@ -70,11 +73,11 @@ func (c commSpecs) set(comms []string) error {
 		copy(b[:15], name) // the kernel keeps 15 bytes and a NUL
 		names[i] = [2]uint64{binary.NativeEndian.Uint64(b[:8]), binary.NativeEndian.Uint64(b[8:])}
 	}
-	return setConstants(constant{c.count, uint32(len(comms))}, constant{c.names, names})
+	return SetConstants(Const(c.Count, uint32(len(comms))), Const(c.Names, names))
 }
 
-// commKey is a process name as bpf/comm.h compares it: NUL-padded after its end.
-func commKey(comm [16]byte) [16]byte {
+// CommKey is a process name as bpf/comm.h compares it: NUL-padded after its end.
+func CommKey(comm [16]byte) [16]byte {
 	for i, c := range comm {
 		if c == 0 {
 			clear(comm[i:])

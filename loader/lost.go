@@ -8,20 +8,20 @@ import (
 
 // Reasons of the kernel side's per-CPU lost counters (bpf/lost.h).
 const (
-	lostRingFull = iota
-	lostHandshakes
-	lostRareFull
-	lostSyscallCounts
-	lostSyscallBudget
-	lostSyscallErrors
-	lostSyscallPaths
-	lostOwnedFull
-	nLost
+	LostRingFull = iota
+	LostHandshakes
+	LostRareFull
+	LostSyscallCounts
+	LostSyscallBudget
+	LostSyscallErrors
+	LostSyscallPaths
+	LostOwnedFull
+	NLost
 )
 
-// readLost sums a program set's lost counters (bpf/lost.h) over the CPUs.
-func readLost(m *ebpf.Map) ([nLost]uint64, error) {
-	var out [nLost]uint64
+// ReadLost sums a program set's lost counters (bpf/lost.h) over the CPUs.
+func ReadLost(m *ebpf.Map) ([NLost]uint64, error) {
+	var out [NLost]uint64
 	var per []uint64
 	for i := range out {
 		if err := m.Lookup(uint32(i), &per); err != nil {
@@ -34,9 +34,9 @@ func readLost(m *ebpf.Map) ([nLost]uint64, error) {
 	return out, nil
 }
 
-// recursionMisses sums the runs the kernel skipped because a program was already running on
+// RecursionMisses sums the runs the kernel skipped because a program was already running on
 // that CPU (an interrupt nested in it): each is an event lost.
-func recursionMisses(progs ...*ebpf.Program) (uint64, error) {
+func RecursionMisses(progs ...*ebpf.Program) (uint64, error) {
 	var n uint64
 	for _, p := range progs {
 		st, err := p.Stats()
@@ -47,3 +47,7 @@ func recursionMisses(progs ...*ebpf.Program) (uint64, error) {
 	}
 	return n, nil
 }
+
+// OwnerRecordSize is the size of struct owner_record (bpf/owner.h): the owner walks of trace and
+// sockets write it.
+const OwnerRecordSize = 40

@@ -22,9 +22,9 @@ func netnsDirectSize(max uint32) uint32 {
 	return n
 }
 
-// netnsTable mirrors a program set's namespace filter: the selected inodes and their slots, in
+// NetnsTable mirrors a program set's namespace filter: the selected inodes and their slots, in
 // the direct table and its overflow hash, so that an update writes only what changed.
-type netnsTable struct {
+type NetnsTable struct {
 	direct, overflow *ebpf.Map
 	mask             uint32
 	max              int
@@ -35,16 +35,16 @@ type netnsTable struct {
 
 type netnsEntry struct{ Inum, Slot uint32 }
 
-func newNetnsTable(direct, overflow *ebpf.Map, max uint32) *netnsTable {
-	return &netnsTable{
+func NewNetnsTable(direct, overflow *ebpf.Map, max uint32) *NetnsTable {
+	return &NetnsTable{
 		direct: direct, overflow: overflow, mask: direct.MaxEntries() - 1, max: int(max),
 		slots: map[uint32]uint32{}, entries: map[uint32]netnsEntry{}, inOverflow: map[uint32]bool{},
 	}
 }
 
-// set makes the filter select exactly the inodes of want, each with its slot (nonzero). A lookup
+// Set makes the filter select exactly the inodes of want, each with its slot (nonzero). A lookup
 // that runs meanwhile sees the old or the new selection of each inode, never another's slot.
-func (t *netnsTable) set(want map[uint32]uint32) error {
+func (t *NetnsTable) Set(want map[uint32]uint32) error {
 	if len(want) > t.max {
 		return fmt.Errorf("%d network namespaces to select, the limit is %d", len(want), t.max)
 	}
@@ -116,9 +116,9 @@ func (t *netnsTable) set(want map[uint32]uint32) error {
 	return nil
 }
 
-// selectAll is set for filters that need no slots: every inode gets slot 1. It reports whether
+// SelectAll is set for filters that need no slots: every inode gets slot 1. It reports whether
 // an inode was added.
-func (t *netnsTable) selectAll(inodes []uint32) (added bool, err error) {
+func (t *NetnsTable) SelectAll(inodes []uint32) (added bool, err error) {
 	want := make(map[uint32]uint32, len(inodes))
 	for _, ino := range inodes {
 		want[ino] = 1
@@ -126,12 +126,12 @@ func (t *netnsTable) selectAll(inodes []uint32) (added bool, err error) {
 			added = true
 		}
 	}
-	return added, t.set(want)
+	return added, t.Set(want)
 }
 
-// keys lists the keys of a map. Reading only keys works for per-CPU maps too and copies no
+// Keys lists the keys of a map. Reading only keys works for per-CPU maps too and copies no
 // values.
-func keys[K any](m *ebpf.Map) ([]K, error) {
+func Keys[K any](m *ebpf.Map) ([]K, error) {
 	var out []K
 	var next K
 	var prev any // nil: from the first key
@@ -148,10 +148,10 @@ func keys[K any](m *ebpf.Map) ([]K, error) {
 	}
 }
 
-// deleteKeys deletes the keys of m for which drop is true. The keys are listed first and deleted
+// DeleteKeys deletes the keys of m for which drop is true. The keys are listed first and deleted
 // after: deleting while walking a hash can restart the walk.
-func deleteKeys[K any](m *ebpf.Map, drop func(K) bool) error {
-	all, err := keys[K](m)
+func DeleteKeys[K any](m *ebpf.Map, drop func(K) bool) error {
+	all, err := Keys[K](m)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,9 @@ import (
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/sockets"
+	"github.com/sockscope/sockscope/loader/syscalls"
+	"github.com/sockscope/sockscope/loader/trace"
 	"github.com/sockscope/sockscope/recording"
 	"github.com/sockscope/sockscope/stacks/collector"
 )
@@ -46,7 +48,7 @@ type Options struct {
 	Interval time.Duration
 
 	// Syscalls also counts syscalls, their errors and file paths. ConnectSyscall also takes
-	// connect() failures from the syscall's return (loader.TraceConfig.ConnectSyscall).
+	// connect() failures from the syscall's return (trace.Config.ConnectSyscall).
 	Syscalls       bool
 	ConnectSyscall bool
 	// Stacks, when not nil, also records user stacks: of every call of these syscalls (names,
@@ -84,10 +86,10 @@ type recorder struct {
 
 	watcher *containers.Watcher // names the namespaces of events
 
-	tracer  *loader.Tracer
-	counter *loader.Syscalls
+	tracer  *trace.Tracer
+	counter *syscalls.Counter
 	stacks  *collector.Collector
-	socks   *loader.Sockets
+	socks   *sockets.Iterators
 
 	nEvents uint64
 	nSnaps  uint64
@@ -118,18 +120,18 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	fixed := sc.FixedInodes()
 
-	if r.tracer, err = loader.OpenTrace(loader.TraceConfig{FilterNetns: sc.Filtered(), Netns: fixed, ConnectSyscall: o.ConnectSyscall, Comms: o.Comms}); err != nil {
+	if r.tracer, err = trace.Open(trace.Config{FilterNetns: sc.Filtered(), Netns: fixed, ConnectSyscall: o.ConnectSyscall, Comms: o.Comms}); err != nil {
 		return Summary{}, err
 	}
 	defer r.tracer.Close()
 	if o.Syscalls {
-		cfg := loader.SyscallConfig{FilterNetns: sc.Filtered(), Netns: fixed, Comms: o.Comms, Paths: true, PathSyscalls: loader.PathSyscallsFor(runtime.GOARCH)}
-		if r.counter, err = loader.OpenSyscalls(cfg); err != nil {
+		cfg := syscalls.Config{FilterNetns: sc.Filtered(), Netns: fixed, Comms: o.Comms, Paths: true, PathSyscalls: syscalls.PathSyscallsFor(runtime.GOARCH)}
+		if r.counter, err = syscalls.Open(cfg); err != nil {
 			return Summary{}, err
 		}
 		defer r.counter.Close()
 	}
-	if r.socks, err = loader.OpenSockets(); err != nil {
+	if r.socks, err = sockets.Open(); err != nil {
 		return Summary{}, err
 	}
 	defer r.socks.Close()
@@ -316,7 +318,7 @@ func (r *recorder) readEvents(ctx context.Context, stop <-chan struct{}) error {
 		}
 		buf = buf[:0]
 	}
-	tr := loader.NewTracking(r.tracer)
+	tr := trace.NewTracking(r.tracer)
 	take := func(ev *events.Event) {
 		// A namespace no runtime has named yet: a pod or container that just started. Asking now
 		// puts it in the container history before its first snapshot (rate-limited).

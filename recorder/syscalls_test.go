@@ -5,7 +5,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/syscalls"
 )
 
 // fill sets every field of v, however deep, to a value of its own: a field the conversions
@@ -41,16 +41,16 @@ func fill(v reflect.Value, n *uint64) {
 // the recording's and back: the recording's JSON must be byte for byte the JSON of the loader's
 // struct that recorders wrote before the recording had types of its own, every field filled.
 func TestRecordedSyscallCountsAreWhatTheRecorderWroteBefore(t *testing.T) {
-	var full loader.SyscallSnapshot
+	var full syscalls.Snapshot
 	var n uint64
 	fill(reflect.ValueOf(&full).Elem(), &n)
 	for _, tc := range []struct {
 		name string
-		snap loader.SyscallSnapshot
+		snap syscalls.Snapshot
 	}{
 		{"every field set", full},
-		{"nothing counted yet", loader.SyscallSnapshot{}},
-		{"empty tables", loader.SyscallSnapshot{Counts: []loader.SyscallCount{}, Errors: []loader.SyscallErrors{}, Paths: []loader.PathCount{}}},
+		{"nothing counted yet", syscalls.Snapshot{}},
+		{"empty tables", syscalls.Snapshot{Counts: []syscalls.Count{}, Errors: []syscalls.Errors{}, Paths: []syscalls.PathCount{}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, err := json.Marshal(tc.snap)

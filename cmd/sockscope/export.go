@@ -25,7 +25,9 @@ import (
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/exporter"
-	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/counters"
+	"github.com/sockscope/sockscope/loader/sockets"
+	"github.com/sockscope/sockscope/loader/syscalls"
 )
 
 // healthPath answers probes.
@@ -193,10 +195,10 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 		}
 		defer st.Close()
 	}
-	if err := loader.ExportNeeds(); err != nil {
+	if err := counters.Needs(); err != nil {
 		return err
 	}
-	counters, err := loader.OpenExport(loader.ExportConfig{MaxNetns: f.maxNetns, MaxCounters: f.maxCounters})
+	counters, err := counters.Open(counters.Config{MaxNetns: f.maxNetns, MaxCounters: f.maxCounters})
 	if err != nil {
 		return err
 	}
@@ -204,7 +206,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	for _, w := range counters.Warnings() {
 		fmt.Fprintf(stderr, "sockscope: warning: %v\n", w)
 	}
-	socks, err := loader.OpenSockets()
+	socks, err := sockets.Open()
 	if err != nil {
 		return err
 	}
@@ -212,7 +214,7 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	k := exporter.Kernel{Counters: counters, Sockets: socks, TopRemotes: f.topRemotes, MaxNetns: int(f.maxNetns),
 		Walk: f.walk, Reconcile: f.reconcile}
 	if f.syscalls {
-		sc, err := loader.OpenSyscalls(loader.SyscallConfig{FilterNetns: true, ByNetns: true, MaxNetns: f.maxNetns})
+		sc, err := syscalls.Open(syscalls.Config{FilterNetns: true, ByNetns: true, MaxNetns: f.maxNetns})
 		if err != nil {
 			return err
 		}

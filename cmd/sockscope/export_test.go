@@ -169,6 +169,15 @@ func assertGaugesEqualSs(t *testing.T, prom *promServer, container string, ssCmd
 		}
 		if fmt.Sprint(got) != fmt.Sprint(after) {
 			t.Errorf("sockscope_tcp_sockets{container=%q} = %v, ss shows %v", container, got, after)
+			// What the gauges were kept from, to tell a lost transition from a wrong base.
+			for _, q := range []string{fmt.Sprintf(`sockscope_tcp_state_transitions_total{container=%q}`, container),
+				`sockscope_lost_events_total`, `sockscope_tcp_socket_walks_total`, `sockscope_tcp_socket_corrections_total`} {
+				for _, s := range prom.query(t, q, at) {
+					if s.V != 0 {
+						t.Logf("%v = %v", s.Metric, s.V)
+					}
+				}
+			}
 		}
 		if after["TIME_WAIT"] == 0 && container == "t" {
 			t.Errorf("no TIME_WAIT socket to compare")

@@ -91,7 +91,7 @@ func TestNetnsTakesAnInodeOrAPathInEveryCommand(t *testing.T) {
 	// sockets lists the namespace's TIME_WAIT sockets, as ss does, whichever form names it.
 	want := ssTuples(t, ns)
 	for form, arg := range forms {
-		socks := sockets(t, "--netns", arg)
+		socks := listSockets(t, "--netns", arg)
 		if got := tuples(socks); !slices.Equal(got, want) || len(got) == 0 {
 			t.Errorf("sockets --netns (%s):\n%s\nss:\n%s", form, strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}

@@ -186,7 +186,7 @@ func TestContainerSelectsAPodInEveryCommand(t *testing.T) {
 	}
 
 	// sockets: the pod's sockets, named, equal to ss inside its netns.
-	socks := sockets(t, "--runtime-endpoint", ep, "-c", key)
+	socks := listSockets(t, "--runtime-endpoint", ep, "-c", key)
 	pid := strconv.Itoa(cart.Pid(t))
 	want := ssTuplesOf(t, "nsenter", "-t", pid, "-n", "ss", "-tanH")
 	if got := tuples(socks); !slices.Equal(got, want) || len(got) == 0 {
@@ -199,14 +199,14 @@ func TestContainerSelectsAPodInEveryCommand(t *testing.T) {
 	}
 	// A pod's name alone selects it when it is unique.
 	thirdNs := uint32(third.NetNS(t))
-	for _, s := range sockets(t, "--runtime-endpoint", ep, "-c", third.Name()) {
+	for _, s := range listSockets(t, "--runtime-endpoint", ep, "-c", third.Name()) {
 		if s.Netns != thirdNs || s.Container != "shop/"+third.Name() {
 			t.Errorf("sockets -c %s: %+v", third.Name(), s)
 		}
 	}
 	// --all lists every pod once, by NAMESPACE/POD.
 	seen := map[string]int{}
-	for _, s := range sockets(t, "--runtime-endpoint", ep, "--all", "--state", "listen") {
+	for _, s := range listSockets(t, "--runtime-endpoint", ep, "--all", "--state", "listen") {
 		seen[s.Container]++
 	}
 	for _, k := range []string{key, "staging/" + name, "shop/" + third.Name()} {

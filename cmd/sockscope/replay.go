@@ -15,7 +15,7 @@ import (
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/syscalls"
 	"github.com/sockscope/sockscope/recorder"
 	"github.com/sockscope/sockscope/recording"
 )
@@ -270,7 +270,7 @@ func replaySyscalls(f *syscallsFlags, stdout, stderr io.Writer) error {
 	}
 	names := &namerAt{n: rec.Namer()}
 	p := &syscallPrinter{f: f, names: names, w: stdout}
-	keep := func(k loader.SyscallKey) bool {
+	keep := func(k syscalls.Key) bool {
 		return (want == nil || want[k.Netns]) && (f.pid == 0 || k.Tgid == uint32(f.pid))
 	}
 	printed := rec.Meta.Start
@@ -282,9 +282,9 @@ func replaySyscalls(f *syscallsFlags, stdout, stderr io.Writer) error {
 			return nil
 		}
 		snap := recorder.ReplayedSyscalls(s)
-		snap.Counts = slices.DeleteFunc(snap.Counts, func(c loader.SyscallCount) bool { return !keep(c.SyscallKey) })
-		snap.Errors = slices.DeleteFunc(snap.Errors, func(c loader.SyscallErrors) bool { return !keep(c.SyscallKey) })
-		snap.Paths = slices.DeleteFunc(snap.Paths, func(c loader.PathCount) bool { return !keep(c.SyscallKey) })
+		snap.Counts = slices.DeleteFunc(snap.Counts, func(c syscalls.Count) bool { return !keep(c.Key) })
+		snap.Errors = slices.DeleteFunc(snap.Errors, func(c syscalls.Errors) bool { return !keep(c.Key) })
+		snap.Paths = slices.DeleteFunc(snap.Paths, func(c syscalls.PathCount) bool { return !keep(c.Key) })
 		names.at = at
 		if err := p.print(snap, at, stderr); err != nil {
 			return err

@@ -13,6 +13,7 @@ import (
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/sockets"
 	"github.com/sockscope/sockscope/recording"
 )
 
@@ -95,7 +96,7 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	it, err := loader.OpenSockets()
+	it, err := sockets.Open()
 	if err != nil {
 		return err
 	}

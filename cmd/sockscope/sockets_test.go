@@ -93,7 +93,7 @@ type jsonSocket struct {
 	Inode        uint32 `json:"inode"`
 }
 
-func sockets(t *testing.T, args ...string) []jsonSocket {
+func listSockets(t *testing.T, args ...string) []jsonSocket {
 	t.Helper()
 	cmd := exec.Command(sockscopeBin, append([]string{"sockets", "-o", "json"}, args...)...)
 	out, err := cmd.Output()
@@ -135,7 +135,7 @@ func TestSocketsEqualSsInsideTheNetns(t *testing.T) {
 		ns.serve(t, "-addr", fam.lo+":8082", "-defer-accept")
 		ns.hold(t, "-addr", fam.lo+":8082", "-n", "2")
 	}
-	got := tuples(sockets(t, "--netns", ns.path))
+	got := tuples(listSockets(t, "--netns", ns.path))
 	want := ssTuples(t, ns)
 	if !slices.Equal(got, want) {
 		t.Errorf("sockscope sockets:\n%s\nss -tan:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -252,7 +252,7 @@ func TestSocketsOwnersAreNamed(t *testing.T) {
 	requireTracing(t)
 	ns := newNetns(t)
 	srv := ns.serve(t, "-addr", "127.0.0.1:8080")
-	socks := sockets(t, "--netns", ns.path, "--state", "listen")
+	socks := listSockets(t, "--netns", ns.path, "--state", "listen")
 	if len(socks) != 1 || socks[0].Pid != srv.pid || socks[0].Comm != "tcpload" || socks[0].Inode == 0 {
 		t.Errorf("listener: %+v, want owned by tcpload pid %d", socks, srv.pid)
 	}
@@ -265,7 +265,7 @@ func TestSocketsOfAContainerEqualSsInItsNetns(t *testing.T) {
 	web := runHTTPD(t, "sockets-web")
 	other := runHTTPD(t, "sockets-other")
 	web.wget(t, 5) // 5 TIME_WAIT on httpd's side: the server closes first
-	socks := sockets(t, "-c", web.name)
+	socks := listSockets(t, "-c", web.name)
 	for _, s := range socks {
 		if s.Container != web.name || s.Netns != web.netnsInode(t) {
 			t.Errorf("socket not named for %s: %+v", web.name, s)
@@ -290,7 +290,7 @@ func TestSocketsOfAContainerEqualSsInItsNetns(t *testing.T) {
 	}
 	// --all lists the host and both containers, each once.
 	seen := map[string]bool{}
-	for _, s := range sockets(t, "--all", "--state", "listen") {
+	for _, s := range listSockets(t, "--all", "--state", "listen") {
 		seen[s.Container] = true
 	}
 	if !seen[web.name] || !seen[other.name] {

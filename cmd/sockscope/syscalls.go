@@ -18,7 +18,7 @@ import (
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/syscalls"
 	"github.com/sockscope/sockscope/recording"
 	"github.com/sockscope/sockscope/stacks/collector"
 )
@@ -146,9 +146,9 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	}
 	defer sc.Close()
 
-	cfg := loader.SyscallConfig{FilterNetns: sc.Filtered(), Netns: sc.FixedInodes(), Pid: uint32(f.pid), Comms: f.comms, Latency: f.latency, Paths: f.paths,
-		PathSyscalls: loader.PathSyscallsFor(runtime.GOARCH)}
-	counter, err := loader.OpenSyscalls(cfg)
+	cfg := syscalls.Config{FilterNetns: sc.Filtered(), Netns: sc.FixedInodes(), Pid: uint32(f.pid), Comms: f.comms, Latency: f.latency, Paths: f.paths,
+		PathSyscalls: syscalls.PathSyscallsFor(runtime.GOARCH)}
+	counter, err := syscalls.Open(cfg)
 	if err != nil {
 		return err
 	}
@@ -214,7 +214,7 @@ type syscallPrinter struct {
 	f     *syscallsFlags
 	names namer
 	w     io.Writer
-	prev  *loader.SyscallSnapshot
+	prev  *syscalls.Snapshot
 	drops [3]uint64
 }
 
@@ -226,7 +226,7 @@ type sysRow struct {
 	latTotal, latMax                          time.Duration
 }
 
-func (p *syscallPrinter) group(k loader.SyscallKey) sysRow {
+func (p *syscallPrinter) group(k syscalls.Key) sysRow {
 	r := sysRow{}
 	by := p.f.by
 	if slices.Contains(by, "container") {
@@ -248,7 +248,7 @@ func (p *syscallPrinter) group(k loader.SyscallKey) sysRow {
 	return r
 }
 
-func (p *syscallPrinter) wanted(k loader.SyscallKey) bool {
+func (p *syscallPrinter) wanted(k syscalls.Key) bool {
 	if len(p.f.comms) > 0 && !slices.Contains(p.f.comms, k.Comm) {
 		return false
 	}
@@ -259,7 +259,7 @@ func (p *syscallPrinter) wanted(k loader.SyscallKey) bool {
 }
 
 // readAll prints the counts, then the stacks (with -o folded, only the stacks).
-func (p *syscallPrinter) readAll(counter *loader.Syscalls, col *collector.Collector, stderr io.Writer) error {
+func (p *syscallPrinter) readAll(counter *syscalls.Counter, col *collector.Collector, stderr io.Writer) error {
 	if p.f.output != "folded" {
 		if err := p.read(counter, stderr); err != nil {
 			return err
@@ -271,7 +271,7 @@ func (p *syscallPrinter) readAll(counter *loader.Syscalls, col *collector.Collec
 	return printStacks(col, p.names, p.w, stderr, p.f)
 }
 
-func (p *syscallPrinter) read(counter *loader.Syscalls, stderr io.Writer) error {
+func (p *syscallPrinter) read(counter *syscalls.Counter, stderr io.Writer) error {
 	cur, err := counter.Read()
 	if err != nil {
 		return err
@@ -280,7 +280,7 @@ func (p *syscallPrinter) read(counter *loader.Syscalls, stderr io.Writer) error 
 }
 
 // print prints what cur counted since the previous print; at is when it was read.
-func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr io.Writer) error {
+func (p *syscallPrinter) print(cur syscalls.Snapshot, at time.Time, stderr io.Writer) error {
 	for i, n := range cur.Dropped {
 		if n > p.drops[i] {
 			fmt.Fprintf(stderr, "sockscope: warning: %d %s did not fit the kernel's table and were not counted\n",
@@ -288,12 +288,12 @@ func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr 
 		}
 	}
 	p.drops = cur.Dropped
-	prevCount := map[loader.SyscallKey]loader.SyscallCount{}
+	prevCount := map[syscalls.Key]syscalls.Count{}
 	prevErr := map[errKeyT]uint64{}
 	prevPath := map[pathKeyT]uint64{}
 	if p.prev != nil {
 		for _, c := range p.prev.Counts {
-			prevCount[c.SyscallKey] = c
+			prevCount[c.Key] = c
 		}
 		for _, e := range p.prev.Errors {
 			prevErr[errKey(e)] = e.Count
@@ -306,14 +306,14 @@ func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr 
 
 	counts := map[sysRow]*sysRow{}
 	for _, c := range cur.Counts {
-		if !p.wanted(c.SyscallKey) {
+		if !p.wanted(c.Key) {
 			continue
 		}
-		pc := prevCount[c.SyscallKey]
+		pc := prevCount[c.Key]
 		if c.Count-pc.Count == 0 {
 			continue
 		}
-		r := rowOf(counts, p.group(c.SyscallKey))
+		r := rowOf(counts, p.group(c.Key))
 		r.count += c.Count - pc.Count
 		r.errors += c.Errors - pc.Errors
 		r.latTotal += c.LatTotal - pc.LatTotal
@@ -322,10 +322,10 @@ func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr 
 	errs := map[sysRow]*sysRow{}
 	if p.f.errors {
 		for _, e := range cur.Errors {
-			if !p.wanted(e.SyscallKey) || e.Count-prevErr[errKey(e)] == 0 {
+			if !p.wanted(e.Key) || e.Count-prevErr[errKey(e)] == 0 {
 				continue
 			}
-			g := p.group(e.SyscallKey)
+			g := p.group(e.Key)
 			g.errno = events.ErrnoName(e.Errno)
 			rowOf(errs, g).count += e.Count - prevErr[errKey(e)]
 		}
@@ -333,10 +333,10 @@ func (p *syscallPrinter) print(cur loader.SyscallSnapshot, at time.Time, stderr 
 	paths := map[sysRow]*sysRow{}
 	if p.f.paths {
 		for _, pc := range cur.Paths {
-			if !p.wanted(pc.SyscallKey) || pc.Count-prevPath[pathKey(pc)] == 0 {
+			if !p.wanted(pc.Key) || pc.Count-prevPath[pathKey(pc)] == 0 {
 				continue
 			}
-			g := p.group(pc.SyscallKey)
+			g := p.group(pc.Key)
 			g.path = pc.Path
 			rowOf(paths, g).count += pc.Count - prevPath[pathKey(pc)]
 		}
@@ -371,18 +371,18 @@ func rowOf(m map[sysRow]*sysRow, g sysRow) *sysRow {
 }
 
 type errKeyT struct {
-	loader.SyscallKey
+	syscalls.Key
 	errno syscall.Errno
 }
 
-func errKey(e loader.SyscallErrors) errKeyT { return errKeyT{e.SyscallKey, e.Errno} }
+func errKey(e syscalls.Errors) errKeyT { return errKeyT{e.Key, e.Errno} }
 
 type pathKeyT struct {
-	loader.SyscallKey
+	syscalls.Key
 	path string
 }
 
-func pathKey(p loader.PathCount) pathKeyT { return pathKeyT{p.SyscallKey, p.Path} }
+func pathKey(p syscalls.PathCount) pathKeyT { return pathKeyT{p.Key, p.Path} }
 
 func topRows(m map[sysRow]*sysRow, n int) []*sysRow {
 	rows := make([]*sysRow, 0, len(m))

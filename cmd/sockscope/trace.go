@@ -15,7 +15,7 @@ import (
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader"
+	"github.com/sockscope/sockscope/loader/trace"
 	"github.com/sockscope/sockscope/recording"
 )
 
@@ -110,9 +110,9 @@ func (f *traceFlags) filter() events.Filter {
 	}
 	switch f.family {
 	case 4:
-		filter.Family = loader.AFInet
+		filter.Family = trace.AFInet
 	case 6:
-		filter.Family = loader.AFInet6
+		filter.Family = trace.AFInet6
 	}
 	if f.state != "" {
 		filter.State, _ = events.ParseState(f.state)
@@ -132,7 +132,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	filter := f.filter()
-	cfg := loader.TraceConfig{Ports: filter.Ports, Family: filter.Family, ConnectSyscall: f.connectCall, Pid: filter.Pid, Comms: f.comms}
+	cfg := trace.Config{Ports: filter.Ports, Family: filter.Family, ConnectSyscall: f.connectCall, Pid: filter.Pid, Comms: f.comms}
 	if f.pid != 0 {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", f.pid)); err != nil {
 			return fmt.Errorf("--pid %d: no such process", f.pid)
@@ -148,7 +148,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	cfg.FilterNetns = sc.Filtered()
 	cfg.Netns = sc.FixedInodes()
 
-	tracer, err := loader.OpenTrace(cfg)
+	tracer, err := trace.Open(cfg)
 	if err != nil {
 		return err
 	}
@@ -176,7 +176,7 @@ type resolver interface {
 	Resolve(ctx context.Context, inode uint32) (containers.Name, bool)
 }
 
-func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *traceFlags, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
+func traceLoop(ctx context.Context, tracer *trace.Tracer, names resolver, f *traceFlags, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
 	out := &chunkWriter{w: stdout, buf: make([]byte, 0, writeChunk+4096)}
 	stopc := make(chan struct{})
 	var stopping atomic.Bool
@@ -199,7 +199,7 @@ func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *tr
 
 	// Lost events are reported as they happen, not only at the end.
 	var lostReported atomic.Uint64
-	reportLost := func(l loader.Lost) {
+	reportLost := func(l trace.Lost) {
 		if prev := lostReported.Swap(l.Total()); l.Total() > prev {
 			fmt.Fprintf(stderr, "sockscope: lost %d events (%d in all: %d ring buffer full, %d skipped by the kernel while the program ran on that CPU, %d sockets the owner filter could not follow)\n",
 				l.Total()-prev, l.Total(), l.RingFull, l.Nested, l.Owned)
@@ -207,7 +207,7 @@ func traceLoop(ctx context.Context, tracer *loader.Tracer, names resolver, f *tr
 	}
 	eo := &eventOut{f: f, fmtr: events.NewFormatter(events.NewClock()), out: out}
 	filter := f.filter()
-	tr := loader.NewTracking(tracer)
+	tr := trace.NewTracking(tracer)
 	if f.output == "table" {
 		out.buf = events.AppendTableHeader(out.buf)
 	}

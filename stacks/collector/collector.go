@@ -1,4 +1,4 @@
-// Package collector reads the user-stack samples the kernel side copies at syscalls (loader.Stacks)
+// Package collector reads the user-stack samples the kernel side copies at syscalls (loader/stacks)
 // as they arrive, unwinds and names them while their processes are alive (package stacks), and
 // counts them per (network namespace, comm, syscall, stack): what `syscalls --stacks` prints and
 // `record --stacks` stores.
@@ -20,7 +20,7 @@ import (
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader"
+	kstacks "github.com/sockscope/sockscope/loader/stacks"
 	"github.com/sockscope/sockscope/stacks"
 )
 
@@ -31,7 +31,7 @@ const DefaultRate = 200
 // Collector reads the stack samples of `syscalls --stacks` and `record --stacks` as they arrive, unwinds and names
 // them while their processes are alive, and counts them per (container, comm, syscall, stack).
 type Collector struct {
-	s     *loader.Stacks
+	s     *kstacks.Sampler
 	u     *stacks.Unwinder
 	kern  *stacks.Kallsyms
 	arch  stacks.Arch
@@ -41,7 +41,7 @@ type Collector struct {
 	mu         sync.Mutex
 	counts     stacks.Counts     // labels: netns, comm, syscall
 	unresolved map[string]uint64 // why a sample could not be unwound -> samples
-	prevStats  loader.StackStats
+	prevStats  kstacks.Stats
 	done       chan struct{}
 	stopping   atomic.Bool
 }
@@ -77,7 +77,7 @@ func Open(o Options, sc *containers.Scope, stderr io.Writer) (*Collector, error)
 	if err != nil {
 		return nil, err
 	}
-	cfg := loader.StackConfig{FilterNetns: sc.Filtered(), Netns: sc.FixedInodes(), Pid: uint32(o.Pid), Comms: o.Comms, KernelStacks: o.Kernel}
+	cfg := kstacks.Config{FilterNetns: sc.Filtered(), Netns: sc.FixedInodes(), Pid: uint32(o.Pid), Comms: o.Comms, KernelStacks: o.Kernel}
 	for _, name := range o.Syscalls {
 		nr, _ := events.SyscallNumber(runtime.GOARCH, name)
 		cfg.Syscalls = append(cfg.Syscalls, nr)
@@ -86,7 +86,7 @@ func Open(o Options, sc *containers.Scope, stderr io.Writer) (*Collector, error)
 	if !exact {
 		cfg.RatePerCPU = o.Rate
 	}
-	s, err := loader.OpenStacks(cfg)
+	s, err := kstacks.Open(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -105,11 +105,11 @@ func Open(o Options, sc *containers.Scope, stderr io.Writer) (*Collector, error)
 // does not wake it, so reads wait at most 100 ms and the stop flag is checked in between.
 func (c *Collector) run() {
 	defer close(c.done)
-	var smp loader.StackSample
+	var smp kstacks.Sample
 	for {
 		c.s.SetDeadline(time.Now().Add(100 * time.Millisecond))
 		err := c.s.ReadInto(&smp)
-		if errors.Is(err, loader.ErrStacksClosed) {
+		if errors.Is(err, kstacks.ErrClosed) {
 			return
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -132,7 +132,7 @@ func (c *Collector) note(why string) {
 	c.mu.Unlock()
 }
 
-func (c *Collector) add(smp *loader.StackSample) {
+func (c *Collector) add(smp *kstacks.Sample) {
 	regs, err := stacks.RegsFromPtRegs(c.arch, smp.Regs)
 	if err != nil {
 		c.note("registers not copied")
@@ -196,7 +196,7 @@ func (c *Collector) Close() {
 
 // Take returns the stacks counted since the last Take, highest count first, with the sampler's
 // counters over the same span.
-func (c *Collector) Take() ([]*Row, map[string]uint64, loader.StackStats, error) {
+func (c *Collector) Take() ([]*Row, map[string]uint64, kstacks.Stats, error) {
 	st, err := c.s.Stats()
 	if err != nil {
 		return nil, nil, st, err
@@ -213,12 +213,12 @@ func (c *Collector) Take() ([]*Row, map[string]uint64, loader.StackStats, error)
 		netns, _ := strconv.ParseUint(e.Labels[0], 10, 32)
 		rows[i] = &Row{Netns: uint32(netns), Comm: e.Labels[1], Syscall: e.Labels[2], Counted: e}
 	}
-	d := loader.StackStats{Matched: st.Matched - prev.Matched, Sampled: st.Sampled - prev.Sampled, Rate: st.Rate - prev.Rate, Lost: st.Lost - prev.Lost}
+	d := kstacks.Stats{Matched: st.Matched - prev.Matched, Sampled: st.Sampled - prev.Sampled, Rate: st.Rate - prev.Rate, Lost: st.Lost - prev.Lost}
 	return rows, unresolved, d, nil
 }
 
 // Summary says how the counted stacks relate to the calls: all of them, or a sample.
-func (c *Collector) Summary(st loader.StackStats, unresolved map[string]uint64) string {
+func (c *Collector) Summary(st kstacks.Stats, unresolved map[string]uint64) string {
 	var b strings.Builder
 	if c.exact {
 		fmt.Fprintf(&b, "stacks: %d calls matched, every one copied (a --syscall or --comm filter)", st.Matched)

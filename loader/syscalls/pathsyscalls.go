@@ -1,8 +1,8 @@
-package loader
+package syscalls
 
 import "github.com/sockscope/sockscope/events"
 
-// pathSyscalls are the calls whose path argument SyscallConfig.Paths counts, with its position.
+// pathSyscalls are the calls whose path argument Config.Paths counts, with its position.
 var pathSyscalls = []struct {
 	name string
 	arg  uint8
@@ -11,7 +11,7 @@ var pathSyscalls = []struct {
 	{"rename", 0}, {"renameat", 1}, {"renameat2", 1}, {"mkdir", 0}, {"mkdirat", 1}, {"truncate", 0},
 }
 
-// PathSyscallsFor is SyscallConfig.PathSyscalls for arch (a GOARCH): the calls that open,
+// PathSyscallsFor is Config.PathSyscalls for arch (a GOARCH): the calls that open,
 // create, rename, remove or truncate a file by name, as far as arch has them.
 func PathSyscallsFor(arch string) []PathSyscall {
 	var out []PathSyscall

@@ -1,4 +1,7 @@
-package loader
+// Package counters loads the exporter's in-kernel counters (bpf/export.bpf.c): transitions,
+// connect outcomes and times, retransmits, resets and the socket gauges, per counted namespace,
+// read at each scrape with no per-event work in user space.
+package counters
 
 import (
 	"errors"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/sockscope/sockscope/loader"
 )
 
 // Counter kinds of the exporter's in-kernel counters, as Counters reports them.
@@ -75,8 +79,8 @@ var countedErrnos = []syscall.Errno{
 	syscall.EHOSTDOWN, syscall.ENOBUFS, syscall.EPROTO, syscall.EADDRINUSE, syscall.EMSGSIZE,
 }
 
-// ExportConfig sizes the exporter's kernel maps; zero values take the defaults.
-type ExportConfig struct {
+// Config sizes the exporter's kernel maps; zero values take the defaults.
+type Config struct {
 	MaxNetns      uint32 // namespaces counted at once (default 4096)
 	MaxCounters   uint32 // rare counters over all namespaces: unusual transitions and errnos (default 65536)
 	MaxHandshakes uint32 // connects in progress whose duration is measured (default 16384)
@@ -95,15 +99,15 @@ type namedProgram struct {
 	prog *ebpf.Program
 }
 
-// Exporter is the attached `export` programs and their counters.
+// Counters is the attached `export` programs and their counters.
 //
 // Each counted namespace has a slot, an element of the per-CPU counters array. A slot that a
 // namespace gives up goes to the end of the free list, so that it is given again as late as
 // possible, and it is zeroed when it is given: a program that found the old namespace's slot
 // just before it was taken away has long finished by then.
-type Exporter struct {
+type Counters struct {
 	objs  exportObjects
-	netns *netnsTable
+	netns *loader.NetnsTable
 	slots map[uint32]uint32 // counted inode -> slot
 	free  []uint32
 	progs []namedProgram
@@ -111,21 +115,21 @@ type Exporter struct {
 	// The socket gauges' iterators: a namespace's full sockets, the listeners' requests.
 	walk, reqs *link.Iter
 	walkMu     sync.Mutex
-	cfg        ExportConfig
+	cfg        Config
 	ncpu       int
 	// Reused between reads.
 	per []exportNetnsCounters
 }
 
-// ExportNeeds says in one line what this kernel lacks of what export needs (its counters, its
+// Needs says in one line what this kernel lacks of what export needs (its counters, its
 // socket gauges and the socket iterators), or nil: the command checks it before loading
 // anything, so that one line names all of it.
-func ExportNeeds() error {
-	return lacking("start the exporter", featBTF, featTpBTF, featSockStorage, featIterTCP, featIterTaskFile)
+func Needs() error {
+	return loader.Lacking("start the exporter", loader.NeedBTF, loader.NeedTpBTF, loader.NeedSockStorage, loader.NeedIterTCP, loader.NeedIterTaskFile)
 }
 
-// OpenExport loads and attaches the exporter's counters. Nothing is counted until SetTracked.
-func OpenExport(cfg ExportConfig) (*Exporter, error) {
+// Open loads and attaches the exporter's counters. Nothing is counted until SetTracked.
+func Open(cfg Config) (*Counters, error) {
 	if cfg.MaxNetns == 0 {
 		cfg.MaxNetns = 4096
 	}
@@ -136,7 +140,7 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 		cfg.MaxHandshakes = 16384
 	}
 	cfg.MaxHandshakes = 1 << bits.Len32(cfg.MaxHandshakes-1)
-	if err := memlock(); err != nil {
+	if err := loader.Memlock(); err != nil {
 		return nil, err
 	}
 	spec, err := loadExport()
@@ -144,11 +148,11 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
 	var specs exportSpecs
-	if err := assignSpecs(spec, &specs, "exporter's"); err != nil {
+	if err := loader.AssignSpecs(spec, &specs, "exporter's"); err != nil {
 		return nil, err
 	}
-	ns := netnsSpecs{specs.NetnsDirect, specs.NetnsOverflow, specs.NetnsMask, specs.FilterNetns}
-	if err := ns.size(cfg.MaxNetns, true); err != nil {
+	ns := loader.NetnsSpecs{Direct: specs.NetnsDirect, Overflow: specs.NetnsOverflow, Mask: specs.NetnsMask, Filter: specs.FilterNetns}
+	if err := ns.Size(cfg.MaxNetns, true); err != nil {
 		return nil, err
 	}
 	specs.Counters.MaxEntries = cfg.MaxNetns + 1 // slot 0 is no slot
@@ -169,13 +173,13 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	for i, e := range countedErrnos {
 		errnoSlot[e] = uint8(i + 1)
 	}
-	nargs, err := tracepointArgs("tcp_retransmit_skb")
+	nargs, err := loader.TracepointArgs("tcp_retransmit_skb")
 	if err != nil {
 		return nil, err
 	}
-	if err := setConstants(
-		constant{specs.BucketLeNs, bounds}, constant{specs.TransSlot, transSlot}, constant{specs.ErrnoSlot, errnoSlot},
-		constant{specs.HandshakeMask, cfg.MaxHandshakes - 1}, constant{specs.RetransmitHasErr, nargs >= 3},
+	if err := loader.SetConstants(
+		loader.Const(specs.BucketLeNs, bounds), loader.Const(specs.TransSlot, transSlot), loader.Const(specs.ErrnoSlot, errnoSlot),
+		loader.Const(specs.HandshakeMask, cfg.MaxHandshakes-1), loader.Const(specs.RetransmitHasErr, nargs >= 3),
 	); err != nil {
 		return nil, err
 	}
@@ -183,14 +187,14 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Exporter{cfg: cfg, ncpu: ncpu, slots: map[uint32]uint32{}}
+	e := &Counters{cfg: cfg, ncpu: ncpu, slots: map[uint32]uint32{}}
 	for s := uint32(1); s <= cfg.MaxNetns; s++ {
 		e.free = append(e.free, s)
 	}
 	if err := spec.LoadAndAssign(&e.objs, nil); err != nil {
-		return nil, missing("load the exporter's programs", err, featBTF, featTpBTF, featSockStorage)
+		return nil, loader.Missing("load the exporter's programs", err, loader.NeedBTF, loader.NeedTpBTF, loader.NeedSockStorage)
 	}
-	e.netns = newNetnsTable(e.objs.NetnsDirect, e.objs.NetnsOverflow, cfg.MaxNetns)
+	e.netns = loader.NewNetnsTable(e.objs.NetnsDirect, e.objs.NetnsOverflow, cfg.MaxNetns)
 	e.progs = []namedProgram{
 		{"count_state", e.objs.CountState}, {"count_retransmit", e.objs.CountRetransmit},
 		{"count_reset_sent", e.objs.CountResetSent}, {"count_reset_received", e.objs.CountResetReceived},
@@ -199,7 +203,7 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog})
 		if err != nil {
 			e.Close()
-			return nil, missing("attach "+p.name, err, featTpBTF)
+			return nil, loader.Missing("attach "+p.name, err, loader.NeedTpBTF)
 		}
 		e.links = append(e.links, l)
 	}
@@ -213,15 +217,15 @@ func OpenExport(cfg ExportConfig) (*Exporter, error) {
 
 // Warnings are what this kernel makes the exporter's numbers lack, one line each: they are
 // right for what they count, but count less than their names say.
-func (e *Exporter) Warnings() []error {
-	if err := probed()[featEveryReset]; err != nil {
-		return []error{fmt.Errorf("this kernel lacks %s (%v)", featureDefs[featEveryReset].name, err)}
+func (e *Counters) Warnings() []error {
+	if err := loader.Has(loader.NeedEveryReset); err != nil {
+		return []error{fmt.Errorf("this kernel lacks %s (%v)", loader.NeedEveryReset.Name(), err)}
 	}
 	return nil
 }
 
 // Close detaches the programs and frees the maps.
-func (e *Exporter) Close() error {
+func (e *Counters) Close() error {
 	for _, l := range e.links {
 		l.Close()
 	}
@@ -236,7 +240,7 @@ func (e *Exporter) Close() error {
 // SetTracked makes the kernel count exactly these namespaces from now on. A namespace that leaves
 // the set loses its counters: if it comes back, it starts from zero. Namespaces leave before
 // others join, so a swap at exact capacity (--max-netns) never finds the maps full.
-func (e *Exporter) SetTracked(netns []uint32) error {
+func (e *Counters) SetTracked(netns []uint32) error {
 	want := make(map[uint32]bool, len(netns))
 	for _, ino := range netns {
 		want[ino] = true
@@ -258,7 +262,7 @@ func (e *Exporter) SetTracked(netns []uint32) error {
 	for ino, s := range next {
 		kept[ino] = s
 	}
-	if err := e.netns.set(kept); err != nil {
+	if err := e.netns.Set(kept); err != nil {
 		return err
 	}
 	e.free = append(e.free, released...)
@@ -273,7 +277,7 @@ func (e *Exporter) SetTracked(netns []uint32) error {
 		}
 		next[ino] = s
 	}
-	if err := e.netns.set(next); err != nil {
+	if err := e.netns.Set(next); err != nil {
 		return err
 	}
 	e.slots = next
@@ -281,16 +285,16 @@ func (e *Exporter) SetTracked(netns []uint32) error {
 }
 
 // zero clears a slot's counters, in place and in the rare map.
-func (e *Exporter) zero(slot uint32) error {
+func (e *Counters) zero(slot uint32) error {
 	if err := e.objs.Counters.Put(slot, make([]exportNetnsCounters, e.ncpu)); err != nil {
 		return fmt.Errorf("clear counters: %w", err)
 	}
-	return deleteKeys(e.objs.Rare, func(k exportRareKey) bool { return k.Slot == slot })
+	return loader.DeleteKeys(e.objs.Rare, func(k exportRareKey) bool { return k.Slot == slot })
 }
 
 // Counters reads every counter that is not zero, summed over CPUs, appending to out: one lookup
 // per counted namespace, and the rare map.
-func (e *Exporter) Counters(out []Counter) ([]Counter, error) {
+func (e *Counters) Counters(out []Counter) ([]Counter, error) {
 	byslot := make(map[uint32]uint32, len(e.slots))
 	for ino, s := range e.slots {
 		byslot[s] = ino
@@ -366,16 +370,16 @@ func (e *Exporter) Counters(out []Counter) ([]Counter, error) {
 	return out, nil
 }
 
-// ExportLost is what the kernel side could not count.
-type ExportLost struct {
+// Lost is what the kernel side could not count.
+type Lost struct {
 	CountersFull   uint64 // rare counts dropped: their map was full (raise --max-counters)
 	HandshakesFull uint64 // connect durations not measured: another connect took their place
 }
 
 // Lost reads the per-CPU lost counts.
-func (e *Exporter) Lost() (ExportLost, error) {
-	l, err := readLost(e.objs.Lost)
-	return ExportLost{CountersFull: l[lostRareFull], HandshakesFull: l[lostHandshakes]}, err
+func (e *Counters) Lost() (Lost, error) {
+	l, err := loader.ReadLost(e.objs.Lost)
+	return Lost{CountersFull: l[loader.LostRareFull], HandshakesFull: l[loader.LostHandshakes]}, err
 }
 
 // MapUsage is how full one of the exporter's kernel maps is.
@@ -388,8 +392,8 @@ type MapUsage struct {
 // Usage counts the entries of each map: counters are the nonzero counters of the last read
 // (given as n), tracked the counted namespaces, rare the rare counters (the map that can fill),
 // handshakes the connects in progress.
-func (e *Exporter) Usage(counters int) ([]MapUsage, error) {
-	rare, err := keys[exportRareKey](e.objs.Rare)
+func (e *Counters) Usage(counters int) ([]MapUsage, error) {
+	rare, err := loader.Keys[exportRareKey](e.objs.Rare)
 	if err != nil {
 		return nil, fmt.Errorf("count rare counters: %w", err)
 	}
@@ -406,7 +410,7 @@ func (e *Exporter) Usage(counters int) ([]MapUsage, error) {
 }
 
 // handshakes counts the connects in progress in the direct-mapped table.
-func (e *Exporter) handshakes() (int, error) {
+func (e *Counters) handshakes() (int, error) {
 	const batch = 4096
 	keys := make([]uint32, batch)
 	vals := make([]exportHandshake, batch)
@@ -440,7 +444,7 @@ type ProgramStats struct {
 }
 
 // Stats reads each attached program's run count and total run time.
-func (e *Exporter) Stats() ([]ProgramStats, error) {
+func (e *Counters) Stats() ([]ProgramStats, error) {
 	out := make([]ProgramStats, 0, len(e.progs))
 	for _, p := range e.progs {
 		st, err := p.prog.Stats()

@@ -1,8 +1,9 @@
-// Package loader loads sockscope's kernel programs, attaches them, keeps their filter maps
-// current and reads what they produce: the ring buffer of TCP events, the counters and the lost
-// counts. It is the only package that talks to the kernel's BPF interfaces; events/ decodes what
-// it reads.
-package loader
+// Package trace loads and attaches the programs of `sockscope trace` and `record`
+// (bpf/trace.bpf.c): TCP state transitions and connect outcomes, filtered in the kernel by
+// namespace, port, family, process and state, written to a ring buffer. It keeps the filters
+// current, walks the owners of the sockets that existed before it started, and reads the ring
+// (Tracking); events/ decodes the records.
+package trace
 
 import (
 	"encoding/binary"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/sockscope/sockscope/loader"
 )
 
 // Address families, as the kernel numbers them.
@@ -23,10 +25,10 @@ const (
 	AFInet6 = 10
 )
 
-// TraceConfig selects what the kernel sends up; everything not selected is dropped in the kernel.
+// Config selects what the kernel sends up; everything not selected is dropped in the kernel.
 // The owner, state and connect-error filters are user space's (events.Filter): the owner of a
 // socket and the time it spent in a state are kept there, from every transition.
-type TraceConfig struct {
+type Config struct {
 	// FilterNetns restricts events to the network namespaces in Netns (which may start empty
 	// and be filled later with SetNetns, e.g. when a selected container starts).
 	FilterNetns bool
@@ -58,21 +60,21 @@ const DefaultRingBytes = 4 << 20
 type Tracer struct {
 	objs  traceLoaded
 	links []link.Link
-	ring  *Ring
-	netns *netnsTable
-	cfg   TraceConfig
+	ring  *loader.Ring
+	netns *loader.NetnsTable
+	cfg   Config
 
 	mu    sync.Mutex
 	seeds []Owner // owners found by walks not yet taken (TakeOwners)
 }
 
-// OpenTrace loads and attaches the programs behind `sockscope trace`. Call Close to detach.
-func OpenTrace(cfg TraceConfig) (*Tracer, error) {
-	if err := memlock(); err != nil {
+// Open loads and attaches the programs behind `sockscope trace`. Call Close to detach.
+func Open(cfg Config) (*Tracer, error) {
+	if err := loader.Memlock(); err != nil {
 		return nil, err
 	}
 	if cfg.ConnectSyscall {
-		if err := mountTracefs(); err != nil {
+		if err := loader.MountTracefs(); err != nil {
 			return nil, err
 		}
 	}
@@ -90,32 +92,32 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 		cfg.MaxOwned = 65536
 	}
 	var s traceSpecs
-	if err := assignSpecs(spec, &s, "trace"); err != nil {
+	if err := loader.AssignSpecs(spec, &s, "trace"); err != nil {
 		return nil, err
 	}
 	s.Events.MaxEntries = cfg.RingBytes
 	s.OwnedSocks.MaxEntries = cfg.MaxOwned
 	s.OwnedPorts.MaxEntries = max(cfg.MaxOwned/16, 256)
-	if err := (commSpecs{s.CommCount, s.CommNames}).set(cfg.Comms); err != nil {
+	if err := (loader.CommSpecs{Count: s.CommCount, Names: s.CommNames}).Set(cfg.Comms); err != nil {
 		return nil, err
 	}
-	if err := (netnsSpecs{s.NetnsDirect, s.NetnsOverflow, s.NetnsMask, s.FilterNetns}).size(cfg.MaxNetns, cfg.FilterNetns); err != nil {
+	if err := (loader.NetnsSpecs{Direct: s.NetnsDirect, Overflow: s.NetnsOverflow, Mask: s.NetnsMask, Filter: s.FilterNetns}).Size(cfg.MaxNetns, cfg.FilterNetns); err != nil {
 		return nil, err
 	}
 	var ports [65536 / 32]uint32
 	for _, p := range cfg.Ports {
 		ports[p/32] |= 1 << (p % 32)
 	}
-	if err := setConstants(
-		constant{s.FilterPorts, len(cfg.Ports) > 0}, constant{s.FilterFamily, cfg.Family}, constant{s.PortBits, ports},
-		constant{s.ConnectSyscall, cfg.ConnectSyscall}, constant{s.OwnerPid, cfg.Pid},
+	if err := loader.SetConstants(
+		loader.Const(s.FilterPorts, len(cfg.Ports) > 0), loader.Const(s.FilterFamily, cfg.Family), loader.Const(s.PortBits, ports),
+		loader.Const(s.ConnectSyscall, cfg.ConnectSyscall), loader.Const(s.OwnerPid, cfg.Pid),
 	); err != nil {
 		return nil, err
 	}
-	needs := []featureID{featBTF, featRingBuf, featTpBTF, featTaskStorage, featIterTaskFile}
+	needs := []loader.Need{loader.NeedBTF, loader.NeedRingBuf, loader.NeedTpBTF, loader.NeedTaskStorage, loader.NeedIterTaskFile}
 	t := &Tracer{cfg: cfg}
 	if cfg.ConnectSyscall {
-		needs = append(needs, featSyscallTracepoints)
+		needs = append(needs, loader.NeedSyscallTracepoints)
 		err = spec.LoadAndAssign(&t.objs, nil)
 	} else {
 		// Without --connect-syscall the syscall programs are not loaded at all.
@@ -127,7 +129,7 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 		t.objs.traceMaps, t.objs.traceCorePrograms = core.traceMaps, core.traceCorePrograms
 	}
 	if err != nil {
-		return nil, missing("load the trace programs", err, needs...)
+		return nil, loader.Missing("load the trace programs", err, needs...)
 	}
 	ok := false
 	defer func() {
@@ -135,8 +137,8 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 			t.Close()
 		}
 	}()
-	t.netns = newNetnsTable(t.objs.NetnsDirect, t.objs.NetnsOverflow, cfg.MaxNetns)
-	if _, err := t.netns.selectAll(cfg.Netns); err != nil {
+	t.netns = loader.NewNetnsTable(t.objs.NetnsDirect, t.objs.NetnsOverflow, cfg.MaxNetns)
+	if _, err := t.netns.SelectAll(cfg.Netns); err != nil {
 		return nil, err
 	}
 
@@ -145,11 +147,11 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 		// its call.
 		l, err := link.Tracepoint("syscalls", "sys_enter_connect", t.objs.OnConnectEnter, nil)
 		if err != nil {
-			return nil, missing("attach tracepoint syscalls/sys_enter_connect", err, featSyscallTracepoints)
+			return nil, loader.Missing("attach tracepoint syscalls/sys_enter_connect", err, loader.NeedSyscallTracepoints)
 		}
 		t.links = append(t.links, l)
 		if l, err = link.Tracepoint("syscalls", "sys_exit_connect", t.objs.OnConnectExit, nil); err != nil {
-			return nil, missing("attach tracepoint syscalls/sys_exit_connect", err, featSyscallTracepoints)
+			return nil, loader.Missing("attach tracepoint syscalls/sys_exit_connect", err, loader.NeedSyscallTracepoints)
 		}
 		t.links = append(t.links, l)
 	}
@@ -157,12 +159,12 @@ func OpenTrace(cfg TraceConfig) (*Tracer, error) {
 	for _, p := range []*ebpf.Program{t.objs.OnState, t.objs.OnStateNested} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
-			return nil, missing("attach tp_btf/inet_sock_set_state", err, featTpBTF)
+			return nil, loader.Missing("attach tp_btf/inet_sock_set_state", err, loader.NeedTpBTF)
 		}
 		t.links = append(t.links, l)
 	}
 
-	if t.ring, err = NewRing(t.objs.Events); err != nil {
+	if t.ring, err = loader.NewRing(t.objs.Events); err != nil {
 		return nil, err
 	}
 	if err := t.walkOwners(); err != nil {
@@ -198,14 +200,11 @@ type Owner struct {
 	State uint8  // TCP state (a listener's children are owned by its owner)
 }
 
-// OwnerRecordSize is the size of struct owner_record (bpf/owner.h).
-const OwnerRecordSize = 40
-
 // decodeOwners reads owner_records.
 func decodeOwners(b []byte) []Owner {
-	out := make([]Owner, 0, len(b)/OwnerRecordSize)
+	out := make([]Owner, 0, len(b)/loader.OwnerRecordSize)
 	le := binary.LittleEndian
-	for ; len(b) >= OwnerRecordSize; b = b[OwnerRecordSize:] {
+	for ; len(b) >= loader.OwnerRecordSize; b = b[loader.OwnerRecordSize:] {
 		o := Owner{Inode: le.Uint32(b[0:]), Pid: le.Uint32(b[4:]), Sk: le.Uint64(b[24:]), Netns: le.Uint32(b[32:]), Port: le.Uint16(b[36:]), State: b[38]}
 		copy(o.Comm[:], b[8:24])
 		out = append(out, o)
@@ -219,7 +218,7 @@ func decodeOwners(b []byte) []Owner {
 func (t *Tracer) walkOwners() error {
 	it, err := link.AttachIter(link.IterOptions{Program: t.objs.DumpOwners})
 	if err != nil {
-		return missing("attach iter/task_file", err, featIterTaskFile)
+		return loader.Missing("attach iter/task_file", err, loader.NeedIterTaskFile)
 	}
 	defer it.Close()
 	rd, err := it.Open()
@@ -258,13 +257,13 @@ func (t *Tracer) enterOwned(owners []Owner) error {
 		if t.cfg.Pid != 0 && o.Pid != t.cfg.Pid {
 			continue
 		}
-		if len(names) > 0 && !slices.Contains(names, commKey(o.Comm)) {
+		if len(names) > 0 && !slices.Contains(names, loader.CommKey(o.Comm)) {
 			continue
 		}
 		if err := t.objs.OwnedSocks.Update(o.Sk, uint8(1), ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 			return fmt.Errorf("owner filter: %w (raise the table's size)", err)
 		}
-		if o.State == tcpListen {
+		if o.State == 10 { // TCP_LISTEN
 			k := traceOwnedPort{Netns: o.Netns, Port: o.Port}
 			if err := t.objs.OwnedPorts.Update(k, uint32(1), ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 				return fmt.Errorf("owner filter: %w", err)
@@ -286,7 +285,7 @@ func (t *Tracer) TakeOwners() []Owner {
 // SetNetns replaces the set of traced network namespaces (used only with FilterNetns). The owners
 // of the sockets already in a namespace that joins are walked for TakeOwners.
 func (t *Tracer) SetNetns(inodes []uint32) error {
-	added, err := t.netns.selectAll(inodes)
+	added, err := t.netns.SelectAll(inodes)
 	if err != nil {
 		return err
 	}
@@ -326,7 +325,7 @@ func (l Lost) Total() uint64 { return l.RingFull + l.Nested + l.Owned }
 
 // Lost returns what was lost since the programs were loaded.
 func (t *Tracer) Lost() (Lost, error) {
-	counts, err := readLost(t.objs.Lost)
+	counts, err := loader.ReadLost(t.objs.Lost)
 	if err != nil {
 		return Lost{}, err
 	}
@@ -334,7 +333,7 @@ func (t *Tracer) Lost() (Lost, error) {
 	if t.objs.OnConnectEnter != nil {
 		progs = append(progs, t.objs.OnConnectEnter, t.objs.OnConnectExit)
 	}
-	misses, err := recursionMisses(progs...)
+	misses, err := loader.RecursionMisses(progs...)
 	if err != nil {
 		return Lost{}, err
 	}
@@ -348,7 +347,7 @@ func (t *Tracer) Lost() (Lost, error) {
 	for _, v := range per {
 		rescued += v
 	}
-	l := Lost{RingFull: counts[lostRingFull], Owned: counts[lostOwnedFull]}
+	l := Lost{RingFull: counts[loader.LostRingFull], Owned: counts[loader.LostOwnedFull]}
 	if misses > rescued {
 		l.Nested = misses - rescued
 	}
@@ -365,7 +364,7 @@ func (t *Tracer) Close() error {
 	return t.objs.traceMaps.Close()
 }
 
-// traceLoaded is what OpenTrace loads: the maps and the programs asked for.
+// traceLoaded is what Open loads: the maps and the programs asked for.
 type traceLoaded struct {
 	traceMaps
 	traceCorePrograms

@@ -1,4 +1,4 @@
-package loader
+package trace
 
 import (
 	"encoding/binary"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/sockscope/sockscope/loader"
 )
 
 // The typed load step, on the real embedded objects (no kernel needed: nothing is loaded).
@@ -15,16 +16,16 @@ func TestLoadStepSetsWhatTheProgramsRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	var s traceSpecs
-	if err := assignSpecs(spec, &s, "trace"); err != nil {
+	if err := loader.AssignSpecs(spec, &s, "trace"); err != nil {
 		t.Fatal(err)
 	}
 
 	// --comm: the names as bpf/comm.h compares them, two native words of a NUL-padded name.
-	if err := (commSpecs{s.CommCount, s.CommNames}).set([]string{"nginx", "a-15-byte-name!"}); err != nil {
+	if err := (loader.CommSpecs{Count: s.CommCount, Names: s.CommNames}).Set([]string{"nginx", "a-15-byte-name!"}); err != nil {
 		t.Fatal(err)
 	}
 	var count uint32
-	var names [MaxCommFilters][2]uint64
+	var names [loader.MaxCommFilters][2]uint64
 	if err := s.CommCount.Get(&count); err != nil || count != 2 {
 		t.Fatalf("comm_count %d, %v; want 2", count, err)
 	}
@@ -42,12 +43,12 @@ func TestLoadStepSetsWhatTheProgramsRead(t *testing.T) {
 	if names[2] != [2]uint64{} {
 		t.Errorf("unused name slots are not zero: %v", names[2])
 	}
-	if err := (commSpecs{s.CommCount, s.CommNames}).set(make([]string, MaxCommFilters+1)); err == nil {
+	if err := (loader.CommSpecs{Count: s.CommCount, Names: s.CommNames}).Set(make([]string, loader.MaxCommFilters+1)); err == nil {
 		t.Error("9 names were taken; the kernel compares 8")
 	}
 
 	// The namespace filter: a power-of-two direct table at least twice the namespaces, its mask.
-	if err := (netnsSpecs{s.NetnsDirect, s.NetnsOverflow, s.NetnsMask, s.FilterNetns}).size(100, true); err != nil {
+	if err := (loader.NetnsSpecs{Direct: s.NetnsDirect, Overflow: s.NetnsOverflow, Mask: s.NetnsMask, Filter: s.FilterNetns}).Size(100, true); err != nil {
 		t.Fatal(err)
 	}
 	var mask uint32
@@ -64,7 +65,7 @@ func TestLoadStepSetsWhatTheProgramsRead(t *testing.T) {
 	var wrong struct {
 		Missing *ebpf.VariableSpec `ebpf:"no_such_variable"`
 	}
-	if err := assignSpecs(spec, &wrong, "trace"); err == nil || !strings.Contains(err.Error(), "the trace BPF object does not match its loader") {
+	if err := loader.AssignSpecs(spec, &wrong, "trace"); err == nil || !strings.Contains(err.Error(), "the trace BPF object does not match its loader") {
 		t.Errorf("a missing variable: %v", err)
 	}
 }
@@ -72,7 +73,7 @@ func TestLoadStepSetsWhatTheProgramsRead(t *testing.T) {
 func TestCommKeyClearsWhatFollowsTheName(t *testing.T) {
 	var c [16]byte
 	copy(c[:], "bash\x00junk-after")
-	if got := commKey(c); string(got[:5]) != "bash\x00" || got != [16]byte{'b', 'a', 's', 'h'} {
+	if got := loader.CommKey(c); string(got[:5]) != "bash\x00" || got != [16]byte{'b', 'a', 's', 'h'} {
 		t.Errorf("commKey(%q) = %q", c, got)
 	}
 }

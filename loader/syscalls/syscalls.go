@@ -1,4 +1,6 @@
-package loader
+// Package syscalls loads the syscall counters (bpf/syscalls.bpf.c): calls, errors by errno,
+// latency and the paths of file calls, per namespace and process, aggregated in the kernel.
+package syscalls
 
 import (
 	"errors"
@@ -10,19 +12,20 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"github.com/sockscope/sockscope/loader"
 )
 
 // Syscall numbers the kernel side counts under rows of their own (bpf/syscalls.h).
 const (
-	// SyscallInvalid is every number the kernel has no syscall for: one row, whatever a process
+	// Invalid is every number the kernel has no syscall for: one row, whatever a process
 	// passes to syscall(2).
-	SyscallInvalid = 0xffffffff
-	// SyscallOther is a namespace's calls beyond its budget of rows (SyscallConfig.RowsPerNetns).
-	SyscallOther = 0xfffffffe
+	Invalid = 0xffffffff
+	// Other is a namespace's calls beyond its budget of rows (Config.RowsPerNetns).
+	Other = 0xfffffffe
 )
 
-// SyscallConfig selects what `sockscope syscalls` counts; the rest is dropped in the kernel.
-type SyscallConfig struct {
+// Config selects what `sockscope syscalls` counts; the rest is dropped in the kernel.
+type Config struct {
 	FilterNetns bool
 	Netns       []uint32
 	Pid         uint32
@@ -40,7 +43,7 @@ type SyscallConfig struct {
 	MaxRows uint32
 	// RowsPerNetns is each namespace's budget of rows over the three maps, so that one namespace
 	// cannot fill them for all (default MaxRows/8, at least 256). Calls beyond it are counted in
-	// the namespace's SyscallOther row.
+	// the namespace's Other row.
 	RowsPerNetns uint32
 }
 
@@ -50,17 +53,17 @@ type PathSyscall struct {
 	Arg uint8
 }
 
-// Syscalls is the attached `syscalls` programs and their in-kernel aggregates.
-type Syscalls struct {
+// Counter is the attached `syscalls` programs and their in-kernel aggregates.
+type Counter struct {
 	objs  syscallsObjects
 	links []link.Link
-	netns *netnsTable
-	cfg   SyscallConfig
+	netns *loader.NetnsTable
+	cfg   Config
 }
 
-// OpenSyscalls loads and attaches the syscall counters. Call Close to detach.
-func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
-	if err := memlock(); err != nil {
+// Open loads and attaches the syscall counters. Call Close to detach.
+func Open(cfg Config) (*Counter, error) {
+	if err := loader.Memlock(); err != nil {
 		return nil, err
 	}
 	spec, err := loadSyscalls()
@@ -80,10 +83,10 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 		cfg.RowsPerNetns = max(cfg.MaxRows/8, 256)
 	}
 	var sp syscallsSpecs
-	if err := assignSpecs(spec, &sp, "syscalls"); err != nil {
+	if err := loader.AssignSpecs(spec, &sp, "syscalls"); err != nil {
 		return nil, err
 	}
-	if err := (netnsSpecs{sp.NetnsDirect, sp.NetnsOverflow, sp.NetnsMask, sp.FilterNetns}).size(cfg.MaxNetns, cfg.FilterNetns); err != nil {
+	if err := (loader.NetnsSpecs{Direct: sp.NetnsDirect, Overflow: sp.NetnsOverflow, Mask: sp.NetnsMask, Filter: sp.FilterNetns}).Size(cfg.MaxNetns, cfg.FilterNetns); err != nil {
 		return nil, err
 	}
 	sp.Counts.MaxEntries = cfg.MaxRows
@@ -92,7 +95,7 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 	sp.Comms.MaxEntries = max(cfg.MaxRows/2, 1)
 	// A row budget per namespace: all of them when unfiltered, else those selected at once.
 	sp.Rows.MaxEntries = cfg.MaxNetns
-	if err := (commSpecs{sp.CommCount, sp.CommNames}).set(cfg.Comms); err != nil {
+	if err := (loader.CommSpecs{Count: sp.CommCount, Names: sp.CommNames}).Set(cfg.Comms); err != nil {
 		return nil, err
 	}
 	var nrs [12]uint32
@@ -100,18 +103,18 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 	for i, p := range cfg.PathSyscalls {
 		nrs[i], args[i] = p.Nr, p.Arg
 	}
-	if err := setConstants(
-		constant{sp.FilterPid, cfg.Pid}, constant{sp.WantLatency, cfg.Latency}, constant{sp.WantPaths, cfg.Paths},
-		constant{sp.ByNetns, cfg.ByNetns}, constant{sp.ExcludeTgid, uint32(os.Getpid())},
-		constant{sp.RowsPerNetns, cfg.RowsPerNetns}, constant{sp.PathNrs, nrs}, constant{sp.PathArgs, args},
+	if err := loader.SetConstants(
+		loader.Const(sp.FilterPid, cfg.Pid), loader.Const(sp.WantLatency, cfg.Latency), loader.Const(sp.WantPaths, cfg.Paths),
+		loader.Const(sp.ByNetns, cfg.ByNetns), loader.Const(sp.ExcludeTgid, uint32(os.Getpid())),
+		loader.Const(sp.RowsPerNetns, cfg.RowsPerNetns), loader.Const(sp.PathNrs, nrs), loader.Const(sp.PathArgs, args),
 	); err != nil {
 		return nil, err
 	}
-	s := &Syscalls{cfg: cfg}
+	s := &Counter{cfg: cfg}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
-		return nil, missing("load the syscall programs", err, featBTF, featTpBTF, featTaskStorage)
+		return nil, loader.Missing("load the syscall programs", err, loader.NeedBTF, loader.NeedTpBTF, loader.NeedTaskStorage)
 	}
-	s.netns = newNetnsTable(s.objs.NetnsDirect, s.objs.NetnsOverflow, cfg.MaxNetns)
+	s.netns = loader.NewNetnsTable(s.objs.NetnsDirect, s.objs.NetnsOverflow, cfg.MaxNetns)
 	if err := s.SetNetns(cfg.Netns); err != nil {
 		s.Close()
 		return nil, err
@@ -126,7 +129,7 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p})
 		if err != nil {
 			s.Close()
-			return nil, missing("attach raw tracepoint (tp_btf) for syscalls", err, featTpBTF)
+			return nil, loader.Missing("attach raw tracepoint (tp_btf) for syscalls", err, loader.NeedTpBTF)
 		}
 		s.links = append(s.links, l)
 	}
@@ -135,13 +138,13 @@ func OpenSyscalls(cfg SyscallConfig) (*Syscalls, error) {
 }
 
 // SetNetns replaces the set of traced network namespaces (used only with FilterNetns).
-func (s *Syscalls) SetNetns(inodes []uint32) error {
-	_, err := s.netns.selectAll(inodes)
+func (s *Counter) SetNetns(inodes []uint32) error {
+	_, err := s.netns.SelectAll(inodes)
 	return err
 }
 
 // Close detaches the programs and frees the maps.
-func (s *Syscalls) Close() error {
+func (s *Counter) Close() error {
 	for _, l := range s.links {
 		l.Close()
 	}
@@ -149,21 +152,21 @@ func (s *Syscalls) Close() error {
 }
 
 // Prune deletes the rows of every namespace not in keep, and gives them back their budgets.
-func (s *Syscalls) Prune(keep map[uint32]bool) error {
-	if err := deleteKeys(s.objs.Counts, func(k syscallsScKey) bool { return !keep[k.Netns] }); err != nil {
+func (s *Counter) Prune(keep map[uint32]bool) error {
+	if err := loader.DeleteKeys(s.objs.Counts, func(k syscallsScKey) bool { return !keep[k.Netns] }); err != nil {
 		return err
 	}
-	if err := deleteKeys(s.objs.Errors, func(k syscallsErrKey) bool { return !keep[k.K.Netns] }); err != nil {
+	if err := loader.DeleteKeys(s.objs.Errors, func(k syscallsErrKey) bool { return !keep[k.K.Netns] }); err != nil {
 		return err
 	}
-	if err := deleteKeys(s.objs.Paths, func(k syscallsPathKey) bool { return !keep[k.K.Netns] }); err != nil {
+	if err := loader.DeleteKeys(s.objs.Paths, func(k syscallsPathKey) bool { return !keep[k.K.Netns] }); err != nil {
 		return err
 	}
-	if err := deleteKeys(s.objs.Rows, func(ino uint32) bool { return !keep[ino] }); err != nil {
+	if err := loader.DeleteKeys(s.objs.Rows, func(ino uint32) bool { return !keep[ino] }); err != nil {
 		return err
 	}
 	// The command names of processes that no longer have a row.
-	rows, err := keys[syscallsScKey](s.objs.Counts)
+	rows, err := loader.Keys[syscallsScKey](s.objs.Counts)
 	if err != nil {
 		return err
 	}
@@ -171,53 +174,53 @@ func (s *Syscalls) Prune(keep map[uint32]bool) error {
 	for _, k := range rows {
 		used[syscallsCommKey{Tgid: k.Tgid, ExecId: k.ExecId}] = true
 	}
-	return deleteKeys(s.objs.Comms, func(k syscallsCommKey) bool { return !used[k] })
+	return loader.DeleteKeys(s.objs.Comms, func(k syscallsCommKey) bool { return !used[k] })
 }
 
-// SyscallKey names who made a syscall: the task's netns, its process and command name, the
-// syscall number (SyscallInvalid, SyscallOther: see there).
-type SyscallKey struct {
+// Key names who made a syscall: the task's netns, its process and command name, the
+// syscall number (Invalid, Other: see there).
+type Key struct {
 	Netns, Tgid, Nr uint32
 	Comm            string
 }
 
-// SyscallCount is the aggregate of one key.
-type SyscallCount struct {
-	SyscallKey
+// Count is the aggregate of one key.
+type Count struct {
+	Key
 	Count    uint64
 	Errors   uint64
 	LatTotal time.Duration
 	LatMax   time.Duration
 }
 
-// SyscallErrors counts the failures of one key by errno.
-type SyscallErrors struct {
-	SyscallKey
+// Errors counts the failures of one key by errno.
+type Errors struct {
+	Key
 	Errno syscall.Errno
 	Count uint64
 }
 
 // PathCount counts the calls of one key by the path they were given.
 type PathCount struct {
-	SyscallKey
+	Key
 	Path  string
 	Count uint64
 }
 
-// SyscallSnapshot is everything counted since the programs were attached.
-type SyscallSnapshot struct {
-	Counts []SyscallCount
-	Errors []SyscallErrors
+// Snapshot is everything counted since the programs were attached.
+type Snapshot struct {
+	Counts []Count
+	Errors []Errors
 	Paths  []PathCount
 	// Dropped counts what did not fit a full map: processes' calls, errno counts, paths.
 	Dropped [3]uint64
 	// OverBudget counts new rows refused because their namespace had used its budget; their calls
-	// are in the namespace's SyscallOther row.
+	// are in the namespace's Other row.
 	OverBudget uint64 `json:",omitempty"`
 }
 
-// SyscallDrops is what the syscall counters could not count as asked, by reason.
-type SyscallDrops struct {
+// Drops is what the syscall counters could not count as asked, by reason.
+type Drops struct {
 	CountsFull uint64 // calls not counted: the counts map was full
 	ErrorsFull uint64 // errno counts not kept: the errors map was full
 	PathsFull  uint64 // paths not kept: the paths map was full
@@ -225,14 +228,14 @@ type SyscallDrops struct {
 }
 
 // Drops reads the drop counters, summed over CPUs.
-func (s *Syscalls) Drops() (SyscallDrops, error) {
-	l, err := readLost(s.objs.Lost)
-	return SyscallDrops{CountsFull: l[lostSyscallCounts], ErrorsFull: l[lostSyscallErrors], PathsFull: l[lostSyscallPaths], OverBudget: l[lostSyscallBudget]}, err
+func (s *Counter) Drops() (Drops, error) {
+	l, err := loader.ReadLost(s.objs.Lost)
+	return Drops{CountsFull: l[loader.LostSyscallCounts], ErrorsFull: l[loader.LostSyscallErrors], PathsFull: l[loader.LostSyscallPaths], OverBudget: l[loader.LostSyscallBudget]}, err
 }
 
 // Read sums the per-CPU aggregates.
-func (s *Syscalls) Read() (SyscallSnapshot, error) {
-	var snap SyscallSnapshot
+func (s *Counter) Read() (Snapshot, error) {
+	var snap Snapshot
 	comms := map[syscallsCommKey]string{}
 	var ck syscallsCommKey
 	var cv syscallsCommVal
@@ -243,14 +246,14 @@ func (s *Syscalls) Read() (SyscallSnapshot, error) {
 	if err := cit.Err(); err != nil {
 		return snap, fmt.Errorf("read command names: %w", err)
 	}
-	key := func(k syscallsScKey) SyscallKey {
-		return SyscallKey{k.Netns, k.Tgid, k.Nr, comms[syscallsCommKey{Tgid: k.Tgid, ExecId: k.ExecId}]}
+	key := func(k syscallsScKey) Key {
+		return Key{k.Netns, k.Tgid, k.Nr, comms[syscallsCommKey{Tgid: k.Tgid, ExecId: k.ExecId}]}
 	}
 	var k syscallsScKey
 	var vals []syscallsScVal
 	it := s.objs.Counts.Iterate()
 	for it.Next(&k, &vals) {
-		c := SyscallCount{SyscallKey: key(k)}
+		c := Count{Key: key(k)}
 		for _, v := range vals {
 			c.Count += v.Count
 			c.Errors += v.Errors
@@ -266,7 +269,7 @@ func (s *Syscalls) Read() (SyscallSnapshot, error) {
 	var per []uint64
 	eit := s.objs.Errors.Iterate()
 	for eit.Next(&ek, &per) {
-		e := SyscallErrors{SyscallKey: key(ek.K), Errno: syscall.Errno(ek.Err)}
+		e := Errors{Key: key(ek.K), Errno: syscall.Errno(ek.Err)}
 		for _, v := range per {
 			e.Count += v
 		}
@@ -279,7 +282,7 @@ func (s *Syscalls) Read() (SyscallSnapshot, error) {
 	var n uint64
 	pit := s.objs.Paths.Iterate()
 	for pit.Next(&pk, &n) {
-		snap.Paths = append(snap.Paths, PathCount{SyscallKey: key(pk.K), Path: cString(pk.Path[:]), Count: n})
+		snap.Paths = append(snap.Paths, PathCount{Key: key(pk.K), Path: cString(pk.Path[:]), Count: n})
 	}
 	if err := pit.Err(); err != nil {
 		return snap, fmt.Errorf("read syscall paths: %w", err)

@@ -1,4 +1,4 @@
-package loader
+package stacks
 
 import (
 	"bufio"
@@ -63,7 +63,7 @@ func TestStacksSampleEveryMatchingCall(t *testing.T) {
 	if l, _ := out.ReadString('\n'); l != "ready\n" {
 		t.Fatalf("child: %q", l)
 	}
-	s, err := OpenStacks(StackConfig{Pid: uint32(child.Process.Pid), Syscalls: []uint32{syscall.SYS_GETPPID}})
+	s, err := Open(Config{Pid: uint32(child.Process.Pid), Syscalls: []uint32{syscall.SYS_GETPPID}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestStacksSampleEveryMatchingCall(t *testing.T) {
 	s.Detach()
 	s.SetDeadline(time.Now().Add(time.Second))
 	var got int
-	var sample StackSample
+	var sample Sample
 	for {
 		err := s.ReadInto(&sample)
 		if errors.Is(err, os.ErrDeadlineExceeded) {

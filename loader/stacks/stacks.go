@@ -1,4 +1,6 @@
-package loader
+// Package stacks loads the stack sampler (bpf/stacks.bpf.c): at a syscall, the registers and
+// the top of the user stack, copied to a ring buffer for stacks/ to unwind in user space.
+package stacks
 
 import (
 	"encoding/binary"
@@ -10,10 +12,11 @@ import (
 
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"github.com/sockscope/sockscope/loader"
 )
 
-// StackConfig selects the syscalls whose user stacks `syscalls --stacks` copies.
-type StackConfig struct {
+// Config selects the syscalls whose user stacks `syscalls --stacks` copies.
+type Config struct {
 	FilterNetns bool
 	Netns       []uint32
 	Pid         uint32
@@ -31,9 +34,9 @@ type StackConfig struct {
 // MaxSyscallNr is the largest syscall number the syscall filter holds.
 const MaxSyscallNr = 1023
 
-// StackSample is one syscall entry's copy of the user registers and stack. Regs, Stack and Kernel
+// Sample is one syscall entry's copy of the user registers and stack. Regs, Stack and Kernel
 // point into the reader's buffer: they are valid until the next ReadInto.
-type StackSample struct {
+type Sample struct {
 	PID, TID  uint32
 	Netns, Nr uint32
 	Comm      string
@@ -50,20 +53,20 @@ type StackSample struct {
 	KernelErr int32
 }
 
-// StackStats counts what happened to the calls that matched every filter, since attaching.
-type StackStats struct {
+// Stats counts what happened to the calls that matched every filter, since attaching.
+type Stats struct {
 	Matched uint64 // calls that passed every filter
 	Sampled uint64 // of those, copied to user space
 	Rate    uint64 // skipped by the rate limit
 	Lost    uint64 // lost because the ring buffer was full
 }
 
-// Stacks is the attached stack sampler.
-type Stacks struct {
+// Sampler is the attached stack sampler.
+type Sampler struct {
 	objs   stacksObjects
 	link   link.Link
 	reader *ringbuf.Reader
-	netns  *netnsTable
+	netns  *loader.NetnsTable
 	rec    ringbuf.Record
 }
 
@@ -83,9 +86,9 @@ var (
 	stSize         = unsafe.Sizeof(stacksStackSample{})
 )
 
-// OpenStacks loads and attaches the stack sampler on sys_enter. Call Close to detach.
-func OpenStacks(cfg StackConfig) (*Stacks, error) {
-	if err := memlock(); err != nil {
+// Open loads and attaches the stack sampler on sys_enter. Call Close to detach.
+func Open(cfg Config) (*Sampler, error) {
+	if err := loader.Memlock(); err != nil {
 		return nil, err
 	}
 	spec, err := loadStacks()
@@ -93,27 +96,27 @@ func OpenStacks(cfg StackConfig) (*Stacks, error) {
 		return nil, fmt.Errorf("parse embedded BPF object: %w", err)
 	}
 	var sp stacksSpecs
-	if err := assignSpecs(spec, &sp, "stacks"); err != nil {
+	if err := loader.AssignSpecs(spec, &sp, "stacks"); err != nil {
 		return nil, err
 	}
-	if err := (commSpecs{sp.CommCount, sp.CommNames}).set(cfg.Comms); err != nil {
+	if err := (loader.CommSpecs{Count: sp.CommCount, Names: sp.CommNames}).Set(cfg.Comms); err != nil {
 		return nil, err
 	}
-	if err := setConstants(
-		constant{sp.FilterSyscall, len(cfg.Syscalls) > 0}, constant{sp.FilterPid, cfg.Pid},
-		constant{sp.ExcludeTgid, uint32(os.Getpid())}, constant{sp.RatePerCpu, cfg.RatePerCPU},
-		constant{sp.WantKstack, cfg.KernelStacks},
+	if err := loader.SetConstants(
+		loader.Const(sp.FilterSyscall, len(cfg.Syscalls) > 0), loader.Const(sp.FilterPid, cfg.Pid),
+		loader.Const(sp.ExcludeTgid, uint32(os.Getpid())), loader.Const(sp.RatePerCpu, cfg.RatePerCPU),
+		loader.Const(sp.WantKstack, cfg.KernelStacks),
 	); err != nil {
 		return nil, err
 	}
-	if err := (netnsSpecs{sp.NetnsDirect, sp.NetnsOverflow, sp.NetnsMask, sp.FilterNetns}).size(maxStacksNetns, cfg.FilterNetns); err != nil {
+	if err := (loader.NetnsSpecs{Direct: sp.NetnsDirect, Overflow: sp.NetnsOverflow, Mask: sp.NetnsMask, Filter: sp.FilterNetns}).Size(maxStacksNetns, cfg.FilterNetns); err != nil {
 		return nil, err
 	}
-	s := &Stacks{}
+	s := &Sampler{}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
-		return nil, missing("load the stack sampler", err, featBTF, featTpBTF, featRingBuf)
+		return nil, loader.Missing("load the stack sampler", err, loader.NeedBTF, loader.NeedTpBTF, loader.NeedRingBuf)
 	}
-	s.netns = newNetnsTable(s.objs.NetnsDirect, s.objs.NetnsOverflow, maxStacksNetns)
+	s.netns = loader.NewNetnsTable(s.objs.NetnsDirect, s.objs.NetnsOverflow, maxStacksNetns)
 	for _, nr := range cfg.Syscalls {
 		if nr > MaxSyscallNr {
 			s.Close()
@@ -134,7 +137,7 @@ func OpenStacks(cfg StackConfig) (*Stacks, error) {
 	}
 	if s.link, err = link.AttachTracing(link.TracingOptions{Program: s.objs.OnEnter}); err != nil {
 		s.Close()
-		return nil, missing("attach raw tracepoint (tp_btf) sys_enter", err, featTpBTF)
+		return nil, loader.Missing("attach raw tracepoint (tp_btf) sys_enter", err, loader.NeedTpBTF)
 	}
 	return s, nil
 }
@@ -143,32 +146,32 @@ func OpenStacks(cfg StackConfig) (*Stacks, error) {
 const maxStacksNetns = 4096
 
 // SetNetns replaces the set of sampled network namespaces (used only with FilterNetns).
-func (s *Stacks) SetNetns(inodes []uint32) error {
-	_, err := s.netns.selectAll(inodes)
+func (s *Sampler) SetNetns(inodes []uint32) error {
+	_, err := s.netns.SelectAll(inodes)
 	return err
 }
 
-// ErrStacksClosed is returned by ReadInto after Close.
-var ErrStacksClosed = errors.New("stack sampler closed")
+// ErrClosed is returned by ReadInto after Close.
+var ErrClosed = errors.New("stack sampler closed")
 
 // ReadInto waits for the next sample and decodes it into out, whose slices then point into the
 // reader's buffer until the next call.
-func (s *Stacks) ReadInto(out *StackSample) error {
+func (s *Sampler) ReadInto(out *Sample) error {
 	if err := s.reader.ReadInto(&s.rec); err != nil {
 		if errors.Is(err, ringbuf.ErrClosed) {
-			return ErrStacksClosed
+			return ErrClosed
 		}
 		return fmt.Errorf("read a stack sample: %w", err)
 	}
 	return decodeStackSample(s.rec.RawSample, out)
 }
 
-func decodeStackSample(b []byte, out *StackSample) error {
+func decodeStackSample(b []byte, out *Sample) error {
 	if uintptr(len(b)) < stSize {
 		return fmt.Errorf("stack sample of %d bytes, want %d", len(b), stSize)
 	}
 	u32 := func(off uintptr) uint32 { return binary.NativeEndian.Uint32(b[off:]) }
-	*out = StackSample{
+	*out = Sample{
 		StartTime: binary.NativeEndian.Uint64(b[0:]),
 		PID:       u32(stOffTgid), TID: u32(stOffTid), Netns: u32(stOffNetns), Nr: u32(stOffNr),
 	}
@@ -200,8 +203,8 @@ func decodeStackSample(b []byte, out *StackSample) error {
 }
 
 // Stats sums the per-CPU counters.
-func (s *Stacks) Stats() (StackStats, error) {
-	var st StackStats
+func (s *Sampler) Stats() (Stats, error) {
+	var st Stats
 	dst := []*uint64{&st.Matched, &st.Sampled, &st.Rate, &st.Lost}
 	var per []uint64
 	for i, d := range dst {
@@ -216,7 +219,7 @@ func (s *Stacks) Stats() (StackStats, error) {
 }
 
 // Detach stops sampling; samples already in the ring can still be read.
-func (s *Stacks) Detach() {
+func (s *Sampler) Detach() {
 	if s.link != nil {
 		s.link.Close()
 		s.link = nil
@@ -224,7 +227,7 @@ func (s *Stacks) Detach() {
 }
 
 // Close detaches the program, ends ReadInto and frees the maps.
-func (s *Stacks) Close() error {
+func (s *Sampler) Close() error {
 	s.Detach()
 	if s.reader != nil {
 		s.reader.Close()
@@ -234,10 +237,10 @@ func (s *Stacks) Close() error {
 
 // SetDeadline makes ReadInto return an error wrapping os.ErrDeadlineExceeded once t has passed
 // and the ring is empty: after Detach, what was sampled can be drained.
-func (s *Stacks) SetDeadline(t time.Time) { s.reader.SetDeadline(t) }
+func (s *Sampler) SetDeadline(t time.Time) { s.reader.SetDeadline(t) }
 
 // Pending is the number of bytes of samples waiting in the ring.
-func (s *Stacks) Pending() int {
+func (s *Sampler) Pending() int {
 	if s.reader == nil {
 		return 0
 	}

@@ -1,4 +1,4 @@
-package loader
+package counters
 
 import (
 	"bufio"
@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf/link"
+	"github.com/sockscope/sockscope/loader"
 )
 
 // The exporter's socket gauges (bpf/export.bpf.c): the kernel counts every move of a full
@@ -25,7 +26,7 @@ type Moves struct {
 }
 
 // Moves reads one counted namespace's moves: one lookup of its slot.
-func (e *Exporter) Moves(netns uint32) (Moves, error) {
+func (e *Counters) Moves(netns uint32) (Moves, error) {
 	var m Moves
 	s, ok := e.slots[netns]
 	if !ok {
@@ -60,21 +61,21 @@ type NetnsSample struct {
 // walk, counts its full sockets per state with one walk of its TCP tables (which also marks its
 // listeners for Requests). Without walk it costs a few small file reads, whatever the size of
 // the host's TCP hash.
-func (e *Exporter) Sample(nsPath string, walk bool) (NetnsSample, error) {
+func (e *Counters) Sample(nsPath string, walk bool) (NetnsSample, error) {
 	var s NetnsSample
 	var rd io.ReadCloser
 	if walk {
 		e.walkMu.Lock() // walk_full keeps one walk's counts in globals
 		defer e.walkMu.Unlock()
 	}
-	err := inNetns(nsPath, func() error {
+	err := loader.InNetns(nsPath, func() error {
 		if walk {
 			var err error
 			if rd, err = e.walk.Open(); err != nil {
 				return fmt.Errorf("open iter/tcp: %w", err)
 			}
 		}
-		s.PortRange, s.TWReuse = readPortSysctls()
+		s.PortRange, s.TWReuse = loader.ReadPortSysctls()
 		// /proc/net is the thread group leader's namespace; thread-self is this thread's.
 		s.TimeWait = readSockstatTW("/proc/thread-self/net/sockstat")
 		return nil
@@ -99,13 +100,13 @@ func (e *Exporter) Sample(nsPath string, walk bool) (NetnsSample, error) {
 
 // Requests returns the request sockets (handshakes before their full socket, which ss lists as
 // SYN_RECV) of each counted namespace's listeners: one walk over the marked listeners only.
-func (e *Exporter) Requests() (map[uint32]uint32, error) {
+func (e *Counters) Requests() (map[uint32]uint32, error) {
 	rd, err := e.reqs.Open()
 	if err != nil {
 		return nil, fmt.Errorf("open the listener iterator: %w", err)
 	}
 	defer rd.Close()
-	b, err := readAll(rd)
+	b, err := loader.ReadAll(rd)
 	if err != nil {
 		return nil, fmt.Errorf("read the listener iterator: %w", err)
 	}
@@ -124,10 +125,10 @@ func (e *Exporter) Requests() (map[uint32]uint32, error) {
 }
 
 // attachGauges attaches the two iterators of the socket gauges.
-func (e *Exporter) attachGauges() error {
+func (e *Counters) attachGauges() error {
 	var err error
 	if e.walk, err = link.AttachIter(link.IterOptions{Program: e.objs.WalkFull}); err != nil {
-		return missing("attach iter/tcp", err, featIterTCP)
+		return loader.Missing("attach iter/tcp", err, loader.NeedIterTCP)
 	}
 	if e.reqs, err = link.AttachIter(link.IterOptions{Program: e.objs.CountRequests, Map: e.objs.Listeners}); err != nil {
 		return fmt.Errorf("attach the listener iterator (iter/bpf_sk_storage_map): %w", err)
