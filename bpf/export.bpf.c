@@ -140,13 +140,7 @@ int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	/* The clock is read only where a connect starts or ends (2 of a connection's 10
-	 * transitions): in a VM a clock read is a good share of an empty program's cost. It is
-	 * read first thing, as trace reads it right after its filter, so that a connect's duration
-	 * is the same interval in both. */
-	__u64 now = 0;
-	if (connect_ends(oldstate) || connect_starts(oldstate, newstate))
-		now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_ns();
 	/* Before the namespace check: a connect whose namespace stopped being counted must still
 	 * free its entry. */
 	struct handshake *h = NULL;
