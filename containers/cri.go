@@ -263,19 +263,8 @@ func (c *CRI) Running(ctx context.Context) ([]Container, error) {
 	out := make([]Container, 0, len(sbs.Items)+len(cts.Containers))
 	var noProcess error
 	for _, s := range sbs.Items {
-		sb, err := c.sandbox(ctx, s.Id)
-		// A sandbox whose process is gone is stopping: the runtime says so a moment later. Once
-		// one stayed invisible and none was visible, /proc may not be the host's: ask once more.
-		patience := len(exitPatience)
-		if noProcess != nil && len(out) == 0 {
-			patience = 1
-		}
-		for attempt := 0; errors.Is(err, ErrNoProcess) && attempt < patience; attempt++ {
-			if werr := waitExit(ctx, attempt); werr != nil {
-				return nil, werr
-			}
-			sb, err = c.sandbox(ctx, s.Id)
-		}
+		// A sandbox whose process is gone is stopping: the runtime says so a moment later.
+		sb, err := askWhileExiting(ctx, exitPatienceFor(noProcess, len(out)), func() (sandbox, error) { return c.sandbox(ctx, s.Id) })
 		if errors.Is(err, ErrNotFound) || errors.Is(err, errNotReady) {
 			continue // removed or stopped meanwhile
 		}

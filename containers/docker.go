@@ -155,43 +155,32 @@ func (d *Docker) Info() Info { return Info{Kind: d.kind, Endpoint: d.host, Versi
 
 // Inspect returns one container by ID or name; Pid and Netns are filled when it is running.
 func (d *Docker) Inspect(ctx context.Context, id string) (Container, error) {
-	return d.inspect(ctx, id, len(exitPatience))
+	return askWhileExiting(ctx, len(exitPatience), func() (Container, error) { return d.inspectOnce(ctx, id) })
 }
 
-// inspect is Inspect asking again at most patience times while /proc does not show the process.
-func (d *Docker) inspect(ctx context.Context, id string, patience int) (Container, error) {
-	for attempt := 0; ; attempt++ {
-		res, err := d.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
-		if err != nil {
-			if cerrdefs.IsNotFound(err) {
-				return Container{}, fmt.Errorf("no container %q: %w", id, ErrNotFound)
-			}
-			return Container{}, fmt.Errorf("inspecting container %q at %s: %w", id, d.host, err)
+// inspectOnce is one question to the daemon; ErrNoProcess when /proc does not show the PID it
+// names (the container is exiting, or /proc is not the host's: askWhileExiting tells them apart).
+func (d *Docker) inspectOnce(ctx context.Context, id string) (Container, error) {
+	res, err := d.api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return Container{}, fmt.Errorf("no container %q: %w", id, ErrNotFound)
 		}
-		ct := d.fromInspect(res.Container)
-		if ct.Pid == 0 {
-			return ct, nil
-		}
-		ns, err := NetnsInode(ct.Pid)
-		if err == nil {
-			ct.Netns, ct.NetnsPath = ns, procNetns(ct.Pid)
-			return ct, nil
-		}
-		// The process may have exited since the daemon answered, and the daemon learns of an
-		// exit a moment after it happens (from containerd's shim): ask again, a few times over
-		// about a second. If the daemon still says it runs, /proc does not show the host's
-		// processes.
-		if errors.Is(err, fs.ErrNotExist) && attempt < patience {
-			if err := waitExit(ctx, attempt); err != nil {
-				return Container{}, err
-			}
-			continue
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			return Container{}, fmt.Errorf("container %s (%s) runs as PID %d, but %w in /proc (is sockscope running in a container without --pid=host?)", ct.Name, ct.ShortID(), ct.Pid, ErrNoProcess)
-		}
+		return Container{}, fmt.Errorf("inspecting container %q at %s: %w", id, d.host, err)
+	}
+	ct := d.fromInspect(res.Container)
+	if ct.Pid == 0 {
+		return ct, nil
+	}
+	ns, err := NetnsInode(ct.Pid)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Container{}, fmt.Errorf("container %s (%s) runs as PID %d, but %w in /proc (is sockscope running in a container without --pid=host?)", ct.Name, ct.ShortID(), ct.Pid, ErrNoProcess)
+	}
+	if err != nil {
 		return Container{}, fmt.Errorf("container %s (%s): %w", ct.Name, ct.ShortID(), err)
 	}
+	ct.Netns, ct.NetnsPath = ns, procNetns(ct.Pid)
+	return ct, nil
 }
 
 func (d *Docker) fromInspect(r container.InspectResponse) Container {
@@ -226,13 +215,7 @@ func (d *Docker) Running(ctx context.Context) ([]Container, error) {
 			out = append(out, ct)
 			continue
 		}
-		// Once a container's process stayed invisible and none was visible, the next ones are
-		// asked once more only: if /proc is not the host's, each would wait a second in vain.
-		patience := len(exitPatience)
-		if noProcess != nil && len(out) == 0 {
-			patience = 1
-		}
-		ct, err := d.inspect(ctx, s.ID, patience)
+		ct, err := askWhileExiting(ctx, exitPatienceFor(noProcess, len(out)), func() (Container, error) { return d.inspectOnce(ctx, s.ID) })
 		if errors.Is(err, ErrNotFound) {
 			continue // removed meanwhile
 		}

@@ -62,14 +62,31 @@ var ErrNoProcess = errors.New("that process is not visible")
 // happens (from the shim), and says "running" until then.
 var exitPatience = []time.Duration{0, 10 * time.Millisecond, 40 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond, 600 * time.Millisecond}
 
-// waitExit waits before the question after the attempt-th one, or until ctx is done.
-func waitExit(ctx context.Context, attempt int) error {
-	t := time.NewTimer(exitPatience[attempt])
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+// askWhileExiting asks again, at most patience times and waiting as exitPatience says, while
+// the answer is ErrNoProcess: a container or sandbox whose process /proc no longer shows, which
+// its runtime still calls running. If the runtime keeps saying so, the last ErrNoProcess stands.
+func askWhileExiting[T any](ctx context.Context, patience int, ask func() (T, error)) (T, error) {
+	v, err := ask()
+	for attempt := 0; errors.Is(err, ErrNoProcess) && attempt < min(patience, len(exitPatience)); attempt++ {
+		t := time.NewTimer(exitPatience[attempt])
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			var zero T
+			return zero, ctx.Err()
+		case <-t.C:
+		}
+		v, err = ask()
 	}
+	return v, err
+}
+
+// exitPatienceFor is how many times a list asks again about the next invisible process: all of
+// exitPatience, unless one process stayed invisible and none was visible (found is 0). Then
+// /proc may not be the host's, and each would wait a second in vain: once more only.
+func exitPatienceFor(noProcess error, found int) int {
+	if noProcess != nil && found == 0 {
+		return 1
+	}
+	return len(exitPatience)
 }
