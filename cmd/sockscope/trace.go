@@ -229,7 +229,6 @@ func traceLoop(ctx context.Context, tracer *trace.Tracer, names resolver, f *tra
 			}
 		}
 	}
-	// Lost events are also reported as they happen, once a second.
 	lastLost := time.Now()
 	err := tr.Follow(stopc, take, func(final bool) (bool, error) {
 		if werr != nil {

@@ -263,7 +263,7 @@ func (t *Tracer) enterOwned(owners []Owner) error {
 		if err := t.objs.OwnedSocks.Update(o.Sk, uint8(1), ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 			return fmt.Errorf("owner filter: %w (raise the table's size)", err)
 		}
-		if o.State == 10 { // TCP_LISTEN
+		if o.State == tcpListen {
 			k := traceOwnedPort{Netns: o.Netns, Port: o.Port}
 			if err := t.objs.OwnedPorts.Update(k, uint32(1), ebpf.UpdateNoExist); err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
 				return fmt.Errorf("owner filter: %w", err)
@@ -308,6 +308,9 @@ func (t *Tracer) Detach() {
 	}
 	t.links = nil
 }
+
+// tcpListen is TCP_LISTEN (include/net/tcp_states.h).
+const tcpListen = 10
 
 // Lost counts events the kernel produced but sockscope could not report.
 type Lost struct {

@@ -4,9 +4,9 @@ import (
 	"fmt"
 	"sort"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
@@ -101,7 +101,7 @@ func (p progStat) nsPerRun() float64 {
 
 type stormPhase struct {
 	ns, nsPath string
-	inode      uint64 // of the netns
+	inode      uint32 // of the netns
 	rounds     []*stormRound
 	stats      *stormRound
 	warnings   []string
@@ -115,11 +115,9 @@ func (b *bench) runStorm() (*stormPhase, error) {
 	if p.nsPath, err = benchkit.CreateNetns(p.ns); err != nil {
 		return nil, err
 	}
-	var nsStat syscall.Stat_t
-	if err := syscall.Stat(p.nsPath, &nsStat); err != nil {
+	if p.inode, err = containers.NetnsInodeOfPath(p.nsPath); err != nil {
 		return nil, err
 	}
-	p.inode = nsStat.Ino
 	benchkit.Logf("storm: netns %s; %d rounds of %v (+%v warm-up) per mode, storm on CPU %s, a scrape every %v",
 		p.ns, c.rounds, c.duration, c.warmup, c.cpu, c.interval)
 	modes := []string{modeBaseline, modeFloor, modeCountFloor, modeExport}

@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
@@ -53,12 +54,12 @@ func main() {
 			fail(fmt.Errorf("ip netns add %s: %v", n, err))
 		}
 	}
-	inode := func(n string) uint64 {
-		var st syscall.Stat_t
-		if err := syscall.Stat("/run/netns/"+n, &st); err != nil {
+	inode := func(n string) uint32 {
+		ino, err := containers.NetnsInodeOfPath("/run/netns/" + n)
+		if err != nil {
 			fail(err)
 		}
-		return st.Ino
+		return ino
 	}
 	const exitFloor, bothFloor = "floor: an empty `tp_btf` program on sys_exit", "floor: empty `tp_btf` programs on sys_enter and sys_exit"
 	modes := []mode{
