@@ -11,7 +11,7 @@
  * from one state to another counts out of the old state and into the new one, so a scrape reads
  * them instead of walking the namespace's share of the host's TCP hash. A namespace's starting
  * point is one walk (walk_full) when it gets its slot; what the transitions never show is read
- * live at the scrape: the request sockets of its listeners (listener_requests) and its time-wait
+ * live at the scrape: the request sockets of its listeners (read_requests) and its time-wait
  * count (Go, from /proc/net/sockstat in the namespace).
  *
  * Connect outcomes and durations follow connect.h, the definition trace uses: from CLOSE ->
@@ -26,6 +26,7 @@
 #include "lost.h"
 #include "owner.h"
 #include "connect.h"
+#include "nested.h"
 #include "count.h"
 #include "export.h"
 
@@ -36,11 +37,12 @@ const volatile __u64 bucket_le_ns[NBUCKETS] = {}; /* upper bounds, ascending */
 const volatile __u8 trans_slot[256] = {};         /* from << 4 | to -> index into transitions */
 const volatile __u8 errno_slot[NERRNO] = {};      /* errno -> index into connects */
 const volatile __u32 handshake_mask = 0;          /* handshakes' size less one (a power of two) */
+const volatile __u32 twin_area = 0;               /* where the twin's counters start in counters: slots + 1 */
 
 /* Put the types Go reads into BTF, so bpf2go can generate their twins. */
 const struct netns_counters *unused_netns_counters __attribute__((unused));
 const struct rare_key *unused_rare_key __attribute__((unused));
-const struct listener_requests *unused_listener_requests __attribute__((unused));
+const struct listener_entry *unused_listener __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -64,15 +66,16 @@ struct {
 	__type(value, struct handshake);
 } handshakes SEC(".maps");
 
-/* The listening sockets of counted namespaces carry this storage (the value is unused): the
- * listener iterator visits only them, however large the host's TCP tables are. A listener gets it
- * at CLOSE -> LISTEN, or, if it listened before its namespace was counted, from walk_full. The
- * kernel frees it with the socket. */
+/* The listening sockets of counted namespaces, by address: read_requests visits only them,
+ * however large the host's TCP tables are. A listener enters at CLOSE -> LISTEN, or, if it
+ * listened before its namespace was counted, from walk_full, and leaves at LISTEN -> CLOSE,
+ * before the kernel frees it (Go also drops the listeners of a namespace no longer counted). */
 struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, __u32);
+	__uint(max_entries, 1); /* from Go */
+	__type(key, __u64);
+	__type(value, struct listener_entry);
 } listeners SEC(".maps");
 
 /* gauged says whether full sockets in state are counted by the gauges: every state a full
@@ -92,6 +95,18 @@ static __always_inline struct netns_counters *counters_of(__u32 netns)
 	return bpf_map_lookup_elem(&counters, &slot);
 }
 
+/* twin_counters_of is the twin's copy of a namespace's counters. The twin runs inside the main
+ * program's run (an interrupt between its load and its store of a counter): were they the same
+ * counters, the main program's store would undo the twin's increment. Go sums the two copies. */
+static __always_inline struct netns_counters *twin_counters_of(__u32 netns)
+{
+	__u32 slot = netns_slot_of(netns);
+	if (!slot)
+		return NULL;
+	slot += twin_area;
+	return bpf_map_lookup_elem(&counters, &slot);
+}
+
 /* add_rare counts one event that has no place in netns_counters. */
 static __always_inline void add_rare(__u32 netns, __u16 kind, __u16 arg)
 {
@@ -105,7 +120,7 @@ static __always_inline void add_rare(__u32 netns, __u16 kind, __u16 arg)
 			return;
 		}
 	}
-	*v += 1;
+	__sync_fetch_and_add(v, 1); /* the twin may count the same key inside the main program */
 }
 
 static __always_inline __u32 bucket(__u64 ns)
@@ -128,6 +143,18 @@ static __always_inline __u64 sk_addr(const struct sock *sk)
 	return v;
 }
 
+/* listener_add enters a listener of a counted namespace in the listeners table (a listener that
+ * is already in it stays as it is). */
+static __always_inline void listener_add(const struct sock *sk, __u32 netns)
+{
+	__u64 addr = sk_addr(sk);
+	if (bpf_map_lookup_elem(&listeners, &addr))
+		return;
+	struct listener_entry l = {.netns = netns};
+	if (bpf_map_update_elem(&listeners, &addr, &l, BPF_NOEXIST) && !bpf_map_lookup_elem(&listeners, &addr))
+		note_lost(LOST_LISTENERS_FULL);
+}
+
 static __always_inline struct handshake *handshake_of(__u64 addr)
 {
 	/* Sockets are slab objects: the low bits of their addresses say little, so mix them all. */
@@ -135,8 +162,7 @@ static __always_inline struct handshake *handshake_of(__u64 addr)
 	return bpf_map_lookup_elem(&handshakes, &idx);
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
+static __always_inline int count_transition(struct sock *sk, int oldstate, int newstate, bool twin)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
@@ -155,8 +181,13 @@ int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
 			h = NULL;
 		}
 	}
+	/* Before the namespace check too: a listener must leave the table before it is freed. */
+	if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE) {
+		__u64 addr = sk_addr(sk);
+		bpf_map_delete_elem(&listeners, &addr);
+	}
 	__u32 netns = sk_netns(sk);
-	struct netns_counters *c = counters_of(netns);
+	struct netns_counters *c = twin ? twin_counters_of(netns) : counters_of(netns);
 	if (!c)
 		return 0;
 	/* 6.1's verifier loses the bounds of an OR of bounded values: mask the index last, where
@@ -184,7 +215,7 @@ int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
 		barrier_var(n);
 		c->gauge_in[n & (NSTATES - 1)] += 1;
 		if (newstate == TCP_LISTEN)
-			bpf_sk_storage_get(&listeners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			listener_add(sk, netns);
 	}
 
 	if (connect_starts(oldstate, newstate)) {
@@ -226,6 +257,23 @@ int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
 		c->duration_sum_ns += took;
 	}
 	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
+{
+	nested_enter(sk, oldstate, newstate);
+	return count_transition(sk, oldstate, newstate, false);
+}
+
+/* count_state's twin (nested.h): a transition the kernel skipped in count_state is counted here,
+ * so the socket gauges never keep a socket in the state it left. */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(count_state_nested, struct sock *sk, int oldstate, int newstate)
+{
+	if (!nested_skipped(sk, oldstate, newstate))
+		return 0;
+	return count_transition(sk, oldstate, newstate, true);
 }
 
 /* Newer kernels (6.18 has it, 6.12 not) pass a third argument, err, and fire for retransmits
@@ -273,7 +321,8 @@ int BPF_PROG(count_reset_received, struct sock *sk)
 }
 
 /* Full sockets per state of the walking thread's namespace (an iter/tcp iterator lists only
- * that one), the starting point of its gauges; listeners found on the way get their storage.
+ * that one), the starting point of its gauges; listeners found on the way enter the listeners
+ * table.
  * The counts are globals, written out as one record by the last call of a walk; Go runs one walk
  * at a time. A walk zeroes them at its first call, which it knows by its session id: seq_num
  * cannot tell (the first socket and the last call of a walk of one socket both have 0). */
@@ -304,28 +353,27 @@ int walk_full(struct bpf_iter__tcp *ctx)
 	if (state == TCP_LISTEN) {
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
 		if (tp)
-			bpf_sk_storage_get(&listeners, tp, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			listener_add((struct sock *)tp, sk_netns((struct sock *)tp));
 	}
 	return 0;
 }
 
-/* One record per listener of a counted namespace: its slot and its request sockets, the
- * handshakes that ss lists as SYN_RECV before they have a full socket (the listener's SYN queue
- * length). It visits only the sockets that carry listener storage. */
-SEC("iter/bpf_sk_storage_map")
-int count_requests(struct bpf_iter__bpf_sk_storage_map *ctx)
+/* read_requests stores each listener's request sockets (the length of its SYN queue) in its
+ * entry, for Go to sum per namespace. Go runs it (BPF_PROG_TEST_RUN) at a scrape: map element
+ * iterators (iter/bpf_sk_storage_map, iter/bpf_map_elem) are refused on some hosts where other
+ * iterators load. The address is a listener's that has not left the table: listeners are freed
+ * only after an RCU grace period (SOCK_RCU_FREE), and the program runs under rcu_read_lock; the
+ * reads are fault-safe (bpf_probe_read_kernel) all the same. */
+static long read_listener(void *map, __u64 *addr, struct listener_entry *l, void *unused)
 {
-	struct sock *sk = ctx->sk;
-	if (!sk || sk->__sk_common.skc_state != TCP_LISTEN)
-		return 0;
-	__u32 slot = netns_slot_of(sk_netns(sk));
-	if (!slot)
-		return 0;
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
-	if (!tp)
-		return 0;
-	struct listener_requests r = {.slot = slot};
-	r.requests = tp->inet_conn.icsk_accept_queue.qlen.counter;
-	bpf_seq_write(ctx->meta->seq, &r, sizeof(r));
+	const struct inet_connection_sock *icsk = (const void *)*addr;
+	l->requests = BPF_CORE_READ(icsk, icsk_accept_queue.qlen.counter);
+	return 0;
+}
+
+SEC("raw_tp")
+int read_requests(void *ctx)
+{
+	bpf_for_each_map_elem(&listeners, read_listener, NULL, 0);
 	return 0;
 }

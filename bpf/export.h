@@ -48,10 +48,11 @@ struct handshake {
 	__u64 ts;
 };
 
-/* One listener's request sockets (handshakes in SYN_RECV that have no full socket yet), as the
- * listener iterator reports them. */
-struct listener_requests {
-	__u32 slot;
+/* A listening socket of a counted namespace, in the listeners table (keyed by its address):
+ * its namespace, and its request sockets (handshakes in SYN_RECV that have no full socket yet)
+ * as read_requests last read them. */
+struct listener_entry {
+	__u32 netns;
 	__u32 requests;
 };
 

@@ -15,7 +15,8 @@ enum lost_reason {
 	LOST_SC_ERRORS = 5,       /* syscalls: the errors map was full */
 	LOST_SC_PATHS = 6,        /* syscalls: the paths map was full */
 	LOST_OWNED_FULL = 7,      /* trace, record with --pid or --comm: the table of wanted sockets was full */
-	NLOST = 8,
+	LOST_LISTENERS_FULL = 8,  /* export: the listeners table was full; a listener's requests are not counted */
+	NLOST = 9,
 };
 
 struct {

@@ -21,6 +21,7 @@
 #include "count.h"
 #include "owner.h"
 #include "connect.h"
+#include "nested.h"
 #include "trace.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -287,43 +288,20 @@ full:
 	return 0;
 }
 
-/* Per CPU: [0] is 1 while on_state runs, [1] counts the transitions on_state_nested took over. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
-	__type(key, __u32);
-	__type(value, __u64);
-} nesting SEC(".maps");
-
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 {
-	__u32 key = 0;
-	__u64 *active = bpf_map_lookup_elem(&nesting, &key);
-	if (active)
-		*active = 1;
-	handle_state(sk, oldstate, newstate);
-	if (active)
-		*active = 0;
-	return 0;
+	nested_enter(sk, oldstate, newstate);
+	return handle_state(sk, oldstate, newstate);
 }
 
-/* The kernel does not run a tp_btf program again on a CPU where it is already running: when
- * softirq TCP work interrupts on_state (an interrupt's exit runs pending softirqs), the nested
- * transition would be skipped, and user space, which keeps every socket's life from its
- * records, would miss it. This twin, attached to the same tracepoint after on_state, does the
- * work for exactly those transitions and returns at once otherwise. */
+/* on_state's twin (nested.h): user space keeps every socket's life from its records, so the
+ * transitions the kernel skipped in on_state are handled here. */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state_nested, struct sock *sk, int oldstate, int newstate)
 {
-	__u32 key = 0;
-	__u64 *active = bpf_map_lookup_elem(&nesting, &key);
-	if (!active || !*active)
+	if (!nested_skipped(sk, oldstate, newstate))
 		return 0;
-	key = 1;
-	__u64 *rescued = bpf_map_lookup_elem(&nesting, &key);
-	if (rescued)
-		*rescued += 1;
 	return handle_state(sk, oldstate, newstate);
 }
 

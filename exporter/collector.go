@@ -350,7 +350,7 @@ var (
 	descStatsOn = prometheus.NewDesc("sockscope_bpf_stats_enabled",
 		"1 when the kernel keeps BPF run statistics (--bpf-stats, or kernel.bpf_stats_enabled).", nil, nil)
 	descLost = prometheus.NewDesc("sockscope_lost_events_total",
-		"Events the kernel side could not count: counters_full (raise --max-counters), handshakes_full (connect durations not measured), recursion (a program was already running on that CPU).", []string{"reason"}, nil)
+		"Events the kernel side could not count: counters_full (raise --max-counters), handshakes_full (connect durations not measured), listeners_full (request sockets of listeners past the 65,536 its table holds not counted), recursion (a program was already running on that CPU).", []string{"reason"}, nil)
 	descMapEntries = prometheus.NewDesc("sockscope_bpf_map_entries",
 		"Entries in use in each of the exporter's BPF maps.", []string{"map"}, nil)
 	descMapCapacity = prometheus.NewDesc("sockscope_bpf_map_capacity",
@@ -740,7 +740,7 @@ func (c *Collector) collectSelf(ch chan<- prometheus.Metric) error {
 		for _, s := range stats {
 			ch <- prometheus.MustNewConstMetric(descRuns, prometheus.CounterValue, float64(s.Runs), s.Name)
 			ch <- prometheus.MustNewConstMetric(descRunTime, prometheus.CounterValue, s.RunTime.Seconds(), s.Name)
-			recursion += s.RecursionMisses
+			recursion += s.Lost
 		}
 	} else {
 		errs = append(errs, fmt.Errorf("read the programs' statistics: %w", err))
@@ -753,6 +753,7 @@ func (c *Collector) collectSelf(ch chan<- prometheus.Metric) error {
 	if l, err := c.k.Counters.Lost(); err == nil {
 		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(l.CountersFull), "counters_full")
 		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(l.HandshakesFull), "handshakes_full")
+		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(l.ListenersFull), "listeners_full")
 	} else {
 		errs = append(errs, fmt.Errorf("read the lost counters: %w", err))
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/rlimit"
-	"golang.org/x/sys/unix"
 )
 
 // Feature is one kernel capability sockscope relies on, and whether this kernel has it.
@@ -41,7 +40,7 @@ const (
 	NeedIterTaskFile
 	NeedSyscallTracepoints
 	NeedEveryReset
-	NeedSockStorage
+	NeedMapWalk
 )
 
 // featureDef is a probe, what it finds (a name of at most 29 characters, for sockscope version's
@@ -77,16 +76,16 @@ var featureDefs = map[Need]featureDef{
 	NeedSyscallTracepoints: {"syscall tracepoints", "any, with CONFIG_FTRACE_SYSCALLS=y",
 		"trace and record --connect-syscall cannot run: they take connect() failures at the syscall's return",
 		probeSyscallTracepoints},
-	NeedSockStorage: {"socket storage (tracing)", "5.11",
-		"export cannot run: its socket gauges find the listeners of the namespaces it counts by their socket storage",
-		probeSockStorage},
+	NeedMapWalk: {"map walks (bpf_for_each_map_elem)", "5.13",
+		"export cannot run: its socket gauges read the request sockets of the listeners it counts with a program that walks their table",
+		func() error { return features.HaveProgramHelper(ebpf.RawTracepoint, asm.FnForEachMapElem) }},
 	NeedEveryReset: {"tcp_send_reset, every reset", "6.10",
 		"export's sockscope_tcp_resets_sent_total counts only resets sent by established sockets, not those answering connects to closed ports or segments of connections already closed",
 		probeEveryReset},
 }
 
 // featureOrder is how sockscope version lists them.
-var featureOrder = []Need{NeedBTF, NeedRingBuf, NeedTpBTF, NeedTaskStorage, NeedSockStorage, NeedIterTCP, NeedIterTaskFile, NeedSyscallTracepoints, NeedEveryReset}
+var featureOrder = []Need{NeedBTF, NeedRingBuf, NeedTpBTF, NeedTaskStorage, NeedMapWalk, NeedIterTCP, NeedIterTaskFile, NeedSyscallTracepoints, NeedEveryReset}
 
 // probed runs each probe once per process: a failed load says which were missing.
 var probed = sync.OnceValue(func() map[Need]error {
@@ -187,34 +186,6 @@ func probeSockFromFile() error {
 			asm.JEq.Imm(asm.R1, 0, "out"),
 			asm.FnSockFromFile.Call(),
 			asm.Mov.Imm(asm.R0, 0).WithSymbol("out"),
-			asm.Return(),
-		},
-	})
-}
-
-// probeSockStorage calls bpf_sk_storage_get on the socket of inet_sock_set_state from a tp_btf
-// program, as the exporter's count_state does (5.11 allowed it in tracing programs).
-func probeSockStorage() error {
-	m, err := ebpf.NewMap(&ebpf.MapSpec{
-		Type: ebpf.SkStorage, KeySize: 4, ValueSize: 4, Flags: unix.BPF_F_NO_PREALLOC,
-		Key: &btf.Int{Name: "int", Size: 4, Encoding: btf.Signed}, Value: &btf.Int{Name: "unsigned int", Size: 4},
-	})
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	return loadProbe(&ebpf.ProgramSpec{
-		Type:       ebpf.Tracing,
-		AttachType: ebpf.AttachTraceRawTp,
-		AttachTo:   "inet_sock_set_state",
-		License:    "GPL",
-		Instructions: asm.Instructions{
-			asm.LoadMem(asm.R2, asm.R1, 0, asm.DWord), // sk
-			asm.LoadMapPtr(asm.R1, m.FD()),
-			asm.Mov.Imm(asm.R3, 0),
-			asm.Mov.Imm(asm.R4, 0),
-			asm.FnSkStorageGet.Call(),
-			asm.Mov.Imm(asm.R0, 0),
 			asm.Return(),
 		},
 	})

@@ -16,6 +16,7 @@ const (
 	LostSyscallErrors
 	LostSyscallPaths
 	LostOwnedFull
+	LostListenersFull
 	NLost
 )
 
@@ -32,6 +33,34 @@ func ReadLost(m *ebpf.Map) ([NLost]uint64, error) {
 		}
 	}
 	return out, nil
+}
+
+// SkippedNotRescued is how many transitions a state program and its twin (bpf/nested.h) lost
+// between them: the main program's recursion misses less those its twin took over (the per-CPU
+// rescued counts in the nested map). The twin's own misses are not losses: the kernel skips the
+// twin only where the main program ran for the transition.
+func SkippedNotRescued(main *ebpf.Program, nested *ebpf.Map) (uint64, error) {
+	misses, err := RecursionMisses(main)
+	if err != nil {
+		return 0, err
+	}
+	// The layout of struct nested_state.
+	var per []struct {
+		Rescued       uint64
+		Depth, Unused uint32
+		Sk, What      [8]uint64
+	}
+	if err := nested.Lookup(uint32(0), &per); err != nil {
+		return 0, fmt.Errorf("read the nested-run counts: %w", err)
+	}
+	var rescued uint64
+	for _, v := range per {
+		rescued += v.Rescued
+	}
+	if misses < rescued {
+		return 0, nil
+	}
+	return misses - rescued, nil
 }
 
 // RecursionMisses sums the runs the kernel skipped because a program was already running on

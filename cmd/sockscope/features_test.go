@@ -68,7 +68,7 @@ func TestMissingKernelFeaturesAreNamedInOneLine(t *testing.T) {
 		{[]string{"sockets", "--netns", ns.path}, "", []string{"BTF (/sys/kernel/btf/vmlinux)", "socket iterators (iter/tcp)", "owner walk (iter/task_file)"}},
 		{[]string{"syscalls", "--netns", ns.path, "--duration", "1s"}, "", append([]string{"task storage"}, base...)},
 		{[]string{"export", "--web.listen-address", "127.0.0.1:0", "--host=false", "--netns", "t=" + ns.path}, "sockscope: exporting on",
-			append([]string{"socket iterators (iter/tcp)", "owner walk (iter/task_file)", "socket storage (tracing)"}, base...)},
+			append([]string{"socket iterators (iter/tcp)", "owner walk (iter/task_file)", "map walks (bpf_for_each_map_elem)"}, base...)},
 		{[]string{"record", "-w", filepath.Join(t.TempDir(), "r.rec"), "--netns", ns.path, "--duration", "1s"}, "",
 			append([]string{"socket iterators (iter/tcp)"}, traceNeeds...)},
 	} {

@@ -84,6 +84,7 @@ type Config struct {
 	MaxNetns      uint32 // namespaces counted at once (default 4096)
 	MaxCounters   uint32 // rare counters over all namespaces: unusual transitions and errnos (default 65536)
 	MaxHandshakes uint32 // connects in progress whose duration is measured (default 16384)
+	MaxListeners  uint32 // listening sockets of the counted namespaces (default 65536)
 }
 
 // Counter is one in-kernel counter, summed over CPUs.
@@ -112,20 +113,20 @@ type Counters struct {
 	free  []uint32
 	progs []namedProgram
 	links []link.Link
-	// The socket gauges' iterators: a namespace's full sockets, the listeners' requests.
-	walk, reqs *link.Iter
-	walkMu     sync.Mutex
-	cfg        Config
-	ncpu       int
+	// The socket gauges' iterator: a namespace's full sockets.
+	walk   *link.Iter
+	walkMu sync.Mutex
+	cfg    Config
+	ncpu   int
 	// Reused between reads.
-	per []exportNetnsCounters
+	per, twin []exportNetnsCounters
 }
 
 // Needs says in one line what this kernel lacks of what export needs (its counters, its
 // socket gauges and the socket iterators), or nil: the command checks it before loading
 // anything, so that one line names all of it.
 func Needs() error {
-	return loader.Lacking("start the exporter", loader.NeedBTF, loader.NeedTpBTF, loader.NeedSockStorage, loader.NeedIterTCP, loader.NeedIterTaskFile)
+	return loader.Lacking("start the exporter", loader.NeedBTF, loader.NeedTpBTF, loader.NeedMapWalk, loader.NeedIterTCP, loader.NeedIterTaskFile)
 }
 
 // Open loads and attaches the exporter's counters. Nothing is counted until SetTracked.
@@ -140,6 +141,9 @@ func Open(cfg Config) (*Counters, error) {
 		cfg.MaxHandshakes = 16384
 	}
 	cfg.MaxHandshakes = 1 << bits.Len32(cfg.MaxHandshakes-1)
+	if cfg.MaxListeners == 0 {
+		cfg.MaxListeners = 65536
+	}
 	if err := loader.Memlock(); err != nil {
 		return nil, err
 	}
@@ -155,9 +159,11 @@ func Open(cfg Config) (*Counters, error) {
 	if err := ns.Size(cfg.MaxNetns, true); err != nil {
 		return nil, err
 	}
-	specs.Counters.MaxEntries = cfg.MaxNetns + 1 // slot 0 is no slot
+	// Slot 0 is no slot; the twin's copies follow the main program's (bpf/export.bpf.c).
+	specs.Counters.MaxEntries = 2 * (cfg.MaxNetns + 1)
 	specs.Rare.MaxEntries = cfg.MaxCounters
 	specs.Handshakes.MaxEntries = cfg.MaxHandshakes
+	specs.Listeners.MaxEntries = cfg.MaxListeners
 	if len(DurationBuckets) != 18 {
 		return nil, fmt.Errorf("internal: %d duration buckets, the BPF side has 18", len(DurationBuckets))
 	}
@@ -180,6 +186,7 @@ func Open(cfg Config) (*Counters, error) {
 	if err := loader.SetConstants(
 		loader.Const(specs.BucketLeNs, bounds), loader.Const(specs.TransSlot, transSlot), loader.Const(specs.ErrnoSlot, errnoSlot),
 		loader.Const(specs.HandshakeMask, cfg.MaxHandshakes-1), loader.Const(specs.RetransmitHasErr, nargs >= 3),
+		loader.Const(specs.TwinArea, cfg.MaxNetns+1),
 	); err != nil {
 		return nil, err
 	}
@@ -192,11 +199,12 @@ func Open(cfg Config) (*Counters, error) {
 		e.free = append(e.free, s)
 	}
 	if err := spec.LoadAndAssign(&e.objs, nil); err != nil {
-		return nil, loader.Missing("load the exporter's programs", err, loader.NeedBTF, loader.NeedTpBTF, loader.NeedSockStorage)
+		return nil, loader.Missing("load the exporter's programs", err, loader.NeedBTF, loader.NeedTpBTF, loader.NeedMapWalk)
 	}
 	e.netns = loader.NewNetnsTable(e.objs.NetnsDirect, e.objs.NetnsOverflow, cfg.MaxNetns)
 	e.progs = []namedProgram{
-		{"count_state", e.objs.CountState}, {"count_retransmit", e.objs.CountRetransmit},
+		// The twin right after its main program: the kernel runs them in the order they attach.
+		{"count_state", e.objs.CountState}, {"count_state_nested", e.objs.CountStateNested}, {"count_retransmit", e.objs.CountRetransmit},
 		{"count_reset_sent", e.objs.CountResetSent}, {"count_reset_received", e.objs.CountResetReceived},
 	}
 	for _, p := range e.progs {
@@ -229,10 +237,8 @@ func (e *Counters) Close() error {
 	for _, l := range e.links {
 		l.Close()
 	}
-	for _, l := range []*link.Iter{e.walk, e.reqs} {
-		if l != nil {
-			l.Close()
-		}
+	if e.walk != nil {
+		e.walk.Close()
 	}
 	return e.objs.Close()
 }
@@ -265,6 +271,11 @@ func (e *Counters) SetTracked(netns []uint32) error {
 	if err := e.netns.Set(kept); err != nil {
 		return err
 	}
+	if len(released) > 0 {
+		if err := e.dropListeners(func(ino uint32) bool { _, ok := kept[ino]; return ok }); err != nil {
+			return err
+		}
+	}
 	e.free = append(e.free, released...)
 	for ino := range want {
 		if _, ok := next[ino]; ok {
@@ -284,10 +295,12 @@ func (e *Counters) SetTracked(netns []uint32) error {
 	return nil
 }
 
-// zero clears a slot's counters, in place and in the rare map.
+// zero clears a slot's counters, in place (both copies) and in the rare map.
 func (e *Counters) zero(slot uint32) error {
-	if err := e.objs.Counters.Put(slot, make([]exportNetnsCounters, e.ncpu)); err != nil {
-		return fmt.Errorf("clear counters: %w", err)
+	for _, s := range []uint32{slot, slot + e.cfg.MaxNetns + 1} {
+		if err := e.objs.Counters.Put(s, make([]exportNetnsCounters, e.ncpu)); err != nil {
+			return fmt.Errorf("clear counters: %w", err)
+		}
 	}
 	return loader.DeleteKeys(e.objs.Rare, func(k exportRareKey) bool { return k.Slot == slot })
 }
@@ -298,8 +311,8 @@ func (e *Counters) Counters(out []Counter) ([]Counter, error) {
 	byslot := make(map[uint32]uint32, len(e.slots))
 	for ino, s := range e.slots {
 		byslot[s] = ino
-		if err := e.objs.Counters.Lookup(s, &e.per); err != nil {
-			return out, fmt.Errorf("read counters: %w", err)
+		if err := e.readSlot(s); err != nil {
+			return out, err
 		}
 		var sum exportNetnsCounters
 		for i := range e.per {
@@ -370,16 +383,30 @@ func (e *Counters) Counters(out []Counter) ([]Counter, error) {
 	return out, nil
 }
 
+// readSlot reads a slot's per-CPU counters into e.per: the main program's copy, then the twin's
+// after it, so that summing e.per sums both.
+func (e *Counters) readSlot(slot uint32) error {
+	if err := e.objs.Counters.Lookup(slot, &e.per); err != nil {
+		return fmt.Errorf("read counters: %w", err)
+	}
+	if err := e.objs.Counters.Lookup(slot+e.cfg.MaxNetns+1, &e.twin); err != nil {
+		return fmt.Errorf("read counters: %w", err)
+	}
+	e.per = append(e.per, e.twin...)
+	return nil
+}
+
 // Lost is what the kernel side could not count.
 type Lost struct {
 	CountersFull   uint64 // rare counts dropped: their map was full (raise --max-counters)
 	HandshakesFull uint64 // connect durations not measured: another connect took their place
+	ListenersFull  uint64 // listeners whose request sockets are not counted: their table was full
 }
 
 // Lost reads the per-CPU lost counts.
 func (e *Counters) Lost() (Lost, error) {
 	l, err := loader.ReadLost(e.objs.Lost)
-	return Lost{CountersFull: l[loader.LostRareFull], HandshakesFull: l[loader.LostHandshakes]}, err
+	return Lost{CountersFull: l[loader.LostRareFull], HandshakesFull: l[loader.LostHandshakes], ListenersFull: l[loader.LostListenersFull]}, err
 }
 
 // MapUsage is how full one of the exporter's kernel maps is.
@@ -434,13 +461,15 @@ func (e *Counters) handshakes() (int, error) {
 
 // ProgramStats is one program's run statistics. The kernel keeps runs and run time only while
 // BPF statistics are enabled (ebpf.EnableStats); it always counts recursion misses: runs skipped
-// because the program was already running on that CPU (an interrupt nested in it), whose counts
-// are lost.
+// because the program was already running on that CPU (an interrupt nested in it).
 type ProgramStats struct {
-	Name            string
-	Runs            uint64
-	RunTime         time.Duration
-	RecursionMisses uint64
+	Name    string
+	Runs    uint64
+	RunTime time.Duration
+	// Lost is the events lost to recursion misses: count_state's misses less the transitions
+	// its twin, count_state_nested, took over (bpf/nested.h); the twin's own misses lose nothing;
+	// every other program's misses are lost.
+	Lost uint64
 }
 
 // Stats reads each attached program's run count and total run time.
@@ -451,7 +480,16 @@ func (e *Counters) Stats() ([]ProgramStats, error) {
 		if err != nil {
 			return nil, fmt.Errorf("program statistics: %w", err)
 		}
-		out = append(out, ProgramStats{Name: p.name, Runs: st.RunCount, RunTime: st.Runtime, RecursionMisses: st.RecursionMisses})
+		lost := st.RecursionMisses
+		switch p.prog {
+		case e.objs.CountState:
+			if lost, err = loader.SkippedNotRescued(p.prog, e.objs.Nested); err != nil {
+				return nil, err
+			}
+		case e.objs.CountStateNested:
+			lost = 0
+		}
+		out = append(out, ProgramStats{Name: p.name, Runs: st.RunCount, RunTime: st.Runtime, Lost: lost})
 	}
 	return out, nil
 }

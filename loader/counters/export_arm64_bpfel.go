@@ -19,10 +19,19 @@ type exportHandshake struct {
 	Ts uint64
 }
 
-type exportListenerRequests struct {
+type exportListenerEntry struct {
 	_        structs.HostLayout
-	Slot     uint32
+	Netns    uint32
 	Requests uint32
+}
+
+type exportNestedState struct {
+	_       structs.HostLayout
+	Rescued uint64
+	Depth   uint32
+	Unused  uint32
+	Sk      [8]uint64
+	What    [8]uint64
 }
 
 type exportNetnsCounters struct {
@@ -55,31 +64,34 @@ type exportRareKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	exportMapCounters               = "counters"
-	exportMapHandshakes             = "handshakes"
-	exportMapListeners              = "listeners"
-	exportMapLost                   = "lost"
-	exportMapNetnsDirect            = "netns_direct"
-	exportMapNetnsOverflow          = "netns_overflow"
-	exportMapRare                   = "rare"
-	exportProgCountRequests         = "count_requests"
-	exportProgCountResetReceived    = "count_reset_received"
-	exportProgCountResetSent        = "count_reset_sent"
-	exportProgCountRetransmit       = "count_retransmit"
-	exportProgCountState            = "count_state"
-	exportProgWalkFull              = "walk_full"
-	exportVarBucketLeNs             = "bucket_le_ns"
-	exportVarErrnoSlot              = "errno_slot"
-	exportVarFilterNetns            = "filter_netns"
-	exportVarFullCounts             = "full_counts"
-	exportVarFullSession            = "full_session"
-	exportVarHandshakeMask          = "handshake_mask"
-	exportVarNetnsMask              = "netns_mask"
-	exportVarRetransmitHasErr       = "retransmit_has_err"
-	exportVarTransSlot              = "trans_slot"
-	exportVarUnusedListenerRequests = "unused_listener_requests"
-	exportVarUnusedNetnsCounters    = "unused_netns_counters"
-	exportVarUnusedRareKey          = "unused_rare_key"
+	exportMapCounters            = "counters"
+	exportMapHandshakes          = "handshakes"
+	exportMapListeners           = "listeners"
+	exportMapLost                = "lost"
+	exportMapNested              = "nested"
+	exportMapNetnsDirect         = "netns_direct"
+	exportMapNetnsOverflow       = "netns_overflow"
+	exportMapRare                = "rare"
+	exportProgCountResetReceived = "count_reset_received"
+	exportProgCountResetSent     = "count_reset_sent"
+	exportProgCountRetransmit    = "count_retransmit"
+	exportProgCountState         = "count_state"
+	exportProgCountStateNested   = "count_state_nested"
+	exportProgReadRequests       = "read_requests"
+	exportProgWalkFull           = "walk_full"
+	exportVarBucketLeNs          = "bucket_le_ns"
+	exportVarErrnoSlot           = "errno_slot"
+	exportVarFilterNetns         = "filter_netns"
+	exportVarFullCounts          = "full_counts"
+	exportVarFullSession         = "full_session"
+	exportVarHandshakeMask       = "handshake_mask"
+	exportVarNetnsMask           = "netns_mask"
+	exportVarRetransmitHasErr    = "retransmit_has_err"
+	exportVarTransSlot           = "trans_slot"
+	exportVarTwinArea            = "twin_area"
+	exportVarUnusedListener      = "unused_listener"
+	exportVarUnusedNetnsCounters = "unused_netns_counters"
+	exportVarUnusedRareKey       = "unused_rare_key"
 )
 
 // loadExport returns the embedded CollectionSpec for export.
@@ -124,11 +136,12 @@ type exportSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type exportProgramSpecs struct {
-	CountRequests      *ebpf.ProgramSpec `ebpf:"count_requests"`
 	CountResetReceived *ebpf.ProgramSpec `ebpf:"count_reset_received"`
 	CountResetSent     *ebpf.ProgramSpec `ebpf:"count_reset_sent"`
 	CountRetransmit    *ebpf.ProgramSpec `ebpf:"count_retransmit"`
 	CountState         *ebpf.ProgramSpec `ebpf:"count_state"`
+	CountStateNested   *ebpf.ProgramSpec `ebpf:"count_state_nested"`
+	ReadRequests       *ebpf.ProgramSpec `ebpf:"read_requests"`
 	WalkFull           *ebpf.ProgramSpec `ebpf:"walk_full"`
 }
 
@@ -140,6 +153,7 @@ type exportMapSpecs struct {
 	Handshakes    *ebpf.MapSpec `ebpf:"handshakes"`
 	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
+	Nested        *ebpf.MapSpec `ebpf:"nested"`
 	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
 	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
 	Rare          *ebpf.MapSpec `ebpf:"rare"`
@@ -149,18 +163,19 @@ type exportMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type exportVariableSpecs struct {
-	BucketLeNs             *ebpf.VariableSpec `ebpf:"bucket_le_ns"`
-	ErrnoSlot              *ebpf.VariableSpec `ebpf:"errno_slot"`
-	FilterNetns            *ebpf.VariableSpec `ebpf:"filter_netns"`
-	FullCounts             *ebpf.VariableSpec `ebpf:"full_counts"`
-	FullSession            *ebpf.VariableSpec `ebpf:"full_session"`
-	HandshakeMask          *ebpf.VariableSpec `ebpf:"handshake_mask"`
-	NetnsMask              *ebpf.VariableSpec `ebpf:"netns_mask"`
-	RetransmitHasErr       *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
-	TransSlot              *ebpf.VariableSpec `ebpf:"trans_slot"`
-	UnusedListenerRequests *ebpf.VariableSpec `ebpf:"unused_listener_requests"`
-	UnusedNetnsCounters    *ebpf.VariableSpec `ebpf:"unused_netns_counters"`
-	UnusedRareKey          *ebpf.VariableSpec `ebpf:"unused_rare_key"`
+	BucketLeNs          *ebpf.VariableSpec `ebpf:"bucket_le_ns"`
+	ErrnoSlot           *ebpf.VariableSpec `ebpf:"errno_slot"`
+	FilterNetns         *ebpf.VariableSpec `ebpf:"filter_netns"`
+	FullCounts          *ebpf.VariableSpec `ebpf:"full_counts"`
+	FullSession         *ebpf.VariableSpec `ebpf:"full_session"`
+	HandshakeMask       *ebpf.VariableSpec `ebpf:"handshake_mask"`
+	NetnsMask           *ebpf.VariableSpec `ebpf:"netns_mask"`
+	RetransmitHasErr    *ebpf.VariableSpec `ebpf:"retransmit_has_err"`
+	TransSlot           *ebpf.VariableSpec `ebpf:"trans_slot"`
+	TwinArea            *ebpf.VariableSpec `ebpf:"twin_area"`
+	UnusedListener      *ebpf.VariableSpec `ebpf:"unused_listener"`
+	UnusedNetnsCounters *ebpf.VariableSpec `ebpf:"unused_netns_counters"`
+	UnusedRareKey       *ebpf.VariableSpec `ebpf:"unused_rare_key"`
 }
 
 // exportObjects contains all objects after they have been loaded into the kernel.
@@ -187,6 +202,7 @@ type exportMaps struct {
 	Handshakes    *ebpf.Map `ebpf:"handshakes"`
 	Listeners     *ebpf.Map `ebpf:"listeners"`
 	Lost          *ebpf.Map `ebpf:"lost"`
+	Nested        *ebpf.Map `ebpf:"nested"`
 	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
 	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
 	Rare          *ebpf.Map `ebpf:"rare"`
@@ -198,6 +214,7 @@ func (m *exportMaps) Close() error {
 		m.Handshakes,
 		m.Listeners,
 		m.Lost,
+		m.Nested,
 		m.NetnsDirect,
 		m.NetnsOverflow,
 		m.Rare,
@@ -208,39 +225,42 @@ func (m *exportMaps) Close() error {
 //
 // It can be passed to loadExportObjects or ebpf.CollectionSpec.LoadAndAssign.
 type exportVariables struct {
-	BucketLeNs             *ebpf.Variable `ebpf:"bucket_le_ns"`
-	ErrnoSlot              *ebpf.Variable `ebpf:"errno_slot"`
-	FilterNetns            *ebpf.Variable `ebpf:"filter_netns"`
-	FullCounts             *ebpf.Variable `ebpf:"full_counts"`
-	FullSession            *ebpf.Variable `ebpf:"full_session"`
-	HandshakeMask          *ebpf.Variable `ebpf:"handshake_mask"`
-	NetnsMask              *ebpf.Variable `ebpf:"netns_mask"`
-	RetransmitHasErr       *ebpf.Variable `ebpf:"retransmit_has_err"`
-	TransSlot              *ebpf.Variable `ebpf:"trans_slot"`
-	UnusedListenerRequests *ebpf.Variable `ebpf:"unused_listener_requests"`
-	UnusedNetnsCounters    *ebpf.Variable `ebpf:"unused_netns_counters"`
-	UnusedRareKey          *ebpf.Variable `ebpf:"unused_rare_key"`
+	BucketLeNs          *ebpf.Variable `ebpf:"bucket_le_ns"`
+	ErrnoSlot           *ebpf.Variable `ebpf:"errno_slot"`
+	FilterNetns         *ebpf.Variable `ebpf:"filter_netns"`
+	FullCounts          *ebpf.Variable `ebpf:"full_counts"`
+	FullSession         *ebpf.Variable `ebpf:"full_session"`
+	HandshakeMask       *ebpf.Variable `ebpf:"handshake_mask"`
+	NetnsMask           *ebpf.Variable `ebpf:"netns_mask"`
+	RetransmitHasErr    *ebpf.Variable `ebpf:"retransmit_has_err"`
+	TransSlot           *ebpf.Variable `ebpf:"trans_slot"`
+	TwinArea            *ebpf.Variable `ebpf:"twin_area"`
+	UnusedListener      *ebpf.Variable `ebpf:"unused_listener"`
+	UnusedNetnsCounters *ebpf.Variable `ebpf:"unused_netns_counters"`
+	UnusedRareKey       *ebpf.Variable `ebpf:"unused_rare_key"`
 }
 
 // exportPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadExportObjects or ebpf.CollectionSpec.LoadAndAssign.
 type exportPrograms struct {
-	CountRequests      *ebpf.Program `ebpf:"count_requests"`
 	CountResetReceived *ebpf.Program `ebpf:"count_reset_received"`
 	CountResetSent     *ebpf.Program `ebpf:"count_reset_sent"`
 	CountRetransmit    *ebpf.Program `ebpf:"count_retransmit"`
 	CountState         *ebpf.Program `ebpf:"count_state"`
+	CountStateNested   *ebpf.Program `ebpf:"count_state_nested"`
+	ReadRequests       *ebpf.Program `ebpf:"read_requests"`
 	WalkFull           *ebpf.Program `ebpf:"walk_full"`
 }
 
 func (p *exportPrograms) Close() error {
 	return _ExportClose(
-		p.CountRequests,
 		p.CountResetReceived,
 		p.CountResetSent,
 		p.CountRetransmit,
 		p.CountState,
+		p.CountStateNested,
+		p.ReadRequests,
 		p.WalkFull,
 	)
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/sockscope/sockscope/loader"
 )
@@ -17,7 +18,8 @@ import (
 // The exporter's socket gauges (bpf/export.bpf.c): the kernel counts every move of a full
 // socket into and out of each state, per namespace; a namespace's sockets per state are one
 // walk's count plus the moves since. What no transition shows is read live: the request sockets
-// of the namespace's listeners (one iterator over the listeners alone) and its time-wait count.
+// of the namespace's listeners (one run of a program over the table of listeners alone) and its
+// time-wait count.
 
 // Moves are one namespace's socket moves since its slot was given, summed over CPUs: In[s] full
 // sockets entered state s, Out[s] left it. Both only grow.
@@ -32,8 +34,8 @@ func (e *Counters) Moves(netns uint32) (Moves, error) {
 	if !ok {
 		return m, fmt.Errorf("network namespace %d is not counted", netns)
 	}
-	if err := e.objs.Counters.Lookup(s, &e.per); err != nil {
-		return m, fmt.Errorf("read counters: %w", err)
+	if err := e.readSlot(s); err != nil {
+		return m, err
 	}
 	for i := range e.per {
 		for st := range m.In {
@@ -99,39 +101,55 @@ func (e *Counters) Sample(nsPath string, walk bool) (NetnsSample, error) {
 }
 
 // Requests returns the request sockets (handshakes before their full socket, which ss lists as
-// SYN_RECV) of each counted namespace's listeners: one walk over the marked listeners only.
+// SYN_RECV) of each counted namespace's listeners: one run of read_requests over the table of
+// listeners, then one pass over that table.
 func (e *Counters) Requests() (map[uint32]uint32, error) {
-	rd, err := e.reqs.Open()
-	if err != nil {
-		return nil, fmt.Errorf("open the listener iterator: %w", err)
-	}
-	defer rd.Close()
-	b, err := loader.ReadAll(rd)
-	if err != nil {
-		return nil, fmt.Errorf("read the listener iterator: %w", err)
-	}
-	byslot := make(map[uint32]uint32, len(e.slots))
-	for ino, s := range e.slots {
-		byslot[s] = ino
+	e.walkMu.Lock() // one reader of the listeners' request counts at a time
+	defer e.walkMu.Unlock()
+	if _, err := e.objs.ReadRequests.Run(&ebpf.RunOptions{}); err != nil {
+		return nil, fmt.Errorf("read the listeners' request sockets: %w", err)
 	}
 	out := map[uint32]uint32{}
-	for ; len(b) >= 8; b = b[8:] {
-		slot, n := binary.NativeEndian.Uint32(b), binary.NativeEndian.Uint32(b[4:])
-		if ino, ok := byslot[slot]; ok {
-			out[ino] += n
+	var addr uint64
+	var l exportListenerEntry
+	it := e.objs.Listeners.Iterate()
+	for it.Next(&addr, &l) {
+		if _, ok := e.slots[l.Netns]; ok {
+			out[l.Netns] += l.Requests
 		}
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read the listeners table: %w", err)
 	}
 	return out, nil
 }
 
-// attachGauges attaches the two iterators of the socket gauges.
-func (e *Counters) attachGauges() error {
-	var err error
+// dropListeners removes the listeners of namespaces no longer counted from the table.
+func (e *Counters) dropListeners(counted func(netns uint32) bool) error {
+	var drop []uint64
+	var addr uint64
+	var l exportListenerEntry
+	it := e.objs.Listeners.Iterate()
+	for it.Next(&addr, &l) {
+		if !counted(l.Netns) {
+			drop = append(drop, addr)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read the listeners table: %w", err)
+	}
+	for _, a := range drop {
+		if err := e.objs.Listeners.Delete(a); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("drop a listener: %w", err)
+		}
+	}
+	return nil
+}
+
+// attachGauges attaches the iterator of the socket gauges.
+func (e *Counters) attachGauges() (err error) {
 	if e.walk, err = link.AttachIter(link.IterOptions{Program: e.objs.WalkFull}); err != nil {
 		return loader.Missing("attach iter/tcp", err, loader.NeedIterTCP)
-	}
-	if e.reqs, err = link.AttachIter(link.IterOptions{Program: e.objs.CountRequests, Map: e.objs.Listeners}); err != nil {
-		return fmt.Errorf("attach the listener iterator (iter/bpf_sk_storage_map): %w", err)
 	}
 	return nil
 }

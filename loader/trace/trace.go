@@ -316,7 +316,8 @@ const tcpListen = 10
 type Lost struct {
 	RingFull uint64 // the ring buffer had no room
 	// Nested counts program runs the kernel skipped because the program was already running on
-	// that CPU (an interrupt's softirq work nested in it).
+	// that CPU (an interrupt's softirq work nested in it), less the transitions on_state's twin
+	// took over (bpf/nested.h).
 	Nested uint64
 	// Owned counts sockets the owner filter (Pid, Comms) could not follow: its table was full.
 	// Their later transitions are missing.
@@ -332,27 +333,18 @@ func (t *Tracer) Lost() (Lost, error) {
 	if err != nil {
 		return Lost{}, err
 	}
-	progs := []*ebpf.Program{t.objs.OnState}
-	if t.objs.OnConnectEnter != nil {
-		progs = append(progs, t.objs.OnConnectEnter, t.objs.OnConnectExit)
-	}
-	misses, err := loader.RecursionMisses(progs...)
+	nested, err := loader.SkippedNotRescued(t.objs.OnState, t.objs.Nested)
 	if err != nil {
 		return Lost{}, err
 	}
-	// on_state's misses less those its twin took over. The twin's own misses happen only where
-	// on_state handled the transition or missed it too, so they are not counted again.
-	var per []uint64
-	if err := t.objs.Nesting.Lookup(uint32(1), &per); err != nil {
-		return Lost{}, fmt.Errorf("read nesting counter: %w", err)
-	}
-	var rescued uint64
-	for _, v := range per {
-		rescued += v
-	}
-	l := Lost{RingFull: counts[loader.LostRingFull], Owned: counts[loader.LostOwnedFull]}
-	if misses > rescued {
-		l.Nested = misses - rescued
+	l := Lost{RingFull: counts[loader.LostRingFull], Owned: counts[loader.LostOwnedFull], Nested: nested}
+	if t.objs.OnConnectEnter != nil {
+		// The syscall tracepoints have no twin: a skipped connect() entry or return is lost.
+		misses, err := loader.RecursionMisses(t.objs.OnConnectEnter, t.objs.OnConnectExit)
+		if err != nil {
+			return Lost{}, err
+		}
+		l.Nested += misses
 	}
 	return l, nil
 }

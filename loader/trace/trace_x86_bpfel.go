@@ -56,6 +56,15 @@ type traceEventV6 struct {
 	Comm  [16]int8
 }
 
+type traceNestedState struct {
+	_       structs.HostLayout
+	Rescued uint64
+	Depth   uint32
+	Unused  uint32
+	Sk      [8]uint64
+	What    [8]uint64
+}
+
 type traceNetnsSlot struct {
 	_    structs.HostLayout
 	Inum uint32
@@ -88,7 +97,7 @@ const (
 	traceMapConnectCalls      = "connect_calls"
 	traceMapEvents            = "events"
 	traceMapLost              = "lost"
-	traceMapNesting           = "nesting"
+	traceMapNested            = "nested"
 	traceMapNetnsDirect       = "netns_direct"
 	traceMapNetnsOverflow     = "netns_overflow"
 	traceMapOwnedPorts        = "owned_ports"
@@ -169,7 +178,7 @@ type traceMapSpecs struct {
 	ConnectCalls  *ebpf.MapSpec `ebpf:"connect_calls"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
-	Nesting       *ebpf.MapSpec `ebpf:"nesting"`
+	Nested        *ebpf.MapSpec `ebpf:"nested"`
 	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
 	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
 	OwnedPorts    *ebpf.MapSpec `ebpf:"owned_ports"`
@@ -218,7 +227,7 @@ type traceMaps struct {
 	ConnectCalls  *ebpf.Map `ebpf:"connect_calls"`
 	Events        *ebpf.Map `ebpf:"events"`
 	Lost          *ebpf.Map `ebpf:"lost"`
-	Nesting       *ebpf.Map `ebpf:"nesting"`
+	Nested        *ebpf.Map `ebpf:"nested"`
 	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
 	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
 	OwnedPorts    *ebpf.Map `ebpf:"owned_ports"`
@@ -230,7 +239,7 @@ func (m *traceMaps) Close() error {
 		m.ConnectCalls,
 		m.Events,
 		m.Lost,
-		m.Nesting,
+		m.Nested,
 		m.NetnsDirect,
 		m.NetnsOverflow,
 		m.OwnedPorts,
