@@ -190,14 +190,19 @@ func (w *Watcher) Run(ctx context.Context) {
 
 func (w *Watcher) follow(ctx context.Context, i int) {
 	rt := w.rts[i]
+	// The list that follows events runs beside the stream, not in it: one list can take a second
+	// (a container whose process just exited is asked about again, askWhileExiting), and under
+	// churn events keep coming meanwhile. Kicks that come while a list runs make one more list.
+	kick := make(chan struct{}, 1)
+	go w.relist(ctx, i, kick)
 	backoff := minBackoff
 	for {
 		start := time.Now()
-		var lookupErr error
 		err := rt.Watch(ctx, func(e Event) {
-			if err := w.apply(ctx, i, e); err != nil && ctx.Err() == nil {
-				lookupErr = err
-				w.report(rt.Info(), err)
+			w.apply(i, e)
+			select {
+			case kick <- struct{}{}:
+			default:
 			}
 		})
 		if ctx.Err() != nil {
@@ -208,9 +213,6 @@ func (w *Watcher) follow(ctx context.Context, i int) {
 		}
 		if w.OnRuntime != nil {
 			w.OnRuntime(rt.Info(), false)
-		}
-		if err == nil {
-			err = lookupErr
 		}
 		w.report(rt.Info(), fmt.Errorf("following %s at %s: %w (retrying in %v)", rt.Info().Kind, rt.Info().Endpoint, err, backoff))
 		t := time.NewTimer(backoff)
@@ -224,13 +226,28 @@ func (w *Watcher) follow(ctx context.Context, i int) {
 	}
 }
 
+// relist lists runtime i's running containers again each time it is kicked, until ctx ends.
+func (w *Watcher) relist(ctx context.Context, i int, kick <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+		}
+		if err := w.refresh(ctx, i, true); err != nil && ctx.Err() == nil {
+			w.report(w.rts[i].Info(), err)
+		}
+	}
+}
+
 // apply handles one event: an exit is applied at once (so that a restart shows as a stop, then
-// a start), then the runtime's running set is listed again.
+// a start); the runtime's running set is then listed again (relist).
 //
 // Under load a container can start and stop before the list that follows its start event: its
 // exit is still reported, with what the events said of it, so a recording's history is complete.
-func (w *Watcher) apply(ctx context.Context, i int, e Event) error {
+func (w *Watcher) apply(i int, e Event) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if e.Changed != "" {
 		if len(w.starts) >= maxPending {
 			clear(w.starts)
@@ -258,8 +275,6 @@ func (w *Watcher) apply(ctx context.Context, i int, e Event) error {
 			w.publishLocked(false)
 		}
 	}
-	w.mu.Unlock()
-	return w.refresh(ctx, i, true)
 }
 
 func (w *Watcher) report(rt Info, err error) {

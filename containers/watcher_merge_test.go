@@ -143,13 +143,9 @@ func TestWatcherReportsExitsWithTheirCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	rt.set()
-	if err := w.apply(context.Background(), 0, Event{Stopped: c.ID, ExitCode: 3}); err != nil {
-		t.Fatal(err)
-	}
+	w.apply(0, Event{Stopped: c.ID, ExitCode: 3})
 	// A second report of the same exit (Docker sends die, then stop) is not a second exit.
-	if err := w.apply(context.Background(), 0, Event{Stopped: c.ID, ExitCode: 3}); err != nil {
-		t.Fatal(err)
-	}
+	w.apply(0, Event{Stopped: c.ID, ExitCode: 3})
 	if len(exits) != 1 || exits[0] != (exit{c.ID, 3}) {
 		t.Errorf("OnDie calls %+v, want one with exit code 3", exits)
 	}
@@ -174,9 +170,7 @@ func TestWatcherReportsExitsOfContainersNeverListed(t *testing.T) {
 		{Stopped: id, ExitCode: 2, At: t1, Name: "crash", Image: "busybox"}, // reported again
 		{Stopped: "ffff000000000000", ExitCode: 1},                          // nothing known of it
 	} {
-		if err := w.apply(context.Background(), 0, e); err != nil {
-			t.Fatal(err)
-		}
+		w.apply(0, e)
 	}
 	want := Exit{Container: Container{ID: id, Name: "crash", Image: "busybox", Runtime: "docker"}, ExitCode: 2, Started: t0, At: t1}
 	if len(exits) != 1 || exits[0].ID != want.ID || exits[0].Name != want.Name || exits[0].Image != want.Image ||

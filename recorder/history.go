@@ -66,8 +66,11 @@ func (h *history) update(running []containers.Container, now time.Time) {
 }
 
 // died records a container's exit code and the daemon's time of it (now when the daemon gave
-// none). A container that stopped before any list showed it running (a crash loop on a busy host)
-// joins the history from what the runtime's events said: its name, image, start and exit.
+// none). A container the history does not hold yet joins it from what the watcher knew and the
+// runtime's events said: its name, image, start and exit. That is a container that stopped before
+// any list showed it running (a crash loop on a busy host), and also one that the watcher listed
+// but that stopped before the recorder's next snapshot took the watcher's list (a container that
+// lives less than the interval: 44 of 50 short-lived containers were recorded before).
 func (h *history) died(e containers.Exit, now time.Time) {
 	at := cmp.Or(e.At, now).UTC()
 	h.mu.Lock()
@@ -76,7 +79,7 @@ func (h *history) died(e containers.Exit, now time.Time) {
 		c.ExitCode = e.ExitCode
 		c.Stopped = at
 		h.changed[e.ID] = true
-	} else if !e.Listed {
+	} else {
 		rc := recording.FromContainer(e.Container)
 		rc.Started = cmp.Or(e.Started, e.At, now).UTC()
 		rc.Stopped, rc.ExitCode = at, e.ExitCode

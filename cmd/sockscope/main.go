@@ -147,11 +147,16 @@ func runVersion(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "sockscope %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintln(stdout, "kernel features:")
-	for _, f := range loader.Features() {
+	features := loader.Features()
+	width := 0
+	for _, f := range features {
+		width = max(width, len(f.Name))
+	}
+	for _, f := range features {
 		if f.Err == nil {
-			fmt.Fprintf(stdout, "  %-30s yes\n", f.Name)
+			fmt.Fprintf(stdout, "  %-*s  yes\n", width, f.Name)
 		} else {
-			fmt.Fprintf(stdout, "  %-30s no (%v)\n", f.Name, f.Err)
+			fmt.Fprintf(stdout, "  %-*s  no (%v)\n", width, f.Name, f.Err)
 		}
 	}
 	fmt.Fprintln(stdout, "container runtimes:")
