@@ -87,23 +87,17 @@ static __always_inline bool gauged(int state)
 	return state > 0 && state < TCP_NEW_SYN_RECV && state != TCP_CLOSE && state != TCP_TIME_WAIT;
 }
 
-static __always_inline struct netns_counters *counters_of(__u32 netns)
+/* counters_of is a namespace's counters: the main programs' copy, or with twin its twin's. The
+ * twin runs inside the main program's run (an interrupt between its load and its store of a
+ * counter): were they the same counters, the main program's store would undo the twin's
+ * increment. Go sums the two copies. */
+static __always_inline struct netns_counters *counters_of(__u32 netns, bool twin)
 {
 	__u32 slot = netns_slot_of(netns);
 	if (!slot)
 		return NULL;
-	return bpf_map_lookup_elem(&counters, &slot);
-}
-
-/* twin_counters_of is the twin's copy of a namespace's counters. The twin runs inside the main
- * program's run (an interrupt between its load and its store of a counter): were they the same
- * counters, the main program's store would undo the twin's increment. Go sums the two copies. */
-static __always_inline struct netns_counters *twin_counters_of(__u32 netns)
-{
-	__u32 slot = netns_slot_of(netns);
-	if (!slot)
-		return NULL;
-	slot += twin_area;
+	if (twin)
+		slot += twin_area;
 	return bpf_map_lookup_elem(&counters, &slot);
 }
 
@@ -148,10 +142,8 @@ static __always_inline __u64 sk_addr(const struct sock *sk)
 static __always_inline void listener_add(const struct sock *sk, __u32 netns)
 {
 	__u64 addr = sk_addr(sk);
-	if (bpf_map_lookup_elem(&listeners, &addr))
-		return;
 	struct listener_entry l = {.netns = netns};
-	if (bpf_map_update_elem(&listeners, &addr, &l, BPF_NOEXIST) && !bpf_map_lookup_elem(&listeners, &addr))
+	if (!insert_or_find(&listeners, &addr, &l))
 		note_lost(LOST_LISTENERS_FULL);
 }
 
@@ -187,7 +179,7 @@ static __always_inline int count_transition(struct sock *sk, int oldstate, int n
 		bpf_map_delete_elem(&listeners, &addr);
 	}
 	__u32 netns = sk_netns(sk);
-	struct netns_counters *c = twin ? twin_counters_of(netns) : counters_of(netns);
+	struct netns_counters *c = counters_of(netns, twin);
 	if (!c)
 		return 0;
 	/* 6.1's verifier loses the bounds of an OR of bounded values: mask the index last, where
@@ -287,7 +279,7 @@ int BPF_PROG(count_retransmit, const struct sock *sk, const struct sk_buff *skb)
 {
 	if (retransmit_has_err && ctx[2])
 		return 0; /* not sent (the device queue was busy); TCP tries again later */
-	struct netns_counters *c = counters_of(sk_netns(sk));
+	struct netns_counters *c = counters_of(sk_netns(sk), false);
 	if (c)
 		c->retransmits += 1;
 	return 0;
@@ -305,7 +297,7 @@ int BPF_PROG(count_reset_sent, const struct sock *sk, const struct sk_buff *skb)
 		netns = skb->dev->nd_net.net->ns.inum;
 	else
 		return 0;
-	struct netns_counters *c = counters_of(netns);
+	struct netns_counters *c = counters_of(netns, false);
 	if (c)
 		c->resets_sent += 1;
 	return 0;
@@ -314,7 +306,7 @@ int BPF_PROG(count_reset_sent, const struct sock *sk, const struct sk_buff *skb)
 SEC("tp_btf/tcp_receive_reset")
 int BPF_PROG(count_reset_received, struct sock *sk)
 {
-	struct netns_counters *c = counters_of(sk_netns(sk));
+	struct netns_counters *c = counters_of(sk_netns(sk), false);
 	if (c)
 		c->resets_received += 1;
 	return 0;

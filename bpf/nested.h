@@ -17,9 +17,10 @@
  * two runs), and push and pop its own transitions there; the outer transition stays below them.
  * An interrupt inside the twin itself, after its pop, may leave a transition pushed by a main
  * program whose twin the kernel skipped: such a stale entry could only match a skipped run of the
- * same socket, ports and transition (a socket's address is reused at once, its ports are not). When the stack is full (stale entries only accumulate that way),
- * it is emptied before the push; that drops an outer transition, to be handled twice, only if it
- * happens between a main program and its twin. */
+ * same socket, ports and transition (a socket's address is reused at once, its ports are not).
+ * When the stack is full (stale entries only accumulate that way), it is emptied before the push;
+ * that drops an outer transition, to be handled twice, only if it happens between a main program
+ * and its twin. */
 #ifndef SOCKSCOPE_NESTED_H
 #define SOCKSCOPE_NESTED_H
 

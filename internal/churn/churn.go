@@ -108,3 +108,46 @@ func (ns Netns) Connections(n int) error {
 		return err
 	})
 }
+
+// UntilSkipped makes rounds of 500 connections until skipped (the main program's recursion
+// misses, read after each round) reaches 20, and fails the test if 40 rounds do not get there.
+// after, when not nil, runs after each round (a reader draining its ring). It returns the
+// connections and rounds made.
+func (ns Netns) UntilSkipped(t testing.TB, skipped func() (uint64, error), after func()) (conns, rounds int) {
+	t.Helper()
+	const perRound, want, maxRounds = 500, 20, 40
+	var n uint64
+	for rounds < maxRounds && n < want {
+		if err := ns.Connections(perRound); err != nil {
+			t.Fatal(err)
+		}
+		conns += perRound
+		rounds++
+		if after != nil {
+			after()
+		}
+		var err error
+		if n, err = skipped(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n < want {
+		t.Fatalf("the kernel skipped the program %d times in %d connections; the test needs %d to prove anything", n, conns, want)
+	}
+	return conns, rounds
+}
+
+// Transitions is what conns connections made in rounds of Connections make, by (from, to) TCP
+// state numbers.
+func Transitions(conns, rounds int) map[[2]uint8]int {
+	const (
+		established, synSent, synRecv, finWait1, finWait2 = 1, 2, 3, 4, 5
+		closed, closeWait, lastAck, listen                = 7, 8, 9, 10
+	)
+	return map[[2]uint8]int{
+		{closed, synSent}: conns, {synSent, established}: conns, {established, finWait1}: conns,
+		{finWait1, finWait2}: conns, {finWait2, closed}: conns, {listen, synRecv}: conns,
+		{synRecv, established}: conns, {established, closeWait}: conns, {closeWait, lastAck}: conns,
+		{lastAck, closed}: conns, {closed, listen}: rounds, {listen, closed}: rounds,
+	}
+}

@@ -297,7 +297,7 @@ func (e *Counters) SetTracked(netns []uint32) error {
 
 // zero clears a slot's counters, in place (both copies) and in the rare map.
 func (e *Counters) zero(slot uint32) error {
-	for _, s := range []uint32{slot, slot + e.cfg.MaxNetns + 1} {
+	for _, s := range []uint32{slot, e.twinSlot(slot)} {
 		if err := e.objs.Counters.Put(s, make([]exportNetnsCounters, e.ncpu)); err != nil {
 			return fmt.Errorf("clear counters: %w", err)
 		}
@@ -383,13 +383,17 @@ func (e *Counters) Counters(out []Counter) ([]Counter, error) {
 	return out, nil
 }
 
+// twinSlot is where count_state_nested keeps its copy of a slot's counters: after every slot of
+// the main programs (bpf/export.bpf.c's twin_area).
+func (e *Counters) twinSlot(slot uint32) uint32 { return slot + e.cfg.MaxNetns + 1 }
+
 // readSlot reads a slot's per-CPU counters into e.per: the main program's copy, then the twin's
 // after it, so that summing e.per sums both.
 func (e *Counters) readSlot(slot uint32) error {
 	if err := e.objs.Counters.Lookup(slot, &e.per); err != nil {
 		return fmt.Errorf("read counters: %w", err)
 	}
-	if err := e.objs.Counters.Lookup(slot+e.cfg.MaxNetns+1, &e.twin); err != nil {
+	if err := e.objs.Counters.Lookup(e.twinSlot(slot), &e.twin); err != nil {
 		return fmt.Errorf("read counters: %w", err)
 	}
 	e.per = append(e.per, e.twin...)

@@ -1,6 +1,7 @@
 package counters
 
 import (
+	"maps"
 	"os"
 	"testing"
 	"time"
@@ -36,36 +37,14 @@ func TestTheTwinCountsWhatTheKernelSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const perRound, wantSkipped, maxRounds = 500, 20, 40
-	conns := 0
-	var skipped uint64
-	for round := 0; round < maxRounds && skipped < wantSkipped; round++ {
-		if err := ns.Connections(perRound); err != nil {
-			t.Fatal(err)
-		}
-		conns += perRound
+	conns, rounds := ns.UntilSkipped(t, func() (uint64, error) {
 		st, err := e.objs.CountState.Stats()
-		if err != nil {
-			t.Fatal(err)
-		}
-		skipped = st.RecursionMisses
-	}
-	if skipped < wantSkipped {
-		t.Fatalf("the kernel skipped count_state %d times in %d connections; the test needs %d to prove anything", skipped, conns, wantSkipped)
-	}
+		return st.RecursionMisses, err
+	}, nil)
 
-	// Every connection makes each of its ten transitions once, the listeners two each; the last
-	// ACKs may land a moment after the sockets closed.
-	rounds := conns / perRound
-	want := map[[2]uint8]uint64{
-		{tcpClose, tcpSynSent}: uint64(conns), {tcpSynSent, tcpEstablished}: uint64(conns),
-		{tcpEstablished, tcpFinWait1}: uint64(conns), {tcpFinWait1, tcpFinWait2}: uint64(conns),
-		{tcpFinWait2, tcpClose}: uint64(conns), {tcpListen, tcpSynRecv}: uint64(conns),
-		{tcpSynRecv, tcpEstablished}: uint64(conns), {tcpEstablished, tcpCloseWait}: uint64(conns),
-		{tcpCloseWait, tcpLastAck}: uint64(conns), {tcpLastAck, tcpClose}: uint64(conns),
-		{tcpClose, tcpListen}: uint64(rounds), {tcpListen, tcpClose}: uint64(rounds),
-	}
-	var got map[[2]uint8]uint64
+	// The last ACKs may land a moment after the sockets closed.
+	want := churn.Transitions(conns, rounds)
+	var got map[[2]uint8]int
 	var moves Moves
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if got, err = e.transitions(ns.Inode); err != nil {
@@ -74,7 +53,7 @@ func TestTheTwinCountsWhatTheKernelSkipped(t *testing.T) {
 		if moves, err = e.Moves(ns.Inode); err != nil {
 			t.Fatal(err)
 		}
-		if equal(got, want) || time.Now().After(deadline) {
+		if maps.Equal(got, want) || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -82,8 +61,8 @@ func TestTheTwinCountsWhatTheKernelSkipped(t *testing.T) {
 	if os.Getenv("SOCKSCOPE_NESTED_EXACT") == "1" {
 		report = t.Errorf
 	}
-	if !equal(got, want) {
-		report("%d connections, count_state skipped %d times: transitions %v, want %v", conns, skipped, got, want)
+	if !maps.Equal(got, want) {
+		report("%d connections: transitions %v, want %v", conns, got, want)
 	}
 	for s := range moves.In {
 		if moves.In[s] != moves.Out[s] {
@@ -106,29 +85,17 @@ func TestTheTwinCountsWhatTheKernelSkipped(t *testing.T) {
 	t.Logf("%d connections; the kernel skipped count_state %d times, and the twin counted those transitions", conns, st.RecursionMisses)
 }
 
-func equal(a, b map[[2]uint8]uint64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 // transitions reads one namespace's transition counts, by (from, to). A close of a socket that
 // never left CLOSE (Go probes the stack's IPv6 support with such sockets) is left out.
-func (e *Counters) transitions(netns uint32) (map[[2]uint8]uint64, error) {
+func (e *Counters) transitions(netns uint32) (map[[2]uint8]int, error) {
 	cs, err := e.Counters(nil)
 	if err != nil {
 		return nil, err
 	}
-	out := map[[2]uint8]uint64{}
+	out := map[[2]uint8]int{}
 	for _, c := range cs {
 		if c.Netns == netns && c.Kind == KindTransition && c.Arg != tcpClose<<8|tcpClose {
-			out[[2]uint8{uint8(c.Arg >> 8), uint8(c.Arg)}] += c.Value
+			out[[2]uint8{uint8(c.Arg >> 8), uint8(c.Arg)}] += int(c.Value)
 		}
 	}
 	return out, nil

@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"maps"
 	"os"
 	"testing"
 	"time"
@@ -32,49 +33,27 @@ func TestTheTwinRecordsWhatTheKernelSkipped(t *testing.T) {
 	}
 	defer tr.Close()
 	tracking := NewTracking(tr)
-	got := map[[2]events.State]int{}
+	got := map[[2]uint8]int{}
 	count := func(ev *events.Event) {
 		if ev.OldState != ev.NewState { // Go's probe sockets close without leaving CLOSE
-			got[[2]events.State{ev.OldState, ev.NewState}]++
+			got[[2]uint8{uint8(ev.OldState), uint8(ev.NewState)}]++
 		}
 	}
 
-	const perRound, wantSkipped, maxRounds = 500, 20, 40
-	conns := 0
-	var skipped uint64
-	for round := 0; round < maxRounds && skipped < wantSkipped; round++ {
-		if err := ns.Connections(perRound); err != nil {
-			t.Fatal(err)
-		}
-		conns += perRound
-		tracking.Drain(count) // the ring holds 4 MiB: drain as the test goes
-		if skipped, err = loader.RecursionMisses(tr.objs.OnState); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if skipped < wantSkipped {
-		t.Fatalf("the kernel skipped on_state %d times in %d connections; the test needs %d to prove anything", skipped, conns, wantSkipped)
-	}
-
-	rounds := conns / perRound
-	want := map[[2]events.State]int{
-		{events.StateClose, events.StateSynSent}: conns, {events.StateSynSent, events.StateEstablished}: conns,
-		{events.StateEstablished, events.StateFinWait1}: conns, {events.StateFinWait1, events.StateFinWait2}: conns,
-		{events.StateFinWait2, events.StateClose}: conns, {events.StateListen, events.StateSynRecv}: conns,
-		{events.StateSynRecv, events.StateEstablished}: conns, {events.StateEstablished, events.StateCloseWait}: conns,
-		{events.StateCloseWait, events.StateLastAck}: conns, {events.StateLastAck, events.StateClose}: conns,
-		{events.StateClose, events.StateListen}: rounds, {events.StateListen, events.StateClose}: rounds,
-	}
+	// The ring holds 4 MiB: drain it as the test goes.
+	conns, rounds := ns.UntilSkipped(t, func() (uint64, error) { return loader.RecursionMisses(tr.objs.OnState) },
+		func() { tracking.Drain(count) })
+	want := churn.Transitions(conns, rounds)
 	// The last ACKs may land a moment after the sockets closed.
-	for deadline := time.Now().Add(10 * time.Second); !sameCounts(got, want) && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); !maps.Equal(got, want) && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		tracking.Drain(count)
 	}
 	report := t.Logf
 	if os.Getenv("SOCKSCOPE_NESTED_EXACT") == "1" {
 		report = t.Errorf
 	}
-	if !sameCounts(got, want) {
-		report("%d connections, on_state skipped %d times: transitions %v, want %v", conns, skipped, got, want)
+	if !maps.Equal(got, want) {
+		report("%d connections: transitions %v, want %v", conns, got, want)
 	}
 	lost, err := tr.Lost()
 	if err != nil {
@@ -83,20 +62,9 @@ func TestTheTwinRecordsWhatTheKernelSkipped(t *testing.T) {
 	if lost.Total() != 0 {
 		t.Errorf("lost %+v; the twin should have taken over every skipped run", lost)
 	}
-	if skipped, err = loader.RecursionMisses(tr.objs.OnState); err != nil {
+	skipped, err := loader.RecursionMisses(tr.objs.OnState)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("%d connections; the kernel skipped on_state %d times, and the twin recorded those transitions", conns, skipped)
-}
-
-func sameCounts(a, b map[[2]events.State]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
