@@ -154,23 +154,22 @@ static __always_inline struct handshake *handshake_of(__u64 addr)
 	return bpf_map_lookup_elem(&handshakes, &idx);
 }
 
+/* The clock is read only for a connect's two transitions, each time as the last thing before the
+ * value is stored: the other eight transitions of a connection pay nothing for it, and a program
+ * attached after this one on the tracepoint (trace's) reads its own clock right after this one. */
 static __always_inline int count_transition(struct sock *sk, int oldstate, int newstate, bool twin)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	__u64 now = bpf_ktime_get_ns();
 	/* Before the namespace check: a connect whose namespace stopped being counted must still
 	 * free its entry. */
-	struct handshake *h = NULL;
-	__u64 took = 0;
+	__u64 started = 0;
 	if (connect_ends(oldstate)) {
 		__u64 addr = sk_addr(sk);
-		h = handshake_of(addr);
+		struct handshake *h = handshake_of(addr);
 		if (h && h->sk == addr) {
-			took = now - h->ts;
+			started = h->ts;
 			h->sk = 0;
-		} else {
-			h = NULL;
 		}
 	}
 	/* Before the namespace check too: a listener must leave the table before it is freed. */
@@ -217,7 +216,7 @@ static __always_inline int count_transition(struct sock *sk, int oldstate, int n
 			if (n->sk)
 				note_lost(LOST_HANDSHAKES); /* another connect in progress loses its start */
 			n->sk = addr;
-			n->ts = now;
+			n->ts = bpf_ktime_get_ns();
 		}
 		return 0;
 	}
@@ -241,7 +240,8 @@ static __always_inline int count_transition(struct sock *sk, int oldstate, int n
 		c->connects[i & (NCONN - 1)] += 1;
 	} else
 		add_rare(netns, RARE_CONNECT, (__u16)err);
-	if (err == 0 && h) {
+	if (err == 0 && started) {
+		__u64 took = bpf_ktime_get_ns() - started;
 		__u32 b = bucket(took);
 		barrier_var(b);
 		if (b <= NBUCKETS)

@@ -203,6 +203,11 @@ static __always_inline bool owner_wanted(struct sock *sk, __u32 netns, __u16 spo
  * owner filter. */
 static __always_inline int handle_state(struct sock *sk, int oldstate, int newstate)
 {
+	/* A connect's two transitions read the clock first of all, before the filters, so that its
+	 * latency is the time between the two transitions and not between two points of this
+	 * program, which the first transition reaches later than the second: its memory is cold in a
+	 * connect() just entered from user space, warm in the softirq that ends the handshake. */
+	__u64 early = (connect_starts(oldstate, newstate) || connect_ends(oldstate)) ? bpf_ktime_get_ns() : 0;
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	__u16 family = sk->__sk_common.skc_family;
@@ -211,10 +216,8 @@ static __always_inline int handle_state(struct sock *sk, int oldstate, int newst
 	__u32 netns = sk_netns(sk);
 	if (!netns_wanted(netns))
 		return 0;
-	/* The clock is read here, as early as the namespace filter allows, and at the same point of
-	 * every transition: a connect's latency is the difference of two reads, and the exporter
-	 * reads at its entry too, so the two measure the same interval (bpf/connect.h). */
-	__u64 now = bpf_ktime_get_ns();
+	/* Every other transition reads the clock once it is wanted: its event's time. */
+	__u64 now = early ? early : bpf_ktime_get_ns();
 	/* inet_sport, as the tracepoint itself reports it: skc_num is released at CLOSE. */
 	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
 	__u16 sport = tp ? bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport) : 0;

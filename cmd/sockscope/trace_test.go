@@ -155,19 +155,28 @@ func TestConnectFailsWithEADDRNOTAVAILWhenPortRangeIsExhausted(t *testing.T) {
 			srv.stop(t)
 			evs, _ := tr.stop(t)
 
-			if client.OK != ports || client.Errors["EADDRNOTAVAIL"] != extra {
-				t.Fatalf("tcpload: %+v, want %d ok and %d EADDRNOTAVAIL", client, ports, extra)
+			// The truth trace must match is what the client saw. Rarely (1 run in ~150 in CI)
+			// the kernel frees one port early and an 11th connect succeeds; the incident is still
+			// there, so the test goes on with the client's counts and logs the netns's TCP
+			// counters to tell why.
+			failed := client.Errors["EADDRNOTAVAIL"]
+			if client.OK < ports || failed < 1 || client.OK+failed != ports+extra || len(client.Errors) != 1 {
+				t.Fatalf("tcpload: %+v, want at least %d ok and the rest of %d EADDRNOTAVAIL", client, ports, ports+extra)
+			}
+			if client.OK != ports {
+				t.Logf("tcpload: %+v, %d ports held by TIME_WAIT expected; the netns's counters:\n%s", client, ports,
+					sh(t, "ip", "netns", "exec", ns.name, "nstat", "-asz", "TcpExtTW*", "TcpExtTCPTimeWait*", "TcpExtTCPAbort*", "TcpOutRsts", "TcpEstabResets"))
 			}
 			mine := func(e jsonEvent) bool { return e.Pid == client.Pid }
-			assertCounts(t, "connects", connects(evs, mine), map[string]int{"": ports, "EADDRNOTAVAIL": extra})
+			assertCounts(t, "connects", connects(evs, mine), map[string]int{"": client.OK, "EADDRNOTAVAIL": failed})
 			for _, e := range evs {
 				if e.Type == "connect" && e.Errno == "EADDRNOTAVAIL" && (e.Daddr != "127.0.0.1" || e.Dport != 8080) {
 					t.Errorf("EADDRNOTAVAIL event names the wrong destination: %+v", e)
 				}
 			}
 			// Each failed attempt still passed through SYN_SENT and back to CLOSE.
-			if got := transitions(evs, mine)["SYN_SENT->CLOSE"]; got != extra {
-				t.Errorf("SYN_SENT->CLOSE: %d, want %d", got, extra)
+			if got := transitions(evs, mine)["SYN_SENT->CLOSE"]; got != failed {
+				t.Errorf("SYN_SENT->CLOSE: %d, want %d", got, failed)
 			}
 		})
 	}
