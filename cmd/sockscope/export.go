@@ -2,24 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/exporter-toolkit/web"
 
 	"github.com/sockscope/sockscope/containers"
@@ -30,33 +23,8 @@ import (
 	"github.com/sockscope/sockscope/loader/syscalls"
 )
 
-// healthPath answers probes.
-const healthPath = "/-/healthy"
-
 // webTimeouts are the HTTP server's deadlines.
 type webTimeouts struct{ read, write, idle time.Duration }
-
-// onceLog prints each distinct message once on stderr: promhttp logs a refused series at every
-// scrape.
-type onceLog struct {
-	mu   sync.Mutex
-	w    io.Writer
-	seen map[string]bool
-}
-
-func (l *onceLog) Println(v ...any) {
-	msg := strings.TrimSpace(fmt.Sprintln(v...))
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.seen == nil {
-		l.seen = map[string]bool{}
-	}
-	if l.seen[msg] || len(l.seen) > 100 {
-		return
-	}
-	l.seen[msg] = true
-	fmt.Fprintf(l.w, "sockscope: warning: %s\n", events.Printable(strings.ReplaceAll(msg, "\n", "; ")))
-}
 
 // defaultListen is sockscope's exporter port: 9890, outside the ports of the well-known exporters
 // (node 9100, blackbox 9115, cAdvisor 8080, ...).
@@ -223,14 +191,14 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	}
 	coll := exporter.New(k, version, f.bpfStats)
 	coll.Warn = func(msg string) { fmt.Fprintf(stderr, "sockscope: warning: %s\n", events.Printable(msg)) }
-	src := &nsSources{coll: coll, fixed: fixed, host: hostIno, hostOn: f.host, stderr: stderr}
-	if err := src.publish(); err != nil {
+	src := exporter.NewSources(coll, fixed, hostIno, stderr)
+	if err := src.Publish(); err != nil {
 		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rts, err := src.discover(ctx, f.runtimes.options())
+	rts, err := src.Discover(ctx, f.runtimes.options())
 	if err != nil {
 		return err
 	}
@@ -238,222 +206,21 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		src.follow(ctx, rts, f.runtimes.options())
+		src.Follow(ctx, rts, f.runtimes.options())
 	}()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := http.NewServeMux()
-	// At most --web.max-requests scrapes at once, as node_exporter does: the others get 503 at
-	// once instead of queueing behind the kernel walks (promhttp_metric_handler_requests_total
-	// counts them by code). A series the registry refuses is said on stderr, once.
-	mux.Handle(f.path, promhttp.InstrumentMetricHandler(reg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: f.maxRequests, ErrorLog: &onceLog{w: stderr}, Registry: reg,
-	})))
-	// Probes (kubelet, systemd, load balancers) ask here: it answers without reading the kernel.
-	mux.HandleFunc(healthPath, func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	landing, err := web.NewLandingPage(web.LandingConfig{
-		Name:        "sockscope",
-		Description: "TCP life and syscall hotspots of the host and its containers, counted in the kernel with eBPF",
-		Version:     version,
-		Links:       []web.LandingLinks{{Address: f.path, Text: "Metrics"}, {Address: healthPath, Text: "Health"}},
-	})
-	if err != nil {
-		return err
-	}
-	if f.path != "/" {
-		mux.Handle("/", landing)
-	}
-	// Every phase of a connection has a deadline: a client that connects, scrapes once and stays
-	// idle is closed after --web.idle-timeout, one that sends its request slowly after
-	// --web.read-timeout; neither keeps a file descriptor for ever.
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: min(10*time.Second, f.timeouts.read), ReadTimeout: f.timeouts.read,
-		WriteTimeout: f.timeouts.write, IdleTimeout: f.timeouts.idle}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	webFlags := &web.FlagConfig{WebListenAddresses: &[]string{f.listen}, WebConfigFile: &f.webConfig, WebSystemdSocket: new(bool)}
-	served := make(chan error, 1)
-	go func() { served <- web.Serve(ln, srv, webFlags, logger) }()
 	scheme := "http"
 	if f.webConfig != "" {
 		scheme = "http(s)"
 	}
 	fmt.Fprintf(stderr, "sockscope: exporting on %s://%s%s (%d namespaces)\n", scheme, ln.Addr(), f.path, len(fixed))
-
-	select {
-	case err = <-served:
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-	case <-ctx.Done():
-		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err = srv.Shutdown(shut)
-		cancel()
-	}
+	err = exporter.Serve(ctx, ln, coll, exporter.WebOptions{Path: f.path, Listen: f.listen, ConfigFile: f.webConfig,
+		MaxRequests: f.maxRequests, ReadTimeout: f.timeouts.read, WriteTimeout: f.timeouts.write, IdleTimeout: f.timeouts.idle,
+		Version: version}, stderr)
 	stop()
 	wg.Wait()
 	if err == nil {
 		fmt.Fprintln(stderr, "sockscope: exporter stopped")
 	}
 	return err
-}
-
-// nsSources combines the fixed namespaces (host, --netns) with the running containers' and pods'
-// and hands the whole set to the collector whenever it changes.
-type nsSources struct {
-	coll   *exporter.Collector
-	fixed  []exporter.Namespace
-	host   uint32 // containers in it (--network host, hostNetwork pods) are the host's
-	hostOn bool   // the host is counted (--host)
-	stderr io.Writer
-
-	mu       sync.Mutex
-	running  []containers.Container
-	names    *containers.Names
-	lastWarn map[string]string // per runtime endpoint
-}
-
-func (s *nsSources) publish() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	all := append([]exporter.Namespace(nil), s.fixed...)
-	byNs := map[uint32]int{}
-	for i, n := range all {
-		byNs[n.Inode] = i
-	}
-	for _, c := range s.running {
-		if c.Netns == 0 {
-			continue
-		}
-		if i, ok := byNs[c.Netns]; ok {
-			all[i].Containers = append(all[i].Containers, c)
-			continue
-		}
-		if c.Netns == s.host {
-			continue // --host=false: not counted, and neither are the containers on its network
-		}
-		name := containers.DisplayName([]containers.Container{c})
-		if s.names != nil {
-			if n, ok := s.names.Lookup(c.Netns); ok {
-				name = n
-			}
-		}
-		byNs[c.Netns] = len(all)
-		all = append(all, exporter.Namespace{Inode: c.Netns, Name: name, Path: c.NetnsPath, Containers: []containers.Container{c}})
-	}
-	return s.coll.SetNamespaces(all)
-}
-
-// discover finds the runtimes at start. A runtime the user named must answer (one line and
-// exit 1 otherwise); a probed one that fails is a warning.
-func (s *nsSources) discover(ctx context.Context, opts containers.Options) ([]containers.Runtime, error) {
-	rts, probes, err := containers.Discover(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	for _, w := range containers.ProbeWarnings(probes, rts, opts) {
-		if len(rts) == 0 {
-			w += "; counting the host and --netns namespaces, probing again every 30s"
-		}
-		fmt.Fprintf(s.stderr, "sockscope: warning: %s\n", w)
-	}
-	return rts, nil
-}
-
-// reprobe is how often an exporter that probes for runtimes looks for one that started after it
-// (a node's runtime that comes up late, a second runtime installed later).
-const reprobe = 30 * time.Second
-
-// follow keeps the container set current. A runtime may be down at start or restart later:
-// sockscope keeps serving what it knows and reconnects with backoff. Unless the runtimes were
-// named, it probes the well-known sockets again every 30 s and follows any runtime that has
-// appeared since, so a node whose runtime starts after sockscope is named once it does.
-func (s *nsSources) follow(ctx context.Context, rts []containers.Runtime, opts containers.Options) {
-	named := len(opts.Endpoints) > 0 || opts.DockerHost != ""
-	if named && len(rts) == 0 {
-		return // --runtime-endpoint none
-	}
-	defer func() {
-		for _, rt := range rts {
-			rt.Close()
-		}
-	}()
-	for {
-		for _, rt := range rts {
-			fmt.Fprintf(s.stderr, "sockscope: naming containers through %s %s at %s\n", rt.Info().Kind, rt.Info().Version, rt.Info().Endpoint)
-		}
-		wctx, stop := context.WithCancel(ctx)
-		done := make(chan struct{})
-		if len(rts) > 0 {
-			w := containers.NewWatcher(rts, s.host, nil, nil)
-			w.OnRuntime = s.coll.RuntimeUp
-			w.OnError = func(rt containers.Info, err error) { s.warn(rt, err.Error()) }
-			w.OnUpdate = func(running []containers.Container) {
-				s.mu.Lock()
-				s.running, s.names = running, w.Names()
-				s.mu.Unlock()
-				if err := s.publish(); err != nil {
-					fmt.Fprintf(s.stderr, "sockscope: %v\n", err)
-				}
-			}
-			if err := w.Sync(wctx); err != nil {
-				s.warn(containers.Info{Kind: "runtime"}, err.Error())
-			}
-			go func() { defer close(done); w.Run(wctx) }()
-		} else {
-			close(done)
-		}
-		added := s.awaitNewRuntimes(ctx, rts, opts, named)
-		stop()
-		<-done
-		if added == nil {
-			return // ctx is done
-		}
-		rts = append(rts, added...)
-	}
-}
-
-// awaitNewRuntimes probes every reprobe until it finds runtimes that rts does not have, and
-// returns them; nil when ctx ends first. With named runtimes it only waits for ctx.
-func (s *nsSources) awaitNewRuntimes(ctx context.Context, rts []containers.Runtime, opts containers.Options, named bool) []containers.Runtime {
-	t := time.NewTicker(reprobe)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if named {
-			continue
-		}
-		found, _, err := containers.Discover(ctx, opts)
-		if err != nil {
-			continue
-		}
-		var added []containers.Runtime
-		for _, f := range found {
-			if slices.ContainsFunc(rts, func(r containers.Runtime) bool { return r.Info().Endpoint == f.Info().Endpoint }) {
-				f.Close()
-				continue
-			}
-			added = append(added, f)
-		}
-		if len(added) > 0 {
-			return added
-		}
-	}
-}
-
-// warn prints a runtime's problem once, not at every retry.
-func (s *nsSources) warn(rt containers.Info, msg string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.lastWarn == nil {
-		s.lastWarn = map[string]string{}
-	}
-	if s.lastWarn[rt.Endpoint] == msg {
-		return
-	}
-	s.lastWarn[rt.Endpoint] = msg
-	fmt.Fprintf(s.stderr, "sockscope: warning: %s: %s\n", rt.Kind, msg)
 }

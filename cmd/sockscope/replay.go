@@ -141,11 +141,7 @@ func replayTrace(f *traceFlags, stdout, stderr io.Writer) error {
 	}
 	clock := rec.Clock()
 	names := rec.Namer()
-	out := &chunkWriter{w: stdout, buf: make([]byte, 0, writeChunk+4096)}
-	eo := &eventOut{f: f, fmtr: events.NewFormatter(clock), out: out}
-	if f.output == "table" {
-		out.buf = events.AppendTableHeader(out.buf)
-	}
+	out := events.NewPrinter(stdout, clock, f.output == "json", f.count)
 	errDone := errors.New("done")
 	err = rec.Scan(recording.Visitor{Events: func(_ time.Time, evs []events.Event) error {
 		for i := range evs {
@@ -154,8 +150,8 @@ func replayTrace(f *traceFlags, stdout, stderr io.Writer) error {
 				continue
 			}
 			name, ok := names.Lookup(ev.Netns, clock.Wall(ev.Mono))
-			full := eo.add(ev, name, ok)
-			if len(out.buf) >= writeChunk || full {
+			full := out.Add(ev, name, ok)
+			if out.Full() || full {
 				if err := out.Flush(); err != nil {
 					if isEPIPE(err) {
 						return errDone
@@ -178,7 +174,7 @@ func replayTrace(f *traceFlags, stdout, stderr io.Writer) error {
 	if err := out.Flush(); err != nil && !isEPIPE(err) {
 		return fmt.Errorf("write output: %w", err)
 	}
-	eo.summary(stderr, rec.Lost.Total())
+	out.Summary(stderr, rec.Lost.Total())
 	return nil
 }
 
@@ -239,11 +235,11 @@ func replaySockets(f *socketsFlags, stdout, stderr io.Writer) error {
 			// Live, sockets names a /run/netns namespace after its file.
 			tg.Name.Name = rec.Meta.NetnsNames[ns]
 		}
-		if err := p.print(tg, socks, s.PortRange, s.TWReuse); err != nil {
+		if err := p.Print(tg, socks, s.PortRange, s.TWReuse); err != nil {
 			return err
 		}
 	}
-	return p.flush()
+	return p.Flush()
 }
 
 // replaySyscalls prints a recording's syscall counts: the whole recording, or with --interval
@@ -269,7 +265,7 @@ func replaySyscalls(f *syscallsFlags, stdout, stderr io.Writer) error {
 		return err
 	}
 	names := &namerAt{n: rec.Namer()}
-	p := &syscallPrinter{f: f, names: names, w: stdout}
+	p := newSyscallPrinter(f, names, stdout)
 	keep := func(k syscalls.Key) bool {
 		return (want == nil || want[k.Netns]) && (f.pid == 0 || k.Tgid == uint32(f.pid))
 	}
@@ -286,7 +282,7 @@ func replaySyscalls(f *syscallsFlags, stdout, stderr io.Writer) error {
 		snap.Errors = slices.DeleteFunc(snap.Errors, func(c syscalls.Errors) bool { return !keep(c.Key) })
 		snap.Paths = slices.DeleteFunc(snap.Paths, func(c syscalls.PathCount) bool { return !keep(c.Key) })
 		names.at = at
-		if err := p.print(snap, at, stderr); err != nil {
+		if err := p.table.Print(snap, at, stderr); err != nil {
 			return err
 		}
 		printed = at

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/diagnose"
+	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/recorder"
 	"github.com/sockscope/sockscope/recording"
 )
@@ -76,7 +77,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	} else if err := diagnose.WriteText(&out, r); err != nil {
 		return err
 	}
-	return writeAll(stdout, out.Bytes())
+	return events.WriteAll(stdout, out.Bytes())
 }
 
 // writeFileAtomic writes a file through a temporary one, so an existing file is replaced only
@@ -178,5 +179,5 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return writeAll(stdout, out.Bytes())
+	return events.WriteAll(stdout, out.Bytes())
 }

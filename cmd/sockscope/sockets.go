@@ -2,16 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
+	socktable "github.com/sockscope/sockscope/events/sockets"
 	"github.com/sockscope/sockscope/loader"
 	"github.com/sockscope/sockscope/loader/sockets"
 	"github.com/sockscope/sockscope/recording"
@@ -124,120 +123,19 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := p.print(tg, socks, snap.PortRange, snap.TWReuse); err != nil {
+		if err := p.Print(tg, socks, snap.PortRange, snap.TWReuse); err != nil {
 			return err
 		}
 	}
-	return p.flush()
+	return p.Flush()
 }
 
-// socketPrinter writes sockets (or their summary) of one namespace after another.
-type socketPrinter struct {
-	f         *socketsFlags
-	w         io.Writer
-	out       []byte
-	keepState events.State
-}
-
-func newSocketPrinter(f *socketsFlags, w io.Writer) *socketPrinter {
-	p := &socketPrinter{f: f, w: w}
+func newSocketPrinter(f *socketsFlags, w io.Writer) *socktable.Printer {
+	o := socktable.Options{Ports: f.ports, Summary: f.summary, Top: f.top, JSON: f.output == "json"}
 	if f.state != "" {
-		p.keepState, _ = events.ParseState(f.state)
+		o.State, _ = events.ParseState(f.state)
 	}
-	if f.output == "table" && !f.summary {
-		p.out = events.AppendSocketHeader(p.out)
-	}
-	return p
-}
-
-func (p *socketPrinter) print(tg containers.Target, socks []events.Socket, portRange [2]int, twReuse int) error {
-	f := p.f
-	socks = slices.DeleteFunc(socks, func(k events.Socket) bool {
-		if p.keepState != 0 && k.State != p.keepState {
-			return true
-		}
-		return len(f.ports) > 0 && !slices.Contains(f.ports, int(k.Sport)) && !slices.Contains(f.ports, int(k.Dport))
-	})
-	if f.summary {
-		s := events.Summarize(socks, portRange, twReuse, f.top)
-		if f.output == "json" {
-			p.out = appendSummaryJSON(p.out, &s, tg)
-		} else {
-			p.out = events.AppendSummary(p.out, &s, tg.Display(), tg.Inode)
-		}
-		return nil
-	}
-	for i := range socks {
-		if f.output == "json" {
-			p.out = events.AppendSocketJSON(p.out, &socks[i], tg.Name)
-		} else {
-			p.out = events.AppendSocketRow(p.out, &socks[i], tg.Display())
-		}
-		if len(p.out) >= 256<<10 {
-			if err := writeAll(p.w, p.out); err != nil {
-				return err
-			}
-			p.out = p.out[:0]
-		}
-	}
-	return nil
-}
-
-func (p *socketPrinter) flush() error {
-	err := writeAll(p.w, p.out)
-	p.out = p.out[:0]
-	return err
-}
-
-// writeAll writes b; a closed pipe (| head) ends the command quietly.
-func writeAll(w io.Writer, b []byte) error {
-	if _, err := w.Write(b); err != nil && !isEPIPE(err) {
-		return fmt.Errorf("write output: %w", err)
-	}
-	return nil
-}
-
-func appendSummaryJSON(b []byte, s *events.Summary, tg containers.Target) []byte {
-	type ep struct {
-		Endpoint string `json:"endpoint"`
-		Count    int    `json:"count"`
-	}
-	type use struct {
-		Endpoint string `json:"endpoint"`
-		Used     int    `json:"used"`
-		Range    int    `json:"range"`
-	}
-	eps := func(in []events.EndpointCount) []ep {
-		out := []ep{}
-		for _, e := range in {
-			out = append(out, ep{e.Endpoint.String(), e.Count})
-		}
-		return out
-	}
-	states := map[string]int{}
-	for st, n := range s.ByState {
-		states[st.String()] = n
-	}
-	uses := []use{}
-	for _, u := range s.PortUse {
-		uses = append(uses, use{u.Endpoint.String(), u.Used, u.Range})
-	}
-	v := struct {
-		Container   string         `json:"container"`
-		ContainerID string         `json:"container_id"`
-		K8sNs       string         `json:"k8s_namespace"`
-		K8sPod      string         `json:"k8s_pod"`
-		Netns       uint32         `json:"netns"`
-		Total       int            `json:"total"`
-		States      map[string]int `json:"states"`
-		PortRange   [2]int         `json:"ip_local_port_range"`
-		TWReuse     int            `json:"tcp_tw_reuse"`
-		TimeWait    []ep           `json:"time_wait_by_remote"`
-		Established []ep           `json:"established_by_remote"`
-		PortUse     []use          `json:"ephemeral_ports_by_remote"`
-	}{tg.Name.Name, tg.Name.ID, tg.Name.Namespace, tg.Name.Pod, tg.Inode, s.Total, states, s.PortRange, s.TWReuse, eps(s.TimeWait), eps(s.Established), uses}
-	j, _ := json.Marshal(v)
-	return append(append(b, j...), '\n')
+	return socktable.NewPrinter(o, w)
 }
 
 // socketTargets resolves the flags into network namespaces, one entry per namespace.

@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -167,17 +166,12 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	return traceLoop(ctx, tracer, w, f, sigs, stdout, stderr)
 }
 
-// writeChunk is how much output is gathered before one write: events are appended straight into
-// the output buffer, so each byte is copied once before the kernel takes it.
-const writeChunk = 128 << 10
-
 // resolver names a namespace, asking the runtimes again when it is new (see Watcher.Resolve).
 type resolver interface {
 	Resolve(ctx context.Context, inode uint32) (containers.Name, bool)
 }
 
 func traceLoop(ctx context.Context, tracer *trace.Tracer, names resolver, f *traceFlags, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
-	out := &chunkWriter{w: stdout, buf: make([]byte, 0, writeChunk+4096)}
 	stopc := make(chan struct{})
 	var stopping atomic.Bool
 	stop := func() {
@@ -205,12 +199,9 @@ func traceLoop(ctx context.Context, tracer *trace.Tracer, names resolver, f *tra
 				l.Total()-prev, l.Total(), l.RingFull, l.Nested, l.Owned)
 		}
 	}
-	eo := &eventOut{f: f, fmtr: events.NewFormatter(events.NewClock()), out: out}
+	out := events.NewPrinter(stdout, events.NewClock(), f.output == "json", f.count)
 	filter := f.filter()
 	tr := trace.NewTracking(tracer)
-	if f.output == "table" {
-		out.buf = events.AppendTableHeader(out.buf)
-	}
 	var (
 		full, pipeClosed bool
 		werr             error
@@ -220,8 +211,8 @@ func traceLoop(ctx context.Context, tracer *trace.Tracer, names resolver, f *tra
 			return
 		}
 		name, ok := names.Resolve(ctx, ev.Netns)
-		full = eo.add(ev, name, ok)
-		if len(out.buf) >= writeChunk {
+		full = out.Add(ev, name, ok)
+		if out.Full() {
 			if err := out.Flush(); err != nil {
 				if pipeClosed = isEPIPE(err); !pipeClosed {
 					werr = fmt.Errorf("write output: %w", err)
@@ -255,70 +246,8 @@ func traceLoop(ctx context.Context, tracer *trace.Tracer, names resolver, f *tra
 		return err
 	}
 	reportLost(lost)
-	eo.summary(stderr, lost.Total())
+	out.Summary(stderr, lost.Total())
 	return nil
 }
 
-// eventOut formats events for the terminal or a program, counting what it printed.
-type eventOut struct {
-	f            *traceFlags
-	fmtr         *events.Formatter
-	out          *chunkWriter
-	written      int
-	nState, nCon uint64
-}
-
-// add appends one event, named as given (named=false: the namespace has no name, the table shows
-// its inode). It reports true once --count lines are out.
-func (o *eventOut) add(ev *events.Event, name containers.Name, named bool) bool {
-	f := o.f
-	// --count counts output lines. A record that concludes a connect makes two JSON lines
-	// (state, then connect): when only one more is allowed, print only the first.
-	if f.count > 0 && f.output == "json" && ev.Kind == events.KindState|events.KindConnect && f.count-o.written == 1 {
-		ev.Kind = events.KindState
-	}
-	if !named {
-		name = containers.Name{}
-	}
-	if f.output == "json" {
-		o.out.buf = o.fmtr.AppendJSON(o.out.buf, ev, name)
-	} else {
-		shown := name.Name
-		if !named {
-			shown = strconv.FormatUint(uint64(ev.Netns), 10)
-		}
-		o.out.buf = o.fmtr.AppendTableRow(o.out.buf, ev, shown)
-	}
-	if ev.Kind&events.KindState != 0 {
-		o.nState++
-		o.written++
-	}
-	if ev.Kind&events.KindConnect != 0 {
-		o.nCon++
-		if f.output == "json" || ev.Kind&events.KindState == 0 {
-			o.written++
-		}
-	}
-	return f.count > 0 && o.written >= f.count
-}
-
-func (o *eventOut) summary(stderr io.Writer, lost uint64) {
-	fmt.Fprintf(stderr, "sockscope: %d events (%d state, %d connect), %d lost\n", o.nState+o.nCon, o.nState, o.nCon, lost)
-}
-
 func isEPIPE(err error) bool { return errors.Is(err, syscall.EPIPE) }
-
-// chunkWriter is the output buffer: callers append to buf, Flush writes it out.
-type chunkWriter struct {
-	w   io.Writer
-	buf []byte
-}
-
-func (c *chunkWriter) Flush() error {
-	if len(c.buf) == 0 {
-		return nil
-	}
-	_, err := c.w.Write(c.buf)
-	c.buf = c.buf[:0]
-	return err
-}
