@@ -1,11 +1,9 @@
 package main
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,60 +39,16 @@ func parseMaxInflate(s string) (recording.Budget, error) {
 	return recording.Budget{Max: n}, nil
 }
 
-// openRecording opens a recording ("-": standard input, copied first to a file that is already
-// deleted, so that it can be read twice and leaves nothing behind). The caller closes it.
-func openRecording(path string, budget recording.Budget) (*recording.File, io.Closer, error) {
-	var f *os.File
-	if path == "-" {
-		dir, err := os.MkdirTemp("", "sockscope-stdin-*")
-		if err != nil {
-			return nil, nil, err
-		}
-		f, err = os.CreateTemp(dir, "recording")
-		os.RemoveAll(dir) // the open file lives on; nothing is left if sockscope dies
-		if err != nil {
-			return nil, nil, err
-		}
-		if _, err := io.Copy(f, os.Stdin); err != nil {
-			f.Close()
-			return nil, nil, fmt.Errorf("read standard input: %w", err)
-		}
-	} else {
-		var err error
-		if f, err = os.Open(path); err != nil {
-			return nil, nil, err
-		}
-	}
-	st, err := f.Stat()
+// openRecording opens a recording (-: standard input) and warns about its clock on stderr.
+func openRecording(path string, budget recording.Budget, stderr io.Writer) (*recording.File, io.Closer, error) {
+	rec, closer, err := recording.OpenPath(path, budget)
 	if err != nil {
-		f.Close()
 		return nil, nil, err
 	}
-	rec, err := recording.Open(f, st.Size(), budget)
-	if err != nil {
-		f.Close()
-		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	if w := rec.ClockWarning(path); w != "" {
+		fmt.Fprintf(stderr, "sockscope: warning: %s\n", w)
 	}
-	return rec, f, nil
-}
-
-// scanError names the file in an error from reading it, and lets the output's own errors through.
-func scanError(path string, err error) error {
-	var fe *recording.FormatError
-	if errors.As(err, &fe) {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return err
-}
-
-// clockWarning is one line about a recording whose clock stepped back: it is read as written.
-func clockWarning(stderr io.Writer, path string, rec *recording.File) {
-	if len(rec.ClockSteps) == 0 {
-		return
-	}
-	s := slices.MaxFunc(rec.ClockSteps, func(a, b recording.ClockStep) int { return cmp.Compare(a.Back, b.Back) })
-	fmt.Fprintf(stderr, "sockscope: warning: %s: the clock stepped back %s at offset %d (%s); times after it are as the clock read them\n",
-		path, s.Back.Round(time.Millisecond), s.Offset, s.At.Format(time.RFC3339))
+	return rec, closer, nil
 }
 
 // recordedNetns resolves --container and --netns against a recording: the namespaces the
@@ -129,12 +83,11 @@ func recordedNetns(rec *recording.File, queries []string, netns []string) (map[u
 
 // replayTrace prints a recording's events as a live trace with the same flags would have.
 func replayTrace(f *traceFlags, stdout, stderr io.Writer) error {
-	rec, closer, err := openRecording(f.read, f.budget)
+	rec, closer, err := openRecording(f.read, f.budget, stderr)
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	clockWarning(stderr, f.read, rec)
 	filter := f.filter()
 	if filter.Netns, err = recordedNetns(rec, f.containers, f.netns); err != nil {
 		return err
@@ -169,7 +122,7 @@ func replayTrace(f *traceFlags, stdout, stderr io.Writer) error {
 		err = nil
 	}
 	if err != nil {
-		return scanError(f.read, err) // what is still buffered stays unprinted: a bad file prints one line
+		return recording.ScanError(f.read, err) // what is still buffered stays unprinted: a bad file prints one line
 	}
 	if err := out.Flush(); err != nil && !isEPIPE(err) {
 		return fmt.Errorf("write output: %w", err)
@@ -180,12 +133,11 @@ func replayTrace(f *traceFlags, stdout, stderr io.Writer) error {
 
 // replaySockets prints, per recorded namespace, its last snapshot (or the last one up to --at).
 func replaySockets(f *socketsFlags, stdout, stderr io.Writer) error {
-	rec, closer, err := openRecording(f.read, f.budget)
+	rec, closer, err := openRecording(f.read, f.budget, stderr)
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	clockWarning(stderr, f.read, rec)
 	want, err := recordedNetns(rec, f.containers, f.netns)
 	if err != nil {
 		return err
@@ -194,28 +146,11 @@ func replaySockets(f *socketsFlags, stdout, stderr io.Writer) error {
 	if f.at >= 0 {
 		until = rec.Meta.Start.Add(f.at)
 	}
-	// The last snapshot of each namespace (up to --at): one at a time is kept, not the file.
-	last := map[uint32]*recording.SocketSnapshot{}
-	var order []uint32
-	var first time.Time
-	err = rec.Scan(recording.Visitor{Sockets: func(s *recording.SocketSnapshot) error {
-		if first.IsZero() {
-			first = s.Time
-		}
-		if want != nil && !want[s.Netns] || !until.IsZero() && s.Time.After(until) {
-			return nil
-		}
-		if _, ok := last[s.Netns]; !ok {
-			order = append(order, s.Netns)
-		}
-		c := *s
-		last[s.Netns] = &c
-		return nil
-	}})
+	last, first, err := rec.LastSockets(want, until)
 	if err != nil {
-		return scanError(f.read, err)
+		return recording.ScanError(f.read, err)
 	}
-	if len(order) == 0 {
+	if len(last) == 0 {
 		if !until.IsZero() && !first.IsZero() {
 			return fmt.Errorf("%s: no snapshot in the first %s of the recording (the first was taken %s after the start)", f.read, f.at, first.Sub(rec.Meta.Start).Round(time.Millisecond))
 		}
@@ -223,8 +158,8 @@ func replaySockets(f *socketsFlags, stdout, stderr io.Writer) error {
 	}
 	names := rec.Namer()
 	p := newSocketPrinter(f, stdout)
-	for _, ns := range order {
-		s := last[ns]
+	for _, s := range last {
+		ns := s.Netns
 		socks, err := s.Decode()
 		if err != nil {
 			return fmt.Errorf("%s: snapshot of netns %d: %w", f.read, ns, err)
@@ -245,12 +180,11 @@ func replaySockets(f *socketsFlags, stdout, stderr io.Writer) error {
 // replaySyscalls prints a recording's syscall counts: the whole recording, or with --interval
 // one table per interval of the recording.
 func replaySyscalls(f *syscallsFlags, stdout, stderr io.Writer) error {
-	rec, closer, err := openRecording(f.read, f.budget)
+	rec, closer, err := openRecording(f.read, f.budget, stderr)
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	clockWarning(stderr, f.read, rec)
 	n := rec.Counts[recording.BlockSyscalls]
 	switch {
 	case n == 0:
@@ -288,7 +222,7 @@ func replaySyscalls(f *syscallsFlags, stdout, stderr io.Writer) error {
 		printed = at
 		return nil
 	}})
-	return scanError(f.read, err)
+	return recording.ScanError(f.read, err)
 }
 
 // namerAt names namespaces as they were at one moment of a recording.

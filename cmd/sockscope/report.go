@@ -43,12 +43,11 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	file := fs.Arg(0)
-	rec, closer, err := openRecording(file, budget)
+	rec, closer, err := openRecording(file, budget, stderr)
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	clockWarning(stderr, file, rec)
 	only, err := recordedNetns(rec, *queries, *netns)
 	if err != nil {
 		return err
@@ -154,14 +153,15 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 		source = o.File
 		*queries, *netns = nil, nil // the recording holds only what was asked for
 	}
-	rec, closer, err := openRecording(source, budget)
+	warn := io.Discard // a recording made just now says nothing new about its clock
+	if *read != "" {
+		warn = stderr
+	}
+	rec, closer, err := openRecording(source, budget, warn)
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
-	if *read != "" {
-		clockWarning(stderr, source, rec)
-	}
 	only, err := recordedNetns(rec, *queries, *netns)
 	if err != nil {
 		return err
