@@ -156,7 +156,7 @@ static __always_inline struct handshake *handshake_of(__u64 addr)
 
 /* The clock is read only for a connect's two transitions, each time as the last thing before the
  * value is stored: the other eight transitions of a connection pay nothing for it, and a program
- * attached after this one on the tracepoint (trace's) reads its own clock right after this one. */
+ * attached after this one and its twin on the tracepoint (trace's) reads its own clock soon after. */
 static __always_inline int count_transition(struct sock *sk, int oldstate, int newstate, bool twin)
 {
 	if (sk->sk_protocol != IPPROTO_TCP)

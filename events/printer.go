@@ -13,7 +13,7 @@ import (
 const WriteChunk = 128 << 10
 
 // Printer writes events as `sockscope trace` prints them, live or replayed: a table with its
-// header, or JSON lines; it counts what it printed and stops at a number of lines.
+// header, or JSON lines. It counts what it printed, and says when a limit of lines is reached.
 type Printer struct {
 	w     io.Writer
 	buf   []byte
@@ -25,8 +25,8 @@ type Printer struct {
 	nState, nConnect uint64
 }
 
-// NewPrinter prints to w, with times from clock, as JSON lines or a table, and at most limit
-// lines (0: no limit).
+// NewPrinter prints to w, with times from clock, as JSON lines or a table (whose header it
+// gathers at once), up to limit lines (0: no limit).
 func NewPrinter(w io.Writer, clock Clock, json bool, limit int) *Printer {
 	p := &Printer{w: w, buf: make([]byte, 0, WriteChunk+4096), fmtr: NewFormatter(clock), json: json, limit: limit}
 	if !json {

@@ -13,7 +13,8 @@ import (
 
 // Sources combines the fixed namespaces (the host, --netns) with the running containers' and
 // pods' and hands the whole set to a Collector whenever it changes. Runtimes that are down at
-// start, restart, or appear later are followed; their problems are said once on its Stderr.
+// start, restart, or appear later are followed; their problems are said once each on the writer
+// given to NewSources.
 type Sources struct {
 	coll   *Collector
 	fixed  []Namespace
@@ -64,8 +65,8 @@ func (s *Sources) Publish() error {
 	return s.coll.SetNamespaces(all)
 }
 
-// Discover finds the runtimes at start. A runtime the user named must answer (one line and
-// exit 1 otherwise); a probed one that fails is a warning.
+// Discover finds the runtimes at start. A runtime the user named must answer (its error is
+// returned otherwise); a probed one that fails is a warning.
 func (s *Sources) Discover(ctx context.Context, opts containers.Options) ([]containers.Runtime, error) {
 	rts, probes, err := containers.Discover(ctx, opts)
 	if err != nil {

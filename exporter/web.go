@@ -33,11 +33,13 @@ type WebOptions struct {
 	// idle is closed after IdleTimeout, one that sends its request slowly after ReadTimeout;
 	// neither keeps a file descriptor for ever.
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
-	Version                                string
+	Version                                string // sockscope's, on the landing page
+	Ready                                  func() // called once the server is set up, before it serves
 }
 
-// Serve serves coll's metrics, with the Go runtime's and the process's, on ln until ctx ends,
-// then shuts the server down within 5 s. A series the registry refuses is said on stderr, once.
+// Serve serves coll's metrics, with the Go runtime's and the process's, on ln until ctx ends
+// (then it shuts the server down within 5 s) or the server fails. A series the registry refuses
+// is said on stderr, once.
 func Serve(ctx context.Context, ln net.Listener, coll *Collector, o WebOptions, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(coll, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -67,6 +69,9 @@ func Serve(ctx context.Context, ln net.Listener, coll *Collector, o WebOptions, 
 	webFlags := &web.FlagConfig{WebListenAddresses: &[]string{o.Listen}, WebConfigFile: &o.ConfigFile, WebSystemdSocket: new(bool)}
 	served := make(chan error, 1)
 	go func() { served <- web.Serve(ln, srv, webFlags, logger) }()
+	if o.Ready != nil {
+		o.Ready()
+	}
 	select {
 	case err = <-served:
 		if errors.Is(err, http.ErrServerClosed) {

@@ -213,10 +213,12 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	if f.webConfig != "" {
 		scheme = "http(s)"
 	}
-	fmt.Fprintf(stderr, "sockscope: exporting on %s://%s%s (%d namespaces)\n", scheme, ln.Addr(), f.path, len(fixed))
+	ready := func() {
+		fmt.Fprintf(stderr, "sockscope: exporting on %s://%s%s (%d namespaces)\n", scheme, ln.Addr(), f.path, len(fixed))
+	}
 	err = exporter.Serve(ctx, ln, coll, exporter.WebOptions{Path: f.path, Listen: f.listen, ConfigFile: f.webConfig,
 		MaxRequests: f.maxRequests, ReadTimeout: f.timeouts.read, WriteTimeout: f.timeouts.write, IdleTimeout: f.timeouts.idle,
-		Version: version}, stderr)
+		Version: version, Ready: ready}, stderr)
 	stop()
 	wg.Wait()
 	if err == nil {

@@ -79,8 +79,5 @@ func printStacks(c *collector.Collector, names namer, w io.Writer, stderr io.Wri
 			}
 		}
 	}
-	if _, err := io.WriteString(w, out.String()); err != nil && !isEPIPE(err) {
-		return fmt.Errorf("write output: %w", err)
-	}
-	return nil
+	return events.WriteAll(w, []byte(out.String()))
 }

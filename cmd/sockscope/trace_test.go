@@ -155,13 +155,13 @@ func TestConnectFailsWithEADDRNOTAVAILWhenPortRangeIsExhausted(t *testing.T) {
 			srv.stop(t)
 			evs, _ := tr.stop(t)
 
-			// The truth trace must match is what the client saw. Rarely (1 run in ~150 in CI)
-			// the kernel frees one port early and an 11th connect succeeds; the incident is still
+			// The truth trace must match is what the client saw. Once in CI (1 run in ~150) the
+			// kernel freed one port early and an 11th connect succeeded; the incident is still
 			// there, so the test goes on with the client's counts and logs the netns's TCP
-			// counters to tell why.
+			// counters to tell why. More than one port freed fails.
 			failed := client.Errors["EADDRNOTAVAIL"]
-			if client.OK < ports || failed < 1 || client.OK+failed != ports+extra || len(client.Errors) != 1 {
-				t.Fatalf("tcpload: %+v, want at least %d ok and the rest of %d EADDRNOTAVAIL", client, ports, ports+extra)
+			if client.OK < ports || client.OK > ports+1 || client.OK+failed != ports+extra || len(client.Errors) != 1 {
+				t.Fatalf("tcpload: %+v, want %d ok (or one more) and the rest of %d EADDRNOTAVAIL", client, ports, ports+extra)
 			}
 			if client.OK != ports {
 				t.Logf("tcpload: %+v, %d ports held by TIME_WAIT expected; the netns's counters:\n%s", client, ports,

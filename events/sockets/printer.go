@@ -27,7 +27,8 @@ type Printer struct {
 	out []byte
 }
 
-// NewPrinter prints to w.
+// NewPrinter prints to w; a table's header is gathered at once, and written with the first
+// Flush.
 func NewPrinter(o Options, w io.Writer) *Printer {
 	p := &Printer{o: o, w: w}
 	if !o.JSON && !o.Summary {

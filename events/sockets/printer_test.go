@@ -72,7 +72,9 @@ func TestFiltersKeepOnlyTheirSockets(t *testing.T) {
 	if err := p.Print(containers.Target{Name: containers.Name{Name: "web"}}, socks, [2]int{}, 0); err != nil {
 		t.Fatal(err)
 	}
-	p.Flush()
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	if len(lines) != 3 || strings.Contains(out.String(), "5432") || strings.Contains(out.String(), "LISTEN") {
 		t.Errorf("want the header and the two established sockets of port 8080:\n%s", out.String())

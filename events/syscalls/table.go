@@ -7,7 +7,6 @@ package syscalls
 import (
 	"cmp"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -35,7 +34,7 @@ type Options struct {
 	Latency  bool          // the average and maximum latency of the calls
 	Paths    bool          // also the paths the calls were given
 	Top      int           // at most this many rows per table
-	Interval time.Duration // > 0: each print starts with its time of day
+	Interval time.Duration // > 0: each table print starts with its time of day
 	JSON     bool          // JSON lines instead of tables
 }
 
@@ -174,10 +173,7 @@ func (p *Table) Print(cur ksyscalls.Snapshot, at time.Time, warn io.Writer) erro
 	} else {
 		p.appendTables(&out, at, counts, errs, paths)
 	}
-	if _, err := io.WriteString(p.w, out.String()); err != nil && !errors.Is(err, syscall.EPIPE) {
-		return fmt.Errorf("write output: %w", err)
-	}
-	return nil
+	return events.WriteAll(p.w, []byte(out.String()))
 }
 
 // rowOf returns the row of group g in m, adding it with zero counts.

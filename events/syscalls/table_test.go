@@ -96,13 +96,52 @@ func TestJSONRowsFollowTheGroupingAndFilters(t *testing.T) {
 		{Key: ksyscalls.Key{Netns: 1, Tgid: 100, Comm: "postgres", Nr: openat}, Count: 50},
 		{Key: ksyscalls.Key{Netns: 9, Tgid: 300, Comm: "nginx", Nr: fsync}, Count: 70},
 	}}
+	row := `{"container":"db","container_id":"id-db","count":3,"errors":0,"k8s_namespace":"","k8s_pod":"","latency_avg_us":1000,"latency_max_us":2000,"netns":1,"pid":100,"syscall":"fsync","type":"syscall"}` + "\n"
+	for _, tc := range []struct {
+		top  int
+		want string
+	}{
+		{1, row},
+		{5, row + `{"container":"db","container_id":"id-db","count":2,"errors":0,"k8s_namespace":"","k8s_pod":"","latency_avg_us":500,"latency_max_us":1000,"netns":1,"pid":101,"syscall":"fsync","type":"syscall"}` + "\n"},
+	} {
+		var out bytes.Buffer
+		o := Options{By: []string{"container", "pid", "syscall"}, Comms: []string{"postgres"}, Syscalls: []string{"fsync"}, Latency: true, Top: tc.top, JSON: true}
+		if err := NewTable(o, names{1: "db"}, &out).Print(snap, time.Now(), &bytes.Buffer{}); err != nil {
+			t.Fatal(err)
+		}
+		if out.String() != tc.want {
+			t.Errorf("--top %d:\n%s\nwant\n%s", tc.top, out.String(), tc.want)
+		}
+	}
+}
+
+// --paths adds the paths table, --interval the time of each print; a namespace without a name
+// shows its inode.
+func TestPathsAndTheTimeOfAnIntervalPrint(t *testing.T) {
+	openat := nr(t, "openat")
+	k := ksyscalls.Key{Netns: 7, Tgid: 100, Comm: "php", Nr: openat}
+	snap := ksyscalls.Snapshot{
+		Counts: []ksyscalls.Count{{Key: k, Count: 30}},
+		Paths:  []ksyscalls.PathCount{{Key: k, Path: "/tmp/sess_1", Count: 20}, {Key: k, Path: "/etc/hosts", Count: 10}},
+	}
+	at := time.Date(2026, 12, 1, 13, 4, 5, 0, time.Local)
 	var out bytes.Buffer
-	o := Options{By: []string{"container", "syscall"}, Comms: []string{"postgres"}, Syscalls: []string{"fsync"}, Latency: true, Top: 1, JSON: true}
-	if err := NewTable(o, names{1: "db"}, &out).Print(snap, time.Now(), &bytes.Buffer{}); err != nil {
+	o := Options{By: []string{"container", "comm"}, Paths: true, Interval: time.Second, Top: 10}
+	if err := NewTable(o, names{}, &out).Print(snap, at, &bytes.Buffer{}); err != nil {
 		t.Fatal(err)
 	}
-	want := `{"container":"db","container_id":"id-db","count":5,"errors":0,"k8s_namespace":"","k8s_pod":"","latency_avg_us":800,"latency_max_us":2000,"netns":1,"syscall":"fsync","type":"syscall"}` + "\n"
+	want := strings.Join([]string{
+		"13:04:05",
+		"CONTAINER  COMM  COUNT  ERRORS",
+		"7          php   30     0",
+		"",
+		"paths:",
+		"CONTAINER  COMM  COUNT  PATH",
+		"7          php   20     /tmp/sess_1",
+		"7          php   10     /etc/hosts",
+		"",
+	}, "\n")
 	if out.String() != want {
-		t.Errorf("got  %s\nwant %s", out.String(), want)
+		t.Errorf("got\n%s\nwant\n%s", out.String(), want)
 	}
 }
