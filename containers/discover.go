@@ -3,6 +3,8 @@ package containers
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -214,4 +216,32 @@ func dockerURL(e string) string {
 		return "unix://" + e
 	}
 	return e
+}
+
+// WriteProbes lists what Discover found at each endpoint it tried, one per line, as `sockscope
+// version` shows them: the runtime and its version, or why it is not used.
+func WriteProbes(w io.Writer, probes []Probe, opts Options) {
+	for _, p := range probes {
+		how := "probed"
+		if p.Explicit {
+			how = "given"
+		}
+		if p.Err != nil {
+			kind := p.Kind
+			if kind == "" {
+				kind = "runtime"
+			}
+			fmt.Fprintf(w, "  %-12s %s (%s): not used: %v\n", kind, p.Endpoint, how, p.Err)
+			continue
+		}
+		i := p.Runtime.Info()
+		fmt.Fprintf(w, "  %-12s %s (%s): %s\n", i.Kind, i.Endpoint, how, i.Version)
+	}
+	if len(probes) == 0 {
+		if len(opts.Endpoints) == 1 && opts.Endpoints[0] == NoRuntimes {
+			fmt.Fprintln(w, "  none (--runtime-endpoint none): namespaces show their inodes")
+		} else {
+			fmt.Fprintln(w, "  none found at the well-known sockets: namespaces show their inodes (name one with --runtime-endpoint)")
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package containers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -156,5 +157,28 @@ func TestDiscoverTellsDockerFromCRI(t *testing.T) {
 	defer rts[0].Close()
 	if len(rts) != 1 || rts[0].Info().Kind != "docker" || rts[0].Info().Endpoint != "unix://"+sock {
 		t.Errorf("Discover(%s) = %+v", sock, rts[0].Info())
+	}
+}
+
+// sockscope version says, per endpoint, why a runtime is not used, and what it means when none
+// was found.
+func TestWriteProbesSaysWhyEachRuntimeIsNotUsed(t *testing.T) {
+	for _, tc := range []struct {
+		probes []Probe
+		opts   Options
+		want   string
+	}{
+		{[]Probe{{Endpoint: "unix:///run/containerd/containerd.sock", Kind: "containerd", Err: errors.New("connection refused")},
+			{Endpoint: "unix:///run/x.sock", Explicit: true, Err: errors.New("no such file")}}, Options{},
+			"  containerd   unix:///run/containerd/containerd.sock (probed): not used: connection refused\n" +
+				"  runtime      unix:///run/x.sock (given): not used: no such file\n"},
+		{nil, Options{Endpoints: []string{NoRuntimes}}, "  none (--runtime-endpoint none): namespaces show their inodes\n"},
+		{nil, Options{}, "  none found at the well-known sockets: namespaces show their inodes (name one with --runtime-endpoint)\n"},
+	} {
+		var b bytes.Buffer
+		WriteProbes(&b, tc.probes, tc.opts)
+		if b.String() != tc.want {
+			t.Errorf("got\n%s\nwant\n%s", b.String(), tc.want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -233,3 +234,19 @@ var Memlock = sync.OnceValue(func() error {
 	}
 	return nil
 })
+
+// WriteFeatures lists features one per line, as `sockscope version` shows them: each name, then
+// "yes" or "no" with what is missing.
+func WriteFeatures(w io.Writer, features []Feature) {
+	width := 0
+	for _, f := range features {
+		width = max(width, len(f.Name))
+	}
+	for _, f := range features {
+		if f.Err == nil {
+			fmt.Fprintf(w, "  %-*s  yes\n", width, f.Name)
+		} else {
+			fmt.Fprintf(w, "  %-*s  no (%v)\n", width, f.Name, f.Err)
+		}
+	}
+}

@@ -147,50 +147,13 @@ func runVersion(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "sockscope %s (%s, %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintln(stdout, "kernel features:")
-	features := loader.Features()
-	width := 0
-	for _, f := range features {
-		width = max(width, len(f.Name))
-	}
-	for _, f := range features {
-		if f.Err == nil {
-			fmt.Fprintf(stdout, "  %-*s  yes\n", width, f.Name)
-		} else {
-			fmt.Fprintf(stdout, "  %-*s  no (%v)\n", width, f.Name, f.Err)
-		}
-	}
+	loader.WriteFeatures(stdout, loader.Features())
 	fmt.Fprintln(stdout, "container runtimes:")
 	opts := rf.options()
-	rts, probes, err := containers.Discover(context.Background(), opts)
+	rts, probes, _ := containers.Discover(context.Background(), opts) // a named runtime that failed is listed, with why: version reports, it does not fail
 	for _, rt := range rts {
 		rt.Close()
 	}
-	for _, p := range probes {
-		how := "probed"
-		if p.Explicit {
-			how = "given"
-		}
-		if p.Err != nil {
-			fmt.Fprintf(stdout, "  %-12s %s (%s): not used: %v\n", orUnknown(p.Kind), p.Endpoint, how, p.Err)
-			continue
-		}
-		i := p.Runtime.Info()
-		fmt.Fprintf(stdout, "  %-12s %s (%s): %s\n", i.Kind, i.Endpoint, how, i.Version)
-	}
-	if len(probes) == 0 {
-		if len(opts.Endpoints) == 1 && opts.Endpoints[0] == containers.NoRuntimes {
-			fmt.Fprintln(stdout, "  none (--runtime-endpoint none): namespaces show their inodes")
-		} else {
-			fmt.Fprintln(stdout, "  none found at the well-known sockets: namespaces show their inodes (name one with --runtime-endpoint)")
-		}
-	}
-	_ = err // a runtime that was named and failed is listed above, with why; version reports, it does not fail
+	containers.WriteProbes(stdout, probes, opts)
 	return nil
-}
-
-func orUnknown(kind string) string {
-	if kind == "" {
-		return "runtime"
-	}
-	return kind
 }

@@ -232,5 +232,5 @@ func (p *syscallPrinter) readAll(counter *syscalls.Counter, col *collector.Colle
 	if col == nil {
 		return nil
 	}
-	return printStacks(col, p.names, p.w, stderr, p.f)
+	return col.Print(p.f.output, p.f.top, p.names, p.w, stderr)
 }

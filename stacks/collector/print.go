@@ -1,4 +1,4 @@
-package main
+package collector
 
 import (
 	"encoding/json"
@@ -7,21 +7,28 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/stacks"
-	"github.com/sockscope/sockscope/stacks/collector"
 )
 
-// printStacks writes the stacks counted since the last print in the output format, their
-// namespaces named by names.
-func printStacks(c *collector.Collector, names namer, w io.Writer, stderr io.Writer, f *syscallsFlags) error {
+// Namer names network namespaces.
+type Namer interface {
+	Lookup(inode uint32) (containers.Name, bool)
+}
+
+// Print writes the stacks counted since the last Take, their namespaces named by names, as
+// `sockscope syscalls --stacks` shows them: format "folded" (comm;outermost;...;innermost COUNT,
+// the input of flame graph tools; how they were sampled goes to stderr), "json" (one line each),
+// or a table (anything else), each with at most top stacks.
+func (c *Collector) Print(format string, top int, names Namer, w, stderr io.Writer) error {
 	rows, unresolved, st, err := c.Take()
 	if err != nil {
 		return err
 	}
 	var out strings.Builder
 	summary := c.Summary(st, unresolved)
-	switch f.output {
+	switch format {
 	case "folded":
 		// comm;outermost;...;innermost COUNT, summed over containers and syscalls: the input of
 		// flamegraph.pl, inferno and speedscope. How they were sampled goes to stderr.
@@ -39,7 +46,7 @@ func printStacks(c *collector.Collector, names namer, w io.Writer, stderr io.Wri
 		out.Write(b)
 		out.WriteByte('\n')
 		for i, r := range rows {
-			if i >= f.top {
+			if i >= top {
 				break
 			}
 			js := r.Counted.JSON()
@@ -59,7 +66,7 @@ func printStacks(c *collector.Collector, names namer, w io.Writer, stderr io.Wri
 	default:
 		fmt.Fprintf(&out, "\n%s\n", summary)
 		for i, r := range rows {
-			if i >= f.top {
+			if i >= top {
 				break
 			}
 			n, ok := names.Lookup(r.Netns)
