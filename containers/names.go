@@ -21,6 +21,11 @@ func NewNames(host uint32) *Names {
 	return n
 }
 
+// Namer names network namespaces: Names, a watcher's names, or a recording's at one moment.
+type Namer interface {
+	Lookup(inode uint32) (Name, bool)
+}
+
 // Lookup returns the name of a netns: "host" for the host's, a pod's NAMESPACE/POD, or the
 // containers in it; ok=false when the inode is unknown.
 func (n *Names) Lookup(inode uint32) (Name, bool) {

@@ -67,8 +67,3 @@ func newScope(ctx context.Context, rf *runtimeFlags, queries, netns []string, st
 	}
 	return sc, nil
 }
-
-// namer names network namespaces: the watcher's table, or the host alone without runtimes.
-type namer interface {
-	Lookup(inode uint32) (containers.Name, bool)
-}

@@ -207,12 +207,12 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 // syscallPrinter prints the counts, and the stacks with --stacks.
 type syscallPrinter struct {
 	f     *syscallsFlags
-	names namer
+	names containers.Namer
 	w     io.Writer
 	table *systable.Table
 }
 
-func newSyscallPrinter(f *syscallsFlags, names namer, w io.Writer) *syscallPrinter {
+func newSyscallPrinter(f *syscallsFlags, names containers.Namer, w io.Writer) *syscallPrinter {
 	o := systable.Options{By: f.by, Syscalls: f.syscalls, Comms: f.comms, Errors: f.errors, Latency: f.latency,
 		Paths: f.paths, Top: f.top, Interval: f.interval, JSON: f.output == "json"}
 	return &syscallPrinter{f: f, names: names, w: w, table: systable.NewTable(o, names, w)}

@@ -38,22 +38,17 @@ type Options struct {
 	JSON     bool          // JSON lines instead of tables
 }
 
-// Namer names network namespaces.
-type Namer interface {
-	Lookup(inode uint32) (containers.Name, bool)
-}
-
 // Table prints what was counted since its last print.
 type Table struct {
 	o     Options
-	names Namer
+	names containers.Namer
 	w     io.Writer
 	prev  *ksyscalls.Snapshot
 	drops [3]uint64
 }
 
 // NewTable prints to w, naming namespaces with names.
-func NewTable(o Options, names Namer, w io.Writer) *Table {
+func NewTable(o Options, names containers.Namer, w io.Writer) *Table {
 	return &Table{o: o, names: names, w: w}
 }
 

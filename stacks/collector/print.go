@@ -12,16 +12,11 @@ import (
 	"github.com/sockscope/sockscope/stacks"
 )
 
-// Namer names network namespaces.
-type Namer interface {
-	Lookup(inode uint32) (containers.Name, bool)
-}
-
 // Print writes the stacks counted since the last Take, their namespaces named by names, as
 // `sockscope syscalls --stacks` shows them: format "folded" (comm;outermost;...;innermost COUNT,
 // the input of flame graph tools; how they were sampled goes to stderr), "json" (one line each),
 // or a table (anything else), each with at most top stacks.
-func (c *Collector) Print(format string, top int, names Namer, w, stderr io.Writer) error {
+func (c *Collector) Print(format string, top int, names containers.Namer, w, stderr io.Writer) error {
 	rows, unresolved, st, err := c.Take()
 	if err != nil {
 		return err
