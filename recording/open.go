@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/sockscope/sockscope/events"
@@ -490,4 +491,43 @@ func (r *Recording) Open() (*File, error) {
 		return nil, err
 	}
 	return Open(bytes.NewReader(data), int64(len(data)), DefaultBudget)
+}
+
+// SelectNetns resolves --container and --netns against the recording: the namespaces the named
+// containers had, and each --netns as an inode ("host": the host's). nil means every namespace.
+func (f *File) SelectNetns(queries, netns []string) (map[uint32]bool, error) {
+	if len(queries) == 0 && len(netns) == 0 {
+		return nil, nil
+	}
+	set := map[uint32]bool{}
+	for _, q := range queries {
+		inodes, err := f.FindNetns(q)
+		if err != nil {
+			return nil, err
+		}
+		for _, ino := range inodes {
+			set[ino] = true
+		}
+	}
+	for _, a := range netns {
+		if a == "host" {
+			set[f.Meta.HostNetns] = true
+			continue
+		}
+		n, err := ParseInode(a)
+		if err != nil {
+			return nil, err
+		}
+		set[n] = true
+	}
+	return set, nil
+}
+
+// ParseInode reads a recorded namespace's inode as --netns gives it with -r.
+func ParseInode(a string) (uint32, error) {
+	n, err := strconv.ParseUint(a, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("--netns %q: with -r, give the namespace's inode (a path names a namespace of this machine, not of the recording)", a)
+	}
+	return uint32(n), nil
 }

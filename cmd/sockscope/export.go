@@ -8,19 +8,12 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/prometheus/exporter-toolkit/web"
 
-	"github.com/sockscope/sockscope/containers"
-	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/exporter"
-	"github.com/sockscope/sockscope/loader/counters"
-	"github.com/sockscope/sockscope/loader/sockets"
-	"github.com/sockscope/sockscope/loader/syscalls"
 )
 
 // webTimeouts are the HTTP server's deadlines.
@@ -129,100 +122,11 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	if err := prepare(); err != nil {
 		return err
 	}
-	hostPath, hostIno, err := containers.HostNetnsPath()
-	if err != nil {
-		return fmt.Errorf("find the host's network namespace: %w", err)
-	}
-	host := containers.Target{Name: containers.HostName, Inode: hostIno, Path: hostPath}
-	var fixed []exporter.Namespace
-	if f.host {
-		fixed = append(fixed, exporter.Namespace{Inode: hostIno, Name: containers.HostName, Path: hostPath, Fixed: true})
-	}
-	for _, n := range f.netns {
-		name, arg, _ := strings.Cut(n, "=")
-		t, err := containers.ParseNetns(arg, host)
-		if err != nil {
-			return err
-		}
-		if t.Path == "" {
-			return fmt.Errorf("--netns %s: no process lives in network namespace %d, so its sockets cannot be counted; give its path instead (e.g. %s=/run/netns/NAME)", n, t.Inode, name)
-		}
-		fixed = append(fixed, exporter.Namespace{Inode: t.Inode, Name: containers.Name{Name: name}, Path: t.Path, Fixed: true})
-	}
-	// Listen before loading anything: a port in use is the commonest failure.
-	ln, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w (choose another with --web.listen-address)", f.listen, err)
-	}
-	defer ln.Close()
-
-	if f.bpfStats {
-		st, err := ebpf.EnableStats(uint32(0)) // BPF_STATS_RUN_TIME
-		if err != nil {
-			return fmt.Errorf("enable BPF statistics: %w", err)
-		}
-		defer st.Close()
-	}
-	if err := counters.Needs(); err != nil {
-		return err
-	}
-	counters, err := counters.Open(counters.Config{MaxNetns: f.maxNetns, MaxCounters: f.maxCounters})
-	if err != nil {
-		return err
-	}
-	defer counters.Close()
-	for _, w := range counters.Warnings() {
-		fmt.Fprintf(stderr, "sockscope: warning: %v\n", w)
-	}
-	socks, err := sockets.Open()
-	if err != nil {
-		return err
-	}
-	defer socks.Close()
-	k := exporter.Kernel{Counters: counters, Sockets: socks, TopRemotes: f.topRemotes, MaxNetns: int(f.maxNetns),
-		Walk: f.walk, Reconcile: f.reconcile}
-	if f.syscalls {
-		sc, err := syscalls.Open(syscalls.Config{FilterNetns: true, ByNetns: true, MaxNetns: f.maxNetns})
-		if err != nil {
-			return err
-		}
-		defer sc.Close()
-		k.Syscalls = exporter.NewSyscalls(exporter.LoaderSyscalls(sc), f.syscallsTop)
-	}
-	coll := exporter.New(k, version, f.bpfStats)
-	coll.Warn = func(msg string) { fmt.Fprintf(stderr, "sockscope: warning: %s\n", events.Printable(msg)) }
-	src := exporter.NewSources(coll, fixed, hostIno, stderr)
-	if err := src.Publish(); err != nil {
-		return err
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	rts, err := src.Discover(ctx, f.runtimes.options())
-	if err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		src.Follow(ctx, rts, f.runtimes.options())
-	}()
-
-	scheme := "http"
-	if f.webConfig != "" {
-		scheme = "http(s)"
-	}
-	ready := func() {
-		fmt.Fprintf(stderr, "sockscope: exporting on %s://%s%s (%d namespaces)\n", scheme, ln.Addr(), f.path, len(fixed))
-	}
-	err = exporter.Serve(ctx, ln, coll, exporter.WebOptions{Path: f.path, Listen: f.listen, ConfigFile: f.webConfig,
-		MaxRequests: f.maxRequests, ReadTimeout: f.timeouts.read, WriteTimeout: f.timeouts.write, IdleTimeout: f.timeouts.idle,
-		Version: version, Ready: ready}, stderr)
-	stop()
-	wg.Wait()
-	if err == nil {
-		fmt.Fprintln(stderr, "sockscope: exporter stopped")
-	}
-	return err
+	return exporter.Run(ctx, exporter.Options{Host: f.host, Netns: f.netns, Runtime: f.runtimes.options(),
+		Web: exporter.WebOptions{Path: f.path, Listen: f.listen, ConfigFile: f.webConfig, MaxRequests: f.maxRequests,
+			ReadTimeout: f.timeouts.read, WriteTimeout: f.timeouts.write, IdleTimeout: f.timeouts.idle, Version: version},
+		Syscalls: f.syscalls, SyscallsTop: f.syscallsTop, TopRemotes: f.topRemotes, Walk: f.walk, Reconcile: f.reconcile,
+		BPFStats: f.bpfStats, MaxNetns: f.maxNetns, MaxCounters: f.maxCounters, Stderr: stderr})
 }

@@ -1,14 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -88,7 +83,7 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 		return nil, false, usageError{fmt.Sprintf("--interval must be at least %s, not %s", recording.MinInterval, f.interval)}
 	}
 	if fs.Changed("max-size") { // an empty value is no size, not "no limit"
-		n, err := parseSize(*size)
+		n, err := recording.ParseSize(*size)
 		if err != nil {
 			return nil, false, usageError{fmt.Sprintf("--max-size %q: %v", *size, err)}
 		}
@@ -103,31 +98,6 @@ func parseRecordFlags(args []string, stdout io.Writer) (*recordFlags, bool, erro
 	return f, false, nil
 }
 
-// parseSize reads a byte count with an optional K, M or G suffix (powers of 1024).
-func parseSize(s string) (int64, error) {
-	bad := errors.New("want a positive number of bytes, optionally with K, M or G (e.g. 500M)")
-	if s == "" {
-		return 0, bad
-	}
-	mult := int64(1)
-	switch strings.ToUpper(s[len(s)-1:]) {
-	case "K":
-		mult = 1 << 10
-	case "M":
-		mult = 1 << 20
-	case "G":
-		mult = 1 << 30
-	}
-	if mult > 1 {
-		s = s[:len(s)-1]
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, bad
-	}
-	return n * mult, nil
-}
-
 func runRecord(args []string, stdout, stderr io.Writer) error {
 	f, helped, err := parseRecordFlags(args, stdout)
 	if err != nil || helped {
@@ -140,7 +110,7 @@ func runRecord(args []string, stdout, stderr io.Writer) error {
 func record(f *recordFlags, stdout, stderr io.Writer) error {
 	return runRecorder(recorder.Options{
 		File: f.file, Stdout: stdout, Force: f.force, MaxSize: f.maxSize,
-		Scope:    containers.Spec{Runtime: f.runtimes.options(), Containers: f.containers, Netns: f.netns},
+		Scope:    f.runtimes.spec(f.containers, f.netns),
 		Comms:    f.comms,
 		Duration: f.duration, Interval: f.interval,
 		Syscalls: f.syscalls, ConnectSyscall: f.connectCall, Stacks: f.stacks, StackRate: f.stackRate,
@@ -153,28 +123,12 @@ func runRecorder(o recorder.Options, stderr io.Writer) error {
 	if err := prepare(); err != nil {
 		return err
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	var sigs chan os.Signal
-	defer func() {
-		if sigs != nil {
-			signal.Stop(sigs)
-		}
-	}()
+	// SIGHUP too: an SSH session that drops must leave a complete file, not one cut short.
+	ctx, catch, release := catchSignals(syscall.SIGHUP)
+	defer release()
 	o.Version, o.Stderr = version, stderr
 	o.Attached = func(what string) {
-		// Signals are caught before "attached" is said, so a stop right after it still ends the
-		// file. SIGHUP too: an SSH session that drops must leave a complete file, not one cut short.
-		sigs = make(chan os.Signal, 1)
-		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-		signal.Ignore(syscall.SIGPIPE)
-		go func() {
-			select {
-			case <-sigs:
-				stop()
-			case <-ctx.Done():
-			}
-		}()
+		catch()
 		fmt.Fprintf(stderr, "sockscope: attached, recording %s to %s (Ctrl-C to stop)\n", events.Printable(what), events.Printable(o.File))
 	}
 	sum, err := recorder.Run(ctx, o)

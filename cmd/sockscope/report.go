@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -11,9 +9,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/diagnose"
-	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/recorder"
 	"github.com/sockscope/sockscope/recording"
 )
@@ -43,60 +39,19 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	file := fs.Arg(0)
-	rec, closer, err := openRecording(file, budget, stderr)
-	if err != nil {
-		return err
-	}
-	defer closer.Close()
-	only, err := recordedNetns(rec, *queries, *netns)
-	if err != nil {
-		return err
-	}
-	r, err := diagnose.Summarize(rec, file, only, *top)
-	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
-	}
-	if *htmlFile != "" {
-		var page bytes.Buffer
-		if err := diagnose.WriteHTML(&page, r); err != nil {
-			return err
-		}
-		if err := writeFileAtomic(*htmlFile, page.Bytes()); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "sockscope: wrote %s\n", *htmlFile)
-	}
-	var out bytes.Buffer
-	if *output == "json" {
-		b, err := json.MarshalIndent(r, "", "  ")
+	return replay(file, budget, *queries, *netns, stderr, func(rec *recording.File, only map[uint32]bool) error {
+		r, err := diagnose.Summarize(rec, file, only, *top)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", file, err)
 		}
-		out.Write(append(b, '\n'))
-	} else if err := diagnose.WriteText(&out, r); err != nil {
-		return err
-	}
-	return events.WriteAll(stdout, out.Bytes())
-}
-
-// writeFileAtomic writes a file through a temporary one, so an existing file is replaced only
-// by a complete one.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	os.Chmod(tmp.Name(), 0o644)
-	return os.Rename(tmp.Name(), path)
+		if *htmlFile != "" {
+			if err := diagnose.WriteHTMLFile(*htmlFile, r); err != nil {
+				return err
+			}
+			fmt.Fprintf(stderr, "sockscope: wrote %s\n", *htmlFile)
+		}
+		return diagnose.Print(stdout, r, *output == "json")
+	})
 }
 
 func runDiagnose(args []string, stdout, stderr io.Writer) error {
@@ -141,7 +96,7 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 		defer signal.Stop(sigs)
 		o := recorder.Options{File: filepath.Join(dir, "live.rec"), Stdout: io.Discard,
-			Scope:    containers.Spec{Runtime: rf.options(), Containers: *queries, Netns: *netns},
+			Scope:    rf.spec(*queries, *netns),
 			Duration: *duration, Interval: *interval, Syscalls: true}
 		if o.Interval < recording.MinInterval {
 			return usageError{fmt.Sprintf("--interval must be at least %s, not %s", recording.MinInterval, o.Interval)}
@@ -157,27 +112,11 @@ func runDiagnose(args []string, stdout, stderr io.Writer) error {
 	if *read != "" {
 		warn = stderr
 	}
-	rec, closer, err := openRecording(source, budget, warn)
-	if err != nil {
-		return err
-	}
-	defer closer.Close()
-	only, err := recordedNetns(rec, *queries, *netns)
-	if err != nil {
-		return err
-	}
-	r, err := diagnose.Summarize(rec, source, only, 10)
-	if err != nil {
-		return fmt.Errorf("%s: %w", source, err)
-	}
-	var out bytes.Buffer
-	if *output == "json" {
-		err = diagnose.WriteFindingsJSON(&out, r.Findings)
-	} else {
-		err = diagnose.WriteFindings(&out, r.Findings)
-	}
-	if err != nil {
-		return err
-	}
-	return events.WriteAll(stdout, out.Bytes())
+	return replay(source, budget, *queries, *netns, warn, func(rec *recording.File, only map[uint32]bool) error {
+		r, err := diagnose.Summarize(rec, source, only, 10)
+		if err != nil {
+			return fmt.Errorf("%s: %w", source, err)
+		}
+		return diagnose.PrintFindings(stdout, r.Findings, *output == "json")
+	})
 }

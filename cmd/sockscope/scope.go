@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
+	"os/signal"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/pflag"
 
@@ -56,14 +57,46 @@ func (r *runtimeFlags) options() containers.Options {
 	return o
 }
 
-// newScope resolves the runtimes, --container and --netns; warnings go to stderr.
-func newScope(ctx context.Context, rf *runtimeFlags, queries, netns []string, stderr io.Writer) (*containers.Scope, error) {
-	sc, warnings, err := containers.NewScope(ctx, containers.Spec{Runtime: rf.options(), Containers: queries, Netns: netns})
-	if err != nil {
-		return nil, err
+// spec is the scope of --container and --netns, with the runtimes that name them.
+func (r *runtimeFlags) spec(queries, netns []string) containers.Spec {
+	return containers.Spec{Runtime: r.options(), Containers: queries, Netns: netns}
+}
+
+// checkPid checks that --pid names a process of this machine.
+func checkPid(pid int) error {
+	if pid == 0 {
+		return nil
 	}
-	for _, w := range warnings {
-		fmt.Fprintf(stderr, "sockscope: warning: %s\n", w)
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err != nil {
+		return fmt.Errorf("--pid %d: no such process", pid)
 	}
-	return sc, nil
+	return nil
+}
+
+// catchSignals gives a context that SIGINT or SIGTERM (and the extra signals) end, from the moment
+// catch is called: a command calls it just before it says "attached", so that a stop right after
+// that line still ends the run with everything written. From then on a closed pipe is EPIPE, not
+// death. release undoes it all.
+func catchSignals(extra ...os.Signal) (ctx context.Context, catch func(), release func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var sigs chan os.Signal
+	catch = func() {
+		sigs = make(chan os.Signal, 1)
+		signal.Notify(sigs, append([]os.Signal{syscall.SIGINT, syscall.SIGTERM}, extra...)...)
+		signal.Ignore(syscall.SIGPIPE)
+		go func() {
+			select {
+			case <-sigs:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	release = func() {
+		if sigs != nil {
+			signal.Stop(sigs)
+		}
+		cancel()
+	}
+	return ctx, catch, release
 }

@@ -2,17 +2,14 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
-	"github.com/sockscope/sockscope/containers"
+	"github.com/sockscope/sockscope/console"
 	"github.com/sockscope/sockscope/events"
 	socktable "github.com/sockscope/sockscope/events/sockets"
-	"github.com/sockscope/sockscope/loader"
-	"github.com/sockscope/sockscope/loader/sockets"
 	"github.com/sockscope/sockscope/recording"
 )
 
@@ -84,84 +81,16 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 	if err != nil || helped {
 		return err
 	}
+	o := console.SocketsOptions{Scope: f.runtimes.spec(f.containers, f.netns), All: f.all, At: f.at, Stdout: stdout, Stderr: stderr,
+		Print: socktable.Options{Ports: f.ports, Summary: f.summary, Top: f.top, JSON: f.output == "json"}}
+	o.Print.State, _ = events.ParseState(f.state)
 	if f.read != "" {
-		return replaySockets(f, stdout, stderr)
+		return replay(f.read, f.budget, f.containers, f.netns, stderr, func(rec *recording.File, netns map[uint32]bool) error {
+			return console.ReplaySockets(rec, f.read, netns, o)
+		})
 	}
 	if err := prepare(); err != nil {
 		return err
 	}
-	ctx := context.Background()
-	targets, err := socketTargets(ctx, f, stderr)
-	if err != nil {
-		return err
-	}
-	it, err := sockets.Open()
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	rawOwners, err := it.Owners()
-	if err != nil {
-		return err
-	}
-	owners, err := events.DecodeOwners(rawOwners)
-	if err != nil {
-		return err
-	}
-
-	p := newSocketPrinter(f, stdout)
-	for _, tg := range targets {
-		snap, err := it.Snapshot(tg.Path)
-		if errors.Is(err, loader.ErrNetnsGone) {
-			fmt.Fprintf(stderr, "sockscope: warning: %s exited while being listed; skipped\n", events.Printable(tg.Display()))
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		socks, err := events.DecodeSockets(snap.Records, tg.Inode, owners)
-		if err != nil {
-			return err
-		}
-		if err := p.Print(tg, socks, snap.PortRange, snap.TWReuse); err != nil {
-			return err
-		}
-	}
-	return p.Flush()
-}
-
-func newSocketPrinter(f *socketsFlags, w io.Writer) *socktable.Printer {
-	o := socktable.Options{Ports: f.ports, Summary: f.summary, Top: f.top, JSON: f.output == "json"}
-	if f.state != "" {
-		o.State, _ = events.ParseState(f.state)
-	}
-	return socktable.NewPrinter(o, w)
-}
-
-// socketTargets resolves the flags into network namespaces, one entry per namespace.
-func socketTargets(ctx context.Context, f *socketsFlags, stderr io.Writer) ([]containers.Target, error) {
-	sc, err := newScope(ctx, &f.runtimes, f.containers, f.netns, stderr)
-	if err != nil {
-		return nil, err
-	}
-	defer sc.Close()
-	var running []containers.Container
-	if f.all || len(f.containers) > 0 {
-		if running, err = sc.Running(ctx); err != nil {
-			if len(f.containers) > 0 {
-				return nil, err
-			}
-			fmt.Fprintf(stderr, "sockscope: warning: %v; listing the host only\n", err)
-		}
-	}
-	if missing := sc.Missing(running); len(missing) > 0 {
-		return nil, fmt.Errorf("container %s is not running: it has no network namespace to list", missing[0].Name)
-	}
-	targets := sc.Targets(running, f.all)
-	for _, t := range targets {
-		if t.Path == "" {
-			return nil, fmt.Errorf("--netns %d: no process lives in that network namespace; give its path instead (e.g. /run/netns/NAME)", t.Inode)
-		}
-	}
-	return targets, nil
+	return console.Sockets(context.Background(), o)
 }

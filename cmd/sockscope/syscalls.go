@@ -1,17 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/sockscope/sockscope/console"
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	systable "github.com/sockscope/sockscope/events/syscalls"
@@ -122,115 +119,29 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	if err != nil || helped {
 		return err
 	}
+	o := console.SyscallsOptions{Scope: f.runtimes.spec(f.containers, f.netns), Output: f.output, Until: f.duration, Stdout: stdout, Stderr: stderr,
+		Config: syscalls.Config{Pid: uint32(f.pid), Comms: f.comms, Latency: f.latency, Paths: f.paths, PathSyscalls: syscalls.PathSyscallsFor(runtime.GOARCH)},
+		Table: systable.Options{By: f.by, Syscalls: f.syscalls, Comms: f.comms, Errors: f.errors, Latency: f.latency,
+			Paths: f.paths, Top: f.top, Interval: f.interval, JSON: f.output == "json"}}
 	if f.read != "" {
-		return replaySyscalls(f, stdout, stderr)
+		return replay(f.read, f.budget, f.containers, f.netns, stderr, func(rec *recording.File, netns map[uint32]bool) error {
+			return console.ReplaySyscalls(rec, f.read, netns, uint32(f.pid), o)
+		})
 	}
 	if err := prepare(); err != nil {
 		return err
 	}
-	if f.pid != 0 {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", f.pid)); err != nil {
-			return fmt.Errorf("--pid %d: no such process", f.pid)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sc, err := newScope(ctx, &f.runtimes, f.containers, f.netns, stderr)
-	if err != nil {
+	if err := checkPid(f.pid); err != nil {
 		return err
-	}
-	defer sc.Close()
-
-	cfg := syscalls.Config{FilterNetns: sc.Filtered(), Netns: sc.FixedInodes(), Pid: uint32(f.pid), Comms: f.comms, Latency: f.latency, Paths: f.paths,
-		PathSyscalls: syscalls.PathSyscallsFor(runtime.GOARCH)}
-	counter, err := syscalls.Open(cfg)
-	if err != nil {
-		return err
-	}
-	defer counter.Close()
-	var col *collector.Collector
-	setNetns := func(inodes []uint32) error {
-		if err := counter.SetNetns(inodes); err != nil {
-			return err
-		}
-		if col != nil {
-			return col.SetNetns(inodes)
-		}
-		return nil
 	}
 	if f.stacks {
-		// The sampler starts before the watcher, so the watcher's first namespaces reach it too.
-		o := collector.Options{Pid: f.pid, Comms: f.comms, Syscalls: f.syscalls, Kernel: f.kernelStacks, Rate: f.stackRate}
-		if col, err = collector.Open(o, sc, stderr); err != nil {
-			return err
-		}
-		defer col.Close()
+		o.Stacks = &collector.Options{Pid: f.pid, Comms: f.comms, Syscalls: f.syscalls, Kernel: f.kernelStacks, Rate: f.stackRate}
 	}
-	w, err := containers.Follow(ctx, sc, setNetns, stderr)
-	if err != nil {
-		return err
+	ctx, catch, release := catchSignals()
+	defer release()
+	o.Attach = func() {
+		catch()
+		fmt.Fprintf(stderr, "sockscope: attached, counting syscalls (Ctrl-C to print and stop)\n")
 	}
-	names := w.Names()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	signal.Ignore(syscall.SIGPIPE)
-	fmt.Fprintf(stderr, "sockscope: attached, counting syscalls (Ctrl-C to print and stop)\n")
-	var end <-chan time.Time
-	if f.duration > 0 {
-		end = time.After(f.duration)
-	}
-	var tick <-chan time.Time
-	if f.interval > 0 {
-		t := time.NewTicker(f.interval)
-		defer t.Stop()
-		tick = t.C
-	}
-	p := newSyscallPrinter(f, names, stdout)
-	for {
-		select {
-		case <-tick:
-			if err := p.readAll(counter, col, stderr); err != nil {
-				return err
-			}
-			continue
-		case <-sigs:
-		case <-end:
-		}
-		if col != nil {
-			col.Stop()
-		}
-		return p.readAll(counter, col, stderr)
-	}
-}
-
-// syscallPrinter prints the counts, and the stacks with --stacks.
-type syscallPrinter struct {
-	f     *syscallsFlags
-	names containers.Namer
-	w     io.Writer
-	table *systable.Table
-}
-
-func newSyscallPrinter(f *syscallsFlags, names containers.Namer, w io.Writer) *syscallPrinter {
-	o := systable.Options{By: f.by, Syscalls: f.syscalls, Comms: f.comms, Errors: f.errors, Latency: f.latency,
-		Paths: f.paths, Top: f.top, Interval: f.interval, JSON: f.output == "json"}
-	return &syscallPrinter{f: f, names: names, w: w, table: systable.NewTable(o, names, w)}
-}
-
-// readAll prints the counts, then the stacks (with -o folded, only the stacks).
-func (p *syscallPrinter) readAll(counter *syscalls.Counter, col *collector.Collector, stderr io.Writer) error {
-	if p.f.output != "folded" {
-		cur, err := counter.Read()
-		if err != nil {
-			return err
-		}
-		if err := p.table.Print(cur, time.Now(), stderr); err != nil {
-			return err
-		}
-	}
-	if col == nil {
-		return nil
-	}
-	return col.Print(p.f.output, p.f.top, p.names, p.w, stderr)
+	return console.Syscalls(ctx, o)
 }

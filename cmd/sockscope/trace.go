@@ -1,18 +1,12 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"strings"
-	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/sockscope/sockscope/containers"
+	"github.com/sockscope/sockscope/console"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader/trace"
 	"github.com/sockscope/sockscope/recording"
@@ -124,130 +118,26 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	if err != nil || helped {
 		return err
 	}
+	filter := f.filter()
+	o := console.TraceOptions{Scope: f.runtimes.spec(f.containers, f.netns), Filter: filter, JSON: f.output == "json", Count: f.count,
+		Until: f.duration, Stdout: stdout, Stderr: stderr,
+		Config: trace.Config{Ports: filter.Ports, Family: filter.Family, ConnectSyscall: f.connectCall, Pid: filter.Pid, Comms: f.comms}}
 	if f.read != "" {
-		return replayTrace(f, stdout, stderr)
+		return replay(f.read, f.budget, f.containers, f.netns, stderr, func(rec *recording.File, netns map[uint32]bool) error {
+			return console.ReplayTrace(rec, f.read, netns, o)
+		})
 	}
 	if err := prepare(); err != nil {
 		return err
 	}
-	filter := f.filter()
-	cfg := trace.Config{Ports: filter.Ports, Family: filter.Family, ConnectSyscall: f.connectCall, Pid: filter.Pid, Comms: f.comms}
-	if f.pid != 0 {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", f.pid)); err != nil {
-			return fmt.Errorf("--pid %d: no such process", f.pid)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sc, err := newScope(ctx, &f.runtimes, f.containers, f.netns, stderr)
-	if err != nil {
+	if err := checkPid(f.pid); err != nil {
 		return err
 	}
-	defer sc.Close()
-	cfg.FilterNetns = sc.Filtered()
-	cfg.Netns = sc.FixedInodes()
-
-	tracer, err := trace.Open(cfg)
-	if err != nil {
-		return err
+	ctx, catch, release := catchSignals()
+	defer release()
+	o.Attach = func(what string) {
+		catch()
+		fmt.Fprintf(stderr, "sockscope: attached, tracing %s (Ctrl-C to stop)\n", events.Printable(what))
 	}
-	defer tracer.Close()
-	w, err := containers.Follow(ctx, sc, tracer.SetNetns, stderr)
-	if err != nil {
-		return err
-	}
-	// Signals are caught before "attached" is said: a script may stop the trace the moment it
-	// reads that line, and must still get the flush and the summary.
-	signal.Ignore(syscall.SIGPIPE) // a closed pipe becomes EPIPE, which ends the trace quietly
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	fmt.Fprintf(stderr, "sockscope: attached, tracing %s (Ctrl-C to stop)\n", events.Printable(sc.Describe()))
-	return traceLoop(ctx, tracer, w, f, sigs, stdout, stderr)
+	return console.Trace(ctx, o)
 }
-
-// resolver names a namespace, asking the runtimes again when it is new (see Watcher.Resolve).
-type resolver interface {
-	Resolve(ctx context.Context, inode uint32) (containers.Name, bool)
-}
-
-func traceLoop(ctx context.Context, tracer *trace.Tracer, names resolver, f *traceFlags, sigs <-chan os.Signal, stdout, stderr io.Writer) error {
-	stopc := make(chan struct{})
-	var stopping atomic.Bool
-	stop := func() {
-		if stopping.CompareAndSwap(false, true) {
-			close(stopc)
-		}
-	}
-	go func() {
-		select {
-		case <-sigs:
-			stop()
-		case <-stopc:
-		}
-	}()
-	if f.duration > 0 {
-		t := time.AfterFunc(f.duration, stop)
-		defer t.Stop()
-	}
-
-	// Lost events are reported as they happen, not only at the end.
-	var lostReported atomic.Uint64
-	reportLost := func(l trace.Lost) {
-		if prev := lostReported.Swap(l.Total()); l.Total() > prev {
-			fmt.Fprintf(stderr, "sockscope: lost %d events (%d in all: %d ring buffer full, %d skipped by the kernel while the program ran on that CPU, %d sockets the owner filter could not follow)\n",
-				l.Total()-prev, l.Total(), l.RingFull, l.Nested, l.Owned)
-		}
-	}
-	out := events.NewPrinter(stdout, events.NewClock(), f.output == "json", f.count)
-	filter := f.filter()
-	tr := trace.NewTracking(tracer)
-	var (
-		full, pipeClosed bool
-		werr             error
-	)
-	take := func(ev *events.Event) {
-		if full || pipeClosed || werr != nil || !filter.Keep(ev) {
-			return
-		}
-		name, ok := names.Resolve(ctx, ev.Netns)
-		full = out.Add(ev, name, ok)
-		if out.Full() {
-			if err := out.Flush(); err != nil {
-				if pipeClosed = isEPIPE(err); !pipeClosed {
-					werr = fmt.Errorf("write output: %w", err)
-				}
-			}
-		}
-	}
-	lastLost := time.Now()
-	err := tr.Follow(stopc, take, func(final bool) (bool, error) {
-		if werr != nil {
-			return true, werr
-		}
-		if err := out.Flush(); err != nil {
-			if pipeClosed = isEPIPE(err); !pipeClosed {
-				return true, fmt.Errorf("write output: %w", err)
-			}
-		}
-		if !final && time.Since(lastLost) >= time.Second {
-			lastLost = time.Now()
-			if l, err := tracer.Lost(); err == nil {
-				reportLost(l)
-			}
-		}
-		return full || pipeClosed, nil
-	})
-	if err != nil || pipeClosed {
-		return err
-	}
-	lost, err := tracer.Lost()
-	if err != nil {
-		return err
-	}
-	reportLost(lost)
-	out.Summary(stderr, lost.Total())
-	return nil
-}
-
-func isEPIPE(err error) bool { return errors.Is(err, syscall.EPIPE) }
