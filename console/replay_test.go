@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/events"
-	socktable "github.com/sockscope/sockscope/events/sockets"
+	"github.com/sockscope/sockscope/events/sockets"
 	"github.com/sockscope/sockscope/recording"
 )
 
@@ -35,16 +37,16 @@ func TestReplayTraceSelectsByNamespaceAndFilter(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		netns  map[uint32]bool
-		filter events.Filter
+		filter trace.Filter
 		count  int
 		want   []string // the comm and connect outcome of each line, in order
 	}{
-		{"all", nil, events.Filter{}, 0, []string{"nginx ECONNREFUSED", "nginx -", "nginx ok", "curl -"}},
-		{"the container web", web, events.Filter{}, 0, []string{"nginx ECONNREFUSED", "nginx -", "nginx ok"}},
-		{"a namespace by inode", map[uint32]bool{4026532501: true}, events.Filter{}, 0, []string{"curl -"}},
-		{"connect errors", nil, events.Filter{ConnectErrorsOnly: true}, 0, []string{"nginx ECONNREFUSED"}},
-		{"by comm", nil, events.Filter{Comms: []string{"curl"}}, 0, []string{"curl -"}},
-		{"two lines", nil, events.Filter{}, 2, []string{"nginx ECONNREFUSED", "nginx -"}},
+		{"all", nil, trace.Filter{}, 0, []string{"nginx ECONNREFUSED", "nginx -", "nginx ok", "curl -"}},
+		{"the container web", web, trace.Filter{}, 0, []string{"nginx ECONNREFUSED", "nginx -", "nginx ok"}},
+		{"a namespace by inode", map[uint32]bool{4026532501: true}, trace.Filter{}, 0, []string{"curl -"}},
+		{"connect errors", nil, trace.Filter{ConnectErrorsOnly: true}, 0, []string{"nginx ECONNREFUSED"}},
+		{"by comm", nil, trace.Filter{Comms: []string{"curl"}}, 0, []string{"curl -"}},
+		{"two lines", nil, trace.Filter{}, 2, []string{"nginx ECONNREFUSED", "nginx -"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errw bytes.Buffer
@@ -89,7 +91,7 @@ func TestReplaySocketsSaysWhenNoSnapshotIsThatEarly(t *testing.T) {
 		t.Errorf("error %v, want %q", err, want)
 	}
 	out.Reset()
-	if err := ReplaySockets(rec, golden, nil, SocketsOptions{At: -1, Print: socktable.Options{State: events.StateTimeWait}, Stdout: &out}); err != nil {
+	if err := ReplaySockets(rec, golden, nil, SocketsOptions{At: -1, Print: sockets.Options{State: events.StateTimeWait}, Stdout: &out}); err != nil {
 		t.Fatal(err)
 	}
 	if lines := strings.Split(strings.TrimSpace(out.String()), "\n"); len(lines) != 2 || !strings.Contains(lines[1], "TIME_WAIT") {

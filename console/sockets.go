@@ -7,20 +7,21 @@ import (
 	"io"
 	"time"
 
+	"github.com/sockscope/sockscope/events/sockets"
+
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
-	socktable "github.com/sockscope/sockscope/events/sockets"
 	"github.com/sockscope/sockscope/loader"
-	"github.com/sockscope/sockscope/loader/sockets"
+	ksockets "github.com/sockscope/sockscope/loader/sockets"
 	"github.com/sockscope/sockscope/recording"
 )
 
 // SocketsOptions say whose sockets are listed and how.
 type SocketsOptions struct {
-	Scope  containers.Spec   // --container, --netns and the runtimes
-	All    bool              // the host and every running container
-	Print  socktable.Options // what the table, JSON or summary holds
-	At     time.Duration     // a replay: the last snapshot this long after the start; <0: the last one
+	Scope  containers.Spec // --container, --netns and the runtimes
+	All    bool            // the host and every running container
+	Print  sockets.Options // what the table, JSON or summary holds
+	At     time.Duration   // a replay: the last snapshot this long after the start; <0: the last one
 	Stdout io.Writer
 	Stderr io.Writer
 }
@@ -32,7 +33,7 @@ func Sockets(ctx context.Context, o SocketsOptions) error {
 	if err != nil {
 		return err
 	}
-	it, err := sockets.Open()
+	it, err := ksockets.Open()
 	if err != nil {
 		return err
 	}
@@ -41,11 +42,11 @@ func Sockets(ctx context.Context, o SocketsOptions) error {
 	if err != nil {
 		return err
 	}
-	owners, err := events.DecodeOwners(rawOwners)
+	owners, err := sockets.DecodeOwners(rawOwners)
 	if err != nil {
 		return err
 	}
-	p := socktable.NewPrinter(o.Print, o.Stdout)
+	p := sockets.NewPrinter(o.Print, o.Stdout)
 	for _, tg := range targets {
 		snap, err := it.Snapshot(tg.Path)
 		if errors.Is(err, loader.ErrNetnsGone) {
@@ -55,7 +56,7 @@ func Sockets(ctx context.Context, o SocketsOptions) error {
 		if err != nil {
 			return err
 		}
-		socks, err := events.DecodeSockets(snap.Records, tg.Inode, owners)
+		socks, err := sockets.DecodeSockets(snap.Records, tg.Inode, owners)
 		if err != nil {
 			return err
 		}
@@ -114,7 +115,7 @@ func ReplaySockets(rec *recording.File, file string, netns map[uint32]bool, o So
 		return fmt.Errorf("%s: no socket snapshot of the selected namespaces in this recording", file)
 	}
 	names := rec.Namer()
-	p := socktable.NewPrinter(o.Print, o.Stdout)
+	p := sockets.NewPrinter(o.Print, o.Stdout)
 	for _, s := range last {
 		ns := s.Netns
 		socks, err := s.Decode()

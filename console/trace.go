@@ -1,6 +1,6 @@
 // Package console runs the commands that print to a terminal: trace, sockets and syscalls.
 // Each runs live, from the kernel through its capability's loader, or replays a recording; both
-// go through the capability's one printer (events.Printer, events/sockets, events/syscalls), so a
+// go through the capability's one printer (trace.Printer, events/sockets, events/syscalls), so a
 // replay prints what the live command would have. The command line (cmd/sockscope) parses and
 // checks the flags, catches the signals, and calls one function here.
 package console
@@ -14,17 +14,19 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader/trace"
+	ktrace "github.com/sockscope/sockscope/loader/trace"
 	"github.com/sockscope/sockscope/recording"
 )
 
 // TraceOptions say what trace follows and how it prints.
 type TraceOptions struct {
 	Scope  containers.Spec // --container, --netns and the runtimes
-	Config trace.Config    // the kernel's filters; its namespaces come from Scope
-	Filter events.Filter   // user space's filters, applied after the tracker
+	Config ktrace.Config   // the kernel's filters; its namespaces come from Scope
+	Filter trace.Filter    // user space's filters, applied after the tracker
 	JSON   bool
 	Count  int           // stop after this many output lines; 0: no limit
 	Stdout io.Writer     // the events
@@ -47,7 +49,7 @@ func Trace(ctx context.Context, o TraceOptions) error {
 	Warn(o.Stderr, warnings)
 	cfg := o.Config
 	cfg.FilterNetns, cfg.Netns = sc.Filtered(), sc.FixedInodes()
-	tracer, err := trace.Open(cfg)
+	tracer, err := ktrace.Open(cfg)
 	if err != nil {
 		return err
 	}
@@ -69,17 +71,17 @@ func Trace(ctx context.Context, o TraceOptions) error {
 	return traceLoop(nameCtx, tracer, w, o, stop)
 }
 
-func traceLoop(ctx context.Context, tracer *trace.Tracer, names *containers.Watcher, o TraceOptions, stop <-chan struct{}) error {
+func traceLoop(ctx context.Context, tracer *ktrace.Tracer, names *containers.Watcher, o TraceOptions, stop <-chan struct{}) error {
 	// Lost events are reported as they happen, not only at the end.
 	var lostReported atomic.Uint64
-	reportLost := func(l trace.Lost) {
+	reportLost := func(l ktrace.Lost) {
 		if prev := lostReported.Swap(l.Total()); l.Total() > prev {
 			fmt.Fprintf(o.Stderr, "sockscope: lost %d events (%d in all: %d ring buffer full, %d skipped by the kernel while the program ran on that CPU, %d sockets the owner filter could not follow)\n",
 				l.Total()-prev, l.Total(), l.RingFull, l.Nested, l.Owned)
 		}
 	}
-	out := events.NewPrinter(o.Stdout, events.NewClock(), o.JSON, o.Count)
-	tr := trace.NewTracking(tracer)
+	out := trace.NewPrinter(o.Stdout, events.NewClock(), o.JSON, o.Count)
+	tr := ktrace.NewTracking(tracer)
 	var (
 		full, pipeClosed bool
 		werr             error
@@ -92,7 +94,7 @@ func traceLoop(ctx context.Context, tracer *trace.Tracer, names *containers.Watc
 		}
 		return nil
 	}
-	take := func(ev *events.Event) {
+	take := func(ev *trace.Event) {
 		if full || pipeClosed || werr != nil || !o.Filter.Keep(ev) {
 			return
 		}
@@ -138,9 +140,9 @@ func ReplayTrace(rec *recording.File, file string, netns map[uint32]bool, o Trac
 	filter.Netns = netns
 	clock := rec.Clock()
 	names := rec.Namer()
-	out := events.NewPrinter(o.Stdout, clock, o.JSON, o.Count)
+	out := trace.NewPrinter(o.Stdout, clock, o.JSON, o.Count)
 	errDone := errors.New("done")
-	err := rec.Scan(recording.Visitor{Events: func(_ time.Time, evs []events.Event) error {
+	err := rec.Scan(recording.Visitor{Events: func(_ time.Time, evs []trace.Event) error {
 		for i := range evs {
 			ev := &evs[i]
 			if !filter.Keep(ev) {

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/recording"
 )
@@ -42,7 +44,7 @@ func TestTimelineWidensWhenCrowded(t *testing.T) {
 	const nss, per = 8, 40
 	for ns := range nss {
 		for sec := range per {
-			e := events.Event{Kind: events.KindConnect, Mono: uint64(t0.Add(time.Duration(sec) * time.Second).UnixNano()),
+			e := trace.Event{Kind: trace.KindConnect, Mono: uint64(t0.Add(time.Duration(sec) * time.Second).UnixNano()),
 				Netns: uint32(5000 + ns), Family: syscall.AF_INET, Daddr: lo, Dport: 80}
 			r.Events = append(r.Events, e)
 		}
@@ -79,11 +81,11 @@ func TestRareEndpointsAreDroppedNotTheOnesThatMatter(t *testing.T) {
 	r := newRecording()
 	for i := range 200 {
 		peer := netip.AddrPortFrom(netip.MustParseAddr(fmt.Sprintf("10.0.%d.%d", i/250, i%250+1)), uint16(40000+i))
-		e := events.Event{Kind: events.KindState, OldState: events.StateSynRecv, NewState: events.StateEstablished, Sport: 80}
+		e := trace.Event{Kind: trace.KindState, OldState: events.StateSynRecv, NewState: events.StateEstablished, Sport: 80}
 		addEvent(r, 1, e)
 		r.Events[len(r.Events)-1].Daddr, r.Events[len(r.Events)-1].Dport = peer.Addr(), peer.Port()
 		if i%20 == 0 {
-			addEvent(r, 2, events.Event{Kind: events.KindConnect, Errno: syscall.ECONNREFUSED})
+			addEvent(r, 2, trace.Event{Kind: trace.KindConnect, Errno: syscall.ECONNREFUSED})
 		}
 	}
 	rep := summarize(t, r)
@@ -100,7 +102,7 @@ func TestTooManyNamespaces(t *testing.T) {
 	shrink(t, &maxNamespaces, 4)
 	r := newRecording()
 	for ns := range 5 {
-		addEvent(r, 1, events.Event{Kind: events.KindConnect})
+		addEvent(r, 1, trace.Event{Kind: trace.KindConnect})
 		r.Events[len(r.Events)-1].Netns = uint32(6000 + ns)
 	}
 	f, err := r.Open()

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/events/sockets"
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/recording"
 )
@@ -32,7 +35,7 @@ func newRecording() *recording.Recording {
 
 // sock encodes one socket record as the kernel's iterator writes it.
 func sock(state events.State, sport uint16, remote netip.AddrPort) []byte {
-	return events.EncodeSocket(&events.Socket{State: state, Family: syscall.AF_INET, Saddr: lo, Sport: sport, Daddr: remote.Addr(), Dport: remote.Port()})
+	return sockets.EncodeSocket(&sockets.Socket{State: state, Family: syscall.AF_INET, Saddr: lo, Sport: sport, Daddr: remote.Addr(), Dport: remote.Port()})
 }
 
 // addSnapshot adds a snapshot at second sec with n ESTABLISHED connections to dest and tw
@@ -52,7 +55,7 @@ func addSnapshot(r *recording.Recording, sec, n, tw, rangePorts int) {
 	r.Sockets = append(r.Sockets, s)
 }
 
-func addEvent(r *recording.Recording, sec int, e events.Event) {
+func addEvent(r *recording.Recording, sec int, e trace.Event) {
 	e.Mono = uint64(t0.Add(time.Duration(sec) * time.Second).UnixNano()) // clock offset 0
 	e.Netns, e.Family = testNetns, syscall.AF_INET
 	e.Saddr, e.Daddr, e.Dport = lo, dest.Addr(), dest.Port()
@@ -128,7 +131,7 @@ func TestPortUseWarnsBeforeConnectFails(t *testing.T) {
 	}
 
 	r = newRecording()
-	addEvent(r, 2, events.Event{Kind: events.KindConnect, Errno: syscall.EADDRNOTAVAIL})
+	addEvent(r, 2, trace.Event{Kind: trace.KindConnect, Errno: syscall.EADDRNOTAVAIL})
 	f = onlyKind(t, findings(t, r), "port_exhaustion")
 	if f.Severity != Critical || f.Numbers["eaddrnotavail"] != 1 {
 		t.Errorf("one EADDRNOTAVAIL: got %v %v", f.Severity, f.Numbers)
@@ -138,21 +141,21 @@ func TestPortUseWarnsBeforeConnectFails(t *testing.T) {
 func TestRefusalsAndResetsNeedRepetition(t *testing.T) {
 	r := newRecording()
 	for i := 0; i < refusedMin-1; i++ {
-		addEvent(r, 1, events.Event{Kind: events.KindConnect, Errno: syscall.ECONNREFUSED})
+		addEvent(r, 1, trace.Event{Kind: trace.KindConnect, Errno: syscall.ECONNREFUSED})
 	}
 	if fs := findings(t, r); len(fs) != 0 {
 		t.Errorf("%d refusals are not a finding: %+v", refusedMin-1, fs)
 	}
-	addEvent(r, 1, events.Event{Kind: events.KindConnect, Errno: syscall.ECONNREFUSED})
+	addEvent(r, 1, trace.Event{Kind: trace.KindConnect, Errno: syscall.ECONNREFUSED})
 	if f := onlyKind(t, findings(t, r), "connect_refused"); f.Numbers["refused"] != refusedMin {
 		t.Errorf("refused = %v, want %d", f.Numbers["refused"], refusedMin)
 	}
 
 	r = newRecording()
 	for i := 0; i < 100; i++ {
-		addEvent(r, 1, events.Event{Kind: events.KindState, OldState: events.StateSynSent, NewState: events.StateEstablished, Sport: uint16(40000 + i)})
+		addEvent(r, 1, trace.Event{Kind: trace.KindState, OldState: events.StateSynSent, NewState: events.StateEstablished, Sport: uint16(40000 + i)})
 		if i < resetMin {
-			addEvent(r, 2, events.Event{Kind: events.KindState, OldState: events.StateEstablished, NewState: events.StateClose, Sport: uint16(40000 + i)})
+			addEvent(r, 2, trace.Event{Kind: trace.KindState, OldState: events.StateEstablished, NewState: events.StateClose, Sport: uint16(40000 + i)})
 		}
 	}
 	f := onlyKind(t, findings(t, r), "reset_storm")

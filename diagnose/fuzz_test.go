@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/internal/craft"
 	"github.com/sockscope/sockscope/recording"
@@ -28,9 +30,9 @@ func fuzzRecording(t testing.TB) []byte {
 	for i := range 4 {
 		addSnapshot(r, i+1, 5*(i+1), 3, 100)
 	}
-	addEvent(r, 2, events.Event{Kind: events.KindConnect, Errno: syscall.EADDRNOTAVAIL})
-	addEvent(r, 3, events.Event{Kind: events.KindConnect, Errno: syscall.ECONNREFUSED})
-	addEvent(r, 5, events.Event{Kind: events.KindState, OldState: events.StateEstablished, NewState: events.StateClose, Saddr: netip.MustParseAddr("127.0.0.1"), Sport: 40000})
+	addEvent(r, 2, trace.Event{Kind: trace.KindConnect, Errno: syscall.EADDRNOTAVAIL})
+	addEvent(r, 3, trace.Event{Kind: trace.KindConnect, Errno: syscall.ECONNREFUSED})
+	addEvent(r, 5, trace.Event{Kind: trace.KindState, OldState: events.StateEstablished, NewState: events.StateClose, Saddr: netip.MustParseAddr("127.0.0.1"), Sport: 40000})
 	key := recording.SyscallKey{Netns: testNetns, Tgid: 7, Nr: 257, Comm: "api"}
 	r.Syscalls = []recording.Timed[recording.SyscallCounts]{{Time: t0.Add(6 * time.Second), Value: recording.SyscallCounts{
 		Counts: []recording.SyscallCount{{SyscallKey: key, Count: 9, Errors: 2}},

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/events/sockets"
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/recording"
 )
@@ -15,11 +18,11 @@ import (
 // ended after lived, by its new state (FIN_WAIT1: the client closed first; CLOSE_WAIT: the
 // server; CLOSE: a reset). lived 0 leaves it open.
 func addConn(r *recording.Recording, sec int, sport uint16, lived time.Duration, end events.State) {
-	addEvent(r, sec, events.Event{Kind: events.KindConnect | events.KindState, OldState: events.StateSynSent, NewState: events.StateEstablished, Sport: sport, PrevState: time.Millisecond})
+	addEvent(r, sec, trace.Event{Kind: trace.KindConnect | trace.KindState, OldState: events.StateSynSent, NewState: events.StateEstablished, Sport: sport, PrevState: time.Millisecond})
 	if lived == 0 {
 		return
 	}
-	e := events.Event{Kind: events.KindState, OldState: events.StateEstablished, NewState: end, Sport: sport, PrevState: lived}
+	e := trace.Event{Kind: trace.KindState, OldState: events.StateEstablished, NewState: end, Sport: sport, PrevState: lived}
 	addEvent(r, sec, e)
 	r.Events[len(r.Events)-1].Mono += uint64(lived)
 }
@@ -93,10 +96,10 @@ func TestLeakAtLimit(t *testing.T) {
 func TestLeakAtLimitCountsFailuresNotLongConnections(t *testing.T) {
 	r := leakRecording([]int{0, 8, 16, 16, 16}, 0, 0)
 	for range 3 {
-		addEvent(r, 4, events.Event{Kind: events.KindConnect, Errno: syscall.ETIMEDOUT})
+		addEvent(r, 4, trace.Event{Kind: trace.KindConnect, Errno: syscall.ETIMEDOUT})
 	}
 	addConn(r, 4, 51000, 2*time.Second, events.StateFinWait1)
-	addEvent(r, 4, events.Event{Kind: events.KindState, OldState: events.StateEstablished, NewState: events.StateCloseWait, Sport: 51001})
+	addEvent(r, 4, trace.Event{Kind: trace.KindState, OldState: events.StateEstablished, NewState: events.StateCloseWait, Sport: 51001})
 	f := onlyKind(t, findings(t, r), "leak_at_limit")
 	if f.Numbers["turned_away"] != 3 || f.Numbers["failed"] != 3 || f.Numbers["closed_at_once"] != 0 {
 		t.Errorf("got %v", f.Numbers)
@@ -109,12 +112,12 @@ func TestLeakAtLimitNamesOwners(t *testing.T) {
 	for i, n := range []int{0, 9, 17, 17} {
 		s := recording.SocketSnapshot{Time: t0.Add(time.Duration(i) * time.Second), Netns: testNetns, PortRange: [2]int{32768, 60999}}
 		for j := range n {
-			client := events.Socket{State: events.StateEstablished, Family: syscall.AF_INET, Saddr: lo, Sport: uint16(40000 + j), Daddr: dest.Addr(), Dport: dest.Port(), Inode: uint32(1000 + j)}
-			server := events.Socket{State: events.StateEstablished, Family: syscall.AF_INET, Saddr: dest.Addr(), Sport: dest.Port(), Daddr: lo, Dport: uint16(40000 + j), Inode: uint32(2000 + j)}
-			s.Records = append(s.Records, events.EncodeSocket(&client)...)
-			s.Records = append(s.Records, events.EncodeSocket(&server)...)
-			s.Owners = append(s.Owners, events.EncodeOwner(client.Inode, events.Owner{Pid: 7, Comm: "app"})...)
-			s.Owners = append(s.Owners, events.EncodeOwner(server.Inode, events.Owner{Pid: uint32(100 + j), Comm: "postgres"})...)
+			client := sockets.Socket{State: events.StateEstablished, Family: syscall.AF_INET, Saddr: lo, Sport: uint16(40000 + j), Daddr: dest.Addr(), Dport: dest.Port(), Inode: uint32(1000 + j)}
+			server := sockets.Socket{State: events.StateEstablished, Family: syscall.AF_INET, Saddr: dest.Addr(), Sport: dest.Port(), Daddr: lo, Dport: uint16(40000 + j), Inode: uint32(2000 + j)}
+			s.Records = append(s.Records, sockets.EncodeSocket(&client)...)
+			s.Records = append(s.Records, sockets.EncodeSocket(&server)...)
+			s.Owners = append(s.Owners, sockets.EncodeOwner(client.Inode, sockets.Owner{Pid: 7, Comm: "app"})...)
+			s.Owners = append(s.Owners, sockets.EncodeOwner(server.Inode, sockets.Owner{Pid: uint32(100 + j), Comm: "postgres"})...)
 		}
 		r.Sockets = append(r.Sockets, s)
 	}
@@ -183,9 +186,9 @@ func TestOwnersAreBounded(t *testing.T) {
 	r := newRecording()
 	for i := range 10 {
 		d := netip.AddrPortFrom(lo, uint16(9000+i))
-		c := events.Socket{State: events.StateEstablished, Family: syscall.AF_INET, Saddr: lo, Sport: uint16(40000 + i), Daddr: d.Addr(), Dport: d.Port(), Inode: uint32(1 + i)}
+		c := sockets.Socket{State: events.StateEstablished, Family: syscall.AF_INET, Saddr: lo, Sport: uint16(40000 + i), Daddr: d.Addr(), Dport: d.Port(), Inode: uint32(1 + i)}
 		s := recording.SocketSnapshot{Time: t0.Add(time.Duration(i) * time.Second), Netns: testNetns, PortRange: [2]int{32768, 60999},
-			Records: events.EncodeSocket(&c), Owners: events.EncodeOwner(c.Inode, events.Owner{Pid: 7, Comm: "app"})}
+			Records: sockets.EncodeSocket(&c), Owners: sockets.EncodeOwner(c.Inode, sockets.Owner{Pid: 7, Comm: "app"})}
 		r.Sockets = append(r.Sockets, s)
 	}
 	f, err := r.Open()

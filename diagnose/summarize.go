@@ -20,6 +20,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sockscope/sockscope/events/sockets"
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/recording"
 )
@@ -104,7 +107,7 @@ func (e *endpointCounts) weight() int {
 
 // portUse is the most ephemeral ports held towards one destination in any snapshot.
 type portUse struct {
-	events.PortUse
+	sockets.PortUse
 	timeWait  int // of them in TIME_WAIT
 	at        time.Time
 	portRange [2]int
@@ -187,8 +190,8 @@ func endpoint(a events.Endpoint) string { return a.String() }
 
 // isReset is a connection cut without the FIN handshake: ESTABLISHED or CLOSE_WAIT straight to
 // CLOSE (a reset received or sent, or an abort), as the kernel's EstabResets counts them.
-func isReset(e *events.Event) bool {
-	return e.Kind&events.KindState != 0 && e.NewState == events.StateClose &&
+func isReset(e *trace.Event) bool {
+	return e.Kind&trace.KindState != 0 && e.NewState == events.StateClose &&
 		(e.OldState == events.StateEstablished || e.OldState == events.StateCloseWait)
 }
 
@@ -335,7 +338,7 @@ func (v *view) dropRare() {
 }
 
 // addEvents counts one chunk of events.
-func (v *view) addEvents(evs []events.Event) error {
+func (v *view) addEvents(evs []trace.Event) error {
 	var s *nsState
 	for i := range evs {
 		e := &evs[i]
@@ -351,7 +354,7 @@ func (v *view) addEvents(evs []events.Event) error {
 		at := v.clock.Wall(e.Mono)
 		c := v.cell(s, at)
 		d := events.Endpoint{Addr: e.Daddr, Port: e.Dport}
-		if e.Kind&events.KindConnect != 0 {
+		if e.Kind&trace.KindConnect != 0 {
 			c.connects++
 			ep := v.endpoint(s, d)
 			ep.connects++
@@ -373,7 +376,7 @@ func (v *view) addEvents(evs []events.Event) error {
 				}
 			}
 		}
-		if e.Kind&events.KindState == 0 {
+		if e.Kind&trace.KindState == 0 {
 			continue
 		}
 		if isReset(e) {
@@ -424,7 +427,7 @@ func (v *view) addSnapshot(snap *recording.SocketSnapshot) error {
 	if err != nil {
 		return fmt.Errorf("snapshot of netns %d at %s: %w", snap.Netns, snap.Time.Format(time.RFC3339), err)
 	}
-	sum := events.Summarize(socks, snap.PortRange, snap.TWReuse, len(socks))
+	sum := sockets.Summarize(socks, snap.PortRange, snap.TWReuse, len(socks))
 	c := v.cell(s, snap.Time)
 	if !snap.Time.Before(c.snapAt) {
 		c.snapAt = snap.Time
@@ -461,7 +464,7 @@ func (v *view) addSnapshot(snap *recording.SocketSnapshot) error {
 // addOwners keeps who holds the ESTABLISHED sockets of a snapshot: the clients of its top
 // destinations, and the servers of its busiest local endpoints (a server's accepted sockets all
 // share its address and port).
-func (v *view) addOwners(s *nsState, socks []events.Socket, top []events.EndpointCount) {
+func (v *view) addOwners(s *nsState, socks []sockets.Socket, top []events.EndpointCount) {
 	type key struct {
 		ep   events.Endpoint
 		comm string
@@ -611,7 +614,7 @@ func (v *view) container(ns uint32) (recording.Container, bool) {
 func Summarize(f *recording.File, source string, only map[uint32]bool, top int) (*Report, error) {
 	v := newView(f, only)
 	err := f.Scan(recording.Visitor{
-		Events: func(_ time.Time, evs []events.Event) error { return v.addEvents(evs) },
+		Events: func(_ time.Time, evs []trace.Event) error { return v.addEvents(evs) },
 		Sockets: func(s *recording.SocketSnapshot) error {
 			return v.addSnapshot(s)
 		},

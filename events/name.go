@@ -12,15 +12,15 @@ type Name struct {
 	Namespace, Pod string
 }
 
-// appendNameJSON appends the keys that name a namespace, without braces: "container",
+// AppendNameJSON appends the keys that name a namespace, without braces: "container",
 // "container_id", "k8s_namespace", "k8s_pod".
-func appendNameJSON(b []byte, n Name) []byte {
+func AppendNameJSON(b []byte, n Name) []byte {
 	b = append(b, `"container":`...)
-	b = appendJSONString(b, n.Name)
+	b = AppendJSONString(b, n.Name)
 	b = append(b, `,"container_id":`...)
-	b = appendJSONString(b, n.ID)
+	b = AppendJSONString(b, n.ID)
 	b = append(b, `,"k8s_namespace":`...)
-	b = appendJSONString(b, n.Namespace)
+	b = AppendJSONString(b, n.Namespace)
 	b = append(b, `,"k8s_pod":`...)
-	return appendJSONString(b, n.Pod)
+	return AppendJSONString(b, n.Pod)
 }

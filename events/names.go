@@ -1,3 +1,6 @@
+// Package events is the vocabulary every capability's codec shares (events/trace,
+// events/sockets, events/syscalls): TCP states, errno and syscall names, the name of a namespace,
+// the kernel's clock, endpoints, and the output helpers that keep every line printable.
 package events
 
 import (
@@ -26,6 +29,21 @@ var stateNames = [...]string{
 	12: "NEW_SYN_RECV",
 	13: "BOUND_INACTIVE",
 }
+
+// TCP states by name, for code that needs one.
+const (
+	StateEstablished State = 1
+	StateSynSent     State = 2
+	StateSynRecv     State = 3
+	StateFinWait1    State = 4
+	StateFinWait2    State = 5
+	StateTimeWait    State = 6
+	StateClose       State = 7
+	StateCloseWait   State = 8
+	StateLastAck     State = 9
+	StateListen      State = 10
+	StateClosing     State = 11
+)
 
 // String returns the state's name, "" for 0 (no state: a connect() that failed before any
 // transition), or the number for states this table does not know.

@@ -5,10 +5,12 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/sockscope/sockscope/events/sockets"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader/sockets"
+	ksockets "github.com/sockscope/sockscope/loader/sockets"
 )
 
 var descRemotes = prometheus.NewDesc("sockscope_tcp_remote_sockets",
@@ -17,8 +19,8 @@ var descRemotes = prometheus.NewDesc("sockscope_tcp_remote_sockets",
 
 // remoteCounts walks the namespace's sockets record by record (instead of counting in the
 // kernel) and returns the per-state counts and the sockets per remote endpoint and state.
-func remoteCounts(snap sockets.Snapshot) (states [16]uint32, byRemote map[netip.AddrPort]*[16]uint32, err error) {
-	socks, err := events.DecodeSockets(snap.Records, 0, nil)
+func remoteCounts(snap ksockets.Snapshot) (states [16]uint32, byRemote map[netip.AddrPort]*[16]uint32, err error) {
+	socks, err := sockets.DecodeSockets(snap.Records, 0, nil)
 	if err != nil {
 		return states, nil, err
 	}

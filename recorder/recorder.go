@@ -16,13 +16,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockscope/sockscope/events/trace"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader/sockets"
 	"github.com/sockscope/sockscope/loader/syscalls"
-	"github.com/sockscope/sockscope/loader/trace"
+	ktrace "github.com/sockscope/sockscope/loader/trace"
 	"github.com/sockscope/sockscope/recording"
 	"github.com/sockscope/sockscope/stacks/collector"
 )
@@ -48,7 +50,7 @@ type Options struct {
 	Interval time.Duration
 
 	// Syscalls also counts syscalls, their errors and file paths. ConnectSyscall also takes
-	// connect() failures from the syscall's return (trace.Config.ConnectSyscall).
+	// connect() failures from the syscall's return (ktrace.Config.ConnectSyscall).
 	Syscalls       bool
 	ConnectSyscall bool
 	// Stacks, when not nil, also records user stacks: of every call of these syscalls (names,
@@ -86,7 +88,7 @@ type recorder struct {
 
 	watcher *containers.Watcher // names the namespaces of events
 
-	tracer  *trace.Tracer
+	tracer  *ktrace.Tracer
 	counter *syscalls.Counter
 	stacks  *collector.Collector
 	socks   *sockets.Iterators
@@ -120,7 +122,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 	}
 	fixed := sc.FixedInodes()
 
-	if r.tracer, err = trace.Open(trace.Config{FilterNetns: sc.Filtered(), Netns: fixed, ConnectSyscall: o.ConnectSyscall, Comms: o.Comms}); err != nil {
+	if r.tracer, err = ktrace.Open(ktrace.Config{FilterNetns: sc.Filtered(), Netns: fixed, ConnectSyscall: o.ConnectSyscall, Comms: o.Comms}); err != nil {
 		return Summary{}, err
 	}
 	defer r.tracer.Close()
@@ -301,29 +303,29 @@ func (r *recorder) run(ctx, work context.Context) error {
 }
 
 // readEvents drains the ring buffer every poll interval and writes its events, with their owners
-// and times (events.Tracker), in events blocks: one block every tenth poll that found events, or
+// and times (trace.Tracker), in events blocks: one block every tenth poll that found events, or
 // sooner when a block reaches eventBlock bytes. Once stop is closed (the programs detached), it
 // drains what is left and returns.
 func (r *recorder) readEvents(ctx context.Context, stop <-chan struct{}) error {
 	const eventBlock = 1 << 20
-	buf := make([]byte, 0, eventBlock+events.RecordSize)
+	buf := make([]byte, 0, eventBlock+trace.RecordSize)
 	var werr error
 	flush := func() {
 		if len(buf) == 0 || werr != nil {
 			return
 		}
-		r.nEvents += uint64(len(buf) / events.RecordSize)
+		r.nEvents += uint64(len(buf) / trace.RecordSize)
 		if err := r.sink.Write(recording.BlockEvents, time.Now(), buf); err != nil {
 			werr = fmt.Errorf("write %s: %w", r.o.File, err)
 		}
 		buf = buf[:0]
 	}
-	tr := trace.NewTracking(r.tracer)
-	take := func(ev *events.Event) {
+	tr := ktrace.NewTracking(r.tracer)
+	take := func(ev *trace.Event) {
 		// A namespace no runtime has named yet: a pod or container that just started. Asking now
 		// puts it in the container history before its first snapshot (rate-limited).
 		r.watcher.Resolve(ctx, ev.Netns)
-		buf = events.AppendEvent(buf, ev)
+		buf = trace.AppendEvent(buf, ev)
 		if len(buf) >= eventBlock {
 			flush()
 		}

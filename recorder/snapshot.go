@@ -9,10 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockscope/sockscope/events/sockets"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/sockscope/sockscope/containers"
-	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/loader"
 	"github.com/sockscope/sockscope/recording"
 	"github.com/sockscope/sockscope/stacks/collector"
@@ -87,15 +88,15 @@ func (r *recorder) snapshot() error {
 // socket file on the machine.
 func ownersOf(records, owners []byte) []byte {
 	want := map[uint32]bool{}
-	for b := records; len(b) >= events.SocketRecordSize; b = b[events.SocketRecordSize:] {
-		if ino := events.SocketInode(b); ino != 0 {
+	for b := records; len(b) >= sockets.SocketRecordSize; b = b[sockets.SocketRecordSize:] {
+		if ino := sockets.SocketInode(b); ino != 0 {
 			want[ino] = true
 		}
 	}
 	var out []byte
-	for b := owners; len(b) >= events.OwnerRecordSize; b = b[events.OwnerRecordSize:] {
-		if want[events.OwnerInode(b)] {
-			out = append(out, b[:events.OwnerRecordSize]...)
+	for b := owners; len(b) >= sockets.OwnerRecordSize; b = b[sockets.OwnerRecordSize:] {
+		if want[sockets.OwnerInode(b)] {
+			out = append(out, b[:sockets.OwnerRecordSize]...)
 		}
 	}
 	return out

@@ -7,8 +7,9 @@ import (
 	"slices"
 	"time"
 
+	"github.com/sockscope/sockscope/events/sockets"
+
 	"github.com/sockscope/sockscope/containers"
-	"github.com/sockscope/sockscope/events"
 )
 
 // MinInterval is the shortest --interval a recording is made with: a file that claims a shorter
@@ -140,17 +141,17 @@ type SocketSnapshot struct {
 	Netns     uint32
 	PortRange [2]int
 	TWReuse   int
-	Records   []byte // events.SocketRecordSize each
-	Owners    []byte // events.OwnerRecordSize each, only those owning a socket in Records
+	Records   []byte // sockets.SocketRecordSize each
+	Owners    []byte // sockets.OwnerRecordSize each, only those owning a socket in Records
 }
 
 // Decode turns the snapshot into sockets, as `sockscope sockets` shows them.
-func (s *SocketSnapshot) Decode() ([]events.Socket, error) {
-	owners, err := events.DecodeOwners(s.Owners)
+func (s *SocketSnapshot) Decode() ([]sockets.Socket, error) {
+	owners, err := sockets.DecodeOwners(s.Owners)
 	if err != nil {
 		return nil, err
 	}
-	return events.DecodeSockets(s.Records, s.Netns, owners)
+	return sockets.DecodeSockets(s.Records, s.Netns, owners)
 }
 
 const socketsHeader = 24
@@ -166,8 +167,8 @@ func EncodeSockets(s *SocketSnapshot) []byte {
 	le.PutUint32(b[4:], uint32(int32(s.PortRange[0])))
 	le.PutUint32(b[8:], uint32(int32(s.PortRange[1])))
 	le.PutUint32(b[12:], uint32(int32(s.TWReuse)))
-	le.PutUint32(b[16:], uint32(len(s.Records)/events.SocketRecordSize))
-	le.PutUint32(b[20:], uint32(len(s.Owners)/events.OwnerRecordSize))
+	le.PutUint32(b[16:], uint32(len(s.Records)/sockets.SocketRecordSize))
+	le.PutUint32(b[20:], uint32(len(s.Owners)/sockets.OwnerRecordSize))
 	b = append(b, s.Records...)
 	return append(b, s.Owners...)
 }
@@ -184,11 +185,11 @@ func decodeSockets(b []byte) (SocketSnapshot, error) {
 	}
 	nrec, nown := uint64(le.Uint32(b[16:])), uint64(le.Uint32(b[20:]))
 	body := b[socketsHeader:]
-	if want := nrec*events.SocketRecordSize + nown*events.OwnerRecordSize; uint64(len(body)) != want {
+	if want := nrec*sockets.SocketRecordSize + nown*sockets.OwnerRecordSize; uint64(len(body)) != want {
 		return s, fmt.Errorf("%d sockets and %d owners need %d bytes, the block has %d", nrec, nown, want, len(body))
 	}
-	s.Records = slices.Clone(body[:nrec*events.SocketRecordSize])
-	s.Owners = slices.Clone(body[nrec*events.SocketRecordSize:])
+	s.Records = slices.Clone(body[:nrec*sockets.SocketRecordSize])
+	s.Owners = slices.Clone(body[nrec*sockets.SocketRecordSize:])
 	return s, nil
 }
 

@@ -10,11 +10,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/events/sockets"
+	"github.com/sockscope/sockscope/events/trace"
 )
 
 // checkRecording compares every field of a loaded recording with the expected one.
-func checkRecording(t *testing.T, got, want *Recording, wantSocks [][]events.Socket) {
+func checkRecording(t *testing.T, got, want *Recording, wantSocks [][]sockets.Socket) {
 	t.Helper()
 	if !reflect.DeepEqual(got.Meta, want.Meta) {
 		t.Errorf("meta:\n got %+v\nwant %+v", got.Meta, want.Meta)
@@ -359,7 +360,7 @@ func TestLoadSkipsUnknownBlockTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(rec.Events, []events.Event{sampleEvents[1].want}) {
+	if !slices.Equal(rec.Events, []trace.Event{sampleEvents[1].want}) {
 		t.Errorf("events %+v", rec.Events)
 	}
 	if rec.Lost != (Lost{RingFull: 3}) || rec.End == nil || rec.End.Reason != "signal" || !rec.Last.Equal(at(5)) || rec.Size != int64(len(data)) {
@@ -394,7 +395,7 @@ func TestLoadContinuesAfterMaxSizeEnd(t *testing.T) {
 	if rec.Rotations != 1 || rec.End == nil || rec.End.Reason != "signal" || rec.Meta.Hostname != "build-7" {
 		t.Errorf("rotations %d, end %+v, meta %+v", rec.Rotations, rec.End, rec.Meta)
 	}
-	if !slices.Equal(rec.Events, []events.Event{sampleEvents[0].want, sampleEvents[2].want}) {
+	if !slices.Equal(rec.Events, []trace.Event{sampleEvents[0].want, sampleEvents[2].want}) {
 		t.Errorf("events %+v", rec.Events)
 	}
 }

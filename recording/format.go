@@ -60,7 +60,7 @@ const (
 	BlockMeta       BlockType = 1 // JSON Meta: written first
 	BlockContainers BlockType = 2 // JSON Containers: whenever the set changes
 	BlockFacts      BlockType = 3 // JSON Facts: every interval
-	BlockEvents     BlockType = 4 // raw trace records, events.RecordSize bytes each
+	BlockEvents     BlockType = 4 // raw trace records, trace.RecordSize bytes each (events/trace)
 	BlockSockets    BlockType = 5 // one namespace's socket snapshot (binary, see EncodeSockets)
 	BlockSyscalls   BlockType = 6 // JSON SyscallCounts, cumulative since the start
 	BlockLost       BlockType = 7 // JSON Lost, cumulative since the start

@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/events/sockets"
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/events"
 )
 
@@ -24,19 +27,19 @@ const goldenV2 = "testdata/golden-v2.rec"
 type goldenBlock struct {
 	typ   BlockType
 	at    time.Time
-	value any // Meta, Containers, Facts, []events.Event, SocketSnapshot, SyscallCounts, Lost, Stacks, End
+	value any // Meta, Containers, Facts, []trace.Event, SocketSnapshot, SyscallCounts, Lost, Stacks, End
 }
 
 var (
-	goldenConnRefused = events.Event{Mono: 5_000_000_000, Latency: 180 * time.Microsecond, Netns: webNetns, Pid: 2417,
+	goldenConnRefused = trace.Event{Mono: 5_000_000_000, Latency: 180 * time.Microsecond, Netns: webNetns, Pid: 2417,
 		Errno: syscall.ECONNREFUSED, Sport: 0, Dport: 5432, Saddr: netip.IPv4Unspecified(), Daddr: dbAddr,
-		Comm: comm("nginx"), Family: syscall.AF_INET, Kind: events.KindConnect}
-	goldenEstablished = events.Event{Mono: 5_250_000_000, PrevState: 2 * time.Millisecond, Latency: 2 * time.Millisecond, Netns: webNetns, Pid: 2417,
+		Comm: comm("nginx"), Family: syscall.AF_INET, Kind: trace.KindConnect}
+	goldenEstablished = trace.Event{Mono: 5_250_000_000, PrevState: 2 * time.Millisecond, Latency: 2 * time.Millisecond, Netns: webNetns, Pid: 2417,
 		Sport: 40001, Dport: 5432, Saddr: webAddr, Daddr: dbAddr, Comm: comm("nginx"), Family: syscall.AF_INET,
-		OldState: events.StateSynSent, NewState: events.StateEstablished, Kind: events.KindState | events.KindConnect}
-	goldenReset = events.Event{Mono: 5_500_000_000, PrevState: 250 * time.Millisecond, Netns: cliNetns, Pid: 77,
+		OldState: events.StateSynSent, NewState: events.StateEstablished, Kind: trace.KindState | trace.KindConnect}
+	goldenReset = trace.Event{Mono: 5_500_000_000, PrevState: 250 * time.Millisecond, Netns: cliNetns, Pid: 77,
 		Sport: 51000, Dport: 443, Saddr: netip.MustParseAddr("2001:db8::2"), Daddr: docAddr, Comm: comm("curl"), Family: syscall.AF_INET6,
-		OldState: events.StateEstablished, NewState: events.StateClose, Kind: events.KindState}
+		OldState: events.StateEstablished, NewState: events.StateClose, Kind: trace.KindState}
 
 	goldenDB = Container{ID: "3f4e8a1b2c9d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f", Name: "db", Image: "postgres:16",
 		Labels: map[string]string{"com.docker.compose.service": "db"}, Pid: 2301, Netns: webNetns, Runtime: "docker", Started: t0}
@@ -57,7 +60,7 @@ var (
 		}, nil),
 		Owners: bytes.Join([][]byte{ownerRecord(9001, 2301, "postgres"), ownerRecord(9002, 2305, "postgres: app")}, nil)}
 	// goldenSocketsDecoded is goldenSockets as `sockscope sockets -r` shows it.
-	goldenSocketsDecoded = []events.Socket{
+	goldenSocketsDecoded = []sockets.Socket{
 		{Netns: webNetns, State: events.StateListen, Family: 2, Saddr: netip.IPv4Unspecified(), Sport: 5432, Daddr: netip.IPv4Unspecified(),
 			UID: 999, Inode: 9001, Pid: 2301, Comm: "postgres"},
 		{Netns: webNetns, State: events.StateEstablished, Family: 2, Saddr: dbAddr, Sport: 5432, Daddr: webAddr, Dport: 40001,
@@ -134,7 +137,7 @@ func goldenBlocks() []goldenBlock {
 		{BlockFacts, at(2), goldenFacts},
 		{BlockSyscalls, at(2), goldenSyscalls[0]},
 		{BlockLost, at(2), Lost{}},
-		{BlockEvents, at(5), []events.Event{goldenConnRefused, goldenEstablished, goldenReset}},
+		{BlockEvents, at(5), []trace.Event{goldenConnRefused, goldenEstablished, goldenReset}},
 		{BlockSockets, at(6), goldenSockets},
 		{BlockFacts, at(6), goldenFacts},
 		{BlockSyscalls, at(6), goldenSyscalls[1]},
@@ -150,10 +153,10 @@ func goldenBlocks() []goldenBlock {
 // encode is a golden block's payload as the recorder writes it.
 func (g goldenBlock) encode(t testing.TB) []byte {
 	switch v := g.value.(type) {
-	case []events.Event:
+	case []trace.Event:
 		var b []byte
 		for i := range v {
-			b = append(b, events.EncodeEvent(&v[i])...)
+			b = append(b, trace.EncodeEvent(&v[i])...)
 		}
 		return b
 	case SocketSnapshot:
@@ -168,9 +171,9 @@ func TestARecordingWrittenBeforeWireTypesReadsToTheSameValues(t *testing.T) {
 	// The binary blocks' records, as version 2 lays them out: the events recordings keep, and
 	// the kernel's socket and owner records, stored as the iterator gives them. Another size is
 	// a new format version, whose reader still reads these.
-	if events.RecordSize != 96 || events.SocketRecordSize != 56 || events.OwnerRecordSize != 24 {
+	if trace.RecordSize != 96 || sockets.SocketRecordSize != 56 || sockets.OwnerRecordSize != 24 {
 		t.Errorf("event, socket and owner records are %d, %d and %d bytes; version 2 files hold 96, 56 and 24",
-			events.RecordSize, events.SocketRecordSize, events.OwnerRecordSize)
+			trace.RecordSize, sockets.SocketRecordSize, sockets.OwnerRecordSize)
 	}
 	data, err := os.ReadFile(goldenV2)
 	if err != nil {
@@ -182,7 +185,7 @@ func TestARecordingWrittenBeforeWireTypesReadsToTheSameValues(t *testing.T) {
 	}
 	want := &Recording{
 		Meta:    goldenMeta(),
-		Events:  []events.Event{goldenConnRefused, goldenEstablished, goldenReset},
+		Events:  []trace.Event{goldenConnRefused, goldenEstablished, goldenReset},
 		Sockets: []SocketSnapshot{goldenSockets},
 		Syscalls: []Timed[SyscallCounts]{
 			{at(2), goldenSyscalls[0]}, {at(6), goldenSyscalls[1]}, {at(8), goldenSyscalls[2]},

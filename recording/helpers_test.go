@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/events/sockets"
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/events"
 )
 
@@ -35,20 +38,20 @@ var (
 
 // eventRecord builds a raw struct event (bpf/trace.h).
 func eventRecord(mono, prev, lat uint64, netns, pid uint32, errno int32, sport, dport uint16, saddr, daddr netip.Addr, name string, family, oldS, newS, kind uint8) []byte {
-	return events.EncodeEvent(&events.Event{Mono: mono, PrevState: time.Duration(prev), Latency: time.Duration(lat), Netns: netns, Pid: pid,
+	return trace.EncodeEvent(&trace.Event{Mono: mono, PrevState: time.Duration(prev), Latency: time.Duration(lat), Netns: netns, Pid: pid,
 		Errno: syscall.Errno(errno), Sport: sport, Dport: dport, Saddr: saddr, Daddr: daddr, Comm: comm(name),
-		Family: family, OldState: events.State(oldS), NewState: events.State(newS), Kind: events.Kind(kind)})
+		Family: family, OldState: events.State(oldS), NewState: events.State(newS), Kind: trace.Kind(kind)})
 }
 
 // sockRecord builds a raw struct sock_record (bpf/sockets.h).
 func sockRecord(inode, uid, rx, tx uint32, sport, dport uint16, saddr, daddr netip.Addr, family, state, timer, retrans uint8) []byte {
-	return events.EncodeSocket(&events.Socket{Inode: inode, UID: uid, RxQueue: rx, TxQueue: tx, Sport: sport, Dport: dport,
+	return sockets.EncodeSocket(&sockets.Socket{Inode: inode, UID: uid, RxQueue: rx, TxQueue: tx, Sport: sport, Dport: dport,
 		Saddr: saddr, Daddr: daddr, Family: family, State: events.State(state), Timer: timer, Retransmits: retrans})
 }
 
 // ownerRecord builds a raw struct owner_record.
 func ownerRecord(inode, pid uint32, comm string) []byte {
-	return events.EncodeOwner(inode, events.Owner{Pid: pid, Comm: comm})
+	return sockets.EncodeOwner(inode, sockets.Owner{Pid: pid, Comm: comm})
 }
 
 func comm(s string) (c [16]byte) {
@@ -192,29 +195,29 @@ func sampleFacts(gen int) Facts {
 
 var sampleEvents = []struct {
 	raw  []byte
-	want events.Event
+	want trace.Event
 }{
 	{
 		eventRecord(1_000_000, 2000, 3000, webNetns, 2417, 0, 40001, 5432, webAddr, dbAddr, "nginx", 2, 2, 1, 3),
-		events.Event{Mono: 1_000_000, PrevState: 2 * time.Microsecond, Latency: 3 * time.Microsecond, Netns: webNetns, Pid: 2417,
+		trace.Event{Mono: 1_000_000, PrevState: 2 * time.Microsecond, Latency: 3 * time.Microsecond, Netns: webNetns, Pid: 2417,
 			Sport: 40001, Dport: 5432, Saddr: webAddr, Daddr: dbAddr, Comm: comm("nginx"), Family: 2,
-			OldState: events.StateSynSent, NewState: events.StateEstablished, Kind: events.KindState | events.KindConnect},
+			OldState: events.StateSynSent, NewState: events.StateEstablished, Kind: trace.KindState | trace.KindConnect},
 	},
 	{
 		eventRecord(2_000_000, 0, 700, cliNetns, 77, 99, 0, 443, netip.IPv6Unspecified(), docAddr, "curl", 10, 0, 0, 2),
-		events.Event{Mono: 2_000_000, Latency: 700, Netns: cliNetns, Pid: 77, Errno: syscall.EADDRNOTAVAIL, Dport: 443,
-			Saddr: netip.IPv6Unspecified(), Daddr: docAddr, Comm: comm("curl"), Family: 10, Kind: events.KindConnect},
+		trace.Event{Mono: 2_000_000, Latency: 700, Netns: cliNetns, Pid: 77, Errno: syscall.EADDRNOTAVAIL, Dport: 443,
+			Saddr: netip.IPv6Unspecified(), Daddr: docAddr, Comm: comm("curl"), Family: 10, Kind: trace.KindConnect},
 	},
 	{
 		eventRecord(3_000_000, 60_000_000, 0, webNetns, 0, 0, 5432, 40001, dbAddr, webAddr, "", 2, 5, 6, 1),
-		events.Event{Mono: 3_000_000, PrevState: 60 * time.Millisecond, Netns: webNetns, Sport: 5432, Dport: 40001,
-			Saddr: dbAddr, Daddr: webAddr, Family: 2, OldState: events.StateFinWait2, NewState: events.StateTimeWait, Kind: events.KindState},
+		trace.Event{Mono: 3_000_000, PrevState: 60 * time.Millisecond, Netns: webNetns, Sport: 5432, Dport: 40001,
+			Saddr: dbAddr, Daddr: webAddr, Family: 2, OldState: events.StateFinWait2, NewState: events.StateTimeWait, Kind: trace.KindState},
 	},
 }
 
 // sampleSockets are two snapshots: the web namespace with a listener, a connection, a
 // time-wait socket without owner and an IPv6 listener; the client namespace empty.
-func sampleSockets() ([]SocketSnapshot, [][]events.Socket) {
+func sampleSockets() ([]SocketSnapshot, [][]sockets.Socket) {
 	any4, any6 := netip.IPv4Unspecified(), netip.IPv6Unspecified()
 	web := SocketSnapshot{
 		Netns: webNetns, PortRange: [2]int{32768, 60999}, TWReuse: 2,
@@ -232,7 +235,7 @@ func sampleSockets() ([]SocketSnapshot, [][]events.Socket) {
 		}, nil),
 	}
 	cli := SocketSnapshot{Netns: cliNetns, PortRange: [2]int{1024, 65535}, TWReuse: -1}
-	want := [][]events.Socket{
+	want := [][]sockets.Socket{
 		{
 			{Netns: webNetns, State: events.StateListen, Family: 2, Saddr: any4, Sport: 5432, Daddr: any4, UID: 999, Inode: 9001, Pid: 2301, Comm: "postgres"},
 			{Netns: webNetns, State: events.StateEstablished, Family: 2, Saddr: dbAddr, Sport: 5432, Daddr: webAddr, Dport: 40001,
@@ -264,7 +267,7 @@ type fixture struct {
 	types  []BlockType // of each block, in order
 	events []int       // events in each block
 	want   *Recording
-	socks  [][]events.Socket // the decoded sockets of want.Sockets
+	socks  [][]sockets.Socket // the decoded sockets of want.Sockets
 }
 
 func sampleFixture(t testing.TB) fixture {
@@ -309,7 +312,7 @@ func sampleFixture(t testing.TB) fixture {
 	fx.socks = socks
 	fx.want = &Recording{
 		Meta:       sampleMeta(),
-		Events:     []events.Event{sampleEvents[0].want, sampleEvents[1].want, sampleEvents[2].want, sampleEvents[0].want},
+		Events:     []trace.Event{sampleEvents[0].want, sampleEvents[1].want, sampleEvents[2].want, sampleEvents[0].want},
 		Sockets:    snaps,
 		Syscalls:   []Timed[SyscallCounts]{{at(7), sampleSyscalls(1)}, {at(11), sampleSyscalls(2)}},
 		Facts:      []Timed[Facts]{{at(2), sampleFacts(0)}, {at(10), sampleFacts(1)}},

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/internal/craft"
 	"github.com/sockscope/sockscope/recording"
 )
@@ -44,7 +45,7 @@ func TestHostileRecordingsAreRefusedAtTheirBlock(t *testing.T) {
 		t.Run(f.Name, func(t *testing.T) {
 			rec, err := recording.Open(bytes.NewReader(f.Data), int64(len(f.Data)), recording.DefaultBudget)
 			if err == nil {
-				err = rec.Scan(recording.Visitor{Events: func(time.Time, []events.Event) error { return nil }})
+				err = rec.Scan(recording.Visitor{Events: func(time.Time, []trace.Event) error { return nil }})
 			}
 			if !f.Hostile {
 				if err != nil {

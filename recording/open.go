@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/events"
 )
 
@@ -174,7 +176,7 @@ func (f *File) note(off int64, at time.Time) {
 type Visitor struct {
 	// Events gets each events block's events, in the order recorded, a few thousand at a time;
 	// at is the block's time.
-	Events   func(at time.Time, evs []events.Event) error
+	Events   func(at time.Time, evs []trace.Event) error
 	Sockets  func(s *SocketSnapshot) error
 	Syscalls func(at time.Time, s *SyscallCounts) error
 	Facts    func(at time.Time, f *Facts) error
@@ -193,7 +195,7 @@ func (f *File) Scan(v Visitor) error {
 		return err
 	}
 	r.SetBudget(f.budget, f.Size, f.inflated)
-	evs := make([]events.Event, 0, eventChunk)
+	evs := make([]trace.Event, 0, eventChunk)
 	for {
 		b, err := r.NextRaw()
 		if err == io.EOF {
@@ -228,7 +230,7 @@ func (f *File) Scan(v Visitor) error {
 			if err != nil {
 				return err
 			}
-			var rec [events.RecordSize]byte
+			var rec [trace.RecordSize]byte
 			for n := 0; ; {
 				evs = evs[:0]
 				for len(evs) < eventChunk {
@@ -237,14 +239,14 @@ func (f *File) Scan(v Visitor) error {
 						break
 					}
 					if err == io.ErrUnexpectedEOF {
-						return bad("%d bytes is not a whole number of %d-byte events", n+k, events.RecordSize)
+						return bad("%d bytes is not a whole number of %d-byte events", n+k, trace.RecordSize)
 					}
 					if err != nil {
 						return err
 					}
 					n += k
-					evs = append(evs, events.Event{})
-					if err := events.Decode(rec[:], &evs[len(evs)-1]); err != nil {
+					evs = append(evs, trace.Event{})
+					if err := trace.Decode(rec[:], &evs[len(evs)-1]); err != nil {
 						return bad("%v", err)
 					}
 				}
@@ -302,7 +304,7 @@ func (f *File) Scan(v Visitor) error {
 // files with Open and Scan, which keep neither the events nor the snapshots.
 type Recording struct {
 	Meta       Meta
-	Events     []events.Event
+	Events     []trace.Event
 	Sockets    []SocketSnapshot
 	Syscalls   []Timed[SyscallCounts]
 	Facts      []Timed[Facts]
@@ -379,7 +381,7 @@ func Load(rd io.Reader) (*Recording, error) {
 		}
 	}
 	err = f.Scan(Visitor{
-		Events: func(_ time.Time, evs []events.Event) error {
+		Events: func(_ time.Time, evs []trace.Event) error {
 			rec.Events = append(rec.Events, evs...)
 			return nil
 		},
@@ -438,7 +440,7 @@ func (r *Recording) Encode() ([]byte, error) {
 	}
 	clock := r.Clock()
 	for i := range r.Events {
-		errs = append(errs, add(BlockEvents, clock.Wall(r.Events[i].Mono), events.EncodeEvent(&r.Events[i])))
+		errs = append(errs, add(BlockEvents, clock.Wall(r.Events[i].Mono), trace.EncodeEvent(&r.Events[i])))
 	}
 	for i := range r.Sockets {
 		errs = append(errs, add(BlockSockets, r.Sockets[i].Time, EncodeSockets(&r.Sockets[i])))

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/recording"
 )
@@ -316,7 +318,7 @@ func writeRecording(t *testing.T, version uint16) string {
 	}
 	meta, _ := json.Marshal(recording.Meta{Hostname: "h", Start: time.Unix(1700000000, 0).UTC(), Interval: time.Second})
 	w.WriteBlock(recording.BlockMeta, 1700000000e9, meta)
-	ev := events.EncodeEvent(&events.Event{Family: syscall.AF_INET, OldState: events.StateClose, NewState: events.StateListen, Kind: events.KindState})
+	ev := trace.EncodeEvent(&trace.Event{Family: syscall.AF_INET, OldState: events.StateClose, NewState: events.StateListen, Kind: trace.KindState})
 	w.WriteBlock(recording.BlockEvents, 1700000001e9, ev)
 	data := b.Bytes()
 	if version != recording.Version {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/sockscope/sockscope/console"
 	"github.com/sockscope/sockscope/events"
-	socktable "github.com/sockscope/sockscope/events/sockets"
+	"github.com/sockscope/sockscope/events/sockets"
 	"github.com/sockscope/sockscope/recording"
 )
 
@@ -82,7 +82,7 @@ func runSockets(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	o := console.SocketsOptions{Scope: f.runtimes.spec(f.containers, f.netns), All: f.all, At: f.at, Stdout: stdout, Stderr: stderr,
-		Print: socktable.Options{Ports: f.ports, Summary: f.summary, Top: f.top, JSON: f.output == "json"}}
+		Print: sockets.Options{Ports: f.ports, Summary: f.summary, Top: f.top, JSON: f.output == "json"}}
 	o.Print.State, _ = events.ParseState(f.state)
 	if f.read != "" {
 		return replay(f.read, f.budget, f.containers, f.netns, stderr, func(rec *recording.File, netns map[uint32]bool) error {

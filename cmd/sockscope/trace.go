@@ -6,9 +6,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/console"
 	"github.com/sockscope/sockscope/events"
-	"github.com/sockscope/sockscope/loader/trace"
+	ktrace "github.com/sockscope/sockscope/loader/trace"
 	"github.com/sockscope/sockscope/recording"
 )
 
@@ -96,16 +98,16 @@ func parseTraceFlags(args []string, stdout io.Writer) (*traceFlags, bool, error)
 // filter is the selection of the flags, as user space applies it: the kernel applies the
 // namespace, port and family filters first, and the tracker needs every transition of a socket
 // to know its owner and times, so the state, owner and connect-error filters come after it.
-func (f *traceFlags) filter() events.Filter {
-	filter := events.Filter{Pid: uint32(f.pid), Comms: f.comms, ConnectErrorsOnly: f.connectErrors}
+func (f *traceFlags) filter() trace.Filter {
+	filter := trace.Filter{Pid: uint32(f.pid), Comms: f.comms, ConnectErrorsOnly: f.connectErrors}
 	for _, p := range f.ports {
 		filter.Ports = append(filter.Ports, uint16(p))
 	}
 	switch f.family {
 	case 4:
-		filter.Family = trace.AFInet
+		filter.Family = ktrace.AFInet
 	case 6:
-		filter.Family = trace.AFInet6
+		filter.Family = ktrace.AFInet6
 	}
 	if f.state != "" {
 		filter.State, _ = events.ParseState(f.state)
@@ -121,7 +123,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	filter := f.filter()
 	o := console.TraceOptions{Scope: f.runtimes.spec(f.containers, f.netns), Filter: filter, JSON: f.output == "json", Count: f.count,
 		Until: f.duration, Stdout: stdout, Stderr: stderr,
-		Config: trace.Config{Ports: filter.Ports, Family: filter.Family, ConnectSyscall: f.connectCall, Pid: filter.Pid, Comms: f.comms}}
+		Config: ktrace.Config{Ports: filter.Ports, Family: filter.Family, ConnectSyscall: f.connectCall, Pid: filter.Pid, Comms: f.comms}}
 	if f.read != "" {
 		return replay(f.read, f.budget, f.containers, f.netns, stderr, func(rec *recording.File, netns map[uint32]bool) error {
 			return console.ReplayTrace(rec, f.read, netns, o)

@@ -1,5 +1,7 @@
-// Package sockets prints socket snapshots as `sockscope sockets` shows them, live or replayed: a
-// table like ss, JSON lines, or per namespace a summary.
+// Package sockets is the codec of the socket iterator's records (bpf/sockets.h): it decodes the
+// socket and owner records of a snapshot, sums a namespace up (Summarize), and prints snapshots as
+// `sockscope sockets` shows them, live or replayed: a table like ss, JSON lines, or per namespace
+// a summary.
 package sockets
 
 import (
@@ -32,35 +34,35 @@ type Printer struct {
 func NewPrinter(o Options, w io.Writer) *Printer {
 	p := &Printer{o: o, w: w}
 	if !o.JSON && !o.Summary {
-		p.out = events.AppendSocketHeader(p.out)
+		p.out = AppendSocketHeader(p.out)
 	}
 	return p
 }
 
 // Print writes the sockets of the namespace tg, whose local port range and tcp_tw_reuse are
 // given for its summary.
-func (p *Printer) Print(tg containers.Target, socks []events.Socket, portRange [2]int, twReuse int) error {
+func (p *Printer) Print(tg containers.Target, socks []Socket, portRange [2]int, twReuse int) error {
 	o := p.o
-	socks = slices.DeleteFunc(socks, func(k events.Socket) bool {
+	socks = slices.DeleteFunc(socks, func(k Socket) bool {
 		if o.State != 0 && k.State != o.State {
 			return true
 		}
 		return len(o.Ports) > 0 && !slices.Contains(o.Ports, int(k.Sport)) && !slices.Contains(o.Ports, int(k.Dport))
 	})
 	if o.Summary {
-		s := events.Summarize(socks, portRange, twReuse, o.Top)
+		s := Summarize(socks, portRange, twReuse, o.Top)
 		if o.JSON {
 			p.out = appendSummaryJSON(p.out, &s, tg)
 		} else {
-			p.out = events.AppendSummary(p.out, &s, tg.Display(), tg.Inode)
+			p.out = AppendSummary(p.out, &s, tg.Display(), tg.Inode)
 		}
 		return nil
 	}
 	for i := range socks {
 		if o.JSON {
-			p.out = events.AppendSocketJSON(p.out, &socks[i], tg.Name)
+			p.out = AppendSocketJSON(p.out, &socks[i], tg.Name)
 		} else {
-			p.out = events.AppendSocketRow(p.out, &socks[i], tg.Display())
+			p.out = AppendSocketRow(p.out, &socks[i], tg.Display())
 		}
 		if len(p.out) >= 256<<10 {
 			if err := events.WriteAll(p.w, p.out); err != nil {
@@ -79,7 +81,7 @@ func (p *Printer) Flush() error {
 	return err
 }
 
-func appendSummaryJSON(b []byte, s *events.Summary, tg containers.Target) []byte {
+func appendSummaryJSON(b []byte, s *Summary, tg containers.Target) []byte {
 	type ep struct {
 		Endpoint string `json:"endpoint"`
 		Count    int    `json:"count"`

@@ -15,11 +15,11 @@ import (
 // sockets that hold the narrow port range, counted by the upstream that holds them.
 func TestSummaryCountsTimeWaitByRemote(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
-	var socks []events.Socket
+	var socks []Socket
 	for i := range 4 {
-		socks = append(socks, events.Socket{State: events.StateTimeWait, Family: 2, Saddr: lo, Sport: uint16(61000 + i), Daddr: lo, Dport: 8080})
+		socks = append(socks, Socket{State: events.StateTimeWait, Family: 2, Saddr: lo, Sport: uint16(61000 + i), Daddr: lo, Dport: 8080})
 	}
-	socks = append(socks, events.Socket{State: events.StateListen, Family: 2, Saddr: lo, Sport: 8080})
+	socks = append(socks, Socket{State: events.StateListen, Family: 2, Saddr: lo, Sport: 8080})
 	var out bytes.Buffer
 	p := NewPrinter(Options{Summary: true, Top: 5, JSON: true}, &out)
 	tg := containers.Target{Name: containers.Name{Name: "nginx", ID: "abc"}, Inode: 4026532001}
@@ -61,7 +61,7 @@ func TestSummaryCountsTimeWaitByRemote(t *testing.T) {
 // --state and --port keep only their sockets, in the table under one header.
 func TestFiltersKeepOnlyTheirSockets(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
-	socks := []events.Socket{
+	socks := []Socket{
 		{State: events.StateEstablished, Family: 2, Saddr: lo, Sport: 40000, Daddr: lo, Dport: 8080},
 		{State: events.StateEstablished, Family: 2, Saddr: lo, Sport: 8080, Daddr: lo, Dport: 40000},
 		{State: events.StateEstablished, Family: 2, Saddr: lo, Sport: 40001, Daddr: lo, Dport: 5432},

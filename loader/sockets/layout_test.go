@@ -4,15 +4,15 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/sockscope/sockscope/events"
+	esockets "github.com/sockscope/sockscope/events/sockets"
 )
 
 func TestSocketRecordLayoutMatchesDecoder(t *testing.T) {
 	var r socketsSockRecord
 	var o socketsOwnerRecord
-	if unsafe.Sizeof(r) != events.SocketRecordSize || recordedOwnerSize != events.OwnerRecordSize || unsafe.Offsetof(o.Sk) != recordedOwnerSize {
+	if unsafe.Sizeof(r) != esockets.SocketRecordSize || recordedOwnerSize != esockets.OwnerRecordSize || unsafe.Offsetof(o.Sk) != recordedOwnerSize {
 		t.Fatalf("sock_record %d bytes (decoder %d), owner_record's recorded part %d (decoder %d)",
-			unsafe.Sizeof(r), events.SocketRecordSize, recordedOwnerSize, events.OwnerRecordSize)
+			unsafe.Sizeof(r), esockets.SocketRecordSize, recordedOwnerSize, esockets.OwnerRecordSize)
 	}
 	for name, c := range map[string][2]uintptr{
 		"inode": {unsafe.Offsetof(r.Inode), 0}, "uid": {unsafe.Offsetof(r.Uid), 4},

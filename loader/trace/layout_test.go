@@ -4,19 +4,20 @@ import (
 	"testing"
 	"unsafe"
 
-	"github.com/sockscope/sockscope/events"
+	etrace "github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/loader"
 )
 
-// events.Tracker reads the kernel's records by fixed offsets; bpf2go generates these types from
+// etrace.Tracker reads the kernel's records by fixed offsets; bpf2go generates these types from
 // the same C declarations. A field moved in bpf/trace.h without updating the tracker fails here.
 func TestEventLayoutMatchesTracker(t *testing.T) {
 	var e traceEvent
 	var v4 traceEventV4
 	var v6 traceEventV6
-	if unsafe.Sizeof(e) != events.KernelHeadSize || unsafe.Offsetof(v4.Comm) != events.KernelV4Size || unsafe.Offsetof(v6.Comm) != events.KernelV6Size {
-		t.Fatalf("head %d (tracker %d), v4 comm at %d (tracker %d), v6 comm at %d (tracker %d)", unsafe.Sizeof(e), events.KernelHeadSize,
-			unsafe.Offsetof(v4.Comm), events.KernelV4Size, unsafe.Offsetof(v6.Comm), events.KernelV6Size)
+	if unsafe.Sizeof(e) != etrace.KernelHeadSize || unsafe.Offsetof(v4.Comm) != etrace.KernelV4Size || unsafe.Offsetof(v6.Comm) != etrace.KernelV6Size {
+		t.Fatalf("head %d (tracker %d), v4 comm at %d (tracker %d), v6 comm at %d (tracker %d)", unsafe.Sizeof(e), etrace.KernelHeadSize,
+			unsafe.Offsetof(v4.Comm), etrace.KernelV4Size, unsafe.Offsetof(v6.Comm), etrace.KernelV6Size)
 	}
 	for name, c := range map[string][2]uintptr{
 		"ts_ns": {unsafe.Offsetof(e.TsNs), 0}, "sk": {unsafe.Offsetof(e.Sk), 8}, "netns": {unsafe.Offsetof(e.Netns), 16},

@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/events"
+	etrace "github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/internal/churn"
 	"github.com/sockscope/sockscope/internal/testenv"
 	"github.com/sockscope/sockscope/loader"
@@ -34,7 +35,7 @@ func TestTheTwinRecordsWhatTheKernelSkipped(t *testing.T) {
 	defer tr.Close()
 	tracking := NewTracking(tr)
 	got := map[[2]uint8]int{}
-	count := func(ev *events.Event) {
+	count := func(ev *etrace.Event) {
 		if ev.OldState != ev.NewState { // Go's probe sockets close without leaving CLOSE
 			got[[2]uint8{uint8(ev.OldState), uint8(ev.NewState)}]++
 		}

@@ -26,7 +26,7 @@ const (
 )
 
 // Config selects what the kernel sends up; everything not selected is dropped in the kernel.
-// The owner, state and connect-error filters are user space's (events.Filter): the owner of a
+// The owner, state and connect-error filters are user space's (events/trace.Filter): the owner of a
 // socket and the time it spent in a state are kept there, from every transition.
 type Config struct {
 	// FilterNetns restricts events to the network namespaces in Netns (which may start empty
@@ -42,7 +42,7 @@ type Config struct {
 	ConnectSyscall bool
 	// Pid and Comms keep only the sockets owned by this process, or by processes of these names
 	// (at most MaxCommFilters; bpf/comm.h), in the kernel. The kernel's selection is a superset:
-	// events.Filter applies the same predicate exactly to the owners user space keeps.
+	// events/trace.Filter applies the same predicate exactly to the owners user space keeps.
 	Pid   uint32
 	Comms []string
 	// MaxOwned is how many sockets the owner filter follows at once (default 65536); sockets
@@ -297,7 +297,7 @@ func (t *Tracer) SetNetns(inodes []uint32) error {
 
 // Drain hands every record the kernel has committed to fn, in order, and returns how many.
 // Records are struct event_v4 or event_v6 (bpf/trace.h), shortened where they carry no command
-// name; events.Tracker reads them. rec is valid only during the call.
+// name; events/trace.Tracker reads them. rec is valid only during the call.
 func (t *Tracer) Drain(fn func(rec []byte)) int { return t.ring.Drain(fn) }
 
 // Detach stops the programs. Once it returns, every record they wrote is committed: Drain reads

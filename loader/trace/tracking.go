@@ -3,6 +3,8 @@ package trace
 import (
 	"time"
 
+	etrace "github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/events"
 )
 
@@ -12,21 +14,21 @@ import (
 const PollInterval = 10 * time.Millisecond
 
 // Tracking turns the trace programs' records into events, with their sockets' owners and times
-// (events.Tracker): the reader that trace and record share.
+// (etrace.Tracker): the reader that trace and record share.
 type Tracking struct {
 	tracer  *Tracer
-	tracker *events.Tracker
-	ev      events.Event
+	tracker *etrace.Tracker
+	ev      etrace.Event
 }
 
 // NewTracking reads t's records from now on.
 func NewTracking(t *Tracer) *Tracking {
-	return &Tracking{tracer: t, tracker: events.NewTracker()}
+	return &Tracking{tracer: t, tracker: etrace.NewTracker()}
 }
 
 // Drain seeds the owners found since the last drain, then hands each event to fn. The event is
 // reused: fn must copy what it keeps.
-func (t *Tracking) Drain(fn func(ev *events.Event)) {
+func (t *Tracking) Drain(fn func(ev *etrace.Event)) {
 	for _, o := range t.tracer.TakeOwners() {
 		t.tracker.Seed(o.Sk, o.Netns, o.Pid, o.Comm, events.State(o.State), o.Port)
 	}
@@ -42,7 +44,7 @@ func (t *Tracking) Drain(fn func(ev *events.Event)) {
 // (done) or fail. When stop closes, it detaches the programs (once that returns, every record
 // they wrote is committed), drains the rest and calls batch(true) a last time. It returns
 // batch's error, or nil once batch said done or stop closed; after done, nothing more is drained.
-func (t *Tracking) Follow(stop <-chan struct{}, fn func(ev *events.Event), batch func(final bool) (done bool, err error)) error {
+func (t *Tracking) Follow(stop <-chan struct{}, fn func(ev *etrace.Event), batch func(final bool) (done bool, err error)) error {
 	poll := time.NewTicker(PollInterval)
 	defer poll.Stop()
 	for {

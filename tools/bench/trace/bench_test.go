@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/recording"
 	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
@@ -269,19 +270,19 @@ func TestReadRecording(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := func(kind events.Kind) []byte {
-		b := make([]byte, events.RecordSize)
+	rec := func(kind trace.Kind) []byte {
+		b := make([]byte, trace.RecordSize)
 		b[91] = byte(kind)
 		return b
 	}
 	var evs []byte
-	for _, k := range []events.Kind{events.KindState, events.KindState | events.KindConnect, events.KindConnect, events.KindState} {
+	for _, k := range []trace.Kind{trace.KindState, trace.KindState | trace.KindConnect, trace.KindConnect, trace.KindState} {
 		evs = append(evs, rec(k)...)
 	}
 	w.WriteBlock(recording.BlockMeta, 1, []byte(`{}`))
-	w.WriteBlock(recording.BlockEvents, 2, evs[:2*events.RecordSize])
+	w.WriteBlock(recording.BlockEvents, 2, evs[:2*trace.RecordSize])
 	w.WriteBlock(recording.BlockSockets, 3, make([]byte, 8))
-	w.WriteBlock(recording.BlockEvents, 4, evs[2*events.RecordSize:])
+	w.WriteBlock(recording.BlockEvents, 4, evs[2*trace.RecordSize:])
 	w.WriteBlock(recording.BlockEnd, 5, []byte(`{}`))
 	f.Close()
 	rf, err := readRecording(path)

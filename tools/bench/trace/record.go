@@ -16,7 +16,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/recording"
 	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
@@ -75,7 +76,7 @@ func readRecording(path string) (recFile, error) {
 	if err != nil {
 		return rf, err
 	}
-	var ev events.Event
+	var ev trace.Event
 	for {
 		blk, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -88,13 +89,13 @@ func readRecording(path string) (recFile, error) {
 		switch blk.Type {
 		case recording.BlockEvents:
 			rf.EventBytes += stored
-			for p := blk.Payload; len(p) >= events.RecordSize; p = p[events.RecordSize:] {
+			for p := blk.Payload; len(p) >= trace.RecordSize; p = p[trace.RecordSize:] {
 				rf.Events++
-				if events.Decode(p, &ev) == nil {
-					if ev.Kind&events.KindState != 0 {
+				if trace.Decode(p, &ev) == nil {
+					if ev.Kind&trace.KindState != 0 {
 						rf.State++
 					}
-					if ev.Kind&events.KindConnect != 0 {
+					if ev.Kind&trace.KindConnect != 0 {
 						rf.Connect++
 					}
 				}

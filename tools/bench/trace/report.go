@@ -5,7 +5,8 @@ import (
 	"math"
 	"strings"
 
-	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/events/trace"
+
 	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
@@ -288,7 +289,7 @@ func (b *bench) recordNotes() []string {
 		if f.File.Events > 0 && f.File.Bytes > 0 {
 			notes = append(notes, fmt.Sprintf("%s files: %s bytes for %s events; the events blocks take %.1f bytes per event as stored (%d-byte records, compressed), "+
 				"the %d socket snapshots %s bytes (%.0f%% of the files).",
-				label, benchkit.Thousands(f.File.Bytes), benchkit.Thousands(f.File.Events), float64(f.File.EventBytes)/float64(f.File.Events), events.RecordSize,
+				label, benchkit.Thousands(f.File.Bytes), benchkit.Thousands(f.File.Events), float64(f.File.EventBytes)/float64(f.File.Events), trace.RecordSize,
 				f.File.Snapshots, benchkit.Thousands(f.File.SocketBytes), 100*float64(f.File.SocketBytes)/float64(f.File.Bytes)))
 		}
 		if f.RecordsKnown && f.Records != f.Expected {

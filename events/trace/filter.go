@@ -1,6 +1,10 @@
-package events
+package trace
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/sockscope/sockscope/events"
+)
 
 // Filter is trace's selection applied to recorded events, in the order and with the meaning
 // the kernel applies it live (bpf/trace.bpf.c), so a replay prints what a live trace with the
@@ -11,13 +15,13 @@ type Filter struct {
 	Family            uint8           // 2 (AF_INET) or 10 (AF_INET6); 0: both
 	Pid               uint32          // owner's tgid
 	Comms             []string        // owner's process name, one of these
-	State             State           // transitions from or to this state
+	State             events.State    // transitions from or to this state
 	ConnectErrorsOnly bool
 }
 
 // Keep reports whether e passes; it may narrow e.Kind as the kernel does (a transition that
 // concluded a failed connect is only a connect under ConnectErrorsOnly, only a connect when its
-// states do not match State).
+// states do not match events.State).
 func (f *Filter) Keep(e *Event) bool {
 	if f.Family != 0 && e.Family != f.Family {
 		return false

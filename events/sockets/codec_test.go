@@ -1,10 +1,12 @@
-package events
+package sockets
 
 import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"testing"
+
+	"github.com/sockscope/sockscope/events"
 )
 
 func sockRecord(inode uint32, state uint8, family uint8, saddr netip.Addr, sport uint16, daddr netip.Addr, dport uint16) []byte {
@@ -43,9 +45,9 @@ func TestDecodeSocketsNamesOwnersByInode(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Socket{
-		{Netns: 99, State: StateListen, Family: 2, Saddr: lo, Sport: 8080, Daddr: netip.IPv4Unspecified(), RxQueue: 7, TxQueue: 9, Timer: 1, Retransmits: 2, UID: 1000, Inode: 11, Pid: 42, Comm: "nginx"},
-		{Netns: 99, State: StateTimeWait, Family: 10, Saddr: netip.IPv6Loopback(), Sport: 40000, Daddr: netip.IPv6Loopback(), Dport: 3306, RxQueue: 7, TxQueue: 9, Timer: 1, Retransmits: 2, UID: 1000},
-		{Netns: 99, State: StateEstablished, Family: 2, Saddr: lo, Sport: 40001, Daddr: up, Dport: 3306, RxQueue: 7, TxQueue: 9, Timer: 1, Retransmits: 2, UID: 1000, Inode: 12, Pid: 7, Comm: "app"},
+		{Netns: 99, State: events.StateListen, Family: 2, Saddr: lo, Sport: 8080, Daddr: netip.IPv4Unspecified(), RxQueue: 7, TxQueue: 9, Timer: 1, Retransmits: 2, UID: 1000, Inode: 11, Pid: 42, Comm: "nginx"},
+		{Netns: 99, State: events.StateTimeWait, Family: 10, Saddr: netip.IPv6Loopback(), Sport: 40000, Daddr: netip.IPv6Loopback(), Dport: 3306, RxQueue: 7, TxQueue: 9, Timer: 1, Retransmits: 2, UID: 1000},
+		{Netns: 99, State: events.StateEstablished, Family: 2, Saddr: lo, Sport: 40001, Daddr: up, Dport: 3306, RxQueue: 7, TxQueue: 9, Timer: 1, Retransmits: 2, UID: 1000, Inode: 12, Pid: 7, Comm: "app"},
 	}
 	if len(socks) != len(want) {
 		t.Fatalf("%d sockets, want %d", len(socks), len(want))
@@ -74,27 +76,27 @@ func TestDecodeSocketsNamesOwnersByInode(t *testing.T) {
 // per remote endpoint, in any state but LISTEN, counted once per port.
 func TestSummarizeCountsEphemeralPortsPerRemoteEndpoint(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
-	up := Endpoint{lo, 8080}
-	db := Endpoint{lo, 3306}
+	up := events.Endpoint{Addr: lo, Port: 8080}
+	db := events.Endpoint{Addr: lo, Port: 3306}
 	var socks []Socket
-	add := func(st State, sport uint16, to Endpoint) {
+	add := func(st events.State, sport uint16, to events.Endpoint) {
 		socks = append(socks, Socket{State: st, Saddr: lo, Sport: sport, Daddr: to.Addr, Dport: to.Port})
 	}
 	for p := uint16(40000); p < 40006; p++ {
-		add(StateTimeWait, p, up) // 6 ports to the upstream in TIME_WAIT
+		add(events.StateTimeWait, p, up) // 6 ports to the upstream in TIME_WAIT
 	}
-	add(StateEstablished, 40010, up)
-	add(StateEstablished, 40000, db) // the same local port to another endpoint: its own tuple
-	add(StateEstablished, 50000, db) // outside the range: not ephemeral
-	add(StateListen, 40020, Endpoint{netip.IPv4Unspecified(), 0})
+	add(events.StateEstablished, 40010, up)
+	add(events.StateEstablished, 40000, db) // the same local port to another endpoint: its own tuple
+	add(events.StateEstablished, 50000, db) // outside the range: not ephemeral
+	add(events.StateListen, 40020, events.Endpoint{Addr: netip.IPv4Unspecified(), Port: 0})
 	s := Summarize(socks, [2]int{40000, 40099}, 0, 1)
-	if s.Total != 10 || s.ByState[StateTimeWait] != 6 || s.ByState[StateEstablished] != 3 || s.ByState[StateListen] != 1 {
+	if s.Total != 10 || s.ByState[events.StateTimeWait] != 6 || s.ByState[events.StateEstablished] != 3 || s.ByState[events.StateListen] != 1 {
 		t.Errorf("counts: %+v", s)
 	}
-	if len(s.TimeWait) != 1 || s.TimeWait[0] != (EndpointCount{up, 6}) {
+	if len(s.TimeWait) != 1 || s.TimeWait[0] != (events.EndpointCount{Endpoint: up, Count: 6}) {
 		t.Errorf("TIME_WAIT by endpoint: %+v", s.TimeWait)
 	}
-	if len(s.Established) != 1 || s.Established[0] != (EndpointCount{db, 2}) {
+	if len(s.Established) != 1 || s.Established[0] != (events.EndpointCount{Endpoint: db, Count: 2}) {
 		t.Errorf("ESTABLISHED by endpoint (top 1): %+v", s.Established)
 	}
 	if len(s.PortUse) != 1 || s.PortUse[0] != (PortUse{up, 7, 100}) {

@@ -1,4 +1,4 @@
-package events
+package sockets
 
 import (
 	"cmp"
@@ -7,12 +7,14 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+
+	"github.com/sockscope/sockscope/events"
 )
 
 // Socket is one TCP socket from a socket-table snapshot (bpf/sockets.h, struct sock_record).
 type Socket struct {
 	Netns       uint32
-	State       State
+	State       events.State
 	Family      uint8
 	Saddr       netip.Addr
 	Sport       uint16
@@ -57,7 +59,7 @@ func DecodeSockets(b []byte, netns uint32, owners map[uint32]Owner) ([]Socket, e
 			Sport:       le.Uint16(b[16:]),
 			Dport:       le.Uint16(b[18:]),
 			Family:      b[52],
-			State:       State(b[53]),
+			State:       events.State(b[53]),
 			Timer:       b[54],
 			Retransmits: b[55],
 		}
@@ -98,35 +100,21 @@ func DecodeOwners(b []byte) (map[uint32]Owner, error) {
 	return m, nil
 }
 
-// Endpoint is a remote address and port.
-type Endpoint struct {
-	Addr netip.Addr
-	Port uint16
-}
-
-func (e Endpoint) String() string { return netip.AddrPortFrom(e.Addr, e.Port).String() }
-
-// EndpointCount is how many sockets go to one remote endpoint.
-type EndpointCount struct {
-	Endpoint Endpoint
-	Count    int
-}
-
 // PortUse is how much of the ephemeral port range the sockets to one remote endpoint hold: a
 // (local address, local port, remote address, remote port) tuple is unique, so with one
 // destination the range is the limit, and connect() fails with EADDRNOTAVAIL when it is used up.
 type PortUse struct {
-	Endpoint Endpoint
-	Used     int // local ports in the ephemeral range held by sockets to Endpoint, any state
+	Endpoint events.Endpoint
+	Used     int // local ports in the ephemeral range held by sockets to events.Endpoint, any state
 	Range    int // size of the range
 }
 
 // Summary is one network namespace at a glance.
 type Summary struct {
 	Total       int
-	ByState     map[State]int
-	TimeWait    []EndpointCount // remote endpoints of TIME_WAIT sockets, most first
-	Established []EndpointCount
+	ByState     map[events.State]int
+	TimeWait    []events.EndpointCount // remote endpoints of TIME_WAIT sockets, most first
+	Established []events.EndpointCount
 	PortRange   [2]int
 	TWReuse     int
 	PortUse     []PortUse // most used first
@@ -134,29 +122,29 @@ type Summary struct {
 
 // Summarize counts sockets by state and by remote endpoint, keeping the top n endpoints.
 func Summarize(socks []Socket, portRange [2]int, twReuse, n int) Summary {
-	s := Summary{Total: len(socks), ByState: map[State]int{}, PortRange: portRange, TWReuse: twReuse}
-	tw, est := map[Endpoint]int{}, map[Endpoint]int{}
+	s := Summary{Total: len(socks), ByState: map[events.State]int{}, PortRange: portRange, TWReuse: twReuse}
+	tw, est := map[events.Endpoint]int{}, map[events.Endpoint]int{}
 	type portKey struct {
-		ep   Endpoint
+		ep   events.Endpoint
 		port uint16
 	}
 	used := map[portKey]bool{}
 	for _, k := range socks {
 		s.ByState[k.State]++
-		ep := Endpoint{k.Daddr, k.Dport}
+		ep := events.Endpoint{Addr: k.Daddr, Port: k.Dport}
 		switch k.State {
-		case StateTimeWait:
+		case events.StateTimeWait:
 			tw[ep]++
-		case StateEstablished:
+		case events.StateEstablished:
 			est[ep]++
 		}
-		if k.State != StateListen && int(k.Sport) >= portRange[0] && int(k.Sport) <= portRange[1] {
+		if k.State != events.StateListen && int(k.Sport) >= portRange[0] && int(k.Sport) <= portRange[1] {
 			used[portKey{ep, k.Sport}] = true
 		}
 	}
 	s.TimeWait = topEndpoints(tw, n)
 	s.Established = topEndpoints(est, n)
-	perEP := map[Endpoint]int{}
+	perEP := map[events.Endpoint]int{}
 	for k := range used {
 		perEP[k.ep]++
 	}
@@ -167,12 +155,12 @@ func Summarize(socks []Socket, portRange [2]int, twReuse, n int) Summary {
 	return s
 }
 
-func topEndpoints(m map[Endpoint]int, n int) []EndpointCount {
-	out := make([]EndpointCount, 0, len(m))
+func topEndpoints(m map[events.Endpoint]int, n int) []events.EndpointCount {
+	out := make([]events.EndpointCount, 0, len(m))
 	for ep, c := range m {
-		out = append(out, EndpointCount{ep, c})
+		out = append(out, events.EndpointCount{Endpoint: ep, Count: c})
 	}
-	slices.SortFunc(out, func(a, b EndpointCount) int {
+	slices.SortFunc(out, func(a, b events.EndpointCount) int {
 		if c := cmp.Compare(b.Count, a.Count); c != 0 {
 			return c
 		}
@@ -188,28 +176,16 @@ func topEndpoints(m map[Endpoint]int, n int) []EndpointCount {
 }
 
 // States the summary lists, in the order ss uses.
-var summaryStates = []State{StateEstablished, StateSynSent, StateSynRecv, StateFinWait1, StateFinWait2,
-	StateTimeWait, StateClose, StateCloseWait, StateLastAck, StateListen, StateClosing}
+var summaryStates = []events.State{events.StateEstablished, events.StateSynSent, events.StateSynRecv, events.StateFinWait1, events.StateFinWait2,
+	events.StateTimeWait, events.StateClose, events.StateCloseWait, events.StateLastAck, events.StateListen, events.StateClosing}
 
-// TCP states by name, for code that needs one.
-const (
-	StateEstablished State = 1
-	StateSynSent     State = 2
-	StateSynRecv     State = 3
-	StateFinWait1    State = 4
-	StateFinWait2    State = 5
-	StateTimeWait    State = 6
-	StateClose       State = 7
-	StateCloseWait   State = 8
-	StateLastAck     State = 9
-	StateListen      State = 10
-	StateClosing     State = 11
-)
+// afInet6 is AF_INET6, as a record's family holds it.
+const afInet6 = 10
 
 // AppendSocketJSON appends one JSON line for a socket.
-func AppendSocketJSON(b []byte, k *Socket, n Name) []byte {
+func AppendSocketJSON(b []byte, k *Socket, n events.Name) []byte {
 	b = append(b, '{')
-	b = appendNameJSON(b, n)
+	b = events.AppendNameJSON(b, n)
 	b = append(b, `,"netns":`...)
 	b = strconv.AppendUint(b, uint64(k.Netns), 10)
 	b = append(b, `,"state":"`...)
@@ -239,12 +215,12 @@ func AppendSocketJSON(b []byte, k *Socket, n Name) []byte {
 		b = strconv.AppendUint(b, f.v, 10)
 	}
 	b = append(b, `,"comm":`...)
-	b = appendJSONString(b, k.Comm)
+	b = events.AppendJSONString(b, k.Comm)
 	return append(b, "}\n"...)
 }
 
 // AppendSocketHeader and AppendSocketRow write a table like `ss -tanp`, with the container; names
-// are shown Printable.
+// are shown events.Printable.
 func AppendSocketHeader(b []byte) []byte {
 	return fmt.Appendf(b, "%-16s %-11s %6s %6s %-45s %-45s %s\n", "CONTAINER", "STATE", "RECV-Q", "SEND-Q", "LOCAL", "PEER", "PROCESS")
 }
@@ -252,16 +228,16 @@ func AppendSocketHeader(b []byte) []byte {
 func AppendSocketRow(b []byte, k *Socket, container string) []byte {
 	proc := ""
 	if k.Pid != 0 {
-		proc = Printable(k.Comm) + "/" + strconv.FormatUint(uint64(k.Pid), 10)
+		proc = events.Printable(k.Comm) + "/" + strconv.FormatUint(uint64(k.Pid), 10)
 	}
 	var l, r [64]byte
-	return fmt.Appendf(b, "%-16s %-11s %6d %6d %-45s %-45s %s\n", Printable(container), k.State, k.RxQueue, k.TxQueue,
-		appendHostPort(l[:0], k.Saddr, k.Sport), appendHostPort(r[:0], k.Daddr, k.Dport), proc)
+	return fmt.Appendf(b, "%-16s %-11s %6d %6d %-45s %-45s %s\n", events.Printable(container), k.State, k.RxQueue, k.TxQueue,
+		events.AppendHostPort(l[:0], k.Saddr, k.Sport), events.AppendHostPort(r[:0], k.Daddr, k.Dport), proc)
 }
 
 // AppendSummary writes a summary in plain text, for one namespace named container.
 func AppendSummary(b []byte, s *Summary, container string, netns uint32) []byte {
-	b = fmt.Appendf(b, "%s (netns %d): %d TCP sockets\n", Printable(container), netns, s.Total)
+	b = fmt.Appendf(b, "%s (netns %d): %d TCP sockets\n", events.Printable(container), netns, s.Total)
 	b = append(b, "  states:"...)
 	for _, st := range summaryStates {
 		if n := s.ByState[st]; n > 0 {
@@ -273,7 +249,7 @@ func AppendSummary(b []byte, s *Summary, container string, netns uint32) []byte 
 		s.PortRange[0], s.PortRange[1], s.PortRange[1]-s.PortRange[0]+1, s.TWReuse)
 	for _, part := range []struct {
 		title string
-		eps   []EndpointCount
+		eps   []events.EndpointCount
 	}{{"TIME_WAIT by remote endpoint", s.TimeWait}, {"ESTABLISHED by remote endpoint", s.Established}} {
 		if len(part.eps) == 0 {
 			continue
@@ -297,3 +273,29 @@ func SocketInode(rec []byte) uint32 { return binary.LittleEndian.Uint32(rec[0:])
 
 // OwnerInode is the socket inode of a raw owner record.
 func OwnerInode(rec []byte) uint32 { return binary.LittleEndian.Uint32(rec[0:]) }
+
+// EncodeSocket lays s out as the iterator writes struct sock_record (bpf/sockets.h): the
+// inverse of DecodeSockets (the owner goes in an owner record, see EncodeOwner).
+func EncodeSocket(s *Socket) []byte {
+	b := make([]byte, SocketRecordSize)
+	le := binary.LittleEndian
+	le.PutUint32(b[0:], s.Inode)
+	le.PutUint32(b[4:], s.UID)
+	le.PutUint32(b[8:], s.RxQueue)
+	le.PutUint32(b[12:], s.TxQueue)
+	le.PutUint16(b[16:], s.Sport)
+	le.PutUint16(b[18:], s.Dport)
+	copy(b[20:36], s.Saddr.AsSlice())
+	copy(b[36:52], s.Daddr.AsSlice())
+	b[52], b[53], b[54], b[55] = s.Family, byte(s.State), s.Timer, s.Retransmits
+	return b
+}
+
+// EncodeOwner lays out an owner record (bpf/sockets.h): the inverse of DecodeOwners.
+func EncodeOwner(inode uint32, o Owner) []byte {
+	b := make([]byte, OwnerRecordSize)
+	binary.LittleEndian.PutUint32(b[0:], inode)
+	binary.LittleEndian.PutUint32(b[4:], o.Pid)
+	copy(b[8:24], o.Comm)
+	return b
+}

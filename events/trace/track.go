@@ -1,10 +1,12 @@
-package events
+package trace
 
 import (
 	"encoding/binary"
 	"net/netip"
 	"syscall"
 	"time"
+
+	"github.com/sockscope/sockscope/events"
 )
 
 // The kernel's records (struct event_v4 and event_v6 in bpf/trace.h): a 40-byte head, the
@@ -68,7 +70,7 @@ func NewTracker() *Tracker {
 // Seed tells the tracker who owns a socket that existed before its first record (the owner
 // walk). A socket whose owner the records already named keeps it. A listener's port is kept too,
 // so that the sockets it accepts inherit its owner.
-func (t *Tracker) Seed(sk uint64, netns uint32, pid uint32, comm [16]byte, state State, port uint16) {
+func (t *Tracker) Seed(sk uint64, netns uint32, pid uint32, comm [16]byte, state events.State, port uint16) {
 	l := t.socks[sk]
 	if l == nil {
 		l = &life{}
@@ -77,7 +79,7 @@ func (t *Tracker) Seed(sk uint64, netns uint32, pid uint32, comm [16]byte, state
 	if l.pid == 0 {
 		l.pid, l.comm = pid, comm
 	}
-	if state == StateListen && l.listen == (portKey{}) {
+	if state == events.StateListen && l.listen == (portKey{}) {
 		t.addListener(sk, l, portKey{netns, port}, netip.Addr{})
 	}
 }
@@ -142,8 +144,8 @@ func (t *Tracker) Event(b []byte, e *Event) bool {
 		Sport:    le.Uint16(b[24:]),
 		Dport:    le.Uint16(b[26:]),
 		Family:   b[28],
-		OldState: State(b[29]),
-		NewState: State(b[30]),
+		OldState: events.State(b[29]),
+		NewState: events.State(b[30]),
 		Kind:     Kind(b[31]) & (KindState | KindConnect),
 		Errno:    syscall.Errno(int32(le.Uint32(b[32:]))),
 	}
@@ -186,14 +188,14 @@ func (t *Tracker) Event(b []byte, e *Event) bool {
 
 	l := t.socks[sk]
 	switch {
-	case e.OldState == StateClose:
+	case e.OldState == events.StateClose:
 		// A new life: connect() or listen(), in the owner's context.
 		if l != nil {
 			t.dropListener(sk, l)
 		}
 		l = &life{}
 		t.socks[sk] = l
-	case e.OldState == StateListen && e.NewState == StateSynRecv:
+	case e.OldState == events.StateListen && e.NewState == events.StateSynRecv:
 		// A socket accepted by a listener: it starts out owned by the listener's owner.
 		l = &life{}
 		if p := t.listenerOf(e.Netns, e.Saddr, e.Sport); p != nil {
@@ -212,7 +214,7 @@ func (t *Tracker) Event(b []byte, e *Event) bool {
 		l.pid, l.comm = pid, comm
 	}
 	e.Pid, e.Comm = l.pid, l.comm
-	if e.OldState == StateSynSent {
+	if e.OldState == events.StateSynSent {
 		// The time in SYN_SENT is the connect's latency (bpf/connect.h).
 		e.Latency = e.PrevState
 		if e.Kind&KindConnect == 0 {
@@ -221,9 +223,9 @@ func (t *Tracker) Event(b []byte, e *Event) bool {
 	}
 	l.lastTs = e.Mono
 	switch {
-	case e.NewState == StateListen:
+	case e.NewState == events.StateListen:
 		t.addListener(sk, l, portKey{e.Netns, e.Sport}, e.Saddr)
-	case e.NewState == StateClose:
+	case e.NewState == events.StateClose:
 		t.dropListener(sk, l)
 		delete(t.socks, sk)
 	}

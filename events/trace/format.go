@@ -1,31 +1,16 @@
-package events
+package trace
 
 import (
-	"net/netip"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
-	"golang.org/x/sys/unix"
+	"github.com/sockscope/sockscope/events"
 )
-
-// Clock converts the kernel's monotonic timestamps to wall-clock time.
-type Clock struct{ offset int64 }
-
-// NewClock reads both clocks once; the offset between them is stable while sockscope runs.
-func NewClock() Clock {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return Clock{offset: time.Now().UnixNano() - ts.Nano()}
-}
-
-// Wall returns the wall-clock time of a kernel monotonic timestamp.
-func (c Clock) Wall(mono uint64) time.Time { return time.Unix(0, int64(mono)+c.offset) }
 
 // Formatter writes events as JSON lines or table rows. Formatting a time is the costliest part
 // of a line, so it keeps the current second formatted and appends only the fraction.
 type Formatter struct {
-	clock    Clock
+	clock    events.Clock
 	sec      int64
 	jsonSec  []byte // "2006-01-02T15:04:05." in UTC
 	tableSec []byte // "15:04:05." in local time
@@ -33,7 +18,7 @@ type Formatter struct {
 }
 
 // NewFormatter returns a Formatter converting kernel timestamps with clock.
-func NewFormatter(clock Clock) *Formatter {
+func NewFormatter(clock events.Clock) *Formatter {
 	return &Formatter{clock: clock, sec: -1}
 }
 
@@ -59,7 +44,7 @@ func appendFraction(b []byte, n int, digits int) []byte {
 // Every line has every key, so consumers see one schema; keys that do not apply hold zero values.
 // n names the event's network namespace (zero when nobody can name it).
 // The time is RFC 3339 in UTC with nanoseconds.
-func (f *Formatter) AppendJSON(b []byte, e *Event, n Name) []byte {
+func (f *Formatter) AppendJSON(b []byte, e *Event, n events.Name) []byte {
 	wall := f.clock.Wall(e.Mono)
 	f.second(wall)
 	f.stamp = appendFraction(append(f.stamp[:0], f.jsonSec...), wall.Nanosecond(), 9)
@@ -73,19 +58,19 @@ func (f *Formatter) AppendJSON(b []byte, e *Event, n Name) []byte {
 	return b
 }
 
-func appendJSONLine(b []byte, typ string, e *Event, stamp []byte, n Name) []byte {
+func appendJSONLine(b []byte, typ string, e *Event, stamp []byte, n events.Name) []byte {
 	b = append(b, `{"time":"`...)
 	b = append(b, stamp...)
 	b = append(b, `","type":"`...)
 	b = append(b, typ...)
 	b = append(b, `",`...)
-	b = appendNameJSON(b, n)
+	b = events.AppendNameJSON(b, n)
 	b = append(b, `,"netns":`...)
 	b = strconv.AppendUint(b, uint64(e.Netns), 10)
 	b = append(b, `,"pid":`...)
 	b = strconv.AppendUint(b, uint64(e.Pid), 10)
 	b = append(b, `,"comm":`...)
-	b = appendJSONString(b, e.CommString())
+	b = events.AppendJSONString(b, e.CommString())
 	b = append(b, `,"family":"`...)
 	b = append(b, e.FamilyName()...)
 	b = append(b, `","saddr":"`...)
@@ -108,7 +93,7 @@ func appendJSONLine(b []byte, typ string, e *Event, stamp []byte, n Name) []byte
 	}
 	b = append(b, `,"errno":"`...)
 	if typ == "connect" {
-		b = append(b, ErrnoName(e.Errno)...)
+		b = append(b, events.ErrnoName(e.Errno)...)
 	}
 	b = append(b, `","latency_us":`...)
 	if typ == "connect" {
@@ -119,43 +104,6 @@ func appendJSONLine(b []byte, typ string, e *Event, stamp []byte, n Name) []byte
 		b = append(b, `0,"latency_ns":0`...)
 	}
 	return append(b, "}\n"...)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString quotes s for JSON: a command name can hold any byte.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			b = append(b, c)
-			i++
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				b = append(b, `\ufffd`...)
-			} else {
-				b = append(b, s[i:i+size]...)
-			}
-			i += size
-			continue
-		}
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		i++
-	}
-	return append(b, '"')
 }
 
 // Table columns: like tcpstates, plus the container and the connect outcome.
@@ -173,7 +121,7 @@ func AppendTableHeader(b []byte) []byte {
 		if i > 0 {
 			b = append(b, ' ')
 		}
-		b = pad(b, c.name, c.width)
+		b = events.Pad(b, c.name, c.width)
 	}
 	return append(b, '\n')
 }
@@ -191,11 +139,11 @@ func (f *Formatter) AppendTableRow(b []byte, e *Event, container string) []byte 
 		if col > 0 {
 			b = append(b, ' ')
 		}
-		b = pad(b, string(s), tableColumns[col].width)
+		b = events.Pad(b, string(s), tableColumns[col].width)
 		col++
 	}
 	field(appendFraction(append(scratch[:0], f.tableSec...), wall.Nanosecond()/1e6, 3))
-	field([]byte(Printable(container)))
+	field([]byte(events.Printable(container)))
 	pid := scratch[:0]
 	if e.Pid != 0 {
 		pid = strconv.AppendUint(pid, uint64(e.Pid), 10)
@@ -207,9 +155,9 @@ func (f *Formatter) AppendTableRow(b []byte, e *Event, container string) []byte 
 	if comm == "" {
 		comm = "-"
 	}
-	field(AppendPrintable(scratch[:0], comm))
-	field(appendHostPort(scratch[:0], e.Saddr, e.Sport))
-	field(appendHostPort(scratch[:0], e.Daddr, e.Dport))
+	field(events.AppendPrintable(scratch[:0], comm))
+	field(events.AppendHostPort(scratch[:0], e.Saddr, e.Sport))
+	field(events.AppendHostPort(scratch[:0], e.Daddr, e.Dport))
 	if e.Kind&KindState != 0 {
 		field([]byte(e.OldState.String()))
 		field([]byte(e.NewState.String()))
@@ -224,7 +172,7 @@ func (f *Formatter) AppendTableRow(b []byte, e *Event, container string) []byte 
 		if e.Errno == 0 {
 			out = append(out, "ok"...)
 		} else {
-			out = append(out, ErrnoName(e.Errno)...)
+			out = append(out, events.ErrnoName(e.Errno)...)
 		}
 		out = append(out, ' ')
 		out = strconv.AppendFloat(out, float64(e.Latency.Microseconds())/1000, 'f', 3, 64)
@@ -238,37 +186,3 @@ func (f *Formatter) AppendTableRow(b []byte, e *Event, container string) []byte 
 	}
 	return append(b, '\n')
 }
-
-func appendHostPort(b []byte, a netip.Addr, port uint16) []byte {
-	if a.Is6() {
-		b = append(b, '[')
-		b = a.AppendTo(b)
-		b = append(b, ']')
-	} else {
-		b = a.AppendTo(b)
-	}
-	b = append(b, ':')
-	return strconv.AppendUint(b, uint64(port), 10)
-}
-
-func pad(b []byte, s string, width int) []byte {
-	n := utf8.RuneCountInString(s)
-	if width > 0 {
-		for ; n < width; n++ {
-			b = append(b, ' ')
-		}
-		return append(b, s...)
-	}
-	b = append(b, s...)
-	for ; n < -width; n++ {
-		b = append(b, ' ')
-	}
-	return b
-}
-
-// Offset is the wall clock minus the monotonic clock, in nanoseconds: what a recording keeps to
-// convert its events' times later.
-func (c Clock) Offset() int64 { return c.offset }
-
-// ClockWithOffset returns the Clock of a recording made with the given Offset.
-func ClockWithOffset(offset int64) Clock { return Clock{offset: offset} }

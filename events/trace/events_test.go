@@ -1,4 +1,4 @@
-package events
+package trace
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sockscope/sockscope/events"
 )
 
 // record builds a raw struct event the way the kernel lays it out.
@@ -85,7 +87,7 @@ func TestDecode(t *testing.T) {
 func TestStateNames(t *testing.T) {
 	cases := []struct {
 		in   string
-		want State
+		want events.State
 		ok   bool
 	}{
 		{"ESTABLISHED", 1, true}, {"time_wait", 6, true}, {"time-wait", 6, true}, {"TIMEWAIT", 6, true},
@@ -93,17 +95,17 @@ func TestStateNames(t *testing.T) {
 		{"CLOSED", 0, false}, {"", 0, false}, {"FOO", 0, false},
 	}
 	for _, c := range cases {
-		got, ok := ParseState(c.in)
+		got, ok := events.ParseState(c.in)
 		if got != c.want || ok != c.ok {
 			t.Errorf("ParseState(%q) = %v, %v; want %v, %v", c.in, got, ok, c.want, c.ok)
 		}
 	}
-	for s, want := range map[State]string{0: "", 1: "ESTABLISHED", 7: "CLOSE", 10: "LISTEN", 12: "NEW_SYN_RECV", 99: "99"} {
+	for s, want := range map[events.State]string{0: "", 1: "ESTABLISHED", 7: "CLOSE", 10: "LISTEN", 12: "NEW_SYN_RECV", 99: "99"} {
 		if got := s.String(); got != want {
 			t.Errorf("State(%d) = %q, want %q", s, got, want)
 		}
 	}
-	if n := len(StateNames()); n != 13 {
+	if n := len(events.StateNames()); n != 13 {
 		t.Errorf("%d state names, want 13", n)
 	}
 }
@@ -114,7 +116,7 @@ func TestErrnoNames(t *testing.T) {
 		syscall.ETIMEDOUT: "ETIMEDOUT", syscall.ENETUNREACH: "ENETUNREACH", syscall.EHOSTUNREACH: "EHOSTUNREACH",
 		syscall.ECONNABORTED: "ECONNABORTED", syscall.EMFILE: "EMFILE", 200: "errno 200",
 	} {
-		if got := ErrnoName(e); got != want {
+		if got := events.ErrnoName(e); got != want {
 			t.Errorf("ErrnoName(%d) = %q, want %q", int(e), got, want)
 		}
 	}
@@ -126,8 +128,8 @@ func TestAppendJSON(t *testing.T) {
 		t.Fatal(err)
 	}
 	wall := time.Date(2026, 11, 21, 22, 53, 1, 123456789, time.UTC)
-	f := NewFormatter(Clock{offset: wall.UnixNano()})
-	got := string(f.AppendJSON(nil, &e, Name{Name: "web", ID: "0123456789ab"}))
+	f := NewFormatter(events.ClockWithOffset(wall.UnixNano()))
+	got := string(f.AppendJSON(nil, &e, events.Name{Name: "web", ID: "0123456789ab"}))
 	want := `{"time":"2026-11-21T22:53:01.123456789Z","type":"state","container":"web","container_id":"0123456789ab","k8s_namespace":"","k8s_pod":"","netns":4026532000,"pid":31337,"comm":"node","family":"ipv4","saddr":"127.0.0.1","sport":40000,"daddr":"127.0.0.2","dport":8080,"old_state":"SYN_SENT","new_state":"ESTABLISHED","prev_state_us":1,"errno":"","latency_us":0,"latency_ns":0}
 {"time":"2026-11-21T22:53:01.123456789Z","type":"connect","container":"web","container_id":"0123456789ab","k8s_namespace":"","k8s_pod":"","netns":4026532000,"pid":31337,"comm":"node","family":"ipv4","saddr":"127.0.0.1","sport":40000,"daddr":"127.0.0.2","dport":8080,"old_state":"SYN_SENT","new_state":"ESTABLISHED","prev_state_us":0,"errno":"","latency_us":2,"latency_ns":2500}
 `
@@ -139,7 +141,7 @@ func TestAppendJSON(t *testing.T) {
 	if err := Decode(record(0, 0, 0, 1, 1, 111, 1, 2, v6, v6, "a\"b\\c\n\x01\xff", 10, 2, 7, 3), &e); err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(strings.TrimSpace(string(f.AppendJSON(nil, &e, Name{}))), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(string(f.AppendJSON(nil, &e, events.Name{}))), "\n") {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("invalid JSON %q: %v", line, err)
@@ -156,7 +158,7 @@ func TestAppendJSON(t *testing.T) {
 func TestAppendTable(t *testing.T) {
 	time.Local = time.UTC
 	wall := time.Date(2026, 11, 21, 22, 53, 1, 123456789, time.UTC)
-	f := NewFormatter(Clock{offset: wall.UnixNano()})
+	f := NewFormatter(events.ClockWithOffset(wall.UnixNano()))
 	var e, e2 Event
 	Decode(record(0, 1500, 0, 1, 0, 0, 8080, 40000, v4a, v4b, "", 2, 3, 1, 1), &e)
 	Decode(record(0, 0, 31000, 1, 77, 99, 0, 8080, netip.IPv4Unspecified(), v4a, "nginx", 2, 0, 0, 2), &e2)
@@ -174,10 +176,10 @@ func TestFormattingDoesNotAllocate(t *testing.T) {
 	var e Event
 	rec := record(0, 1500, 2500, 4026532000, 31337, 0, 40000, 8080, v6, v6, "node", 10, 2, 1, 3)
 	buf := make([]byte, 0, 4096)
-	f := NewFormatter(NewClock())
+	f := NewFormatter(events.NewClock())
 	allocs := testing.AllocsPerRun(1000, func() {
 		Decode(rec, &e)
-		buf = f.AppendJSON(buf[:0], &e, Name{Name: "web", ID: "0123456789ab"})
+		buf = f.AppendJSON(buf[:0], &e, events.Name{Name: "web", ID: "0123456789ab"})
 	})
 	if allocs != 0 {
 		t.Errorf("decode + JSON allocates %v times per event, want 0", allocs)
@@ -188,12 +190,12 @@ func BenchmarkDecodeAndAppendJSON(b *testing.B) {
 	var e Event
 	rec := record(0, 1500, 2500, 4026532000, 31337, 0, 40000, 8080, v4a, v4b, "node", 2, 2, 1, 3)
 	buf := make([]byte, 0, 4096)
-	f := NewFormatter(NewClock())
+	f := NewFormatter(events.NewClock())
 	b.ReportAllocs()
 	for b.Loop() {
 		e.Mono += 1000 // a new time each event, a new second every millionth
 		Decode(rec, &e)
-		buf = f.AppendJSON(buf[:0], &e, Name{Name: "web", ID: "0123456789ab"})
+		buf = f.AppendJSON(buf[:0], &e, events.Name{Name: "web", ID: "0123456789ab"})
 	}
 }
 
@@ -213,11 +215,11 @@ func TestPrintable(t *testing.T) {
 		{"\u0085next", `\u0085next`},
 		{"", ""},
 	} {
-		if got := Printable(c.in); got != c.want {
+		if got := events.Printable(c.in); got != c.want {
 			t.Errorf("Printable(%q) = %q, want %q", c.in, got, c.want)
 		}
-		for i := 0; i < len(Printable(c.in)); i++ {
-			if b := Printable(c.in)[i]; b < 0x20 || b == 0x7f {
+		for i := 0; i < len(events.Printable(c.in)); i++ {
+			if b := events.Printable(c.in)[i]; b < 0x20 || b == 0x7f {
 				t.Errorf("Printable(%q) holds byte %#x", c.in, b)
 			}
 		}

@@ -1,11 +1,11 @@
-package events
+package trace
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
-	"syscall"
+
+	"github.com/sockscope/sockscope/events"
 )
 
 // WriteChunk is how much output a Printer gathers before one write: events are appended straight
@@ -27,7 +27,7 @@ type Printer struct {
 
 // NewPrinter prints to w, with times from clock, as JSON lines or a table (whose header it
 // gathers at once), up to limit lines (0: no limit).
-func NewPrinter(w io.Writer, clock Clock, json bool, limit int) *Printer {
+func NewPrinter(w io.Writer, clock events.Clock, json bool, limit int) *Printer {
 	p := &Printer{w: w, buf: make([]byte, 0, WriteChunk+4096), fmtr: NewFormatter(clock), json: json, limit: limit}
 	if !json {
 		p.buf = AppendTableHeader(p.buf)
@@ -37,14 +37,14 @@ func NewPrinter(w io.Writer, clock Clock, json bool, limit int) *Printer {
 
 // Add appends one event, named as given (named=false: the namespace has no name, the table
 // shows its inode). It reports true once the limit of lines is out.
-func (p *Printer) Add(ev *Event, name Name, named bool) bool {
+func (p *Printer) Add(ev *Event, name events.Name, named bool) bool {
 	// The limit counts output lines. A record that concludes a connect makes two JSON lines
 	// (state, then connect): when only one more is allowed, print only the first.
 	if p.limit > 0 && p.json && ev.Kind == KindState|KindConnect && p.limit-p.lines == 1 {
 		ev.Kind = KindState
 	}
 	if !named {
-		name = Name{}
+		name = events.Name{}
 	}
 	if p.json {
 		p.buf = p.fmtr.AppendJSON(p.buf, ev, name)
@@ -84,12 +84,4 @@ func (p *Printer) Flush() error {
 // Summary is the line said on stderr at the end.
 func (p *Printer) Summary(stderr io.Writer, lost uint64) {
 	fmt.Fprintf(stderr, "sockscope: %d events (%d state, %d connect), %d lost\n", p.nState+p.nConnect, p.nState, p.nConnect, lost)
-}
-
-// WriteAll writes b; a closed pipe (| head) ends the command quietly, so it is no error.
-func WriteAll(w io.Writer, b []byte) error {
-	if _, err := w.Write(b); err != nil && !errors.Is(err, syscall.EPIPE) {
-		return fmt.Errorf("write output: %w", err)
-	}
-	return nil
 }

@@ -1,4 +1,4 @@
-package events
+package trace
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/sockscope/sockscope/events"
 )
 
 // --count counts output lines: a record that concludes a connect is two JSON lines (its state,
@@ -29,9 +31,9 @@ func TestPrinterStopsAtTheLimitOfLines(t *testing.T) {
 		{true, 0, []Kind{KindState | KindConnect, KindState | KindConnect}, 4, []bool{false, false}, 2, 2},
 	} {
 		var out, summary bytes.Buffer
-		p := NewPrinter(&out, NewClock(), tc.json, tc.limit)
+		p := NewPrinter(&out, events.NewClock(), tc.json, tc.limit)
 		for i, k := range tc.kinds {
-			if done := p.Add(ev(k), Name{Name: "web"}, true); done != tc.done[i] {
+			if done := p.Add(ev(k), events.Name{Name: "web"}, true); done != tc.done[i] {
 				t.Errorf("%+v: Add #%d reported done=%v", tc, i+1, done)
 			}
 		}

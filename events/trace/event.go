@@ -1,8 +1,10 @@
-// Package events turns the records that sockscope's kernel programs write into typed events and
-// formats them for people (a table, like tcpstates) and for programs (JSON lines with stable keys).
-// Decoding and formatting run once per event at up to hundreds of thousands of events a second,
-// so both work on caller-owned buffers and allocate nothing.
-package events
+// Package trace is the codec of trace's records: it turns what the TCP state and connect programs
+// write (bpf/trace.h) into typed events, follows each socket's life (Tracker: owner, times,
+// connect outcome), selects them (Filter), and formats them for people (a table, like tcpstates)
+// and for programs (JSON lines with stable keys), live or replayed (Printer). Decoding and
+// formatting run once per event at up to hundreds of thousands of events a second, so both work
+// on caller-owned buffers and allocate nothing.
+package trace
 
 import (
 	"encoding/binary"
@@ -10,6 +12,8 @@ import (
 	"net/netip"
 	"syscall"
 	"time"
+
+	"github.com/sockscope/sockscope/events"
 )
 
 // Kind says what a record carries: a state transition, a connect outcome, or both (the
@@ -40,8 +44,8 @@ type Event struct {
 	Daddr     netip.Addr
 	Comm      [16]byte
 	Family    uint8
-	OldState  State
-	NewState  State
+	OldState  events.State
+	NewState  events.State
 	Kind      Kind
 }
 
@@ -69,8 +73,8 @@ func Decode(b []byte, e *Event) error {
 	e.Dport = le.Uint16(b[38:])
 	copy(e.Comm[:], b[72:88])
 	e.Family = b[88]
-	e.OldState = State(b[89])
-	e.NewState = State(b[90])
+	e.OldState = events.State(b[89])
+	e.NewState = events.State(b[90])
 	e.Kind = Kind(b[91])
 	if e.Family == afInet6 {
 		e.Saddr = netip.AddrFrom16([16]byte(b[40:56]))
