@@ -69,12 +69,11 @@ func Sockets(ctx context.Context, o SocketsOptions) error {
 
 // socketTargets resolves the scope into network namespaces, one entry per namespace.
 func socketTargets(ctx context.Context, o SocketsOptions) ([]containers.Target, error) {
-	sc, warnings, err := containers.NewScope(ctx, o.Scope)
+	sc, err := openScope(ctx, o.Scope, o.Stderr)
 	if err != nil {
 		return nil, err
 	}
 	defer sc.Close()
-	Warn(o.Stderr, warnings)
 	named := len(o.Scope.Containers) > 0
 	var running []containers.Container
 	if o.All || named {

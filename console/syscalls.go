@@ -31,12 +31,11 @@ type SyscallsOptions struct {
 // Syscalls counts live until ctx ends or Until passes, printing every Table.Interval and at the
 // end.
 func Syscalls(ctx context.Context, o SyscallsOptions) error {
-	sc, warnings, err := containers.NewScope(ctx, o.Scope)
+	sc, err := openScope(ctx, o.Scope, o.Stderr)
 	if err != nil {
 		return err
 	}
 	defer sc.Close()
-	Warn(o.Stderr, warnings)
 	cfg := o.Config
 	cfg.FilterNetns, cfg.Netns = sc.Filtered(), sc.FixedInodes()
 	counter, err := syscalls.Open(cfg)

@@ -1,8 +1,3 @@
-// Package console runs the commands that print to a terminal: trace, sockets and syscalls.
-// Each runs live, from the kernel through its capability's loader, or replays a recording; both
-// go through the capability's one printer (trace.Printer, events/sockets, events/syscalls), so a
-// replay prints what the live command would have. The command line (cmd/sockscope) parses and
-// checks the flags, catches the signals, and calls one function here.
 package console
 
 import (
@@ -11,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/sockscope/sockscope/events/trace"
@@ -41,12 +35,11 @@ func Trace(ctx context.Context, o TraceOptions) error {
 	// ctx ends the trace; naming goes on until the last event is printed.
 	nameCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	sc, warnings, err := containers.NewScope(nameCtx, o.Scope)
+	sc, err := openScope(nameCtx, o.Scope, o.Stderr)
 	if err != nil {
 		return err
 	}
 	defer sc.Close()
-	Warn(o.Stderr, warnings)
 	cfg := o.Config
 	cfg.FilterNetns, cfg.Netns = sc.Filtered(), sc.FixedInodes()
 	tracer, err := ktrace.Open(cfg)
@@ -176,12 +169,3 @@ func ReplayTrace(rec *recording.File, file string, netns map[uint32]bool, o Trac
 	out.Summary(o.Stderr, rec.Lost.Total())
 	return nil
 }
-
-// Warn writes each warning as one line.
-func Warn(stderr io.Writer, warnings []string) {
-	for _, w := range warnings {
-		fmt.Fprintf(stderr, "sockscope: warning: %s\n", events.Printable(w))
-	}
-}
-
-func isEPIPE(err error) bool { return errors.Is(err, syscall.EPIPE) }

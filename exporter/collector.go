@@ -56,7 +56,7 @@ func nsLabelNames(extra ...string) []string {
 // Counters is the exporter's kernel side as the collector reads it (counters.Counters; a test's
 // fixture in the unit tests).
 type Counters interface {
-	SetTracked(netns []uint32) error
+	SetNetns(netns []uint32) error
 	Counters(out []counters.Counter) ([]counters.Counter, error)
 	Requests() (map[uint32]uint32, error)
 	Moves(netns uint32) (counters.Moves, error)
@@ -160,11 +160,11 @@ func (c *Collector) SetNamespaces(nss []Namespace) error {
 		}
 	}
 	if len(keep) < len(c.ns) {
-		if err := c.k.Counters.SetTracked(keep); err != nil {
+		if err := c.k.Counters.SetNetns(keep); err != nil {
 			return err
 		}
 	}
-	if err := c.k.Counters.SetTracked(inodes); err != nil {
+	if err := c.k.Counters.SetNetns(inodes); err != nil {
 		return err
 	}
 	c.ns, c.untracked = counted, untracked
@@ -175,7 +175,7 @@ func (c *Collector) SetNamespaces(nss []Namespace) error {
 		}
 	}
 	if c.k.Syscalls != nil {
-		if err := c.k.Syscalls.SetTracked(inodes); err != nil {
+		if err := c.k.Syscalls.SetNetns(inodes); err != nil {
 			return err
 		}
 	}

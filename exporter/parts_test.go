@@ -23,7 +23,7 @@ type fixture struct {
 	countersErr, statsErr error
 }
 
-func (f *fixture) SetTracked([]uint32) error { return nil }
+func (f *fixture) SetNetns([]uint32) error { return nil }
 func (f *fixture) Counters(out []counters.Counter) ([]counters.Counter, error) {
 	if f.countersErr != nil {
 		return out, f.countersErr

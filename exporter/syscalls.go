@@ -34,7 +34,7 @@ func LoaderSyscalls(s *syscalls.Counter) SyscallCounter { return &loaderSyscalls
 
 type loaderSyscalls struct {
 	*syscalls.Counter
-	dropped [3]uint64 // of the last Read
+	dropped syscalls.Drops // of the last Read
 }
 
 func (l *loaderSyscalls) Read() (syscalls.Snapshot, error) {
@@ -46,7 +46,7 @@ func (l *loaderSyscalls) Read() (syscalls.Snapshot, error) {
 }
 
 func (l *loaderSyscalls) Drops() (map[string]uint64, error) {
-	return map[string]uint64{"counts": l.dropped[0], "errors": l.dropped[1], "paths": l.dropped[2]}, nil
+	return map[string]uint64{"counts": l.dropped.CountsFull, "errors": l.dropped.ErrorsFull, "paths": l.dropped.PathsFull}, nil
 }
 
 var (
@@ -88,8 +88,8 @@ func NewSyscalls(k SyscallCounter, topK int) *Syscalls {
 	return &Syscalls{k: k, K: topK, ns: map[uint32]*syscallSeries{}}
 }
 
-// SetTracked makes the kernel count these namespaces and forgets the others.
-func (s *Syscalls) SetTracked(inodes []uint32) error {
+// SetNetns makes the kernel count these namespaces and forgets the others.
+func (s *Syscalls) SetNetns(inodes []uint32) error {
 	if err := s.k.SetNetns(inodes); err != nil {
 		return err
 	}

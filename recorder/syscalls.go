@@ -12,8 +12,8 @@ func RecordedSyscalls(s syscalls.Snapshot) recording.SyscallCounts {
 		return recording.SyscallKey{Netns: k.Netns, Tgid: k.Tgid, Nr: k.Nr, Comm: k.Comm}
 	}
 	out := recording.SyscallCounts{
-		Dropped:    recording.SyscallDrops{CountsFull: s.Dropped[0], ErrorsFull: s.Dropped[1], PathsFull: s.Dropped[2]},
-		OverBudget: s.OverBudget,
+		Dropped:    recording.SyscallDrops{CountsFull: s.Dropped.CountsFull, ErrorsFull: s.Dropped.ErrorsFull, PathsFull: s.Dropped.PathsFull},
+		OverBudget: s.Dropped.OverBudget,
 	}
 	if s.Counts != nil {
 		out.Counts = make([]recording.SyscallCount, len(s.Counts))
@@ -42,8 +42,7 @@ func ReplayedSyscalls(s *recording.SyscallCounts) syscalls.Snapshot {
 		return syscalls.Key{Netns: k.Netns, Tgid: k.Tgid, Nr: k.Nr, Comm: k.Comm}
 	}
 	out := syscalls.Snapshot{
-		Dropped:    [3]uint64{s.Dropped.CountsFull, s.Dropped.ErrorsFull, s.Dropped.PathsFull},
-		OverBudget: s.OverBudget,
+		Dropped: syscalls.Drops{CountsFull: s.Dropped.CountsFull, ErrorsFull: s.Dropped.ErrorsFull, PathsFull: s.Dropped.PathsFull, OverBudget: s.OverBudget},
 	}
 	if s.Counts != nil {
 		out.Counts = make([]syscalls.Count, len(s.Counts))

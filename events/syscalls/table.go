@@ -44,7 +44,7 @@ type Table struct {
 	names containers.Namer
 	w     io.Writer
 	prev  *ksyscalls.Snapshot
-	drops [3]uint64
+	drops ksyscalls.Drops
 }
 
 // NewTable prints to w, naming namespaces with names.
@@ -95,10 +95,16 @@ func (p *Table) wanted(k ksyscalls.Key) bool {
 // Print writes what cur counted since the previous Print (since the start, the first time); at
 // is when cur was read. Counts that did not fit the kernel's tables are warned about on warn.
 func (p *Table) Print(cur ksyscalls.Snapshot, at time.Time, warn io.Writer) error {
-	for i, n := range cur.Dropped {
-		if n > p.drops[i] {
-			fmt.Fprintf(warn, "sockscope: warning: %d %s did not fit the kernel's table and were not counted\n",
-				n-p.drops[i], []string{"processes' syscalls", "errno counts", "paths"}[i])
+	for _, d := range []struct {
+		now, before uint64
+		what        string
+	}{
+		{cur.Dropped.CountsFull, p.drops.CountsFull, "processes' syscalls"},
+		{cur.Dropped.ErrorsFull, p.drops.ErrorsFull, "errno counts"},
+		{cur.Dropped.PathsFull, p.drops.PathsFull, "paths"},
+	} {
+		if d.now > d.before {
+			fmt.Fprintf(warn, "sockscope: warning: %d %s did not fit the kernel's table and were not counted\n", d.now-d.before, d.what)
 		}
 	}
 	p.drops = cur.Dropped

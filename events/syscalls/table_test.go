@@ -55,7 +55,7 @@ func TestEachPrintHoldsWhatWasCountedSinceTheLast(t *testing.T) {
 			{Key: key(db, openat), Errno: syscall.ENOENT, Count: 401},
 			{Key: key(db, unlink), Errno: syscall.ENOENT, Count: 300},
 		},
-		Dropped: [3]uint64{0, 2, 0},
+		Dropped: ksyscalls.Drops{ErrorsFull: 2},
 	}
 	var out, warn bytes.Buffer
 	tb := NewTable(Options{By: []string{"container", "comm", "syscall"}, Errors: true, Top: 10}, names{1: "db", 2: "web"}, &out)

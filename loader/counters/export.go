@@ -129,7 +129,7 @@ func Needs() error {
 	return loader.Lacking("start the exporter", loader.NeedBTF, loader.NeedTpBTF, loader.NeedMapWalk, loader.NeedIterTCP, loader.NeedIterTaskFile)
 }
 
-// Open loads and attaches the exporter's counters. Nothing is counted until SetTracked.
+// Open loads and attaches the exporter's counters. Nothing is counted until SetNetns.
 func Open(cfg Config) (*Counters, error) {
 	if cfg.MaxNetns == 0 {
 		cfg.MaxNetns = 4096
@@ -243,10 +243,10 @@ func (e *Counters) Close() error {
 	return e.objs.Close()
 }
 
-// SetTracked makes the kernel count exactly these namespaces from now on. A namespace that leaves
+// SetNetns makes the kernel count exactly these namespaces from now on. A namespace that leaves
 // the set loses its counters: if it comes back, it starts from zero. Namespaces leave before
 // others join, so a swap at exact capacity (--max-netns) never finds the maps full.
-func (e *Counters) SetTracked(netns []uint32) error {
+func (e *Counters) SetNetns(netns []uint32) error {
 	want := make(map[uint32]bool, len(netns))
 	for _, ino := range netns {
 		want[ino] = true

@@ -33,7 +33,7 @@ func TestTheTwinCountsWhatTheKernelSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.Close()
-	if err := e.SetTracked([]uint32{ns.Inode}); err != nil {
+	if err := e.SetNetns([]uint32{ns.Inode}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -212,11 +212,10 @@ type Snapshot struct {
 	Counts []Count
 	Errors []Errors
 	Paths  []PathCount
-	// Dropped counts what did not fit a full map: processes' calls, errno counts, paths.
-	Dropped [3]uint64
-	// OverBudget counts new rows refused because their namespace had used its budget; their calls
-	// are in the namespace's Other row.
-	OverBudget uint64 `json:",omitempty"`
+	// Dropped counts what did not fit a full map (processes' calls, errno counts, paths) and the
+	// new rows refused because their namespace had used its budget (their calls are in the
+	// namespace's Other row).
+	Dropped Drops
 }
 
 // Drops is what the syscall counters could not count as asked, by reason.
@@ -291,8 +290,7 @@ func (s *Counter) Read() (Snapshot, error) {
 	if err != nil {
 		return snap, err
 	}
-	snap.Dropped = [3]uint64{d.CountsFull, d.ErrorsFull, d.PathsFull}
-	snap.OverBudget = d.OverBudget
+	snap.Dropped = d
 	return snap, nil
 }
 
