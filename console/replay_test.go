@@ -6,10 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/events/trace"
-
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/events/sockets"
+	"github.com/sockscope/sockscope/events/trace"
 	"github.com/sockscope/sockscope/recording"
 )
 

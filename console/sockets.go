@@ -7,10 +7,9 @@ import (
 	"io"
 	"time"
 
-	"github.com/sockscope/sockscope/events/sockets"
-
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/events/sockets"
 	"github.com/sockscope/sockscope/loader"
 	ksockets "github.com/sockscope/sockscope/loader/sockets"
 	"github.com/sockscope/sockscope/recording"

@@ -8,10 +8,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/sockscope/sockscope/events/trace"
-
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/events/trace"
 	ktrace "github.com/sockscope/sockscope/loader/trace"
 	"github.com/sockscope/sockscope/recording"
 )

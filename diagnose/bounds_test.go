@@ -10,9 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sockscope/sockscope/events/trace"
-
 	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/events/trace"
 	"github.com/sockscope/sockscope/recording"
 )
 

@@ -20,10 +20,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/events/sockets"
 	"github.com/sockscope/sockscope/events/trace"
-
-	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/recording"
 )
 

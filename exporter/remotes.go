@@ -5,11 +5,10 @@ import (
 	"net/netip"
 	"slices"
 
-	"github.com/sockscope/sockscope/events/sockets"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/events/sockets"
 	ksockets "github.com/sockscope/sockscope/loader/sockets"
 )
 

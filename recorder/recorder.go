@@ -16,12 +16,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sockscope/sockscope/events/trace"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/events/trace"
 	"github.com/sockscope/sockscope/loader/sockets"
 	"github.com/sockscope/sockscope/loader/syscalls"
 	ktrace "github.com/sockscope/sockscope/loader/trace"

@@ -9,11 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sockscope/sockscope/events/sockets"
-
 	"golang.org/x/sys/unix"
 
 	"github.com/sockscope/sockscope/containers"
+	"github.com/sockscope/sockscope/events/sockets"
 	"github.com/sockscope/sockscope/loader"
 	"github.com/sockscope/sockscope/recording"
 	"github.com/sockscope/sockscope/stacks/collector"

@@ -7,9 +7,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/sockscope/sockscope/events/sockets"
-
 	"github.com/sockscope/sockscope/containers"
+	"github.com/sockscope/sockscope/events/sockets"
 )
 
 // MinInterval is the shortest --interval a recording is made with: a file that claims a shorter

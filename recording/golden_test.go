@@ -10,10 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/events/sockets"
 	"github.com/sockscope/sockscope/events/trace"
-
-	"github.com/sockscope/sockscope/events"
 )
 
 // goldenV2 is a version 2 recording holding every block type, written by sockscope 7352828,

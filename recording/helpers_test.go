@@ -13,10 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/events/sockets"
 	"github.com/sockscope/sockscope/events/trace"
-
-	"github.com/sockscope/sockscope/events"
 )
 
 // t0 is when the test recordings start; block i of a fixture is written at at(i).

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/events/trace"
-
 	"github.com/sockscope/sockscope/internal/craft"
 	"github.com/sockscope/sockscope/recording"
 )

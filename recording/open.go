@@ -10,9 +10,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/sockscope/sockscope/events/trace"
-
 	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/events/trace"
 )
 
 // File is a recording opened for reading, in two passes so that memory follows what the file

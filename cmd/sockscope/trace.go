@@ -6,10 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/sockscope/sockscope/events/trace"
-
 	"github.com/sockscope/sockscope/console"
 	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/events/trace"
 	ktrace "github.com/sockscope/sockscope/loader/trace"
 	"github.com/sockscope/sockscope/recording"
 )

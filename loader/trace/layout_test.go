@@ -5,7 +5,6 @@ import (
 	"unsafe"
 
 	etrace "github.com/sockscope/sockscope/events/trace"
-
 	"github.com/sockscope/sockscope/loader"
 )
 

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	etrace "github.com/sockscope/sockscope/events/trace"
-
 	"github.com/sockscope/sockscope/internal/churn"
 	"github.com/sockscope/sockscope/internal/testenv"
 	"github.com/sockscope/sockscope/loader"

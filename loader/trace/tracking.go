@@ -3,9 +3,8 @@ package trace
 import (
 	"time"
 
-	etrace "github.com/sockscope/sockscope/events/trace"
-
 	"github.com/sockscope/sockscope/events"
+	etrace "github.com/sockscope/sockscope/events/trace"
 )
 
 // PollInterval is how often a reader drains the trace ring buffer: the kernel side never wakes it

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/events/trace"
-
 	"github.com/sockscope/sockscope/recording"
 	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )

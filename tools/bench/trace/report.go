@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	"github.com/sockscope/sockscope/events/trace"
-
 	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
 )
 
