@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/sockscope/sockscope/containers"
-	systable "github.com/sockscope/sockscope/events/syscalls"
-	"github.com/sockscope/sockscope/loader/syscalls"
+	"github.com/sockscope/sockscope/events/syscalls"
+	ksyscalls "github.com/sockscope/sockscope/loader/syscalls"
 	"github.com/sockscope/sockscope/recorder"
 	"github.com/sockscope/sockscope/recording"
 	"github.com/sockscope/sockscope/stacks/collector"
@@ -18,9 +18,9 @@ import (
 // SyscallsOptions say what syscalls counts and how it prints.
 type SyscallsOptions struct {
 	Scope  containers.Spec    // --container, --netns and the runtimes
-	Config syscalls.Config    // the kernel's filters and what is measured; its namespaces come from Scope
+	Config ksyscalls.Config   // the kernel's filters and what is measured; its namespaces come from Scope
 	Stacks *collector.Options // also collect stacks; nil: no
-	Table  systable.Options   // what the tables hold; Table.Interval prints one every interval
+	Table  syscalls.Options   // what the tables hold; Table.Interval prints one every interval
 	Output string             // table, json, or folded (only the stacks)
 	Until  time.Duration      // stop after this long; 0: when ctx ends
 	Stdout io.Writer
@@ -31,14 +31,17 @@ type SyscallsOptions struct {
 // Syscalls counts live until ctx ends or Until passes, printing every Table.Interval and at the
 // end.
 func Syscalls(ctx context.Context, o SyscallsOptions) error {
-	sc, err := openScope(ctx, o.Scope, o.Stderr)
+	// ctx ends the count; naming goes on until the last print.
+	watchCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	sc, err := openScope(watchCtx, o.Scope, o.Stderr)
 	if err != nil {
 		return err
 	}
 	defer sc.Close()
 	cfg := o.Config
 	cfg.FilterNetns, cfg.Netns = sc.Filtered(), sc.FixedInodes()
-	counter, err := syscalls.Open(cfg)
+	counter, err := ksyscalls.Open(cfg)
 	if err != nil {
 		return err
 	}
@@ -60,8 +63,6 @@ func Syscalls(ctx context.Context, o SyscallsOptions) error {
 		}
 		return nil
 	}
-	watchCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
 	w, err := containers.Follow(watchCtx, sc, setNetns, o.Stderr)
 	if err != nil {
 		return err
@@ -80,7 +81,7 @@ func Syscalls(ctx context.Context, o SyscallsOptions) error {
 		tick = t.C
 	}
 	names := w.Names()
-	table := systable.NewTable(o.Table, names, o.Stdout)
+	table := syscalls.NewTable(o.Table, names, o.Stdout)
 	print := func() error {
 		if o.Output != "folded" {
 			cur, err := counter.Read()
@@ -127,8 +128,8 @@ func ReplaySyscalls(rec *recording.File, file string, netns map[uint32]bool, pid
 		return fmt.Errorf("%s: the recording has no file paths; drop --paths", file)
 	}
 	names := &namerAt{n: rec.Namer()}
-	table := systable.NewTable(o.Table, names, o.Stdout)
-	keep := func(k syscalls.Key) bool {
+	table := syscalls.NewTable(o.Table, names, o.Stdout)
+	keep := func(k ksyscalls.Key) bool {
 		return (netns == nil || netns[k.Netns]) && (pid == 0 || k.Tgid == pid)
 	}
 	interval := o.Table.Interval
@@ -141,9 +142,9 @@ func ReplaySyscalls(rec *recording.File, file string, netns map[uint32]bool, pid
 			return nil
 		}
 		snap := recorder.ReplayedSyscalls(s)
-		snap.Counts = slices.DeleteFunc(snap.Counts, func(c syscalls.Count) bool { return !keep(c.Key) })
-		snap.Errors = slices.DeleteFunc(snap.Errors, func(c syscalls.Errors) bool { return !keep(c.Key) })
-		snap.Paths = slices.DeleteFunc(snap.Paths, func(c syscalls.PathCount) bool { return !keep(c.Key) })
+		snap.Counts = slices.DeleteFunc(snap.Counts, func(c ksyscalls.Count) bool { return !keep(c.Key) })
+		snap.Errors = slices.DeleteFunc(snap.Errors, func(c ksyscalls.Errors) bool { return !keep(c.Key) })
+		snap.Paths = slices.DeleteFunc(snap.Paths, func(c ksyscalls.PathCount) bool { return !keep(c.Key) })
 		names.at = at
 		if err := table.Print(snap, at, o.Stderr); err != nil {
 			return err

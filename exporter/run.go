@@ -33,6 +33,7 @@ type Options struct {
 	MaxNetns    uint32             // namespaces counted at once
 	MaxCounters uint32             // in-kernel counters over all namespaces
 	Stderr      io.Writer          // warnings and what the exporter says
+	Loaded      func()             // called once the counters are loaded, before the runtimes are asked (the command catches its signals then)
 }
 
 // Run exports until ctx ends or the server fails. It listens first (a port in use is the commonest
@@ -85,6 +86,9 @@ func Run(ctx context.Context, o Options) error {
 	src := NewSources(coll, fixed, host, o.Stderr)
 	if err := src.Publish(); err != nil {
 		return err
+	}
+	if o.Loaded != nil {
+		o.Loaded()
 	}
 	rts, err := src.Discover(ctx, o.Runtime)
 	if err != nil {

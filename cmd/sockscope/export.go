@@ -1,14 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/exporter-toolkit/web"
@@ -122,9 +118,9 @@ func runExport(args []string, stdout, stderr io.Writer) error {
 	if err := prepare(); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	return exporter.Run(ctx, exporter.Options{Host: f.host, Netns: f.netns, Runtime: f.runtimes.options(),
+	ctx, catch, release := catchSignals()
+	defer release()
+	return exporter.Run(ctx, exporter.Options{Loaded: catch, Host: f.host, Netns: f.netns, Runtime: f.runtimes.options(),
 		Web: exporter.WebOptions{Path: f.path, Listen: f.listen, ConfigFile: f.webConfig, MaxRequests: f.maxRequests,
 			ReadTimeout: f.timeouts.read, WriteTimeout: f.timeouts.write, IdleTimeout: f.timeouts.idle, Version: version},
 		Syscalls: f.syscalls, SyscallsTop: f.syscallsTop, TopRemotes: f.topRemotes, Walk: f.walk, Reconcile: f.reconcile,

@@ -11,8 +11,8 @@ import (
 	"github.com/sockscope/sockscope/console"
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
-	systable "github.com/sockscope/sockscope/events/syscalls"
-	"github.com/sockscope/sockscope/loader/syscalls"
+	"github.com/sockscope/sockscope/events/syscalls"
+	ksyscalls "github.com/sockscope/sockscope/loader/syscalls"
 	"github.com/sockscope/sockscope/recording"
 	"github.com/sockscope/sockscope/stacks/collector"
 )
@@ -45,7 +45,7 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 	fs.StringArrayVarP(&f.containers, "container", "c", nil, "count the syscalls of this container or pod: a name, an ID prefix, NAMESPACE/POD, or a pod name; repeatable")
 	fs.IntVar(&f.pid, "pid", 0, "only this process (host PID)")
 	fs.StringArrayVar(&f.netns, "netns", nil, "only tasks in this network namespace: an inode, or a path such as /proc/PID/ns/net or /run/netns/NAME; repeatable")
-	fs.StringSliceVar(&f.by, "by", systable.ByFields, "aggregate by these fields: container, comm, pid, syscall")
+	fs.StringSliceVar(&f.by, "by", syscalls.ByFields, "aggregate by these fields: container, comm, pid, syscall")
 	fs.StringSliceVar(&f.syscalls, "syscall", nil, "only these syscalls, by name (e.g. openat,fsync)")
 	commFlag(fs, &f.comms, "only the calls")
 	fs.BoolVar(&f.stacks, "stacks", false, "also collect the user stacks of the calls, per container, command and syscall (unwound from the programs' CFI, named from their symbols and perf maps)")
@@ -65,8 +65,8 @@ func parseSyscallsFlags(args []string, stdout io.Writer) (*syscallsFlags, bool, 
 		return nil, helped, err
 	}
 	for _, b := range f.by {
-		if !slices.Contains(systable.ByFields, b) {
-			return nil, false, usageError{fmt.Sprintf("--by %q: use any of %s", b, strings.Join(systable.ByFields, ","))}
+		if !slices.Contains(syscalls.ByFields, b) {
+			return nil, false, usageError{fmt.Sprintf("--by %q: use any of %s", b, strings.Join(syscalls.ByFields, ","))}
 		}
 	}
 	for _, name := range f.syscalls {
@@ -120,8 +120,8 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	o := console.SyscallsOptions{Scope: f.runtimes.spec(f.containers, f.netns), Output: f.output, Until: f.duration, Stdout: stdout, Stderr: stderr,
-		Config: syscalls.Config{Pid: uint32(f.pid), Comms: f.comms, Latency: f.latency, Paths: f.paths, PathSyscalls: syscalls.PathSyscallsFor(runtime.GOARCH)},
-		Table: systable.Options{By: f.by, Syscalls: f.syscalls, Comms: f.comms, Errors: f.errors, Latency: f.latency,
+		Config: ksyscalls.Config{Pid: uint32(f.pid), Comms: f.comms, Latency: f.latency, Paths: f.paths, PathSyscalls: ksyscalls.PathSyscallsFor(runtime.GOARCH)},
+		Table: syscalls.Options{By: f.by, Syscalls: f.syscalls, Comms: f.comms, Errors: f.errors, Latency: f.latency,
 			Paths: f.paths, Top: f.top, Interval: f.interval, JSON: f.output == "json"}}
 	if f.read != "" {
 		return replay(f.read, f.budget, f.containers, f.netns, stderr, func(rec *recording.File, netns map[uint32]bool) error {

@@ -60,7 +60,7 @@ func (s *Iterators) Close() error {
 }
 
 // Snapshot is what one network namespace holds: its TCP sockets as raw sock_records
-// (see events.DecodeSocket) and the sysctls that decide how many local ports a client has.
+// (see events/sockets.DecodeSockets) and the sysctls that decide how many local ports a client has.
 type Snapshot struct {
 	Records   []byte
 	PortRange [2]int // net.ipv4.ip_local_port_range
@@ -115,7 +115,7 @@ func (s *Iterators) Count(nsPath string) (Counts, error) {
 }
 
 // Owners returns the owner records of every process's TCP socket files, laid out as recordings
-// keep them (events.OwnerRecordSize bytes each: inode, pid, comm).
+// keep them (events/sockets.OwnerRecordSize bytes each: inode, pid, comm).
 func (s *Iterators) Owners() ([]byte, error) {
 	rd, err := s.owners.Open()
 	if err != nil {
@@ -134,5 +134,5 @@ func (s *Iterators) Owners() ([]byte, error) {
 	return out, nil
 }
 
-// recordedOwnerSize is events.OwnerRecordSize: inode, pid, comm.
+// recordedOwnerSize is events/sockets.OwnerRecordSize: inode, pid, comm.
 const recordedOwnerSize = 24
