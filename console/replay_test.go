@@ -2,6 +2,7 @@ package console
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -107,7 +108,9 @@ func TestSelectNetnsNamesTheHost(t *testing.T) {
 	if len(got) != 2 || !got[rec.Meta.HostNetns] || !got[7] {
 		t.Errorf("--netns host,7: %v; want the host's %d and 7", got, rec.Meta.HostNetns)
 	}
-	if _, err := rec.SelectNetns(nil, []string{"/run/netns/blue"}); err == nil || !strings.Contains(err.Error(), "give the namespace's inode") {
-		t.Errorf("--netns /run/netns/blue: %v; want it refused, asking for the inode", err)
+	_, err = rec.SelectNetns(nil, []string{"/run/netns/blue"})
+	var bad *recording.NetnsArgError
+	if !errors.As(err, &bad) || !strings.Contains(err.Error(), "give the namespace's inode") {
+		t.Errorf("--netns /run/netns/blue: %v; want a NetnsArgError (a usage error) asking for the inode", err)
 	}
 }

@@ -17,15 +17,15 @@ import (
 
 // SyscallsOptions say what syscalls counts and how it prints.
 type SyscallsOptions struct {
-	Scope  containers.Spec    // --container, --netns and the runtimes
-	Config ksyscalls.Config   // the kernel's filters and what is measured; its namespaces come from Scope
-	Stacks *collector.Options // also collect stacks; nil: no
-	Table  syscalls.Options   // what the tables hold; Table.Interval prints one every interval
-	Output string             // table, json, or folded (only the stacks)
-	Until  time.Duration      // stop after this long; 0: when ctx ends
-	Stdout io.Writer
-	Stderr io.Writer
-	Attach func() // called once attached (the command catches its signals then)
+	Scope    containers.Spec    // --container, --netns and the runtimes
+	Config   ksyscalls.Config   // the kernel's filters and what is measured; its namespaces come from Scope
+	Stacks   *collector.Options // also collect stacks; nil: no
+	Table    syscalls.Options   // what the tables hold; Table.Interval prints one every interval
+	Output   string             // table, json, or folded (only the stacks)
+	Until    time.Duration      // stop after this long; 0: when ctx ends
+	Stdout   io.Writer
+	Stderr   io.Writer
+	Attached func(what string) // called once attached, with what is counted (the command catches its signals then)
 }
 
 // Syscalls counts live until ctx ends or Until passes, printing every Table.Interval and at the
@@ -67,8 +67,8 @@ func Syscalls(ctx context.Context, o SyscallsOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.Attach != nil {
-		o.Attach()
+	if o.Attached != nil {
+		o.Attached(sc.Describe())
 	}
 	var end <-chan time.Time
 	if o.Until > 0 {
@@ -115,9 +115,9 @@ func Syscalls(ctx context.Context, o SyscallsOptions) error {
 }
 
 // ReplaySyscalls prints a recording's syscall counts of the namespaces in netns (nil: all) and of
-// pid (0: all): the whole recording, or with Table.Interval one table per interval of the
-// recording.
-func ReplaySyscalls(rec *recording.File, file string, netns map[uint32]bool, pid uint32, o SyscallsOptions) error {
+// o.Config.Pid (0: all): the whole recording, or with Table.Interval one table per interval of
+// the recording.
+func ReplaySyscalls(rec *recording.File, file string, netns map[uint32]bool, o SyscallsOptions) error {
 	n := rec.Counts[recording.BlockSyscalls]
 	switch {
 	case n == 0:
@@ -130,7 +130,7 @@ func ReplaySyscalls(rec *recording.File, file string, netns map[uint32]bool, pid
 	names := &namerAt{n: rec.Namer()}
 	table := syscalls.NewTable(o.Table, names, o.Stdout)
 	keep := func(k ksyscalls.Key) bool {
-		return (netns == nil || netns[k.Netns]) && (pid == 0 || k.Tgid == pid)
+		return (netns == nil || netns[k.Netns]) && (o.Config.Pid == 0 || k.Tgid == o.Config.Pid)
 	}
 	interval := o.Table.Interval
 	printed := rec.Meta.Start

@@ -17,15 +17,15 @@ import (
 
 // TraceOptions say what trace follows and how it prints.
 type TraceOptions struct {
-	Scope  containers.Spec // --container, --netns and the runtimes
-	Config ktrace.Config   // the kernel's filters; its namespaces come from Scope
-	Filter trace.Filter    // user space's filters, applied after the tracker
-	JSON   bool
-	Count  int           // stop after this many output lines; 0: no limit
-	Stdout io.Writer     // the events
-	Stderr io.Writer     // warnings, losses and the summary
-	Attach func(string)  // called once attached, with what is traced (the command catches its signals then)
-	Until  time.Duration // stop after this long; 0: when ctx ends
+	Scope    containers.Spec // --container, --netns and the runtimes
+	Config   ktrace.Config   // the kernel's filters; its namespaces come from Scope
+	Filter   trace.Filter    // user space's filters, applied after the tracker
+	JSON     bool
+	Count    int               // stop after this many output lines; 0: no limit
+	Stdout   io.Writer         // the events
+	Stderr   io.Writer         // warnings, losses and the summary
+	Attached func(what string) // called once attached, with what is traced (the command catches its signals then)
+	Until    time.Duration     // stop after this long; 0: when ctx ends
 }
 
 // Trace traces live until ctx ends, Until passes, Count lines are written, or the output's reader
@@ -50,8 +50,8 @@ func Trace(ctx context.Context, o TraceOptions) error {
 	if err != nil {
 		return err
 	}
-	if o.Attach != nil {
-		o.Attach(sc.Describe())
+	if o.Attached != nil {
+		o.Attached(sc.Describe())
 	}
 	stop := ctx.Done()
 	if o.Until > 0 {

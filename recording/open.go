@@ -515,20 +515,19 @@ func (f *File) SelectNetns(queries, netns []string) (map[uint32]bool, error) {
 			set[f.Meta.HostNetns] = true
 			continue
 		}
-		n, err := ParseInode(a)
+		n, err := strconv.ParseUint(a, 10, 32)
 		if err != nil {
-			return nil, err
+			return nil, &NetnsArgError{Arg: a}
 		}
-		set[n] = true
+		set[uint32(n)] = true
 	}
 	return set, nil
 }
 
-// ParseInode reads a recorded namespace's inode as --netns gives it with -r.
-func ParseInode(a string) (uint32, error) {
-	n, err := strconv.ParseUint(a, 10, 32)
-	if err != nil {
-		return 0, fmt.Errorf("--netns %q: with -r, give the namespace's inode (a path names a namespace of this machine, not of the recording)", a)
-	}
-	return uint32(n), nil
+// NetnsArgError is a --netns that names no namespace of a recording: a path, which names a
+// namespace of this machine. The command line reports it as a usage error.
+type NetnsArgError struct{ Arg string }
+
+func (e *NetnsArgError) Error() string {
+	return fmt.Sprintf("--netns %q: with -r, give the namespace's inode (a path names a namespace of this machine, not of the recording)", e.Arg)
 }

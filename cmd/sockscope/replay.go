@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -9,7 +10,7 @@ import (
 	"github.com/sockscope/sockscope/recording"
 )
 
-// maxInflateFlag declares --max-inflate, for every command that reads recordings; budget reads it.
+// maxInflateFlag declares --max-inflate, for every command that reads recordings; parseMaxInflate reads it.
 func maxInflateFlag(fs *pflag.FlagSet) *string {
 	return fs.String("max-inflate", recording.DefaultBudget.String(), "how much a recording may decompress to: a multiple of its size (64x) or a size (8G); a file that asks for more is refused as a DEFLATE bomb")
 }
@@ -38,17 +39,16 @@ func openRecording(path string, budget recording.Budget, stderr io.Writer) (*rec
 // replay opens the recording path, selects the namespaces of --container and --netns in it, and
 // hands both to show.
 func replay(path string, budget recording.Budget, queries, netns []string, stderr io.Writer, show func(*recording.File, map[uint32]bool) error) error {
-	for _, a := range netns {
-		if _, err := recording.ParseInode(a); err != nil && a != "host" {
-			return usageError{err.Error()}
-		}
-	}
 	rec, closer, err := openRecording(path, budget, stderr)
 	if err != nil {
 		return err
 	}
 	defer closer.Close()
 	only, err := rec.SelectNetns(queries, netns)
+	var bad *recording.NetnsArgError
+	if errors.As(err, &bad) {
+		return usageError{err.Error()}
+	}
 	if err != nil {
 		return err
 	}

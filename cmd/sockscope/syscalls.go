@@ -125,7 +125,7 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 			Paths: f.paths, Top: f.top, Interval: f.interval, JSON: f.output == "json"}}
 	if f.read != "" {
 		return replay(f.read, f.budget, f.containers, f.netns, stderr, func(rec *recording.File, netns map[uint32]bool) error {
-			return console.ReplaySyscalls(rec, f.read, netns, uint32(f.pid), o)
+			return console.ReplaySyscalls(rec, f.read, netns, o)
 		})
 	}
 	if err := prepare(); err != nil {
@@ -139,7 +139,7 @@ func runSyscalls(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, catch, release := catchSignals()
 	defer release()
-	o.Attach = func() {
+	o.Attached = func(string) {
 		catch()
 		fmt.Fprintf(stderr, "sockscope: attached, counting syscalls (Ctrl-C to print and stop)\n")
 	}

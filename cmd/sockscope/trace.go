@@ -136,7 +136,7 @@ func runTrace(args []string, stdout, stderr io.Writer) error {
 	}
 	ctx, catch, release := catchSignals()
 	defer release()
-	o.Attach = func(what string) {
+	o.Attached = func(what string) {
 		catch()
 		fmt.Fprintf(stderr, "sockscope: attached, tracing %s (Ctrl-C to stop)\n", events.Printable(what))
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/sockscope/sockscope/events"
+	"golang.org/x/sys/unix"
 )
 
 // Socket is one TCP socket from a socket-table snapshot (bpf/sockets.h, struct sock_record).
@@ -63,7 +64,7 @@ func DecodeSockets(b []byte, netns uint32, owners map[uint32]Owner) ([]Socket, e
 			Timer:       b[54],
 			Retransmits: b[55],
 		}
-		if s.Family == afInet6 {
+		if s.Family == unix.AF_INET6 {
 			s.Saddr = netip.AddrFrom16([16]byte(b[20:36]))
 			s.Daddr = netip.AddrFrom16([16]byte(b[36:52]))
 		} else {
@@ -179,9 +180,6 @@ func topEndpoints(m map[events.Endpoint]int, n int) []events.EndpointCount {
 var summaryStates = []events.State{events.StateEstablished, events.StateSynSent, events.StateSynRecv, events.StateFinWait1, events.StateFinWait2,
 	events.StateTimeWait, events.StateClose, events.StateCloseWait, events.StateLastAck, events.StateListen, events.StateClosing}
 
-// afInet6 is AF_INET6, as a record's family holds it.
-const afInet6 = 10
-
 // AppendSocketJSON appends one JSON line for a socket.
 func AppendSocketJSON(b []byte, k *Socket, n events.Name) []byte {
 	b = append(b, '{')
@@ -191,7 +189,7 @@ func AppendSocketJSON(b []byte, k *Socket, n events.Name) []byte {
 	b = append(b, `,"state":"`...)
 	b = append(b, k.State.String()...)
 	b = append(b, `","family":"`...)
-	if k.Family == afInet6 {
+	if k.Family == unix.AF_INET6 {
 		b = append(b, "ipv6"...)
 	} else {
 		b = append(b, "ipv4"...)
