@@ -245,10 +245,27 @@ func (ns netns) serveBin(t *testing.T, bin string, args ...string) *server {
 
 // waitAccepted waits for the summary of a server started with -n n: it has accepted all n and
 // closed them. Stopped before that, it would reset the connections still in its accept queue.
+// A connection whose last handshake segment a full accept queue dropped arrives with the
+// server's SYN-ACK retransmissions (1 + 2 + 4 + 8 + 16 + 32 s at most): two minutes is plenty,
+// and a test fails there instead of hanging until the suite's timeout.
 func (s *server) waitAccepted(t *testing.T, n int) {
 	t.Helper()
-	if line, err := s.out.ReadString('\n'); err != nil || !strings.Contains(line, fmt.Sprintf(`"accepted":%d`, n)) {
-		t.Fatalf("tcpload serve -n %d: %q, %v", n, line, err)
+	type result struct {
+		line string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		line, err := s.out.ReadString('\n')
+		got <- result{line, err}
+	}()
+	select {
+	case r := <-got:
+		if r.err != nil || !strings.Contains(r.line, fmt.Sprintf(`"accepted":%d`, n)) {
+			t.Fatalf("tcpload serve -n %d: %q, %v", n, r.line, r.err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("tcpload serve -n %d: not all accepted after 2 minutes", n)
 	}
 }
 

@@ -7,7 +7,9 @@
 // another namespace (the loop's calls leave at the netns check); sockscope counting the loop; the
 // same with --latency; with --stacks (every call's stack copied, and a rate-limited sample); and,
 // where installed, libbpf-tools' syscount and bpftrace's syscount.bt. Each figure is the median
-// over the rounds, beside its floor. `make bench` runs it; it needs root.
+// over the rounds, beside its floor. `make bench` runs it; it needs root. A step is measured
+// against the build before it in the same rounds with -compare NAME=PATH, and -modes TEXT keeps
+// only the modes named with TEXT (beside the baseline and the floors).
 package main
 
 import (
@@ -41,6 +43,16 @@ func main() {
 	calls := flag.Int("calls", 5000000, "getppid calls per measurement")
 	rounds := flag.Int("rounds", 6, "rounds, each running every mode once (the median is reported)")
 	out := flag.String("out", "", "also write the markdown report here")
+	var compare [][2]string
+	flag.Func("compare", "also count with another sockscope binary in every round, NAME=PATH (repeatable): a step measured against the one before it, in the same rounds", func(v string) error {
+		name, path, ok := strings.Cut(v, "=")
+		if !ok || name == "" || path == "" {
+			return errors.New("want NAME=PATH")
+		}
+		compare = append(compare, [2]string{name, path})
+		return nil
+	})
+	only := flag.String("modes", "", "run only the modes whose names contain this text, beside the baseline and the floors (for a quick step; the report of `make bench` runs them all)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fail(errors.New("needs root"))
@@ -90,6 +102,16 @@ func main() {
 			return []string{*sockscope, "syscalls", "--stacks", "--netns", "/run/netns/" + ns, "--duration", "10m", "--runtime-endpoint", "none"}
 		}, ready: "sockscope: attached"},
 	}
+	for _, c := range compare {
+		name, bin := c[0], c[1]
+		modes = append(modes,
+			mode{name: name + " syscalls, another netns traced", tracer: func(ns, other string) []string {
+				return []string{bin, "syscalls", "--netns", "/run/netns/" + other, "--duration", "10m"}
+			}, ready: "sockscope: attached", target: exitFloor + " +10 ns"},
+			mode{name: name + " syscalls, the loop counted", tracer: func(ns, other string) []string {
+				return []string{bin, "syscalls", "--netns", "/run/netns/" + ns, "--duration", "10m"}
+			}, ready: "sockscope: attached", target: exitFloor + " +60 ns"})
+	}
 	if p, err := exec.LookPath("syscount"); err == nil {
 		if sb, err := exec.LookPath("stdbuf"); err == nil {
 			// Line-buffered: it says "Tracing syscalls" once attached, into a pipe here.
@@ -98,6 +120,11 @@ func main() {
 	}
 	if p, err := exec.LookPath("syscount.bt"); err == nil {
 		modes = append(modes, mode{name: "bpftrace syscount.bt", tracer: func(string, string) []string { return []string{"bpftrace", p} }, ready: "Attaching"})
+	}
+	if *only != "" {
+		modes = slices.DeleteFunc(modes, func(m mode) bool {
+			return m.name != "no tracer" && m.floor == nil && !strings.Contains(m.name, *only)
+		})
 	}
 	load0 := benchkit.LoadAvg()
 	results := make([][]float64, len(modes))
