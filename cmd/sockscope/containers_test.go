@@ -119,6 +119,32 @@ func (c container) waitListening(t *testing.T, port int) {
 	}
 }
 
+// waitTimeWait waits until n TCP sockets are in TIME_WAIT in the container's netns, read from
+// /proc/PID/net/tcp{,6} like waitListening. A client that closes first reaches TIME_WAIT only
+// when its server has closed too, which a loaded machine may delay past a snapshot or two.
+func (c container) waitTimeWait(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := 0
+		for _, f := range []string{"tcp", "tcp6"} {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", c.pid(t), f))
+			for _, line := range strings.Split(string(b), "\n") {
+				if fs := strings.Fields(line); len(fs) > 3 && fs[3] == "06" { // TCP_TIME_WAIT
+					got++
+				}
+			}
+		}
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container %s: %d sockets in TIME_WAIT after 15s, want %d", c.name, got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // listens reports whether a TCP socket listens on port in pid's network namespace, read from
 // /proc/PID/net/tcp{,6}, so that asking makes no traffic sockscope could see.
 func listens(pid, port int) bool {

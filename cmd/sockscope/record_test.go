@@ -223,7 +223,8 @@ func TestDiagnosePortExhaustion(t *testing.T) {
 	if !strings.Contains(out, `"ok":4`) || !strings.Contains(out, `"EADDRNOTAVAIL":3`) {
 		t.Fatalf("port exhaustion in %s: %s", c.name, out)
 	}
-	time.Sleep(time.Second) // a snapshot with the TIME_WAIT sockets
+	c.waitTimeWait(t, 4)
+	time.Sleep(time.Second) // a snapshot with the TIME_WAIT sockets (two intervals)
 	stopRecord(t, rec)
 	want := map[string]float64{"eaddrnotavail": 3, "range_ports": 4, "peak_used": 4, "peak_time_wait": 4, "tw_reuse": 0}
 	assertFinding(t, diagnoseFile(t, file), "port_exhaustion", c.name, want)
