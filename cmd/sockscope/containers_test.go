@@ -126,15 +126,7 @@ func (c container) waitTimeWait(t *testing.T, n int) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		got := 0
-		for _, f := range []string{"tcp", "tcp6"} {
-			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", c.pid(t), f))
-			for _, line := range strings.Split(string(b), "\n") {
-				if fs := strings.Fields(line); len(fs) > 3 && fs[3] == "06" { // TCP_TIME_WAIT
-					got++
-				}
-			}
-		}
+		got := procTCPCount(c.pid(t), func(local, state string) bool { return state == "06" }) // TCP_TIME_WAIT
 		if got == n {
 			return
 		}
@@ -149,16 +141,24 @@ func (c container) waitTimeWait(t *testing.T, n int) {
 // /proc/PID/net/tcp{,6}, so that asking makes no traffic sockscope could see.
 func listens(pid, port int) bool {
 	want := fmt.Sprintf(":%04X", port)
+	return procTCPCount(pid, func(local, state string) bool {
+		return strings.HasSuffix(local, want) && state == "0A" // TCP_LISTEN
+	}) > 0
+}
+
+// procTCPCount counts the sockets of /proc/PID/net/tcp{,6} whose local address (hex IP:PORT)
+// and state (hex TCP_*) match.
+func procTCPCount(pid int, match func(local, state string) bool) int {
+	n := 0
 	for _, f := range []string{"tcp", "tcp6"} {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
 		for _, line := range strings.Split(string(b), "\n") {
-			fs := strings.Fields(line)
-			if len(fs) > 3 && strings.HasSuffix(fs[1], want) && fs[3] == "0A" { // TCP_LISTEN
-				return true
+			if fs := strings.Fields(line); len(fs) > 3 && match(fs[1], fs[3]) {
+				n++
 			}
 		}
 	}
-	return false
+	return n
 }
 
 // wgets fetches http://127.0.0.1:8080/ n times from inside the container, one wget process each.
