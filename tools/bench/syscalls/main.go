@@ -83,12 +83,19 @@ func main() {
 		{name: "counting floor on sys_exit, another netns selected", floor: []string{fmt.Sprintf("%s@%d", benchkit.HookSysExitFilter, inode(other))}},
 		{name: "counting floor on sys_exit, the loop's netns selected", floor: []string{fmt.Sprintf("%s@%d", benchkit.HookSysExitFilter, inode(ns))}},
 		{name: bothFloor, floor: []string{benchkit.HookSysEnter, benchkit.HookSysExit}},
-		{name: "sockscope syscalls, another netns traced", tracer: func(ns, other string) []string {
-			return []string{*sockscope, "syscalls", "--netns", "/run/netns/" + other, "--duration", "10m"}
-		}, ready: "sockscope: attached", target: exitFloor + " +10 ns"},
-		{name: "sockscope syscalls, the loop counted", tracer: func(ns, other string) []string {
-			return []string{*sockscope, "syscalls", "--netns", "/run/netns/" + ns, "--duration", "10m"}
-		}, ready: "sockscope: attached", target: exitFloor + " +60 ns"},
+	}
+	// Counting, by sockscope and by each -compare build: the two modes with targets.
+	for _, c := range append([][2]string{{"sockscope", *sockscope}}, compare...) {
+		name, bin := c[0], c[1]
+		modes = append(modes,
+			mode{name: name + " syscalls, another netns traced", tracer: func(ns, other string) []string {
+				return []string{bin, "syscalls", "--netns", "/run/netns/" + other, "--duration", "10m"}
+			}, ready: "sockscope: attached", target: exitFloor + " +10 ns"},
+			mode{name: name + " syscalls, the loop counted", tracer: func(ns, other string) []string {
+				return []string{bin, "syscalls", "--netns", "/run/netns/" + ns, "--duration", "10m"}
+			}, ready: "sockscope: attached", target: exitFloor + " +60 ns"})
+	}
+	modes = append(modes, []mode{
 		{name: "sockscope syscalls --latency, the loop counted", tracer: func(ns, other string) []string {
 			return []string{*sockscope, "syscalls", "--latency", "--netns", "/run/netns/" + ns, "--duration", "10m"}
 		}, ready: "sockscope: attached"},
@@ -101,17 +108,7 @@ func main() {
 		{name: "sockscope syscalls --stacks (sampled), the loop counted", tracer: func(ns, other string) []string {
 			return []string{*sockscope, "syscalls", "--stacks", "--netns", "/run/netns/" + ns, "--duration", "10m", "--runtime-endpoint", "none"}
 		}, ready: "sockscope: attached"},
-	}
-	for _, c := range compare {
-		name, bin := c[0], c[1]
-		modes = append(modes,
-			mode{name: name + " syscalls, another netns traced", tracer: func(ns, other string) []string {
-				return []string{bin, "syscalls", "--netns", "/run/netns/" + other, "--duration", "10m"}
-			}, ready: "sockscope: attached", target: exitFloor + " +10 ns"},
-			mode{name: name + " syscalls, the loop counted", tracer: func(ns, other string) []string {
-				return []string{bin, "syscalls", "--netns", "/run/netns/" + ns, "--duration", "10m"}
-			}, ready: "sockscope: attached", target: exitFloor + " +60 ns"})
-	}
+	}...)
 	if p, err := exec.LookPath("syscount"); err == nil {
 		if sb, err := exec.LookPath("stdbuf"); err == nil {
 			// Line-buffered: it says "Tracing syscalls" once attached, into a pipe here.
