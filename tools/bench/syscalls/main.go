@@ -9,7 +9,10 @@
 // where installed, libbpf-tools' syscount and bpftrace's syscount.bt. Each figure is the median
 // over the rounds, beside its floor. `make bench` runs it; it needs root. A step is measured
 // against the build before it in the same rounds with -compare NAME=PATH, and -modes TEXT keeps
-// only the modes named with TEXT (beside the baseline and the floors).
+// only the modes named with TEXT (beside the baseline and the floors). -stats adds the time inside
+// the BPF programs per call, from the kernel's statistics: where whole-call timing cannot resolve
+// a step of a few nanoseconds (a VM whose kernel switches page tables at every syscall), the
+// programs' own time can.
 package main
 
 import (
@@ -24,6 +27,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
@@ -52,6 +57,7 @@ func main() {
 		compare = append(compare, [2]string{name, path})
 		return nil
 	})
+	stats := flag.Bool("stats", false, "also report the time inside the BPF programs per call, from the kernel's statistics (enabled for the run; they add two clock reads to every run of every program): a step of a few nanoseconds that whole-call timing cannot resolve")
 	only := flag.String("modes", "", "run only the modes whose names contain this text, beside the baseline and the floors (for a quick step; the report of `make bench` runs them all)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
@@ -123,24 +129,48 @@ func main() {
 			return m.name != "no tracer" && m.floor == nil && !strings.Contains(m.name, *only)
 		})
 	}
+	if *stats {
+		c, err := benchkit.EnableStats()
+		if err != nil {
+			fail(fmt.Errorf("BPF statistics: %w", err))
+		}
+		defer c.Close()
+	}
 	load0 := benchkit.LoadAvg()
 	results := make([][]float64, len(modes))
+	inBPF := make([][]float64, len(modes))
 	for r := 0; r < *rounds; r++ {
 		for k := range modes {
 			i := (k + r) % len(modes) // the order rotates from round to round
 			m := modes[i]
-			ns1, err := measure(m, ns, other, *sysload, *calls)
+			ns1, bpf1, err := measure(m, ns, other, *sysload, *calls, *stats)
 			if err != nil {
 				fail(fmt.Errorf("%s: %w", m.name, err))
 			}
 			results[i] = append(results[i], ns1)
-			fmt.Fprintf(os.Stderr, "sysbench: round %d %-48s %.1f ns/call\n", r+1, m.name, ns1)
+			inBPF[i] = append(inBPF[i], bpf1)
+			fmt.Fprintf(os.Stderr, "sysbench: round %d %-48s %.1f ns/call", r+1, m.name, ns1)
+			if *stats {
+				fmt.Fprintf(os.Stderr, ", %.1f ns in BPF", bpf1)
+			}
+			fmt.Fprintln(os.Stderr)
 		}
 	}
 	var w strings.Builder
 	fmt.Fprintf(&w, "### `sockscope syscalls` benchmark\n\nMeasured %s on Linux %s (load average at start: %s, at end: %s), %d rounds of %d getppid calls pinned to CPU 0 in a netns of their own; each round runs every mode once, in an order rotated from round to round; medians, and the range over the rounds.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), benchkit.Kernel(), load0, benchkit.LoadAvg(), *rounds, *calls)
-	fmt.Fprintf(&w, "| mode | ns per getppid (range) | added | target | met |\n|---|---:|---:|---|---|\n")
+	if *stats {
+		fmt.Fprintf(&w, "BPF run-time statistics were on for the whole run (two clock reads more in every program run, so every mode but the baseline is slower than without them); the last column is the time inside the programs per call, from those statistics.\n\n")
+	}
+	fmt.Fprintf(&w, "| mode | ns per getppid (range) | added | target | met |")
+	if *stats {
+		fmt.Fprintf(&w, " ns in BPF per call (range) |")
+	}
+	fmt.Fprintf(&w, "\n|---|---:|---:|---|---|")
+	if *stats {
+		fmt.Fprintf(&w, "---:|")
+	}
+	fmt.Fprintln(&w)
 	base := benchkit.Median(results[0])
 	added := map[string]float64{}
 	for i, m := range modes {
@@ -155,7 +185,11 @@ func main() {
 			target = fmt.Sprintf("≤ %+.1f (the floor %+.1f, +%s)", added[floor]+limit, added[floor], extra)
 			met = benchkit.Verdict(med-base <= added[floor]+limit)
 		}
-		fmt.Fprintf(&w, "| %s | %.1f (%.1f–%.1f) | %+.1f | %s | %s |\n", m.name, med, lo, hi, med-base, target, met)
+		fmt.Fprintf(&w, "| %s | %.1f (%.1f–%.1f) | %+.1f | %s | %s |", m.name, med, lo, hi, med-base, target, met)
+		if *stats {
+			fmt.Fprintf(&w, " %.1f (%.1f–%.1f) |", benchkit.Median(inBPF[i]), slices.Min(inBPF[i]), slices.Max(inBPF[i]))
+		}
+		fmt.Fprintln(&w)
 	}
 	fmt.Print(w.String())
 	if *out != "" {
@@ -171,12 +205,14 @@ func fail(err error) {
 	os.Exit(1)
 }
 
-// measure starts the mode's tracer, waits until it is attached, runs the loop and stops it.
-func measure(m mode, ns, other, sysload string, calls int) (float64, error) {
+// measure starts the mode's tracer, waits until it is attached, runs the loop and stops it. It
+// returns the loop's time per call and, with stats, the time per call inside the programs that
+// ran on each of its calls.
+func measure(m mode, ns, other, sysload string, calls int, stats bool) (float64, float64, error) {
 	if m.floor != nil {
 		f, err := benchkit.AttachFloor(m.floor...)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		defer f.Close()
 	}
@@ -186,7 +222,7 @@ func measure(m mode, ns, other, sysload string, calls int) (float64, error) {
 		pr, pw, _ := os.Pipe()
 		cmd.Stdout, cmd.Stderr = pw, pw
 		if err := cmd.Start(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		pw.Close()
 		defer func() {
@@ -217,10 +253,10 @@ func measure(m mode, ns, other, sysload string, calls int) (float64, error) {
 		select {
 		case ok := <-ready:
 			if !ok {
-				return 0, errors.New("tracer exited before attaching")
+				return 0, 0, errors.New("tracer exited before attaching")
 			}
 		case <-time.After(30 * time.Second):
-			return 0, errors.New("tracer did not attach")
+			return 0, 0, errors.New("tracer did not attach")
 		}
 		if strings.HasPrefix(m.ready, "Attaching") {
 			time.Sleep(2 * time.Second) // bpftrace prints before it has attached
@@ -228,15 +264,30 @@ func measure(m mode, ns, other, sysload string, calls int) (float64, error) {
 	}
 	dir, _ := os.MkdirTemp("", "sysbench")
 	defer os.RemoveAll(dir)
+	var before map[ebpf.ProgramID]benchkit.ProgRun
+	if stats {
+		var err error
+		if before, err = benchkit.ProgramRuns(); err != nil {
+			return 0, 0, err
+		}
+	}
 	out, err := exec.Command("ip", "netns", "exec", ns, "taskset", "-c", "0", sysload, "-dir", dir, "-getppid", fmt.Sprint(calls)).Output()
 	if err != nil {
-		return 0, fmt.Errorf("sysload: %v", err)
+		return 0, 0, fmt.Errorf("sysload: %v", err)
 	}
 	var r struct {
 		NS float64 `json:"ns_per_getppid"`
 	}
 	if err := json.Unmarshal(out, &r); err != nil {
-		return 0, fmt.Errorf("sysload output %q: %v", out, err)
+		return 0, 0, fmt.Errorf("sysload output %q: %v", out, err)
 	}
-	return r.NS, nil
+	var inBPF float64
+	if stats {
+		after, err := benchkit.ProgramRuns()
+		if err != nil {
+			return 0, 0, err
+		}
+		inBPF, _ = benchkit.InProgram(before, after, uint64(calls))
+	}
+	return r.NS, inBPF, nil
 }

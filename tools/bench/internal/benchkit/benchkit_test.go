@@ -5,10 +5,13 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cilium/ebpf"
 )
 
 func TestMedian(t *testing.T) {
@@ -203,5 +206,24 @@ func TestRunCleanups(t *testing.T) {
 	RunCleanups()
 	if len(order) != 2 || order[0] != 2 || order[1] != 1 {
 		t.Errorf("order %v", order)
+	}
+}
+
+func TestInProgram(t *testing.T) {
+	before := map[ebpf.ProgramID]ProgRun{
+		1: {Name: "on_enter", Runtime: 1000, Runs: 10},
+		2: {Name: "on_exit", Runtime: 5000, Runs: 20},
+		3: {Name: "on_state", Runtime: 700, Runs: 7},
+	}
+	after := map[ebpf.ProgramID]ProgRun{
+		1: {Name: "on_enter", Runtime: 1000 + 40*1000, Runs: 10 + 1000},
+		2: {Name: "on_exit", Runtime: 5000 + 110*1002, Runs: 20 + 1002},
+		3: {Name: "on_state", Runtime: 700 + 500, Runs: 7 + 5}, // ran too few times: another hook
+		4: {Name: "new", Runtime: 1e6, Runs: 5000},             // loaded after the first snapshot
+	}
+	ns, names := InProgram(before, after, 1000)
+	slices.Sort(names)
+	if ns != 150 || !slices.Equal(names, []string{"on_enter", "on_exit"}) {
+		t.Errorf("InProgram = %v %v, want 150 [on_enter on_exit]", ns, names)
 	}
 }
