@@ -7,8 +7,10 @@
  * bits; where two do, their entry holds NETNS_SHARED and the overflow hash has them. A lookup is
  * an array load and a compare, where a hash lookup (jhash, a bucket walk) cost a measurable share
  * of every transition; it comes after the cheaper checks, as the first thing that touches a map.
- * Go writes both maps (loader/netns.go, the NetnsTable every capability uses): the overflow
- * entry before the marker, and the marker away before the overflow entry. */
+ * Before the table, a fixed element holding the first few selected namespaces (netns_few, below)
+ * spares the table's dependent load where few are selected. Go writes the three maps
+ * (loader/netns.go, the NetnsTable every capability uses): the overflow entry before the marker,
+ * the marker away before the overflow entry, and the few after the table. */
 #ifndef SOCKSCOPE_NETNS_H
 #define SOCKSCOPE_NETNS_H
 
@@ -38,6 +40,29 @@ struct {
 	__type(value, __u32);
 } netns_overflow SEC(".maps");
 
+/* The first few selected namespaces again, in one element at a fixed place: the direct table's
+ * entry depends on the inode, so reaching it is one more dependent load after the three that
+ * read the inode, and where the caches and TLB are cold (every syscall on a host whose kernel
+ * isolates its page tables) that load is most of what a filtered-out event costs. This element's
+ * address is fixed, so it is loaded alongside the inode; with as many namespaces selected as it
+ * holds (`--container x`, `--netns`), a namespace nobody traces is rejected without the direct
+ * table. Go keeps each selected inode in one place while it stays selected, and sets `more` while
+ * some selected inode is only in the direct table. */
+#define NETNS_FEW 4
+
+struct netns_few {
+	struct netns_slot e[NETNS_FEW]; /* inum 0: a free place */
+	__u32 more;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct netns_few);
+} netns_few SEC(".maps");
+
 static __always_inline __u32 sk_netns(const struct sock *sk)
 {
 	return sk->__sk_common.skc_net.net->ns.inum;
@@ -51,6 +76,17 @@ static __always_inline __u32 task_netns(const struct task_struct *task)
 /* netns_slot_of is the slot of a selected namespace, 0 for one not selected. */
 static __always_inline __u32 netns_slot_of(__u32 inum)
 {
+	__u32 zero = 0;
+	struct netns_few *few = bpf_map_lookup_elem(&netns_few, &zero);
+	if (!few)
+		return 0;
+	/* A place being written may show its inode before its slot: no match until both are there. */
+#pragma unroll
+	for (int i = 0; i < NETNS_FEW; i++)
+		if (few->e[i].inum == inum && few->e[i].slot)
+			return few->e[i].slot;
+	if (!few->more)
+		return 0;
 	__u32 idx = inum & netns_mask;
 	struct netns_slot *s = bpf_map_lookup_elem(&netns_direct, &idx);
 	if (!s || !s->slot)

@@ -5,6 +5,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
 #include "count.h"
+#include "netns.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -26,4 +27,12 @@ int insert_after_miss(void *ctx)
 	if (v)
 		*v += 1;
 	return v ? 1 : 0;
+}
+
+/* The namespace filter of every program (netns.h), asked about one inode: the test run's first
+ * argument. It returns the inode's slot, 0 for an inode not selected. */
+SEC("raw_tp")
+int netns_lookup(__u64 *ctx)
+{
+	return netns_slot_of((__u32)ctx[0]);
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"slices"
 
 	"github.com/cilium/ebpf"
 )
@@ -23,21 +24,36 @@ func netnsDirectSize(max uint32) uint32 {
 }
 
 // NetnsTable mirrors a program set's namespace filter: the selected inodes and their slots, in
-// the direct table and its overflow hash, so that an update writes only what changed.
+// the direct table and its overflow hash, and the first few of them in the fixed element checked
+// before the table, so that an update writes only what changed.
 type NetnsTable struct {
-	direct, overflow *ebpf.Map
-	mask             uint32
-	max              int
-	slots            map[uint32]uint32 // selected inode -> slot
-	entries          map[uint32]netnsEntry
-	inOverflow       map[uint32]bool
+	direct, overflow, few *ebpf.Map
+	mask                  uint32
+	max                   int
+	slots                 map[uint32]uint32 // selected inode -> slot
+	entries               map[uint32]netnsEntry
+	inOverflow            map[uint32]bool
+	fewNow                netnsFew
 }
 
 type netnsEntry struct{ Inum, Slot uint32 }
 
-func NewNetnsTable(direct, overflow *ebpf.Map, max uint32) *NetnsTable {
+// netnsFewSize is NETNS_FEW in bpf/netns.h.
+const netnsFewSize = 4
+
+// netnsFew is struct netns_few: places for the first few selected inodes, and whether some
+// selected inode is only in the direct table.
+type netnsFew struct {
+	E    [netnsFewSize]netnsEntry
+	More uint32
+	Pad  uint32
+}
+
+// NewNetnsTable is the filter of a loaded program set: its maps netns_direct, netns_overflow and
+// netns_few, for up to max namespaces at once.
+func NewNetnsTable(direct, overflow, few *ebpf.Map, max uint32) *NetnsTable {
 	return &NetnsTable{
-		direct: direct, overflow: overflow, mask: direct.MaxEntries() - 1, max: int(max),
+		direct: direct, overflow: overflow, few: few, mask: direct.MaxEntries() - 1, max: int(max),
 		slots: map[uint32]uint32{}, entries: map[uint32]netnsEntry{}, inOverflow: map[uint32]bool{},
 	}
 }
@@ -109,9 +125,65 @@ func (t *NetnsTable) Set(want map[uint32]uint32) error {
 			delete(t.inOverflow, ino)
 		}
 	}
+	if err := t.setFew(want); err != nil {
+		return err
+	}
 	t.slots = make(map[uint32]uint32, len(want))
 	for ino, s := range want {
 		t.slots[ino] = s
+	}
+	return nil
+}
+
+// setFew brings the fixed element to want, after the table has it (a lookup that misses the
+// few goes to the table while `more` is set). An inode keeps its place while it stays selected,
+// so the element goes through states in which every inode that stays is found: places of inodes
+// that leave are emptied first (a slot that changes is written in place: a lookup sees the old
+// or the new one), then free places take inodes in order, and `more` is cleared last; it is
+// never clear while a selected inode is only in the table.
+func (t *NetnsTable) setFew(want map[uint32]uint32) error {
+	placed := map[uint32]bool{}
+	emptied := t.fewNow
+	for i, e := range emptied.E {
+		if e.Inum == 0 {
+			continue
+		}
+		if s, ok := want[e.Inum]; ok {
+			emptied.E[i].Slot = s
+			placed[e.Inum] = true
+		} else {
+			emptied.E[i] = netnsEntry{}
+		}
+	}
+	var rest []uint32
+	for ino := range want {
+		if !placed[ino] {
+			rest = append(rest, ino)
+		}
+	}
+	slices.Sort(rest)
+	filled := emptied
+	for i := range filled.E {
+		if filled.E[i].Inum == 0 && len(rest) > 0 {
+			filled.E[i] = netnsEntry{rest[0], want[rest[0]]}
+			rest = rest[1:]
+		}
+	}
+	final := filled
+	final.More = 0
+	if len(rest) > 0 {
+		final.More = 1
+	}
+	emptied.More = t.fewNow.More | final.More
+	filled.More = emptied.More
+	for _, next := range []netnsFew{emptied, filled, final} {
+		if next == t.fewNow {
+			continue
+		}
+		if err := t.few.Put(uint32(0), next); err != nil {
+			return fmt.Errorf("update the netns filter: %w", err)
+		}
+		t.fewNow = next
 	}
 	return nil
 }

@@ -8,16 +8,36 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type selftestNetnsFew struct {
+	_    structs.HostLayout
+	E    [4]selftestNetnsSlot
+	More uint32
+	Pad  uint32
+}
+
+type selftestNetnsSlot struct {
+	_    structs.HostLayout
+	Inum uint32
+	Slot uint32
+}
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	selftestMapNetnsDirect      = "netns_direct"
+	selftestMapNetnsFew         = "netns_few"
+	selftestMapNetnsOverflow    = "netns_overflow"
 	selftestMapRaceCounts       = "race_counts"
 	selftestProgInsertAfterMiss = "insert_after_miss"
+	selftestProgNetnsLookup     = "netns_lookup"
+	selftestVarFilterNetns      = "filter_netns"
+	selftestVarNetnsMask        = "netns_mask"
 )
 
 // loadSelftest returns the embedded CollectionSpec for selftest.
@@ -63,19 +83,25 @@ type selftestSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type selftestProgramSpecs struct {
 	InsertAfterMiss *ebpf.ProgramSpec `ebpf:"insert_after_miss"`
+	NetnsLookup     *ebpf.ProgramSpec `ebpf:"netns_lookup"`
 }
 
 // selftestMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type selftestMapSpecs struct {
-	RaceCounts *ebpf.MapSpec `ebpf:"race_counts"`
+	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
+	NetnsFew      *ebpf.MapSpec `ebpf:"netns_few"`
+	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
+	RaceCounts    *ebpf.MapSpec `ebpf:"race_counts"`
 }
 
 // selftestVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type selftestVariableSpecs struct {
+	FilterNetns *ebpf.VariableSpec `ebpf:"filter_netns"`
+	NetnsMask   *ebpf.VariableSpec `ebpf:"netns_mask"`
 }
 
 // selftestObjects contains all objects after they have been loaded into the kernel.
@@ -98,11 +124,17 @@ func (o *selftestObjects) Close() error {
 //
 // It can be passed to loadSelftestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type selftestMaps struct {
-	RaceCounts *ebpf.Map `ebpf:"race_counts"`
+	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
+	NetnsFew      *ebpf.Map `ebpf:"netns_few"`
+	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
+	RaceCounts    *ebpf.Map `ebpf:"race_counts"`
 }
 
 func (m *selftestMaps) Close() error {
 	return _SelftestClose(
+		m.NetnsDirect,
+		m.NetnsFew,
+		m.NetnsOverflow,
 		m.RaceCounts,
 	)
 }
@@ -111,6 +143,8 @@ func (m *selftestMaps) Close() error {
 //
 // It can be passed to loadSelftestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type selftestVariables struct {
+	FilterNetns *ebpf.Variable `ebpf:"filter_netns"`
+	NetnsMask   *ebpf.Variable `ebpf:"netns_mask"`
 }
 
 // selftestPrograms contains all programs after they have been loaded into the kernel.
@@ -118,11 +152,13 @@ type selftestVariables struct {
 // It can be passed to loadSelftestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type selftestPrograms struct {
 	InsertAfterMiss *ebpf.Program `ebpf:"insert_after_miss"`
+	NetnsLookup     *ebpf.Program `ebpf:"netns_lookup"`
 }
 
 func (p *selftestPrograms) Close() error {
 	return _SelftestClose(
 		p.InsertAfterMiss,
+		p.NetnsLookup,
 	)
 }
 

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
-	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -199,10 +198,11 @@ func Open(cfg Config) (*Counters, error) {
 	for s := uint32(1); s <= cfg.MaxNetns; s++ {
 		e.free = append(e.free, s)
 	}
-	if err := spec.LoadAndAssign(&e.objs, nil); err != nil {
+	defer loader.DoneLoading()
+	if err := spec.LoadAndAssign(&e.objs, loader.LoadOptions()); err != nil {
 		return nil, loader.Missing("load the exporter's programs", err, loader.NeedBTF, loader.NeedTpBTF, loader.NeedMapWalk)
 	}
-	e.netns = loader.NewNetnsTable(e.objs.NetnsDirect, e.objs.NetnsOverflow, cfg.MaxNetns)
+	e.netns = loader.NewNetnsTable(e.objs.NetnsDirect, e.objs.NetnsOverflow, e.objs.NetnsFew, cfg.MaxNetns)
 	e.progs = []namedProgram{
 		// The twin right after its main program: the kernel runs them in the order they attach.
 		{"count_state", e.objs.CountState}, {"count_state_nested", e.objs.CountStateNested}, {"count_retransmit", e.objs.CountRetransmit},
@@ -220,7 +220,6 @@ func Open(cfg Config) (*Counters, error) {
 		e.Close()
 		return nil, err
 	}
-	debug.FreeOSMemory() // the kernel BTF parsed for CO-RE is garbage now
 	return e, nil
 }
 

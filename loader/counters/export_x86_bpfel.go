@@ -47,6 +47,13 @@ type exportNetnsCounters struct {
 	GaugeOut       [16]uint64
 }
 
+type exportNetnsFew struct {
+	_    structs.HostLayout
+	E    [4]exportNetnsSlot
+	More uint32
+	Pad  uint32
+}
+
 type exportNetnsSlot struct {
 	_    structs.HostLayout
 	Inum uint32
@@ -70,6 +77,7 @@ const (
 	exportMapLost                = "lost"
 	exportMapNested              = "nested"
 	exportMapNetnsDirect         = "netns_direct"
+	exportMapNetnsFew            = "netns_few"
 	exportMapNetnsOverflow       = "netns_overflow"
 	exportMapRare                = "rare"
 	exportProgCountResetReceived = "count_reset_received"
@@ -155,6 +163,7 @@ type exportMapSpecs struct {
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
 	Nested        *ebpf.MapSpec `ebpf:"nested"`
 	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
+	NetnsFew      *ebpf.MapSpec `ebpf:"netns_few"`
 	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
 	Rare          *ebpf.MapSpec `ebpf:"rare"`
 }
@@ -204,6 +213,7 @@ type exportMaps struct {
 	Lost          *ebpf.Map `ebpf:"lost"`
 	Nested        *ebpf.Map `ebpf:"nested"`
 	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
+	NetnsFew      *ebpf.Map `ebpf:"netns_few"`
 	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
 	Rare          *ebpf.Map `ebpf:"rare"`
 }
@@ -216,6 +226,7 @@ func (m *exportMaps) Close() error {
 		m.Lost,
 		m.Nested,
 		m.NetnsDirect,
+		m.NetnsFew,
 		m.NetnsOverflow,
 		m.Rare,
 	)

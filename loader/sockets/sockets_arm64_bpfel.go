@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type socketsNetnsFew struct {
+	_    structs.HostLayout
+	E    [4]socketsNetnsSlot
+	More uint32
+	Pad  uint32
+}
+
 type socketsNetnsSlot struct {
 	_    structs.HostLayout
 	Inum uint32
@@ -52,6 +59,7 @@ type socketsSockRecord struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	socketsMapNetnsDirect       = "netns_direct"
+	socketsMapNetnsFew          = "netns_few"
 	socketsMapNetnsOverflow     = "netns_overflow"
 	socketsProgCountTcp         = "count_tcp"
 	socketsProgDumpOwners       = "dump_owners"
@@ -116,6 +124,7 @@ type socketsProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type socketsMapSpecs struct {
 	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
+	NetnsFew      *ebpf.MapSpec `ebpf:"netns_few"`
 	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
 }
 
@@ -152,12 +161,14 @@ func (o *socketsObjects) Close() error {
 // It can be passed to loadSocketsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type socketsMaps struct {
 	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
+	NetnsFew      *ebpf.Map `ebpf:"netns_few"`
 	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
 }
 
 func (m *socketsMaps) Close() error {
 	return _SocketsClose(
 		m.NetnsDirect,
+		m.NetnsFew,
 		m.NetnsOverflow,
 	)
 }

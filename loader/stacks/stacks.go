@@ -113,10 +113,11 @@ func Open(cfg Config) (*Sampler, error) {
 		return nil, err
 	}
 	s := &Sampler{}
-	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
+	defer loader.DoneLoading()
+	if err := spec.LoadAndAssign(&s.objs, loader.LoadOptions()); err != nil {
 		return nil, loader.Missing("load the stack sampler", err, loader.NeedBTF, loader.NeedTpBTF, loader.NeedRingBuf)
 	}
-	s.netns = loader.NewNetnsTable(s.objs.NetnsDirect, s.objs.NetnsOverflow, maxStacksNetns)
+	s.netns = loader.NewNetnsTable(s.objs.NetnsDirect, s.objs.NetnsOverflow, s.objs.NetnsFew, maxStacksNetns)
 	for _, nr := range cfg.Syscalls {
 		if nr > MaxSyscallNr {
 			s.Close()

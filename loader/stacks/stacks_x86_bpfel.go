@@ -13,6 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type stacksNetnsFew struct {
+	_    structs.HostLayout
+	E    [4]stacksNetnsSlot
+	More uint32
+	Pad  uint32
+}
+
 type stacksNetnsSlot struct {
 	_    structs.HostLayout
 	Inum uint32
@@ -47,6 +54,7 @@ type stacksStackSample struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	stacksMapNetnsDirect       = "netns_direct"
+	stacksMapNetnsFew          = "netns_few"
 	stacksMapNetnsOverflow     = "netns_overflow"
 	stacksMapRate              = "rate"
 	stacksMapSamples           = "samples"
@@ -115,6 +123,7 @@ type stacksProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type stacksMapSpecs struct {
 	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
+	NetnsFew      *ebpf.MapSpec `ebpf:"netns_few"`
 	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
 	Rate          *ebpf.MapSpec `ebpf:"rate"`
 	Samples       *ebpf.MapSpec `ebpf:"samples"`
@@ -159,6 +168,7 @@ func (o *stacksObjects) Close() error {
 // It can be passed to loadStacksObjects or ebpf.CollectionSpec.LoadAndAssign.
 type stacksMaps struct {
 	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
+	NetnsFew      *ebpf.Map `ebpf:"netns_few"`
 	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
 	Rate          *ebpf.Map `ebpf:"rate"`
 	Samples       *ebpf.Map `ebpf:"samples"`
@@ -169,6 +179,7 @@ type stacksMaps struct {
 func (m *stacksMaps) Close() error {
 	return _StacksClose(
 		m.NetnsDirect,
+		m.NetnsFew,
 		m.NetnsOverflow,
 		m.Rate,
 		m.Samples,

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -112,10 +111,11 @@ func Open(cfg Config) (*Counter, error) {
 		return nil, err
 	}
 	s := &Counter{cfg: cfg}
-	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
+	defer loader.DoneLoading()
+	if err := spec.LoadAndAssign(&s.objs, loader.LoadOptions()); err != nil {
 		return nil, loader.Missing("load the syscall programs", err, loader.NeedBTF, loader.NeedTpBTF, loader.NeedTaskStorage)
 	}
-	s.netns = loader.NewNetnsTable(s.objs.NetnsDirect, s.objs.NetnsOverflow, cfg.MaxNetns)
+	s.netns = loader.NewNetnsTable(s.objs.NetnsDirect, s.objs.NetnsOverflow, s.objs.NetnsFew, cfg.MaxNetns)
 	if err := s.SetNetns(cfg.Netns); err != nil {
 		s.Close()
 		return nil, err
@@ -134,7 +134,6 @@ func Open(cfg Config) (*Counter, error) {
 		}
 		s.links = append(s.links, l)
 	}
-	debug.FreeOSMemory()
 	return s, nil
 }
 

@@ -31,6 +31,13 @@ type syscallsErrKey struct {
 	Pad uint32
 }
 
+type syscallsNetnsFew struct {
+	_    structs.HostLayout
+	E    [4]syscallsNetnsSlot
+	More uint32
+	Pad  uint32
+}
+
 type syscallsNetnsSlot struct {
 	_    structs.HostLayout
 	Inum uint32
@@ -68,6 +75,7 @@ const (
 	syscallsMapErrors        = "errors"
 	syscallsMapLost          = "lost"
 	syscallsMapNetnsDirect   = "netns_direct"
+	syscallsMapNetnsFew      = "netns_few"
 	syscallsMapNetnsOverflow = "netns_overflow"
 	syscallsMapPathScratch   = "path_scratch"
 	syscallsMapPaths         = "paths"
@@ -150,6 +158,7 @@ type syscallsMapSpecs struct {
 	Errors        *ebpf.MapSpec `ebpf:"errors"`
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
 	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
+	NetnsFew      *ebpf.MapSpec `ebpf:"netns_few"`
 	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
 	PathScratch   *ebpf.MapSpec `ebpf:"path_scratch"`
 	Paths         *ebpf.MapSpec `ebpf:"paths"`
@@ -206,6 +215,7 @@ type syscallsMaps struct {
 	Errors        *ebpf.Map `ebpf:"errors"`
 	Lost          *ebpf.Map `ebpf:"lost"`
 	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
+	NetnsFew      *ebpf.Map `ebpf:"netns_few"`
 	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
 	PathScratch   *ebpf.Map `ebpf:"path_scratch"`
 	Paths         *ebpf.Map `ebpf:"paths"`
@@ -220,6 +230,7 @@ func (m *syscallsMaps) Close() error {
 		m.Errors,
 		m.Lost,
 		m.NetnsDirect,
+		m.NetnsFew,
 		m.NetnsOverflow,
 		m.PathScratch,
 		m.Paths,

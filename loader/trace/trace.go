@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"slices"
 	"sync"
 
@@ -117,16 +116,17 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	needs := []loader.Need{loader.NeedBTF, loader.NeedRingBuf, loader.NeedTpBTF, loader.NeedTaskStorage, loader.NeedIterTaskFile}
 	t := &Tracer{cfg: cfg}
+	defer loader.DoneLoading() // the kernel's BTF, parsed for the CO-RE relocations, is dropped soon after
 	if cfg.ConnectSyscall {
 		needs = append(needs, loader.NeedSyscallTracepoints)
-		err = spec.LoadAndAssign(&t.objs, nil)
+		err = spec.LoadAndAssign(&t.objs, loader.LoadOptions())
 	} else {
 		// Without --connect-syscall the syscall programs are not loaded at all.
 		var core struct {
 			traceMaps
 			traceCorePrograms
 		}
-		err = spec.LoadAndAssign(&core, nil)
+		err = spec.LoadAndAssign(&core, loader.LoadOptions())
 		t.objs.traceMaps, t.objs.traceCorePrograms = core.traceMaps, core.traceCorePrograms
 	}
 	if err != nil {
@@ -138,7 +138,7 @@ func Open(cfg Config) (*Tracer, error) {
 			t.Close()
 		}
 	}()
-	t.netns = loader.NewNetnsTable(t.objs.NetnsDirect, t.objs.NetnsOverflow, cfg.MaxNetns)
+	t.netns = loader.NewNetnsTable(t.objs.NetnsDirect, t.objs.NetnsOverflow, t.objs.NetnsFew, cfg.MaxNetns)
 	if _, err := t.netns.SelectAll(cfg.Netns); err != nil {
 		return nil, err
 	}
@@ -171,9 +171,6 @@ func Open(cfg Config) (*Tracer, error) {
 	if err := t.walkOwners(); err != nil {
 		return nil, err
 	}
-	// Loading parsed the kernel's BTF for the CO-RE relocations; it is garbage now: give the
-	// memory back rather than carry it for the whole trace.
-	debug.FreeOSMemory()
 	ok = true
 	return t, nil
 }

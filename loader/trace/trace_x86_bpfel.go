@@ -65,6 +65,13 @@ type traceNestedState struct {
 	What    [8]uint64
 }
 
+type traceNetnsFew struct {
+	_    structs.HostLayout
+	E    [4]traceNetnsSlot
+	More uint32
+	Pad  uint32
+}
+
 type traceNetnsSlot struct {
 	_    structs.HostLayout
 	Inum uint32
@@ -99,6 +106,7 @@ const (
 	traceMapLost              = "lost"
 	traceMapNested            = "nested"
 	traceMapNetnsDirect       = "netns_direct"
+	traceMapNetnsFew          = "netns_few"
 	traceMapNetnsOverflow     = "netns_overflow"
 	traceMapOwnedPorts        = "owned_ports"
 	traceMapOwnedSocks        = "owned_socks"
@@ -180,6 +188,7 @@ type traceMapSpecs struct {
 	Lost          *ebpf.MapSpec `ebpf:"lost"`
 	Nested        *ebpf.MapSpec `ebpf:"nested"`
 	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
+	NetnsFew      *ebpf.MapSpec `ebpf:"netns_few"`
 	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
 	OwnedPorts    *ebpf.MapSpec `ebpf:"owned_ports"`
 	OwnedSocks    *ebpf.MapSpec `ebpf:"owned_socks"`
@@ -229,6 +238,7 @@ type traceMaps struct {
 	Lost          *ebpf.Map `ebpf:"lost"`
 	Nested        *ebpf.Map `ebpf:"nested"`
 	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
+	NetnsFew      *ebpf.Map `ebpf:"netns_few"`
 	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
 	OwnedPorts    *ebpf.Map `ebpf:"owned_ports"`
 	OwnedSocks    *ebpf.Map `ebpf:"owned_socks"`
@@ -241,6 +251,7 @@ func (m *traceMaps) Close() error {
 		m.Lost,
 		m.Nested,
 		m.NetnsDirect,
+		m.NetnsFew,
 		m.NetnsOverflow,
 		m.OwnedPorts,
 		m.OwnedSocks,
