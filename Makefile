@@ -42,8 +42,9 @@ fuzz:
 
 # The benchmarks (root): a pinned loopback storm with and without `sockscope trace`, the scrape
 # time by number of namespaces (BEFORE=path/to/an/older/sockscope adds it to that comparison), and
-# `sockscope sockets` against ss and netstat with 30,000 and 80,000 TIME_WAIT sockets; naming pods
-# needs the CRI runtime of .ci/cri.sh.
+# `sockscope sockets` against ss and netstat with 30,000 and 80,000 TIME_WAIT sockets, the cost per
+# syscall, and memory and time to attach against a floor tracer; naming pods needs the CRI runtime
+# of .ci/cri.sh.
 bench: build bin/tcpload
 	$(GO) run ./tools/bench/trace -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-trace.md
 	$(GO) run ./tools/bench/export -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-export.md
@@ -52,6 +53,7 @@ bench: build bin/tcpload
 	$(GO) run ./tools/bench/sockets -sockscope bin/sockscope -tcpload bin/tcpload -out docs/performance-sockets.md
 	$(GO) build -o bin/sysload ./tools/load/sysload
 	$(GO) run ./tools/bench/syscalls -sockscope bin/sockscope -sysload bin/sysload -out docs/performance-syscalls.md
+	$(GO) run ./tools/bench/memory -sockscope bin/sockscope -out docs/performance-memory.md
 
 # The kernel matrix: the privileged tests of tools/kernels/subset.go natively and on Debian's
 # kernels under qemu (packages pinned in tools/kernels/debian.go, cached in ~/.cache/sockscope).
