@@ -34,7 +34,7 @@ type mode struct {
 // mem is one reading of /proc/PID/status, in kB, and the time from exec to the ready line.
 type mem struct {
 	rss, anon, file, hwm int64
-	attach             time.Duration
+	attach               time.Duration
 }
 
 func main() {
