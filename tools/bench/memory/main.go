@@ -131,11 +131,8 @@ func main() {
 		fmt.Fprintf(&w, "| %s | %.1f (%.1f–%.1f) | %.1f | %.1f | %.1f (%.1f–%.1f) | %+.1f | %+.1f | %.0f (%.0f–%.0f) |\n",
 			m.name, r, rlo, rhi, anon, file, h, hlo, hhi, r-floorRSS, h-floorHWM, a, alo, ahi)
 	}
-	fmt.Print(w.String())
-	if *out != "" {
-		if err := os.WriteFile(*out, []byte(w.String()), 0o644); err != nil {
-			fail(err)
-		}
+	if err := benchkit.Emit(w.String(), *out); err != nil {
+		fail(err)
 	}
 }
 

@@ -191,11 +191,8 @@ func main() {
 		}
 		fmt.Fprintln(&w)
 	}
-	fmt.Print(w.String())
-	if *out != "" {
-		if err := os.WriteFile(*out, []byte(w.String()), 0o644); err != nil {
-			fail(err)
-		}
+	if err := benchkit.Emit(w.String(), *out); err != nil {
+		fail(err)
 	}
 }
 

@@ -227,3 +227,16 @@ func TestInProgram(t *testing.T) {
 		t.Errorf("InProgram = %v %v, want 150 [on_enter on_exit]", ns, names)
 	}
 }
+
+func TestEmitWritesTheReportWhereAsked(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "report.md")
+	if err := Emit("| a |\n", out); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(out); err != nil || string(b) != "| a |\n" {
+		t.Errorf("report file %q (%v), want %q", b, err, "| a |\n")
+	}
+	if err := Emit("x\n", filepath.Join(t.TempDir(), "no", "such", "dir", "r.md")); err == nil {
+		t.Error("writing into a missing directory did not fail")
+	}
+}

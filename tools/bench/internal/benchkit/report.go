@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -79,4 +80,13 @@ func WriteNotes(w io.Writer, notes []string) {
 		fmt.Fprintf(w, "- %s\n", n)
 	}
 	fmt.Fprintf(w, "\n")
+}
+
+// Emit prints a harness's report on stdout and, when out is set, writes it there too.
+func Emit(report, out string) error {
+	fmt.Print(report)
+	if out == "" {
+		return nil
+	}
+	return os.WriteFile(out, []byte(report), 0o644)
 }
