@@ -9,6 +9,7 @@ import (
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events/syscalls"
+	"github.com/sockscope/sockscope/loader"
 	ksyscalls "github.com/sockscope/sockscope/loader/syscalls"
 	"github.com/sockscope/sockscope/recorder"
 	"github.com/sockscope/sockscope/recording"
@@ -54,6 +55,7 @@ func Syscalls(ctx context.Context, o SyscallsOptions) error {
 		}
 		defer col.Close()
 	}
+	loader.ReleaseBTF() // everything is loaded
 	setNetns := func(inodes []uint32) error {
 		if err := counter.SetNetns(inodes); err != nil {
 			return err

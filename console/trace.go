@@ -11,6 +11,7 @@ import (
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/events/trace"
+	"github.com/sockscope/sockscope/loader"
 	ktrace "github.com/sockscope/sockscope/loader/trace"
 	"github.com/sockscope/sockscope/recording"
 )
@@ -46,6 +47,7 @@ func Trace(ctx context.Context, o TraceOptions) error {
 		return err
 	}
 	defer tracer.Close()
+	loader.ReleaseBTF() // everything is loaded
 	w, err := containers.Follow(nameCtx, sc, tracer.SetNetns, o.Stderr)
 	if err != nil {
 		return err

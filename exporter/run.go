@@ -13,6 +13,7 @@ import (
 
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
+	"github.com/sockscope/sockscope/loader"
 	"github.com/sockscope/sockscope/loader/counters"
 	"github.com/sockscope/sockscope/loader/sockets"
 	"github.com/sockscope/sockscope/loader/syscalls"
@@ -81,6 +82,7 @@ func Run(ctx context.Context, o Options) error {
 		defer sc.Close()
 		k.Syscalls = NewSyscalls(LoaderSyscalls(sc), o.SyscallsTop)
 	}
+	loader.ReleaseBTF() // everything is loaded
 	coll := New(k, o.Web.Version, o.BPFStats)
 	coll.Warn = func(msg string) { fmt.Fprintf(o.Stderr, "sockscope: warning: %s\n", events.Printable(msg)) }
 	src := NewSources(coll, fixed, host, o.Stderr)

@@ -15,7 +15,8 @@ import (
 // a parse is a few megabytes of heap and milliseconds of CPU; `export` and `record` load four
 // program sets after half a dozen probes. The parse is dropped, and its memory returned to the
 // kernel, btfKeep after the last load ends (a command's loads follow each other closely), so that
-// a long-running command does not keep it.
+// a long-running command does not keep it; a command whose loads are over releases it at once
+// (ReleaseBTF).
 var kernelBTF struct {
 	sync.Mutex
 	cache *btf.Cache
@@ -51,10 +52,18 @@ func DoneLoading() {
 	if kernelBTF.drop != nil {
 		kernelBTF.drop.Stop()
 	}
-	kernelBTF.drop = time.AfterFunc(btfKeep, func() {
-		kernelBTF.Lock()
-		kernelBTF.cache = nil
-		kernelBTF.Unlock()
-		debug.FreeOSMemory()
-	})
+	kernelBTF.drop = time.AfterFunc(btfKeep, ReleaseBTF)
+}
+
+// ReleaseBTF drops the shared parse now and returns the heap to the kernel: a command calls it
+// once everything it loads is loaded, so that it is attached with its memory settled; a later
+// load parses again.
+func ReleaseBTF() {
+	kernelBTF.Lock()
+	if kernelBTF.drop != nil {
+		kernelBTF.drop.Stop()
+	}
+	kernelBTF.cache = nil
+	kernelBTF.Unlock()
+	debug.FreeOSMemory()
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/sockscope/sockscope/containers"
 	"github.com/sockscope/sockscope/events"
 	"github.com/sockscope/sockscope/events/trace"
+	"github.com/sockscope/sockscope/loader"
 	"github.com/sockscope/sockscope/loader/sockets"
 	"github.com/sockscope/sockscope/loader/syscalls"
 	ktrace "github.com/sockscope/sockscope/loader/trace"
@@ -143,6 +144,7 @@ func Run(ctx context.Context, o Options) (Summary, error) {
 		}
 		defer r.stacks.Close()
 	}
+	loader.ReleaseBTF() // everything is loaded
 
 	if r.sink, err = recording.Create(o.File, o.MaxSize, o.Force, o.Stdout); err != nil {
 		return Summary{}, err
