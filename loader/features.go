@@ -171,6 +171,9 @@ func loadProbe(spec *ebpf.ProgramSpec) error {
 	defer DoneLoading()
 	c, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{"probe": spec}}, *LoadOptions())
 	if err != nil {
+		if inner := errors.Unwrap(err); inner != nil {
+			return inner // what the kernel said, without the collection's "program probe: "
+		}
 		return err
 	}
 	c.Close()
