@@ -42,15 +42,7 @@ func main() {
 	rounds := flag.Int("rounds", 5, "rounds, each starting every mode once (the median is reported)")
 	settle := flag.Duration("settle", 2*time.Second, "time between attached and the reading")
 	out := flag.String("out", "", "also write the markdown report here")
-	var compare [][2]string
-	flag.Func("compare", "also run sockscope's modes with another build in every round, NAME=PATH (repeatable): a step measured against the one before it", func(v string) error {
-		name, path, ok := strings.Cut(v, "=")
-		if !ok || name == "" || path == "" {
-			return errors.New("want NAME=PATH")
-		}
-		compare = append(compare, [2]string{name, path})
-		return nil
-	})
+	compare := benchkit.CompareFlag(flag.CommandLine, "also run sockscope's modes with another build in every round")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fail(errors.New("needs root"))
@@ -82,7 +74,7 @@ func main() {
 		{"floor: cilium/ebpf, one empty program, a 4 MiB ring", []string{floorEbpf}, "floor: attached"},
 		{floorDesignName, []string{floorDesign}, "floor: attached"},
 	}
-	for _, c := range append([][2]string{{"sockscope", *sockscope}}, compare...) {
+	for _, c := range append([][2]string{{"sockscope", *sockscope}}, *compare...) {
 		bin, err := benchkit.Executable(c[1])
 		if err != nil {
 			fail(err)

@@ -48,15 +48,7 @@ func main() {
 	calls := flag.Int("calls", 5000000, "getppid calls per measurement")
 	rounds := flag.Int("rounds", 6, "rounds, each running every mode once (the median is reported)")
 	out := flag.String("out", "", "also write the markdown report here")
-	var compare [][2]string
-	flag.Func("compare", "also count with another sockscope binary in every round, NAME=PATH (repeatable): a step measured against the one before it, in the same rounds", func(v string) error {
-		name, path, ok := strings.Cut(v, "=")
-		if !ok || name == "" || path == "" {
-			return errors.New("want NAME=PATH")
-		}
-		compare = append(compare, [2]string{name, path})
-		return nil
-	})
+	compare := benchkit.CompareFlag(flag.CommandLine, "also count with another sockscope binary in every round")
 	stats := flag.Bool("stats", false, "also report the time inside the BPF programs per call, from the kernel's statistics (enabled for the run; they add two clock reads to every run of every program): a step of a few nanoseconds that whole-call timing cannot resolve")
 	only := flag.String("modes", "", "run only the modes whose names contain this text, beside the baseline and the floors (for a quick step; the report of `make bench` runs them all)")
 	flag.Parse()
@@ -91,7 +83,7 @@ func main() {
 		{name: bothFloor, floor: []string{benchkit.HookSysEnter, benchkit.HookSysExit}},
 	}
 	// Counting, by sockscope and by each -compare build: the two modes with targets.
-	for _, c := range append([][2]string{{"sockscope", *sockscope}}, compare...) {
+	for _, c := range append([][2]string{{"sockscope", *sockscope}}, *compare...) {
 		name, bin := c[0], c[1]
 		modes = append(modes,
 			mode{name: name + " syscalls, another netns traced", tracer: func(ns, other string) []string {

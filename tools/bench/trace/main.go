@@ -32,7 +32,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/sockscope/sockscope/tools/bench/internal/benchkit"
@@ -94,20 +93,14 @@ func main() {
 	fs.StringVar(&cfg.record, "record", "both", `recording rounds in every pair: "both" (sockscope record, and with --syscalls=false), "on" (the former), "off"`)
 	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 3 when a target is missed")
 	fs.StringVar(&cfg.floors, "floors", "state,state2,connect,sysexit,writer", "floor variants in every round (comma list, or none): "+floorNames())
-	fs.Func("compare", "also trace with another sockscope binary in every round, NAME=PATH (repeatable): a step measured against the one before it", func(v string) error {
-		name, path, ok := strings.Cut(v, "=")
-		if !ok || name == "" || path == "" {
-			return fmt.Errorf("want NAME=PATH")
-		}
-		cfg.compare = append(cfg.compare, [2]string{name, path})
-		return nil
-	})
+	compare := benchkit.CompareFlag(fs, "also trace with another sockscope binary in every round")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
 		os.Exit(1)
 	}
+	cfg.compare = *compare
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", fs.Arg(0))
 		os.Exit(1)

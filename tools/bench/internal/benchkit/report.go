@@ -1,6 +1,8 @@
 package benchkit
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -89,4 +91,20 @@ func Emit(report, out string) error {
 		return nil
 	}
 	return os.WriteFile(out, []byte(report), 0o644)
+}
+
+// CompareFlag adds the -compare NAME=PATH flag (repeatable) to fs, collected in
+// order: another build measured in every round beside the main one, a step against the one
+// before it.
+func CompareFlag(fs *flag.FlagSet, usage string) *[][2]string {
+	var compare [][2]string
+	fs.Func("compare", usage+", NAME=PATH (repeatable)", func(v string) error {
+		name, path, ok := strings.Cut(v, "=")
+		if !ok || name == "" || path == "" {
+			return errors.New("want NAME=PATH")
+		}
+		compare = append(compare, [2]string{name, path})
+		return nil
+	})
+	return &compare
 }
