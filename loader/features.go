@@ -57,7 +57,7 @@ type featureDef struct {
 var featureDefs = map[Need]featureDef{
 	NeedBTF: {"BTF (/sys/kernel/btf/vmlinux)", "5.4 with CONFIG_DEBUG_INFO_BTF=y",
 		"nothing runs: every program is CO-RE, fitted to this kernel by its BTF",
-		func() error { _, err := btfCache().Kernel(); DoneLoading(); return err }},
+		func() error { _, err := btfCache().Kernel(); return err }},
 	NeedRingBuf: {"ring buffer", "5.8",
 		"trace and record cannot run: their events come through it",
 		func() error { return features.HaveMapType(ebpf.RingBuf) }},
@@ -168,7 +168,6 @@ func probeTracing(at ebpf.AttachType, target string) error {
 // loadProbe loads one program alone, as a collection of one, so that it shares the parsed kernel
 // BTF with the other probes and the programs loaded after them.
 func loadProbe(spec *ebpf.ProgramSpec) error {
-	defer DoneLoading()
 	c, err := ebpf.NewCollectionWithOptions(&ebpf.CollectionSpec{Programs: map[string]*ebpf.ProgramSpec{"probe": spec}}, *LoadOptions())
 	if err != nil {
 		if inner := errors.Unwrap(err); inner != nil {

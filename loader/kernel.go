@@ -66,7 +66,6 @@ func CheckBTF() error {
 // name (its btf_trace_ typedef, less the context pointer): tracepoints gain arguments between
 // kernel versions, and a program may read only those that exist.
 func TracepointArgs(name string) (int, error) {
-	defer DoneLoading()
 	spec, err := btfCache().Kernel()
 	if err != nil {
 		return 0, fmt.Errorf("kernel BTF: %w", err)

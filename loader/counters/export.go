@@ -198,7 +198,6 @@ func Open(cfg Config) (*Counters, error) {
 	for s := uint32(1); s <= cfg.MaxNetns; s++ {
 		e.free = append(e.free, s)
 	}
-	defer loader.DoneLoading()
 	if err := spec.LoadAndAssign(&e.objs, loader.LoadOptions()); err != nil {
 		return nil, loader.Missing("load the exporter's programs", err, loader.NeedBTF, loader.NeedTpBTF, loader.NeedMapWalk)
 	}

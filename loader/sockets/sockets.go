@@ -30,7 +30,6 @@ func Open() (*Iterators, error) {
 		return nil, err
 	}
 	s := &Iterators{}
-	defer loader.DoneLoading()
 	if err := loadSocketsObjects(&s.objs, loader.LoadOptions()); err != nil {
 		return nil, loader.Missing("load the socket iterators", err, loader.NeedBTF, loader.NeedIterTCP, loader.NeedIterTaskFile)
 	}

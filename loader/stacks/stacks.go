@@ -113,7 +113,6 @@ func Open(cfg Config) (*Sampler, error) {
 		return nil, err
 	}
 	s := &Sampler{}
-	defer loader.DoneLoading()
 	if err := spec.LoadAndAssign(&s.objs, loader.LoadOptions()); err != nil {
 		return nil, loader.Missing("load the stack sampler", err, loader.NeedBTF, loader.NeedTpBTF, loader.NeedRingBuf)
 	}

@@ -111,7 +111,6 @@ func Open(cfg Config) (*Counter, error) {
 		return nil, err
 	}
 	s := &Counter{cfg: cfg}
-	defer loader.DoneLoading()
 	if err := spec.LoadAndAssign(&s.objs, loader.LoadOptions()); err != nil {
 		return nil, loader.Missing("load the syscall programs", err, loader.NeedBTF, loader.NeedTpBTF, loader.NeedTaskStorage)
 	}

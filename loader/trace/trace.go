@@ -116,7 +116,6 @@ func Open(cfg Config) (*Tracer, error) {
 	}
 	needs := []loader.Need{loader.NeedBTF, loader.NeedRingBuf, loader.NeedTpBTF, loader.NeedTaskStorage, loader.NeedIterTaskFile}
 	t := &Tracer{cfg: cfg}
-	defer loader.DoneLoading() // the kernel's BTF, parsed for the CO-RE relocations, is dropped soon after
 	if cfg.ConnectSyscall {
 		needs = append(needs, loader.NeedSyscallTracepoints)
 		err = spec.LoadAndAssign(&t.objs, loader.LoadOptions())
