@@ -263,9 +263,11 @@ int BPF_PROG(count_state, struct sock *sk, int oldstate, int newstate)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(count_state_nested, struct sock *sk, int oldstate, int newstate)
 {
-	if (!nested_skipped(sk, oldstate, newstate))
-		return 0;
-	return count_transition(sk, oldstate, newstate, true);
+	struct nested_state *n = nested_twin_enter();
+	if (nested_skipped(n, sk, oldstate, newstate))
+		count_transition(sk, oldstate, newstate, true);
+	nested_twin_leave(n);
+	return 0;
 }
 
 /* Newer kernels (6.18 has it, 6.12 not) pass a third argument, err, and fire for retransmits

@@ -15,12 +15,25 @@
  *
  * Why a stack: a softirq may run between a main program and its twin (an interrupt between the
  * two runs), and push and pop its own transitions there; the outer transition stays below them.
- * An interrupt inside the twin itself, after its pop, may leave a transition pushed by a main
- * program whose twin the kernel skipped: such a stale entry could only match a skipped run of the
- * same socket, ports and transition (a socket's address is reused at once, its ports are not).
- * When the stack is full (stale entries only accumulate that way), it is emptied before the push;
- * that drops an outer transition, to be handled twice, only if it happens between a main program
- * and its twin. */
+ *
+ * Transitions the kernel runs the main program for but not the twin leave entries nobody pops:
+ * those nested in the twin itself (an interrupt that lands in the twin and runs softirqs on its
+ * exit), and every transition made on the CPU while a task holds the twin's recursion mark
+ * outside its body (seen on 6.18, whose tracepoints may run their probes preemptible: 150 us of
+ * another task's transitions between one transition's main program and its twin). So:
+ * - the twin says on this CPU that it runs (in_twin), and a main program that runs meanwhile
+ *   pushes nothing: its twin will not run;
+ * - when the stack is full, a push takes the top entry's place. The entries below are kept: the
+ *   bottom one is the outer transition whose twin is still to come. A burst of such transitions
+ *   (a softirq acknowledging dozens of sockets at once) once filled the stack while a task held
+ *   the twin's mark, and the push that wrapped it back to the bottom overwrote the outer entry:
+ *   its twin did not find it and handled the transition a second time. A full stack loses the top
+ *   entry instead, which is live only if the push comes between a main program and its twin, on
+ *   a stack already full of entries nobody pops.
+ *
+ * Nothing is pushed before the twin has run once on the CPU (ready): the main program is attached
+ * first, and what it pushed before its twin was attached would never be popped. The twin's first
+ * run on a CPU takes it that the main program ran for its transition. */
 #ifndef SOCKSCOPE_NESTED_H
 #define SOCKSCOPE_NESTED_H
 
@@ -29,7 +42,8 @@
 struct nested_state {
 	__u64 rescued; /* transitions the twin took over; Go subtracts them from the misses */
 	__u32 depth;
-	__u32 unused;
+	__u16 in_twin; /* the twin runs on this CPU */
+	__u16 ready;   /* the twin has run on this CPU */
 	__u64 sk[NESTED_DEPTH];
 	__u64 what[NESTED_DEPTH]; /* the ports, oldstate and newstate (nested_what) */
 };
@@ -54,38 +68,69 @@ static __always_inline struct nested_state *nested_of(void)
 	return bpf_map_lookup_elem(&nested, &zero);
 }
 
-/* nested_enter pushes the transition the main program runs for. */
-static __always_inline void nested_enter(const struct sock *sk, int oldstate, int newstate)
+/* nested_push pushes a transition (its socket's address and nested_what) unless its twin will
+ * not run. */
+static __always_inline void nested_push(struct nested_state *n, __u64 sk, __u64 what)
 {
-	struct nested_state *n = nested_of();
-	if (!n)
+	if (!n || n->in_twin || !n->ready)
 		return;
 	__u32 d = n->depth;
 	if (d >= NESTED_DEPTH)
-		d = 0;
-	n->sk[d] = (__u64)sk;
-	n->what[d] = nested_what(sk, oldstate, newstate);
+		d = NESTED_DEPTH - 1;
+	n->sk[d] = sk;
+	n->what[d] = what;
 	n->depth = d + 1;
 }
 
-/* nested_skipped, in the twin, says whether the kernel skipped the main program for this
- * transition (and counts it as rescued), or pops it. */
-static __always_inline bool nested_skipped(const struct sock *sk, int oldstate, int newstate)
+/* nested_enter, the main program's first instruction, pushes the transition it runs for. */
+static __always_inline void nested_enter(const struct sock *sk, int oldstate, int newstate)
+{
+	nested_push(nested_of(), (__u64)sk, nested_what(sk, oldstate, newstate));
+}
+
+/* nested_twin_enter starts the twin: from here to nested_twin_leave, a main program that runs on
+ * this CPU runs nested in it. */
+static __always_inline struct nested_state *nested_twin_enter(void)
 {
 	struct nested_state *n = nested_of();
+	if (n)
+		n->in_twin = 1;
+	return n;
+}
+
+/* nested_twin_leave ends the twin; it is its last instruction on every path. */
+static __always_inline void nested_twin_leave(struct nested_state *n)
+{
+	if (n)
+		n->in_twin = 0;
+}
+
+/* nested_missed, in the twin, says whether the kernel skipped the main program for a transition
+ * (and counts it as rescued), or pops it. */
+static __always_inline bool nested_missed(struct nested_state *n, __u64 sk, __u64 what)
+{
 	if (!n)
 		return false;
-	__u64 what = nested_what(sk, oldstate, newstate);
+	if (!n->ready) {
+		n->ready = 1;
+		return false;
+	}
 	__u32 d = n->depth;
 #pragma unroll
 	for (int i = NESTED_DEPTH - 1; i >= 0; i--) {
-		if (i < d && n->sk[i] == (__u64)sk && n->what[i] == what) {
+		if (i < d && n->sk[i] == sk && n->what[i] == what) {
 			n->depth = i;
 			return false;
 		}
 	}
 	n->rescued += 1;
 	return true;
+}
+
+/* nested_skipped is nested_missed for the transition the twin runs for. */
+static __always_inline bool nested_skipped(struct nested_state *n, const struct sock *sk, int oldstate, int newstate)
+{
+	return n && nested_missed(n, (__u64)sk, nested_what(sk, oldstate, newstate));
 }
 
 #endif

@@ -6,6 +6,7 @@
 #include <bpf/bpf_tracing.h>
 #include "count.h"
 #include "netns.h"
+#include "nested.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -35,4 +36,28 @@ SEC("raw_tp")
 int netns_lookup(__u64 *ctx)
 {
 	return netns_slot_of((__u32)ctx[0]);
+}
+
+/* One step of a state program and its twin on the nested-run stack (nested.h), as the kernel
+ * would run them: ctx[0] is the step, ctx[1] and ctx[2] the transition (socket, nested_what).
+ * 0: the main program runs (push); 1: the twin starts; 2: the twin looks for the transition and
+ * returns 1 if it takes it over; 3: the twin ends. */
+SEC("raw_tp")
+int nested_step(__u64 *ctx)
+{
+	struct nested_state *n = nested_of();
+	switch (ctx[0]) {
+	case 0:
+		nested_push(n, ctx[1], ctx[2]);
+		return 0;
+	case 1:
+		nested_twin_enter();
+		return 0;
+	case 2:
+		return nested_missed(n, ctx[1], ctx[2]);
+	case 3:
+		nested_twin_leave(n);
+		return 0;
+	}
+	return -1;
 }

@@ -305,9 +305,11 @@ int BPF_PROG(on_state, struct sock *sk, int oldstate, int newstate)
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_state_nested, struct sock *sk, int oldstate, int newstate)
 {
-	if (!nested_skipped(sk, oldstate, newstate))
-		return 0;
-	return handle_state(sk, oldstate, newstate);
+	struct nested_state *n = nested_twin_enter();
+	if (nested_skipped(n, sk, oldstate, newstate))
+		handle_state(sk, oldstate, newstate);
+	nested_twin_leave(n);
+	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_connect")

@@ -44,12 +44,7 @@ func SkippedNotRescued(main *ebpf.Program, nested *ebpf.Map) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The layout of struct nested_state.
-	var per []struct {
-		Rescued       uint64
-		Depth, Unused uint32
-		Sk, What      [8]uint64
-	}
+	var per []nestedState
 	if err := nested.Lookup(uint32(0), &per); err != nil {
 		return 0, fmt.Errorf("read the nested-run counts: %w", err)
 	}
@@ -61,6 +56,15 @@ func SkippedNotRescued(main *ebpf.Program, nested *ebpf.Map) (uint64, error) {
 		return 0, nil
 	}
 	return misses - rescued, nil
+}
+
+// nestedState is struct nested_state (bpf/nested.h): one CPU's stack of the transitions its state
+// programs run for.
+type nestedState struct {
+	Rescued       uint64
+	Depth         uint32
+	InTwin, Ready uint16
+	Sk, What      [8]uint64
 }
 
 // RecursionMisses sums the runs the kernel skipped because a program was already running on

@@ -13,6 +13,16 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type selftestNestedState struct {
+	_       structs.HostLayout
+	Rescued uint64
+	Depth   uint32
+	InTwin  uint16
+	Ready   uint16
+	Sk      [8]uint64
+	What    [8]uint64
+}
+
 type selftestNetnsFew struct {
 	_    structs.HostLayout
 	E    [4]selftestNetnsSlot
@@ -30,11 +40,13 @@ type selftestNetnsSlot struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	selftestMapNested           = "nested"
 	selftestMapNetnsDirect      = "netns_direct"
 	selftestMapNetnsFew         = "netns_few"
 	selftestMapNetnsOverflow    = "netns_overflow"
 	selftestMapRaceCounts       = "race_counts"
 	selftestProgInsertAfterMiss = "insert_after_miss"
+	selftestProgNestedStep      = "nested_step"
 	selftestProgNetnsLookup     = "netns_lookup"
 	selftestVarFilterNetns      = "filter_netns"
 	selftestVarNetnsMask        = "netns_mask"
@@ -83,6 +95,7 @@ type selftestSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type selftestProgramSpecs struct {
 	InsertAfterMiss *ebpf.ProgramSpec `ebpf:"insert_after_miss"`
+	NestedStep      *ebpf.ProgramSpec `ebpf:"nested_step"`
 	NetnsLookup     *ebpf.ProgramSpec `ebpf:"netns_lookup"`
 }
 
@@ -90,6 +103,7 @@ type selftestProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type selftestMapSpecs struct {
+	Nested        *ebpf.MapSpec `ebpf:"nested"`
 	NetnsDirect   *ebpf.MapSpec `ebpf:"netns_direct"`
 	NetnsFew      *ebpf.MapSpec `ebpf:"netns_few"`
 	NetnsOverflow *ebpf.MapSpec `ebpf:"netns_overflow"`
@@ -124,6 +138,7 @@ func (o *selftestObjects) Close() error {
 //
 // It can be passed to loadSelftestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type selftestMaps struct {
+	Nested        *ebpf.Map `ebpf:"nested"`
 	NetnsDirect   *ebpf.Map `ebpf:"netns_direct"`
 	NetnsFew      *ebpf.Map `ebpf:"netns_few"`
 	NetnsOverflow *ebpf.Map `ebpf:"netns_overflow"`
@@ -132,6 +147,7 @@ type selftestMaps struct {
 
 func (m *selftestMaps) Close() error {
 	return _SelftestClose(
+		m.Nested,
 		m.NetnsDirect,
 		m.NetnsFew,
 		m.NetnsOverflow,
@@ -152,12 +168,14 @@ type selftestVariables struct {
 // It can be passed to loadSelftestObjects or ebpf.CollectionSpec.LoadAndAssign.
 type selftestPrograms struct {
 	InsertAfterMiss *ebpf.Program `ebpf:"insert_after_miss"`
+	NestedStep      *ebpf.Program `ebpf:"nested_step"`
 	NetnsLookup     *ebpf.Program `ebpf:"netns_lookup"`
 }
 
 func (p *selftestPrograms) Close() error {
 	return _SelftestClose(
 		p.InsertAfterMiss,
+		p.NestedStep,
 		p.NetnsLookup,
 	)
 }

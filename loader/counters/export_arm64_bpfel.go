@@ -29,7 +29,8 @@ type exportNestedState struct {
 	_       structs.HostLayout
 	Rescued uint64
 	Depth   uint32
-	Unused  uint32
+	InTwin  uint16
+	Ready   uint16
 	Sk      [8]uint64
 	What    [8]uint64
 }
