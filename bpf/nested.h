@@ -130,7 +130,7 @@ static __always_inline bool nested_missed(struct nested_state *n, __u64 sk, __u6
 /* nested_skipped is nested_missed for the transition the twin runs for. */
 static __always_inline bool nested_skipped(struct nested_state *n, const struct sock *sk, int oldstate, int newstate)
 {
-	return n && nested_missed(n, (__u64)sk, nested_what(sk, oldstate, newstate));
+	return nested_missed(n, (__u64)sk, nested_what(sk, oldstate, newstate));
 }
 
 #endif

@@ -59,13 +59,8 @@ func SkippedNotRescued(main *ebpf.Program, nested *ebpf.Map) (uint64, error) {
 }
 
 // nestedState is struct nested_state (bpf/nested.h): one CPU's stack of the transitions its state
-// programs run for.
-type nestedState struct {
-	Rescued       uint64
-	Depth         uint32
-	InTwin, Ready uint16
-	Sk, What      [8]uint64
-}
+// programs run for. bpf2go generates it from the selftest object, which includes nested.h.
+type nestedState = selftestNestedState
 
 // RecursionMisses sums the runs the kernel skipped because a program was already running on
 // that CPU (an interrupt nested in it): each is an event lost.
