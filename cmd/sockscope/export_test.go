@@ -154,9 +154,10 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 
 // logRunsAgainstKernelCounts says, after a count fell short, how often the kernel ran the programs
 // behind the timer's events: count_retransmit against the namespace's TcpRetransSegs. The run
-// counts are the host's (every namespace), so fewer runs than the namespace's own segments means
-// that the kernel ran no BPF program for some of them, with no recursion miss (docs/performance.md,
-// "Transitions no program sees"); as many or more points at sockscope.
+// counts are the host's (every namespace's, and on newer kernels the retransmits that failed to be
+// sent too), so fewer runs than the namespace's own segments means that the kernel ran no BPF
+// program for some of them, with no recursion miss (docs/performance.md, "Timer events short
+// too"); more runs tell nothing either way.
 func logRunsAgainstKernelCounts(t *testing.T, prom *promServer, ns netns, at float64) {
 	t.Helper()
 	for _, q := range []string{`sockscope_bpf_program_runs_total`, `sockscope_lost_events_total`, `sockscope_bpf_stats_enabled`} {
