@@ -293,6 +293,17 @@ func (p *promServer) scrapedAfter(t *testing.T, series string, since time.Time) 
 	return s[0].V
 }
 
+// logSeries logs every series of each query at time at, zeros included (a loss reason at 0 says
+// as much as one above it): what a failed assertion was computed from.
+func (p *promServer) logSeries(t *testing.T, at float64, queries ...string) {
+	t.Helper()
+	for _, q := range queries {
+		for _, s := range p.query(t, q, at) {
+			t.Logf("%v = %v", s.Metric, s.V)
+		}
+	}
+}
+
 // one returns the single value of q at time at, failing unless there is exactly one.
 func (p *promServer) one(t *testing.T, q string, at float64) float64 {
 	t.Helper()

@@ -160,11 +160,7 @@ func TestExportCountsExactlyWhatANetnsDid(t *testing.T) {
 // too"); more runs tell nothing either way.
 func logRunsAgainstKernelCounts(t *testing.T, prom *promServer, ns netns, at float64) {
 	t.Helper()
-	for _, q := range []string{`sockscope_bpf_program_runs_total`, `sockscope_lost_events_total`, `sockscope_bpf_stats_enabled`} {
-		for _, s := range prom.query(t, q, at) {
-			t.Logf("%v = %v", s.Metric, s.V)
-		}
-	}
+	prom.logSeries(t, at, `sockscope_bpf_program_runs_total`, `sockscope_lost_events_total`, `sockscope_bpf_stats_enabled`)
 	runs := prom.query(t, `sockscope_bpf_program_runs_total{program="count_retransmit"}`, at)
 	if segs := ns.nstat(t, "TcpRetransSegs"); len(runs) == 1 && runs[0].V < segs {
 		t.Logf("count_retransmit ran %v times on the whole host, fewer than the %v segments the namespace retransmitted: the kernel ran no BPF program for %v of them", runs[0].V, segs, segs-runs[0].V)
@@ -194,14 +190,8 @@ func assertGaugesEqualSs(t *testing.T, prom *promServer, container string, ssCmd
 		if fmt.Sprint(got) != fmt.Sprint(after) {
 			t.Errorf("sockscope_tcp_sockets{container=%q} = %v, ss shows %v", container, got, after)
 			// What the gauges were kept from, to tell a lost transition from a wrong base.
-			for _, q := range []string{fmt.Sprintf(`sockscope_tcp_state_transitions_total{container=%q}`, container),
-				`sockscope_lost_events_total`, `sockscope_tcp_socket_walks_total`, `sockscope_tcp_socket_corrections_total`} {
-				for _, s := range prom.query(t, q, at) {
-					if s.V != 0 {
-						t.Logf("%v = %v", s.Metric, s.V)
-					}
-				}
-			}
+			prom.logSeries(t, at, fmt.Sprintf(`sockscope_tcp_state_transitions_total{container=%q}`, container),
+				`sockscope_lost_events_total`, `sockscope_tcp_socket_walks_total`, `sockscope_tcp_socket_corrections_total`)
 		}
 		if after["TIME_WAIT"] == 0 && container == "t" {
 			t.Errorf("no TIME_WAIT socket to compare")
